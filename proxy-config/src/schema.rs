@@ -1,0 +1,594 @@
+//! Serde types for Kong declarative config 3.0, the subset sluice understands.
+//!
+//! Unknown fields are rejected (`deny_unknown_fields`), as Kong's schema does: a typo must not be
+//! silently ignored. Defaults are Kong's, filled in at parse time so that two configs that mean the
+//! same thing serialize (and hash) the same.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The only format version sluice accepts.
+pub const FORMAT_VERSION: &str = "3.0";
+
+/// A whole declarative configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(rename = "_format_version")]
+    pub format_version: String,
+    #[serde(rename = "_transform", default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<Upstream>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<Certificate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_certificates: Vec<CaCertificate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<Plugin>,
+}
+
+impl Config {
+    /// A config with nothing in it (what the proxy serves before the first push).
+    pub fn empty() -> Self {
+        Config { format_version: FORMAT_VERSION.to_string(), ..Default::default() }
+    }
+
+    /// True when the config routes nothing: no services and no routes.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.routes.is_empty()
+    }
+
+    /// Every route with the service it belongs to: nested routes first (service order), then
+    /// top-level routes with their `service` reference (which may be dangling; validation says so).
+    pub fn all_routes(&self) -> impl Iterator<Item = (&Route, Option<RouteOwner<'_>>)> {
+        let nested = self.services.iter().flat_map(|s| s.routes.iter().map(move |r| (r, Some(RouteOwner::Nested(s)))));
+        let top = self.routes.iter().map(|r| (r, r.service.as_ref().map(RouteOwner::Ref)));
+        nested.chain(top)
+    }
+
+    /// Looks a service up by name or id, as a route's or plugin's `service` field refers to it.
+    pub fn find_service(&self, reference: &EntityRef) -> Option<&Service> {
+        self.services.iter().find(|s| reference.matches(s.name.as_deref(), s.id.as_deref()))
+    }
+}
+
+/// How a route reaches its service.
+#[derive(Debug, Clone, Copy)]
+pub enum RouteOwner<'a> {
+    /// Nested under `services[].routes[]`.
+    Nested(&'a Service),
+    /// Top-level route with a `service` reference.
+    Ref(&'a EntityRef),
+}
+
+/// A reference to another entity: `service: name`, `service: {name: x}` or `service: {id: x}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EntityRef {
+    Name(String),
+    Object(EntityRefObject),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityRefObject {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl EntityRef {
+    pub fn matches(&self, name: Option<&str>, id: Option<&str>) -> bool {
+        match self {
+            EntityRef::Name(n) => name == Some(n.as_str()) || id == Some(n.as_str()),
+            EntityRef::Object(o) => {
+                (o.name.is_some() && o.name.as_deref() == name) || (o.id.is_some() && o.id.as_deref() == id)
+            }
+        }
+    }
+}
+
+impl fmt::Display for EntityRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntityRef::Name(n) => f.write_str(n),
+            EntityRef::Object(o) => f.write_str(o.name.as_deref().or(o.id.as_deref()).unwrap_or("")),
+        }
+    }
+}
+
+/// Kong protocols. sluice proxies the HTTP and gRPC families; the others parse (so a config that
+/// names them gets a clear validation error instead of a serde one) but are rejected by validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Http,
+    Https,
+    Grpc,
+    Grpcs,
+    Ws,
+    Wss,
+    Tcp,
+    Tls,
+    TlsPassthrough,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+            Protocol::Grpc => "grpc",
+            Protocol::Grpcs => "grpcs",
+            Protocol::Ws => "ws",
+            Protocol::Wss => "wss",
+            Protocol::Tcp => "tcp",
+            Protocol::Tls => "tls",
+            Protocol::TlsPassthrough => "tls_passthrough",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    pub fn is_grpc(self) -> bool {
+        matches!(self, Protocol::Grpc | Protocol::Grpcs)
+    }
+
+    /// Whether the protocol runs over TLS between the client (or proxy) and its peer.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::Grpcs | Protocol::Wss | Protocol::Tls | Protocol::TlsPassthrough)
+    }
+
+    /// The family a route's protocols must all belong to (Kong forbids mixing families).
+    pub fn family(self) -> &'static str {
+        match self {
+            Protocol::Http | Protocol::Https => "http",
+            Protocol::Grpc | Protocol::Grpcs => "grpc",
+            Protocol::Ws | Protocol::Wss => "ws",
+            Protocol::Tcp | Protocol::Tls | Protocol::Udp => "stream",
+            Protocol::TlsPassthrough => "tls_passthrough",
+        }
+    }
+
+    pub const ALL: [Protocol; 10] = [
+        Protocol::Http,
+        Protocol::Https,
+        Protocol::Grpc,
+        Protocol::Grpcs,
+        Protocol::Ws,
+        Protocol::Wss,
+        Protocol::Tcp,
+        Protocol::Tls,
+        Protocol::TlsPassthrough,
+        Protocol::Udp,
+    ];
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| format!("unknown protocol '{s}'"))
+    }
+}
+
+fn default_protocol() -> Protocol {
+    Protocol::Http
+}
+fn default_port() -> u16 {
+    80
+}
+fn default_timeout() -> u64 {
+    60_000
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_route_protocols() -> Vec<Protocol> {
+    vec![Protocol::Http, Protocol::Https]
+}
+fn default_redirect() -> u16 {
+    426
+}
+fn default_weight() -> u32 {
+    100
+}
+fn default_slots() -> u32 {
+    10_000
+}
+
+/// A Kong service: where matched requests go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default = "default_timeout")]
+    pub connect_timeout: u64,
+    #[serde(default = "default_timeout")]
+    pub read_timeout: u64,
+    #[serde(default = "default_timeout")]
+    pub write_timeout: u64,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_verify_depth: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<Vec<String>>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<Plugin>,
+}
+
+/// Kong's two path handling algorithms (how a service path and the stripped request path join).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathHandling {
+    #[default]
+    V0,
+    V1,
+}
+
+/// A Kong route: what requests it matches and how it forwards them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Only on top-level routes: the service the route forwards to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<EntityRef>,
+    #[serde(default = "default_route_protocols")]
+    pub protocols: Vec<Protocol>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snis: Vec<String>,
+    /// Kong's default is `true` for HTTP routes and `false` for gRPC routes (where `true` is an
+    /// error); `None` means "the default for the route's protocols", see [`Route::strips_path`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_path: Option<bool>,
+    #[serde(default)]
+    pub preserve_host: bool,
+    #[serde(default)]
+    pub regex_priority: i64,
+    /// sluice extension: when set, outranks Kong's derived priority (higher wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u64>,
+    #[serde(default = "default_redirect")]
+    pub https_redirect_status_code: u16,
+    #[serde(default)]
+    pub path_handling: PathHandling,
+    #[serde(default = "default_true")]
+    pub request_buffering: bool,
+    #[serde(default = "default_true")]
+    pub response_buffering: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<Plugin>,
+}
+
+impl Route {
+    /// True when every protocol of the route is gRPC.
+    pub fn is_grpc(&self) -> bool {
+        !self.protocols.is_empty() && self.protocols.iter().all(|p| p.is_grpc())
+    }
+
+    /// The effective `strip_path` (Kong defaults: true for HTTP, false for gRPC).
+    pub fn strips_path(&self) -> bool {
+        self.strip_path.unwrap_or(!self.is_grpc())
+    }
+
+    /// The name used in errors, metrics and logs: name, else id, else empty.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().or(self.id.as_deref()).unwrap_or("")
+    }
+}
+
+impl Service {
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().or(self.id.as_deref()).unwrap_or(&self.host)
+    }
+}
+
+/// Load-balancing algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    #[default]
+    RoundRobin,
+    LeastConnections,
+    ConsistentHashing,
+    Latency,
+}
+
+/// What consistent hashing hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashOn {
+    #[default]
+    None,
+    Consumer,
+    Ip,
+    Header,
+    Cookie,
+    Path,
+    QueryArg,
+    UriCapture,
+}
+
+/// A named pool of targets; a service whose `host` equals an upstream's `name` balances over it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    #[serde(default)]
+    pub hash_on: HashOn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on_header: Option<String>,
+    #[serde(default)]
+    pub hash_fallback: HashOn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_fallback_header: Option<String>,
+    #[serde(default = "default_slots")]
+    pub slots: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthchecks: Option<Healthchecks>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<Target>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Kong's healthcheck block. sluice acts on `passive` (circuit breaking per target); `active` is
+/// accepted and kept (so KIC-shaped configs load) but not acted upon.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Healthchecks {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<PassiveHealthcheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveHealthcheck {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<PassiveHealthy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy: Option<PassiveUnhealthy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveHealthy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_statuses: Option<Vec<u16>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successes: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveUnhealthy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_statuses: Option<Vec<u16>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<u32>,
+}
+
+/// One balancing target: `host:port` (port defaults to 8000, as in Kong) and a weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub target: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// A server certificate (PEM chain + key) and the SNIs it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub cert: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snis: Vec<Sni>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl Certificate {
+    /// The name used in errors: id, else the first SNI, else empty.
+    pub fn display_name(&self) -> &str {
+        self.id.as_deref().or_else(|| self.snis.first().map(Sni::name)).unwrap_or("")
+    }
+}
+
+/// An SNI, written either as a bare name or as Kong's nested `{name: ...}` entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Sni {
+    Name(String),
+    Object(SniObject),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniObject {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl Sni {
+    pub fn name(&self) -> &str {
+        match self {
+            Sni::Name(n) => n,
+            Sni::Object(o) => &o.name,
+        }
+    }
+}
+
+/// A CA certificate a TLS upstream is verified against (`services[].ca_certificates` holds ids).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaCertificate {
+    pub id: String,
+    pub cert: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// A plugin instance. sluice implements `request-transformer` and `response-transformer`
+/// (header operations; used for Gateway API header filters) and `request-termination`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<EntityRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<EntityRef>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<Protocol>>,
+    #[serde(default)]
+    pub config: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl Plugin {
+    pub fn display_name(&self) -> &str {
+        self.instance_name.as_deref().or(self.id.as_deref()).unwrap_or(&self.name)
+    }
+}
+
+/// The plugins sluice implements.
+pub const SUPPORTED_PLUGINS: &[&str] = &["request-transformer", "response-transformer", "request-termination"];
+
+/// `config` of `request-transformer` / `response-transformer`: header operations, each header as
+/// `"name:value"` (Kong's format); `remove` lists bare names.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<String>,
+    #[serde(default)]
+    pub remove: TransformOps,
+    #[serde(default)]
+    pub rename: TransformOps,
+    #[serde(default)]
+    pub replace: TransformOps,
+    #[serde(default)]
+    pub add: TransformOps,
+    #[serde(default)]
+    pub append: TransformOps,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformOps {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub querystring: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub body: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+/// `config` of `request-termination`: a fixed reply instead of proxying.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminationConfig {
+    #[serde(default = "default_termination_status")]
+    pub status_code: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+fn default_termination_status() -> u16 {
+    503
+}
