@@ -1,0 +1,173 @@
+//! The config API on a unix socket (never TCP): Kong DB-less semantics for `POST /config`
+//! (validate all, then swap atomically; 201 + hash, 304 with `check_hash=1` when unchanged, 400 with
+//! `flattened_errors` and the old config keeps serving), `GET /config` and `GET /status`.
+//! The socket is created mode 0600 in a directory that is not world-writable, and each peer's uid
+//! must be ours (or root's).
+
+use std::convert::Infallible;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use thiserror::Error;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::body::ProxyBody;
+use crate::respond::json_response;
+use crate::state::{Applied, State};
+
+/// Largest config body accepted (a 10,000-route config is a few MiB).
+const MAX_BODY: usize = 256 << 20;
+
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error("SLUICE_ADMIN_SOCKET: cannot create directory '{path}': {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("SLUICE_ADMIN_SOCKET: directory '{0}' is world-writable; refusing to put the config socket there")]
+    WorldWritable(PathBuf),
+    #[error("SLUICE_ADMIN_SOCKET: cannot bind '{path}': {source}")]
+    Bind { path: PathBuf, source: std::io::Error },
+}
+
+/// Binds the admin socket (removing a stale one) with mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|source| AdminError::Dir { path: dir.into(), source })?;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let mode = std::fs::metadata(dir).map(|m| m.mode()).unwrap_or(0);
+        // World-writable without the sticky bit lets anyone swap the socket for their own.
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            return Err(AdminError::WorldWritable(dir.into()));
+        }
+    }
+    if path.exists() {
+        let _ = std::fs::remove_file(path);
+    }
+    let l = UnixListener::bind(path).map_err(|source| AdminError::Bind { path: path.into(), source })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| AdminError::Bind { path: path.into(), source })?;
+    Ok(l)
+}
+
+/// Our effective uid, read without libc from /proc.
+fn own_uid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+}
+
+/// Serves the admin API until shutdown.
+pub async fn serve(
+    listener: UnixListener,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+) {
+    let uid = own_uid();
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(a) => a, Err(e) => { tracing::warn!(error = %e, "admin accept failed"); continue; } },
+            _ = shutdown.changed() => return,
+        };
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == uid || cred.uid() == 0 => {}
+            Ok(cred) => {
+                tracing::warn!(peer_uid = cred.uid(), "admin connection from another user refused");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin peer credentials unavailable; refused");
+                continue;
+            }
+        }
+        let state = state.clone();
+        tracker.spawn(async move {
+            let svc = service_fn(move |req| handle(req, state.clone()));
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(error = %e, "admin connection ended");
+            }
+        });
+    }
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    r
+}
+
+/// The admin API's request handler (public for tests that bypass the socket).
+pub async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<ProxyBody>, Infallible> {
+    let check_hash =
+        req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "check_hash=1" || kv == "check_hash=true"));
+    let resp = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/config") => {
+            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return Ok(json_response(StatusCode::PAYLOAD_TOO_LARGE, &format!("cannot read body: {e}"))),
+            };
+            post_config(&state, body, check_hash)
+        }
+        (&Method::GET, "/config") => {
+            let rt = state.load();
+            json(StatusCode::OK, &serde_json::to_value(&*rt.config).unwrap_or_default())
+        }
+        (&Method::GET, "/status") => status_body(&state),
+        (_, "/config") | (_, "/status") => json_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+        _ => json_response(StatusCode::NOT_FOUND, "Not found"),
+    };
+    Ok(resp)
+}
+
+fn post_config(state: &State, body: Bytes, check_hash: bool) -> Response<ProxyBody> {
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(_) => return json_response(StatusCode::BAD_REQUEST, "body is not UTF-8"),
+    };
+    let parsed = match proxy_config::parse(text) {
+        Ok(c) => c,
+        Err(e) => {
+            let err = proxy_config::FlattenedError::from_parse(e);
+            state.metrics.config_pushes.with_label_values(&["rejected"]).inc();
+            return json(StatusCode::BAD_REQUEST, &serde_json::to_value(&err).unwrap_or_default());
+        }
+    };
+    match state.apply(parsed, check_hash) {
+        Ok(Applied::Swapped(hash)) => {
+            tracing::info!(%hash, "configuration applied");
+            json(StatusCode::CREATED, &serde_json::json!({ "configuration_hash": hash }))
+        }
+        Ok(Applied::Unchanged(_)) => {
+            let mut r = Response::new(ProxyBody::Empty);
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r
+        }
+        Err(err) => {
+            tracing::warn!(error = %err.message, "configuration rejected");
+            json(StatusCode::BAD_REQUEST, &serde_json::to_value(&err).unwrap_or_default())
+        }
+    }
+}
+
+/// `GET /status` body, shared with the status listener.
+pub fn status_body(state: &State) -> Response<ProxyBody> {
+    let hash = state.hash();
+    let active = state.metrics.active_connections.get();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "configuration_hash": hash,
+            "server": { "connections_active": active, "total_requests": state.metrics.nginx_requests.get() }
+        }),
+    )
+}

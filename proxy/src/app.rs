@@ -1,0 +1,173 @@
+//! Wires the proxy together: state, listeners, admin socket, status listener, and an orderly
+//! shutdown. `main` and the in-process tests both start the proxy through [`start`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::access_log::{AccessLog, AccessLogError};
+use crate::admin::{self, AdminError};
+use crate::forward::Shared;
+use crate::listen::{ListenEntry, ListenError};
+use crate::metrics::Metrics;
+use crate::observe::Observer;
+use crate::pool::Pool;
+use crate::server::{accept_loop, Listener};
+use crate::settings::Settings;
+use crate::state::State;
+use crate::status::StatusHandler;
+use crate::tls::{self, SniResolver, TlsError};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("default certificate: {0}")]
+    Certificate(#[from] TlsError),
+    #[error("listener '{entry}': {source}")]
+    Bind { entry: String, source: ListenError },
+    #[error("listener '{entry}': {source}")]
+    Register { entry: String, source: std::io::Error },
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
+    #[error("KONG_DECLARATIVE_CONFIG '{path}': {message}")]
+    DeclarativeConfig { path: PathBuf, message: String },
+}
+
+/// A running proxy.
+pub struct Running {
+    /// Bound proxy listeners, in `KONG_PROXY_LISTEN` order.
+    pub proxy_addrs: Vec<SocketAddr>,
+    pub status_addrs: Vec<SocketAddr>,
+    pub admin_socket: PathBuf,
+    pub state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    tracker: TaskTracker,
+    drain: std::time::Duration,
+}
+
+fn bind(entry: &ListenEntry) -> Result<tokio::net::TcpListener, StartError> {
+    let std = entry.bind().map_err(|source| StartError::Bind { entry: entry.to_string(), source })?;
+    tokio::net::TcpListener::from_std(std).map_err(|source| StartError::Register { entry: entry.to_string(), source })
+}
+
+/// Starts everything; returns once every socket is bound and serving.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let default_cert = tls::load_default_certificate(
+        settings.ssl_cert.as_ref().map(|(c, _)| c.as_path()),
+        settings.ssl_cert.as_ref().map(|(_, k)| k.as_path()),
+    )?;
+    let node_id = format!("{:016x}", std::process::id() as u64 ^ 0x5151_1ce0_0000_0000);
+    let metrics = Arc::new(Metrics::new(node_id, env!("CARGO_PKG_VERSION")));
+    let state = Arc::new(
+        State::new(default_cert, metrics.clone())
+            .map_err(|e| StartError::DeclarativeConfig { path: PathBuf::new(), message: e.message })?,
+    );
+    if let Some(path) = &settings.declarative_config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StartError::DeclarativeConfig { path: path.clone(), message: e.to_string() })?;
+        let config = proxy_config::parse(&text)
+            .map_err(|e| StartError::DeclarativeConfig { path: path.clone(), message: e.to_string() })?;
+        state
+            .apply(config, false)
+            .map_err(|e| StartError::DeclarativeConfig { path: path.clone(), message: e.message })?;
+    }
+
+    let access_log = match &settings.access_log {
+        Some(target) => Some(AccessLog::open(target)?),
+        None => None,
+    };
+    let observer = Arc::new(Observer { metrics: metrics.clone(), access_log });
+    let shared = Arc::new(Shared {
+        state: state.clone(),
+        pool: Pool::default(),
+        observer,
+        trusted: settings.trusted_ips.clone(),
+    });
+    let limits = Arc::new(settings.limits.clone());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let tracker = TaskTracker::new();
+
+    let resolver = {
+        let state = state.clone();
+        Arc::new(SniResolver::new(Arc::new(move || state.current().certs.clone())))
+    };
+    // Bind everything first so a bad entry fails before anything serves.
+    let mut proxy = Vec::new();
+    for entry in &settings.proxy_listen.entries {
+        let tcp = bind(entry)?;
+        let tls = entry.ssl.then(|| tokio_rustls::TlsAcceptor::from(tls::server_config(resolver.clone(), entry.http2)));
+        proxy.push(Listener {
+            tcp,
+            name: entry.to_string(),
+            http2: entry.http2,
+            tls,
+            proxy_protocol: entry.proxy_protocol,
+        });
+    }
+    let mut status = Vec::new();
+    for entry in &settings.status_listen.entries {
+        let tcp = bind(entry)?;
+        let tls = entry.ssl.then(|| tokio_rustls::TlsAcceptor::from(tls::server_config(resolver.clone(), entry.http2)));
+        status.push(Listener {
+            tcp,
+            name: entry.to_string(),
+            http2: entry.http2,
+            tls,
+            proxy_protocol: entry.proxy_protocol,
+        });
+    }
+    let admin_listener = admin::bind(&settings.admin_socket)?;
+
+    let proxy_addrs = proxy.iter().filter_map(|l| l.tcp.local_addr().ok()).collect();
+    let status_addrs = status.iter().filter_map(|l| l.tcp.local_addr().ok()).collect();
+    for l in proxy {
+        tokio::spawn(accept_loop(
+            l,
+            shared.clone(),
+            limits.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+            tracker.clone(),
+        ));
+    }
+    let status_handler = Arc::new(StatusHandler { state: state.clone() });
+    for l in status {
+        tokio::spawn(accept_loop(
+            l,
+            status_handler.clone(),
+            limits.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+            tracker.clone(),
+        ));
+    }
+    tokio::spawn(admin::serve(admin_listener, state.clone(), shutdown_rx.clone(), tracker.clone()));
+
+    Ok(Running {
+        proxy_addrs,
+        status_addrs,
+        admin_socket: settings.admin_socket.clone(),
+        state,
+        shutdown,
+        tracker,
+        drain: settings.limits.drain_timeout,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests and streams finish up to the drain deadline, then
+    /// returns (remaining connections are dropped with the runtime).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.tracker.close();
+        if tokio::time::timeout(self.drain, self.tracker.wait()).await.is_err() {
+            tracing::warn!(drain = ?self.drain, "drain deadline reached; closing remaining connections");
+        }
+        let _ = std::fs::remove_file(&self.admin_socket);
+    }
+}

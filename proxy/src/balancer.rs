@@ -1,0 +1,408 @@
+//! Picks the upstream target for each request (never per connection): weighted round-robin,
+//! least-connections or consistent hashing (header or client IP), skipping targets whose passive
+//! health circuit is open. Health lives in [`TargetHealth`], shared across config swaps so that a
+//! new config does not forget that a target is refusing connections.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName};
+use proxy_config::{Algorithm, HashOn, Upstream};
+use tokio::time::Instant;
+
+/// How long a target whose connections fail is skipped before it gets another chance.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
+/// Longest weighted round-robin schedule kept (weights are scaled down past it).
+const MAX_SCHEDULE: u64 = 4096;
+/// Virtual nodes per unit of weight on the consistent-hashing ring (capped per target).
+const VNODES_PER_WEIGHT: u32 = 4;
+const MAX_VNODES: u32 = 400;
+
+/// Passive health and load of one target.
+#[derive(Debug)]
+pub struct TargetHealth {
+    /// Requests in flight (least-connections).
+    pub active: AtomicUsize,
+    consecutive_failures: AtomicU32,
+    /// While `now < open_until` (ms since `epoch`), the target is skipped.
+    open_until_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl TargetHealth {
+    fn new(epoch: Instant) -> Self {
+        TargetHealth {
+            active: AtomicUsize::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            open_until_ms: AtomicU64::new(0),
+            epoch,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.open_until_ms.load(Ordering::Relaxed) <= self.now_ms()
+    }
+
+    /// A connection to the target failed (refused, timed out, TLS failed).
+    pub fn record_failure(&self, threshold: u32, cooldown: Duration) {
+        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= threshold.max(1) {
+            self.open_until_ms.store(self.now_ms() + cooldown.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_success(&self) {
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.open_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts a request against its target while it is in flight (least-connections).
+#[derive(Debug)]
+pub struct ActiveGuard(Arc<TargetHealth>);
+
+impl ActiveGuard {
+    pub fn new(health: Arc<TargetHealth>) -> Self {
+        health.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(health)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Health records by (upstream, target), kept across config builds.
+#[derive(Default)]
+pub struct HealthRegistry {
+    epoch: Option<Instant>,
+    entries: HashMap<(String, String), Arc<TargetHealth>>,
+}
+
+impl HealthRegistry {
+    pub fn get(&mut self, upstream: &str, target: &str) -> Arc<TargetHealth> {
+        let epoch = *self.epoch.get_or_insert_with(Instant::now);
+        self.entries
+            .entry((upstream.to_string(), target.to_string()))
+            .or_insert_with(|| Arc::new(TargetHealth::new(epoch)))
+            .clone()
+    }
+
+    /// Forgets targets that no config uses any more.
+    pub fn retain(&mut self, live: &std::collections::HashSet<(String, String)>) {
+        self.entries.retain(|k, _| live.contains(k));
+    }
+}
+
+/// One target of an upstream.
+#[derive(Debug)]
+pub struct Target {
+    pub host: Arc<str>,
+    pub port: u16,
+    pub weight: u32,
+    /// `host:port` as written in the config (labels, logs).
+    pub label: Arc<str>,
+    pub health: Arc<TargetHealth>,
+}
+
+/// What a hashing balancer may hash.
+pub struct PickContext<'a> {
+    pub headers: &'a HeaderMap,
+    pub client_ip: IpAddr,
+}
+
+/// A built upstream.
+pub struct Balancer {
+    pub name: Arc<str>,
+    pub targets: Vec<Target>,
+    algorithm: Algorithm,
+    schedule: Vec<u32>,
+    cursor: AtomicUsize,
+    hash_on: HashOn,
+    hash_header: Option<HeaderName>,
+    ring: Vec<(u64, u32)>,
+    pub failure_threshold: u32,
+    pub cooldown: Duration,
+    pub host_header: Option<String>,
+}
+
+impl Balancer {
+    /// Builds from a validated upstream; `registry` supplies (and keeps) the targets' health.
+    pub fn build(u: &Upstream, registry: &mut HealthRegistry) -> Balancer {
+        let mut targets = Vec::with_capacity(u.targets.len());
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for t in &u.targets {
+            let Ok((host, port)) = proxy_config::validate::parse_target(&t.target) else { continue };
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let key = format!("{host}:{port}");
+            // Duplicates (same address twice) merge, summing weights, as KIC does.
+            if let Some(&i) = index.get(&key) {
+                let existing: &mut Target = &mut targets[i];
+                existing.weight += t.weight;
+                continue;
+            }
+            index.insert(key, targets.len());
+            targets.push(Target {
+                host: host.into(),
+                port,
+                weight: t.weight,
+                label: t.target.as_str().into(),
+                health: registry.get(&u.name, &t.target),
+            });
+        }
+        let passive = u.healthchecks.as_ref().and_then(|h| h.passive.as_ref()).and_then(|p| p.unhealthy.as_ref());
+        let failure_threshold = passive.and_then(|p| p.tcp_failures).filter(|n| *n > 0).unwrap_or(1);
+        let ring = if u.algorithm == Algorithm::ConsistentHashing { build_ring(&targets) } else { Vec::new() };
+        Balancer {
+            name: u.name.as_str().into(),
+            schedule: build_schedule(&targets),
+            targets,
+            algorithm: u.algorithm,
+            cursor: AtomicUsize::new(0),
+            hash_on: u.hash_on,
+            hash_header: u.hash_on_header.as_deref().and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            ring,
+            failure_threshold,
+            cooldown: DEFAULT_COOLDOWN,
+            host_header: u.host_header.clone(),
+        }
+    }
+
+    fn eligible(&self, i: usize, tried: &[usize]) -> bool {
+        let t = &self.targets[i];
+        t.weight > 0 && t.health.is_healthy() && !tried.contains(&i)
+    }
+
+    /// Picks a target index, avoiding `tried` (earlier attempts of this request). `None` when no
+    /// target with weight > 0 is healthy.
+    pub fn pick(&self, ctx: &PickContext<'_>, tried: &[usize]) -> Option<usize> {
+        match self.algorithm {
+            Algorithm::ConsistentHashing if self.hash_on != HashOn::None => {
+                self.pick_hashed(ctx, tried).or_else(|| self.pick_round_robin(tried))
+            }
+            Algorithm::LeastConnections => self.pick_least_connections(tried),
+            _ => self.pick_round_robin(tried),
+        }
+    }
+
+    fn pick_round_robin(&self, tried: &[usize]) -> Option<usize> {
+        if self.schedule.is_empty() {
+            return None;
+        }
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let n = self.schedule.len();
+        (0..n).map(|k| self.schedule[(start + k) % n] as usize).find(|&i| self.eligible(i, tried))
+    }
+
+    fn pick_least_connections(&self, tried: &[usize]) -> Option<usize> {
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let n = self.targets.len();
+        let mut best: Option<(u64, usize)> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if !self.eligible(i, tried) {
+                continue;
+            }
+            let t = &self.targets[i];
+            // Compare active/weight without division: active * 1e6 / weight.
+            let load = (t.health.active.load(Ordering::Relaxed) as u64 + 1) * 1_000_000 / u64::from(t.weight);
+            if best.is_none_or(|(b, _)| load < b) {
+                best = Some((load, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    fn pick_hashed(&self, ctx: &PickContext<'_>, tried: &[usize]) -> Option<usize> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match self.hash_on {
+            HashOn::Header => {
+                let name = self.hash_header.as_ref()?;
+                let value = ctx.headers.get(name)?;
+                value.as_bytes().hash(&mut h);
+            }
+            HashOn::Ip => ctx.client_ip.hash(&mut h),
+            _ => return None,
+        }
+        let key = h.finish();
+        let start = self.ring.partition_point(|(p, _)| *p < key);
+        let n = self.ring.len();
+        (0..n).map(|k| self.ring[(start + k) % n].1 as usize).find(|&i| self.eligible(i, tried))
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Smooth weighted round-robin order (nginx's algorithm) over weights reduced by their gcd.
+fn build_schedule(targets: &[Target]) -> Vec<u32> {
+    let weights: Vec<u64> = targets.iter().map(|t| u64::from(t.weight)).collect();
+    let g = weights.iter().copied().filter(|w| *w > 0).fold(0, gcd);
+    if g == 0 {
+        return Vec::new();
+    }
+    let mut reduced: Vec<u64> = weights.iter().map(|w| w / g).collect();
+    let total: u64 = reduced.iter().sum();
+    if total > MAX_SCHEDULE {
+        reduced = reduced.iter().map(|&w| if w == 0 { 0 } else { (w * MAX_SCHEDULE / total).max(1) }).collect();
+    }
+    let total: i64 = reduced.iter().sum::<u64>() as i64;
+    let mut current = vec![0i64; reduced.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for i in 0..reduced.len() {
+            current[i] += reduced[i] as i64;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(best as u32);
+    }
+    out
+}
+
+fn build_ring(targets: &[Target]) -> Vec<(u64, u32)> {
+    let mut ring = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        if t.weight == 0 {
+            continue;
+        }
+        let vnodes = (t.weight.saturating_mul(VNODES_PER_WEIGHT) / 100).clamp(1, MAX_VNODES).max(VNODES_PER_WEIGHT);
+        for v in 0..vnodes {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&*t.label, v).hash(&mut h);
+            ring.push((h.finish(), i as u32));
+        }
+    }
+    ring.sort_unstable();
+    ring
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proxy_config::Target as WireTarget;
+
+    fn upstream(algorithm: Algorithm, targets: &[(&str, u32)]) -> Upstream {
+        let mut u: Upstream = serde_json::from_value(serde_json::json!({"name": "u", "algorithm": algorithm})).unwrap();
+        u.targets = targets
+            .iter()
+            .map(|(t, w)| WireTarget { id: None, target: t.to_string(), weight: *w, tags: vec![] })
+            .collect();
+        u
+    }
+
+    fn ctx() -> (HeaderMap, IpAddr) {
+        (HeaderMap::new(), IpAddr::from([127, 0, 0, 1]))
+    }
+
+    #[test]
+    fn weighted_round_robin_splits_exactly_per_cycle() {
+        let b = Balancer::build(
+            &upstream(Algorithm::RoundRobin, &[("a:1", 80), ("b:1", 20), ("c:1", 0)]),
+            &mut HealthRegistry::default(),
+        );
+        let (h, ip) = ctx();
+        let mut counts = [0usize; 3];
+        for _ in 0..1000 {
+            counts[b.pick(&PickContext { headers: &h, client_ip: ip }, &[]).unwrap()] += 1;
+        }
+        assert_eq!(counts, [800, 200, 0]);
+    }
+
+    #[test]
+    fn open_circuit_is_skipped_and_all_open_means_none() {
+        let b = Balancer::build(
+            &upstream(Algorithm::RoundRobin, &[("a:1", 100), ("b:1", 100)]),
+            &mut HealthRegistry::default(),
+        );
+        let (h, ip) = ctx();
+        let c = PickContext { headers: &h, client_ip: ip };
+        b.targets[0].health.record_failure(1, Duration::from_secs(60));
+        for _ in 0..10 {
+            assert_eq!(b.pick(&c, &[]), Some(1));
+        }
+        b.targets[1].health.record_failure(1, Duration::from_secs(60));
+        assert_eq!(b.pick(&c, &[]), None);
+        b.targets[0].health.record_success();
+        assert_eq!(b.pick(&c, &[]), Some(0));
+    }
+
+    #[test]
+    fn retries_avoid_tried_targets() {
+        let b = Balancer::build(
+            &upstream(Algorithm::RoundRobin, &[("a:1", 100), ("b:1", 100)]),
+            &mut HealthRegistry::default(),
+        );
+        let (h, ip) = ctx();
+        let c = PickContext { headers: &h, client_ip: ip };
+        let first = b.pick(&c, &[]).unwrap();
+        assert_eq!(b.pick(&c, &[first]), Some(1 - first));
+        assert_eq!(b.pick(&c, &[0, 1]), None);
+    }
+
+    #[test]
+    fn least_connections_prefers_idle_target() {
+        let b = Balancer::build(
+            &upstream(Algorithm::LeastConnections, &[("a:1", 100), ("b:1", 100)]),
+            &mut HealthRegistry::default(),
+        );
+        b.targets[0].health.active.store(5, Ordering::Relaxed);
+        let (h, ip) = ctx();
+        for _ in 0..5 {
+            assert_eq!(b.pick(&PickContext { headers: &h, client_ip: ip }, &[]), Some(1));
+        }
+    }
+
+    #[test]
+    fn consistent_hashing_on_header_is_sticky() {
+        let mut u = upstream(Algorithm::ConsistentHashing, &[("a:1", 100), ("b:1", 100), ("c:1", 100)]);
+        u.hash_on = HashOn::Header;
+        u.hash_on_header = Some("x-user".into());
+        let b = Balancer::build(&u, &mut HealthRegistry::default());
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let mut seen = std::collections::HashSet::new();
+        for user in 0..50 {
+            let mut h = HeaderMap::new();
+            h.insert("x-user", user.to_string().parse().unwrap());
+            let first = b.pick(&PickContext { headers: &h, client_ip: ip }, &[]).unwrap();
+            for _ in 0..5 {
+                assert_eq!(b.pick(&PickContext { headers: &h, client_ip: ip }, &[]), Some(first));
+            }
+            seen.insert(first);
+        }
+        assert_eq!(seen.len(), 3, "50 users should spread over all 3 targets");
+    }
+
+    #[test]
+    fn health_survives_rebuilds() {
+        let mut reg = HealthRegistry::default();
+        let u = upstream(Algorithm::RoundRobin, &[("a:1", 100)]);
+        let b1 = Balancer::build(&u, &mut reg);
+        b1.targets[0].health.record_failure(1, Duration::from_secs(60));
+        let b2 = Balancer::build(&u, &mut reg);
+        assert!(!b2.targets[0].health.is_healthy());
+    }
+}

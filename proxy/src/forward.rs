@@ -1,0 +1,448 @@
+//! The life of a proxied request after the connection layer: route it, apply Kong's post-routing
+//! protocol checks (kic.md §3.2), run the route's plugins, pick a target, send upstream (retrying
+//! only what never reached the upstream), and hand the streamed response back. Every failure is a
+//! [`ProxyError`] turned into a response in `respond`.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::balancer::{ActiveGuard, PickContext};
+use crate::body::{Limits, ProxyBody, UpstreamBody};
+use crate::grpc;
+use crate::observe::{Completion, LogDetails, Observer};
+use crate::pool::{Pool, Sender};
+use crate::request_body::RequestBody;
+use crate::respond::{error_response, ProxyError};
+use crate::router::{upstream_path, RouteRequest};
+use crate::state::{Runtime, State};
+use crate::trust::TrustedIps;
+
+/// Facts about the downstream connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client (from the PROXY protocol header when the listener has `proxy_protocol`).
+    pub client: SocketAddr,
+    /// The TCP peer (the load balancer when PROXY protocol is used).
+    pub peer: SocketAddr,
+    pub local_port: u16,
+    pub tls: bool,
+    pub sni: Option<Arc<str>>,
+}
+
+/// What every request shares.
+pub struct Shared {
+    pub state: Arc<State>,
+    pub pool: Pool,
+    pub observer: Arc<Observer>,
+    pub trusted: TrustedIps,
+}
+
+/// The hyper service function of proxy listeners.
+pub async fn serve(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let rt = shared.state.load();
+    let grpc = grpc::is_grpc(req.headers());
+    let h2 = req.version() == Version::HTTP_2;
+    let mut done = Completion::new(shared.observer.clone(), start, conn.client);
+    if done.wants_details() {
+        done.set_details(LogDetails {
+            method: req.method().clone(),
+            host: host_of(req.uri(), req.headers()).to_string(),
+            path: req.uri().path().to_string(),
+            protocol: protocol_label(grpc, conn.tls, h2),
+        });
+    }
+    let mut done = Some(done);
+    match forward(req, &conn, &shared, &rt, grpc, h2, start, &mut done).await {
+        Ok(resp) => Ok(resp),
+        Err(err) => {
+            let resp = error_response(&err, grpc && h2);
+            if let Some(mut d) = done {
+                d.set_response(resp.status().as_u16(), false, resp.headers());
+                d.set_error(&err.to_string());
+                d.complete();
+            }
+            Ok(resp)
+        }
+    }
+}
+
+fn protocol_label(grpc: bool, tls: bool, h2: bool) -> &'static str {
+    match (grpc, tls, h2) {
+        (true, true, _) => "grpcs",
+        (true, false, _) => "grpc",
+        (false, true, true) => "https/2",
+        (false, true, false) => "https",
+        (false, false, true) => "http/2",
+        (false, false, false) => "http",
+    }
+}
+
+/// `:authority` for HTTP/2, else the Host header; empty when neither is present.
+fn host_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
+    uri.authority()
+        .map(Authority::as_str)
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+        .unwrap_or("")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    shared: &Shared,
+    rt: &Runtime,
+    grpc: bool,
+    h2: bool,
+    start: Instant,
+    done: &mut Option<Completion>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let host = host_of(&parts.uri, &parts.headers);
+    let path = parts.uri.path();
+    let m = rt
+        .router
+        .find(&RouteRequest {
+            host,
+            path,
+            method: parts.method.as_str(),
+            headers: &parts.headers,
+            sni: conn.sni.as_deref(),
+            grpc,
+        })
+        .ok_or(ProxyError::NoRoute)?;
+    let route = &rt.routes[m.route];
+    if let Some(d) = done.as_mut() {
+        d.set_route(route.metrics.clone());
+        if grpc {
+            d.set_grpc_path(path);
+        }
+    }
+
+    // Kong's post-routing protocol checks, in Kong's order.
+    if route.is_grpc_route() {
+        if !grpc {
+            return Err(ProxyError::NotGrpc);
+        }
+        if !h2 {
+            return Err(ProxyError::GrpcOverHttp1);
+        }
+        if !conn.tls && !route.grpc {
+            return Err(ProxyError::GrpcsOnly);
+        }
+    } else if route.https && !route.http && !conn.tls {
+        let status = route.https_redirect_status_code;
+        let location = (status != 426).then(|| {
+            let pq = parts.uri.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");
+            format!("https://{}{}", strip_port(host), pq)
+        });
+        return Err(ProxyError::HttpsRequired { status, location });
+    }
+    if let Some(t) = &route.plugins.termination {
+        return Err(ProxyError::Terminated { status: t.status, message: t.message.clone(), body: t.body.clone() });
+    }
+    let svc = &rt.services[route.service.ok_or(ProxyError::NoService)?];
+
+    // The deadline of a gRPC call starts when the proxy receives it.
+    let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };
+
+    let authority: HeaderValue = if route.preserve_host {
+        HeaderValue::from_str(host).unwrap_or_else(|_| svc.upstream_host.clone())
+    } else {
+        svc.upstream_host.clone()
+    };
+    let forwarded_host = strip_port(host).to_string();
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_hop_by_hop(&mut headers);
+    set_forwarded(&mut headers, conn, &shared.trusted, &forwarded_host);
+    if let Some(ops) = &route.plugins.request_headers {
+        ops.apply(&mut headers);
+    }
+
+    let path_and_query = if svc.path.is_none() && !route.strip_path {
+        parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
+    } else {
+        let mut p = upstream_path(
+            svc.path.as_deref(),
+            path_of(&parts.uri),
+            m.matched_path_len,
+            route.strip_path,
+            route.path_handling,
+        );
+        if let Some(q) = parts.uri.query() {
+            p.push('?');
+            p.push_str(q);
+        }
+        PathAndQuery::try_from(p).map_err(|_| ProxyError::BadRequest)?
+    };
+
+    let h2_upstream = svc.transport.h2;
+    let uri = if h2_upstream {
+        headers.remove(header::HOST);
+        let scheme = if svc.transport.tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
+        let authority = Authority::try_from(authority.as_bytes()).map_err(|_| ProxyError::BadRequest)?;
+        Uri::builder().scheme(scheme).authority(authority).path_and_query(path_and_query).build()
+    } else {
+        headers.insert(header::HOST, authority);
+        Uri::builder().path_and_query(path_and_query).build()
+    }
+    .map_err(|_| ProxyError::BadRequest)?;
+
+    let (body, counter) = RequestBody::new(body);
+    if let Some(d) = done.as_mut() {
+        d.set_request_counter(counter);
+    }
+    let mut up = Request::new(body);
+    *up.method_mut() = parts.method;
+    *up.uri_mut() = uri;
+    *up.version_mut() = if h2_upstream { Version::HTTP_2 } else { Version::HTTP_11 };
+    *up.headers_mut() = headers;
+
+    let client_ip = conn.client.ip();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut fresh = false;
+    let mut attempt: u32 = 0;
+    loop {
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if d <= now {
+                return Err(ProxyError::DeadlineExceeded);
+            }
+            up.headers_mut().insert("grpc-timeout", grpc::format_timeout(d - now));
+        }
+        let (target_host, port, target_idx, label, guard) = match &svc.balancer {
+            Some(b) => {
+                let ctx = PickContext { headers: up.headers(), client_ip };
+                let i = b.pick(&ctx, &tried).ok_or(ProxyError::NoHealthyTarget)?;
+                let t = &b.targets[i];
+                (t.host.clone(), t.port, Some(i), t.label.clone(), Some(ActiveGuard::new(t.health.clone())))
+            }
+            None => (svc.host.clone(), svc.port, None, Arc::from(format!("{}:{}", svc.host, svc.port)), None),
+        };
+        let connect_budget = match deadline {
+            Some(d) => svc.connect_timeout.min(d.saturating_duration_since(Instant::now())),
+            None => svc.connect_timeout,
+        };
+        let sender = match shared.pool.get(&target_host, port, &svc.transport, connect_budget, fresh).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(target = %label, error = %e, "upstream connect failed");
+                if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
+                    b.targets[i].health.record_failure(b.failure_threshold, b.cooldown);
+                    tried.push(i);
+                }
+                attempt += 1;
+                if attempt > svc.retries || deadline.is_some_and(|d| d <= Instant::now()) {
+                    return Err(if deadline.is_some_and(|d| d <= Instant::now()) {
+                        ProxyError::DeadlineExceeded
+                    } else {
+                        ProxyError::UpstreamFailed { detail: e.to_string() }
+                    });
+                }
+                if svc.balancer.as_ref().is_some_and(|b| tried.len() >= b.targets.len()) {
+                    tried.clear();
+                }
+                continue;
+            }
+        };
+        let sent_at = Instant::now();
+        let fut = match sender {
+            Sender::H1(mut s) => {
+                let f = s.try_send_request(up);
+                shared.pool.put_h1(&target_host, port, &svc.transport, s);
+                futures_util::future::Either::Left(f)
+            }
+            Sender::H2(mut s) => futures_util::future::Either::Right(s.try_send_request(up)),
+        };
+        let wait = match deadline {
+            Some(d) => svc.read_timeout.min(d.saturating_duration_since(sent_at)),
+            None => svc.read_timeout,
+        };
+        let resp = match tokio::time::timeout(wait, fut).await {
+            Err(_) => {
+                return Err(if deadline.is_some_and(|d| d <= Instant::now() + Duration::from_millis(1)) {
+                    ProxyError::DeadlineExceeded
+                } else {
+                    ProxyError::UpstreamTimeout
+                })
+            }
+            Ok(Ok(resp)) => resp,
+            Ok(Err(mut e)) => match e.take_message() {
+                // The request never left: retry it on a fresh connection (closed pooled connection,
+                // GOAWAY before the stream started).
+                Some(back) if attempt < svc.retries => {
+                    up = back;
+                    fresh = true;
+                    attempt += 1;
+                    continue;
+                }
+                _ => {
+                    let err = e.into_error();
+                    let refused = crate::body::h2_reason(&err) == Some(h2::Reason::REFUSED_STREAM);
+                    tracing::debug!(target = %label, error = %err, refused, "upstream request failed");
+                    return Err(ProxyError::UpstreamFailed { detail: err.to_string() });
+                }
+            },
+        };
+        if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
+            b.targets[i].health.record_success();
+        }
+        let upstream_latency = sent_at.elapsed();
+        let (mut rparts, rbody) = resp.into_parts();
+        rparts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut rparts.headers);
+        if let Some(ops) = &route.plugins.response_headers {
+            ops.apply(&mut rparts.headers);
+        }
+        let Some(mut d) = done.take() else {
+            return Ok(Response::from_parts(rparts, ProxyBody::Empty));
+        };
+        d.set_upstream(label, upstream_latency);
+        d.set_response(rparts.status.as_u16(), true, &rparts.headers);
+        if let Some(g) = guard {
+            d.hold(g);
+        }
+        let body = UpstreamBody::new(rbody, grpc && h2, Limits { deadline, idle: svc.read_timeout }, d);
+        return Ok(Response::from_parts(rparts, ProxyBody::Upstream(Box::new(body))));
+    }
+}
+
+fn path_of(uri: &Uri) -> &str {
+    uri.path()
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map(|(h, _)| &host[..h.len() + 1]).unwrap_or(host);
+    }
+    host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host)
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those named by `Connection`.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(conn) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()).map(str::to_owned) {
+        for name in conn.split(',') {
+            if let Ok(n) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                if n != header::TE {
+                    h.remove(n);
+                }
+            }
+        }
+    }
+    for n in
+        [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE, header::PROXY_AUTHENTICATE, header::TRAILER]
+    {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+    // `te: trailers` is what gRPC needs; any other TE value is hop-by-hop.
+    if let Some(te) = h.get(header::TE) {
+        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
+            h.remove(header::TE);
+        }
+    }
+}
+
+/// X-Forwarded-* and X-Real-IP as Kong sets them; incoming values are kept only from trusted peers.
+fn set_forwarded(h: &mut HeaderMap, conn: &ConnInfo, trusted: &TrustedIps, host: &str) {
+    let trust = trusted.contains(conn.peer.ip());
+    let ip = ip_value(conn.client.ip());
+    let xff = match (trust, h.get("x-forwarded-for").and_then(|v| v.to_str().ok())) {
+        (true, Some(prev)) => HeaderValue::from_str(&format!("{prev}, {}", conn.client.ip())).unwrap_or(ip.clone()),
+        _ => ip.clone(),
+    };
+    h.insert("x-forwarded-for", xff);
+    h.insert("x-real-ip", ip);
+    if !(trust && h.contains_key("x-forwarded-proto")) {
+        h.insert("x-forwarded-proto", HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+    }
+    if !(trust && h.contains_key("x-forwarded-host")) {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            h.insert("x-forwarded-host", v);
+        }
+    }
+    if !(trust && h.contains_key("x-forwarded-port")) {
+        h.insert("x-forwarded-port", HeaderValue::from(conn.local_port));
+    }
+}
+
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    // An IP address always renders as a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("0.0.0.0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_but_te_trailers_stays() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("x-keep", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["te"], "trailers");
+        let mut h = HeaderMap::new();
+        h.insert("te", "gzip".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("example.com:8000"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:8000"), "[::1]");
+    }
+
+    #[test]
+    fn forwarded_headers_replace_untrusted_values() {
+        let conn = ConnInfo {
+            client: "10.1.1.1:5000".parse().unwrap(),
+            peer: "10.1.1.1:5000".parse().unwrap(),
+            local_port: 8000,
+            tls: false,
+            sni: None,
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        set_forwarded(&mut h, &conn, &TrustedIps::none(), "example.com");
+        assert_eq!(h["x-forwarded-for"], "10.1.1.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-port"], "8000");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        set_forwarded(&mut h, &conn, &"10.0.0.0/8".parse().unwrap(), "example.com");
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.1.1.1");
+    }
+}
+
+impl crate::server::Handler for Shared {
+    async fn call(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        serve(req, conn, self).await
+    }
+}

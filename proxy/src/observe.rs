@@ -1,0 +1,166 @@
+//! The record of one request, completed exactly once when its response ends (or the client goes
+//! away), which then feeds the metrics and the access log. Keeping this in one type means the
+//! request path only fills fields; what is derived from them is decided here.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method};
+use tokio::time::Instant;
+
+use crate::access_log::{self, AccessLog, Entry};
+use crate::balancer::ActiveGuard;
+use crate::grpc;
+use crate::metrics::{Metrics, Observation, RouteMetrics};
+
+/// Where finished requests go.
+pub struct Observer {
+    pub metrics: Arc<Metrics>,
+    pub access_log: Option<AccessLog>,
+}
+
+/// Request details kept only when the access log is on (they cost allocations).
+pub struct LogDetails {
+    pub method: Method,
+    pub host: String,
+    pub path: String,
+    pub protocol: &'static str,
+}
+
+/// One request in flight.
+pub struct Completion {
+    observer: Arc<Observer>,
+    start: Instant,
+    client: SocketAddr,
+    route: Option<Arc<RouteMetrics>>,
+    grpc_path: Option<Box<str>>,
+    details: Option<Box<LogDetails>>,
+    upstream: Option<Arc<str>>,
+    upstream_latency: Option<Duration>,
+    status: u16,
+    from_service: bool,
+    grpc_status: Option<u8>,
+    bytes_in: Option<Arc<AtomicU64>>,
+    bytes_out: u64,
+    error: Option<Box<str>>,
+    /// Keeps the target's in-flight count up until the response ends.
+    _active: Option<ActiveGuard>,
+}
+
+impl Completion {
+    pub fn new(observer: Arc<Observer>, start: Instant, client: SocketAddr) -> Completion {
+        Completion {
+            observer,
+            start,
+            client,
+            route: None,
+            grpc_path: None,
+            details: None,
+            upstream: None,
+            upstream_latency: None,
+            status: 0,
+            from_service: false,
+            grpc_status: None,
+            bytes_in: None,
+            bytes_out: 0,
+            error: None,
+            _active: None,
+        }
+    }
+
+    pub fn wants_details(&self) -> bool {
+        self.observer.access_log.is_some()
+    }
+    pub fn set_details(&mut self, d: LogDetails) {
+        self.details = Some(Box::new(d));
+    }
+    pub fn set_route(&mut self, route: Arc<RouteMetrics>) {
+        self.route = Some(route);
+    }
+    pub fn set_grpc_path(&mut self, path: &str) {
+        self.grpc_path = Some(path.into());
+    }
+    pub fn set_upstream(&mut self, target: Arc<str>, latency: Duration) {
+        self.upstream = Some(target);
+        self.upstream_latency = Some(latency);
+    }
+    pub fn set_request_counter(&mut self, counter: Arc<AtomicU64>) {
+        self.bytes_in = Some(counter);
+    }
+    /// The response status and whether it came from the upstream (`source` in Kong's metrics).
+    pub fn set_response(&mut self, status: u16, from_service: bool, headers: &HeaderMap) {
+        self.status = status;
+        self.from_service = from_service;
+        self.observe_trailers(headers);
+    }
+    pub fn hold(&mut self, guard: ActiveGuard) {
+        self._active = Some(guard);
+    }
+    pub fn set_grpc_status(&mut self, code: u8) {
+        self.grpc_status = Some(code);
+    }
+    pub fn set_error(&mut self, message: &str) {
+        self.error = Some(message.into());
+    }
+    pub fn set_cancelled(&mut self) {
+        if self.error.is_none() {
+            self.error = Some("client cancelled".into());
+        }
+        if self.grpc_path.is_some() && self.grpc_status.is_none() {
+            self.grpc_status = Some(grpc::Code::Cancelled.as_u8());
+        }
+    }
+    pub fn add_bytes_out(&mut self, n: usize) {
+        self.bytes_out += n as u64;
+    }
+    /// Picks `grpc-status` out of headers (trailers-only) or trailers.
+    pub fn observe_trailers(&mut self, headers: &HeaderMap) {
+        if let Some(v) = headers.get("grpc-status") {
+            if let Some(code) = std::str::from_utf8(v.as_bytes()).ok().and_then(|s| s.parse::<u8>().ok()) {
+                self.grpc_status = Some(code);
+            }
+        }
+    }
+
+    /// Records the request. Called once; dropping a `Completion` without calling it records nothing.
+    pub fn complete(self) {
+        let total = self.start.elapsed();
+        let total_ms = total.as_secs_f64() * 1000.0;
+        let upstream_ms = self.upstream_latency.map(|d| d.as_secs_f64() * 1000.0);
+        let bytes_in = self.bytes_in.as_ref().map(|c| c.load(Ordering::Relaxed)).unwrap_or(0);
+        let grpc_call = self.grpc_path.as_deref().and_then(grpc::service_and_method);
+        self.observer.metrics.observe(&Observation {
+            route: self.route.as_deref(),
+            status: self.status,
+            from_service: self.from_service,
+            grpc_status: if self.grpc_path.is_some() { self.grpc_status } else { None },
+            grpc_call,
+            total_ms,
+            upstream_ms,
+            bytes_in,
+            bytes_out: self.bytes_out,
+        });
+        if let (Some(log), Some(d)) = (&self.observer.access_log, &self.details) {
+            log.write(&Entry {
+                time: access_log::now_rfc3339(),
+                client: self.client.to_string(),
+                method: d.method.as_str(),
+                host: &d.host,
+                path: &d.path,
+                protocol: d.protocol,
+                route: self.route.as_deref().map(|r| r.route.as_str()).unwrap_or(""),
+                service: self.route.as_deref().map(|r| r.service.as_str()).unwrap_or(""),
+                upstream: self.upstream.as_deref().unwrap_or(""),
+                status: self.status,
+                grpc_status: self.grpc_status,
+                latency_ms: total_ms,
+                upstream_latency_ms: upstream_ms,
+                bytes_in,
+                bytes_out: self.bytes_out,
+                error: self.error.as_deref(),
+            });
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Upstream connections, pooled per (target, transport). sluice owns this pool rather than using
+//! hyper-util's legacy client because a proxy must choose the target per request while sending the
+//! client's `:authority`/Host, and must retry a request that never reached the upstream (closed
+//! pooled connection, GOAWAY, REFUSED_STREAM) on a fresh connection.
+//!
+//! HTTP/2 (grpc, grpcs): one multiplexed connection per key, redialled when it closes.
+//! HTTP/1.1 (http, https): a LIFO list of connections per key; busy ones stay listed and are
+//! reused once their response has been read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use thiserror::Error;
+use tokio::net::TcpStream;
+
+use crate::request_body::RequestBody;
+
+/// Idle HTTP/1.1 connections kept per key.
+const MAX_IDLE_H1: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("cannot resolve '{host}': {source}")]
+    Resolve { host: String, source: std::io::Error },
+    #[error("'{host}' resolved to no address")]
+    NoAddress { host: String },
+    #[error("connect to {addr} failed: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls { addr: String, source: std::io::Error },
+    #[error("invalid TLS server name '{0}'")]
+    ServerName(String),
+    #[error("HTTP handshake with {addr} failed: {source}")]
+    Handshake { addr: String, source: hyper::Error },
+}
+
+/// Which wire protocol and security an upstream connection uses.
+#[derive(Clone)]
+pub struct Transport {
+    pub h2: bool,
+    /// TLS client config and the SNI to send; `None` for cleartext.
+    pub tls: Option<(Arc<rustls::ClientConfig>, Arc<str>)>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    host: Arc<str>,
+    port: u16,
+    h2: bool,
+    /// SNI and the identity of the TLS config (pointer), so different verification settings never
+    /// share a connection.
+    tls: Option<(Arc<str>, usize)>,
+}
+
+/// A connection ready to take one request.
+pub enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+/// Tuning of upstream HTTP/2 connections.
+#[derive(Clone, Debug)]
+pub struct H2Tuning {
+    pub stream_window: u32,
+    pub connection_window: u32,
+}
+
+impl Default for H2Tuning {
+    fn default() -> Self {
+        H2Tuning { stream_window: 4 << 20, connection_window: 16 << 20 }
+    }
+}
+
+#[derive(Default)]
+pub struct Pool {
+    h1: Mutex<HashMap<Key, Vec<http1::SendRequest<RequestBody>>>>,
+    h2: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<Option<http2::SendRequest<RequestBody>>>>>>,
+    pub tuning: H2Tuning,
+}
+
+impl Pool {
+    fn key(host: &Arc<str>, port: u16, t: &Transport) -> Key {
+        Key {
+            host: host.clone(),
+            port,
+            h2: t.h2,
+            tls: t.tls.as_ref().map(|(cfg, sni)| (sni.clone(), Arc::as_ptr(cfg) as usize)),
+        }
+    }
+
+    /// A sender for `host:port`: a pooled one when `fresh` is false and one is usable, else a new
+    /// connection (dialled within `connect_timeout`).
+    pub async fn get(
+        &self,
+        host: &Arc<str>,
+        port: u16,
+        transport: &Transport,
+        connect_timeout: Duration,
+        fresh: bool,
+    ) -> Result<Sender, ConnectError> {
+        let key = Self::key(host, port, transport);
+        if transport.h2 {
+            let slot = {
+                let mut map = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+                map.entry(key).or_default().clone()
+            };
+            let mut guard = slot.lock().await;
+            if !fresh {
+                if let Some(s) = guard.as_ref() {
+                    if !s.is_closed() {
+                        return Ok(Sender::H2(s.clone()));
+                    }
+                }
+            }
+            let s = self.dial_h2(host, port, transport, connect_timeout).await?;
+            *guard = Some(s.clone());
+            Ok(Sender::H2(s))
+        } else {
+            if !fresh {
+                let mut map = self.h1.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(list) = map.get_mut(&key) {
+                    list.retain(|s| !s.is_closed());
+                    if let Some(pos) = list.iter().rposition(|s| s.is_ready()) {
+                        return Ok(Sender::H1(list.swap_remove(pos)));
+                    }
+                }
+            }
+            Ok(Sender::H1(self.dial_h1(host, port, transport, connect_timeout).await?))
+        }
+    }
+
+    /// Gives an HTTP/1.1 connection back once its request was sent; it becomes usable again when
+    /// its response has been read.
+    pub fn put_h1(&self, host: &Arc<str>, port: u16, transport: &Transport, s: http1::SendRequest<RequestBody>) {
+        if s.is_closed() {
+            return;
+        }
+        let key = Self::key(host, port, transport);
+        let mut map = self.h1.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(key).or_default();
+        if list.len() < MAX_IDLE_H1 {
+            list.push(s);
+        }
+    }
+
+    async fn connect(
+        host: &str,
+        port: u16,
+        transport: &Transport,
+        timeout: Duration,
+    ) -> Result<Box<dyn Io>, ConnectError> {
+        let addr_label = format!("{host}:{port}");
+        let dial = async {
+            let addr = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => std::net::SocketAddr::new(ip, port),
+                Err(_) => tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|source| ConnectError::Resolve { host: host.to_string(), source })?
+                    .next()
+                    .ok_or_else(|| ConnectError::NoAddress { host: host.to_string() })?,
+            };
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|source| ConnectError::Connect { addr: addr_label.clone(), source })?;
+            let _ = tcp.set_nodelay(true);
+            match &transport.tls {
+                None => Ok(Box::new(tcp) as Box<dyn Io>),
+                Some((cfg, sni)) => {
+                    let name =
+                        ServerName::try_from(sni.to_string()).map_err(|_| ConnectError::ServerName(sni.to_string()))?;
+                    let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|source| ConnectError::Tls { addr: addr_label.clone(), source })?;
+                    Ok(Box::new(tls) as Box<dyn Io>)
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, dial).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnectError::Timeout { addr: format!("{host}:{port}"), timeout }),
+        }
+    }
+
+    async fn dial_h2(
+        &self,
+        host: &str,
+        port: u16,
+        transport: &Transport,
+        timeout: Duration,
+    ) -> Result<http2::SendRequest<RequestBody>, ConnectError> {
+        let io = Self::connect(host, port, transport, timeout).await?;
+        let mut b = http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .initial_stream_window_size(self.tuning.stream_window)
+            .initial_connection_window_size(self.tuning.connection_window)
+            .max_frame_size(1 << 20)
+            .max_header_list_size(256 << 10)
+            // Client cancels reset upstream streams; they must never add up to a GOAWAY that
+            // fails every other stream on the connection (h2 issue 856).
+            .max_local_error_reset_streams(None)
+            .max_concurrent_reset_streams(usize::MAX >> 1)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let (sender, conn) = b
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| ConnectError::Handshake { addr: format!("{host}:{port}"), source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream h2 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn dial_h1(
+        &self,
+        host: &str,
+        port: u16,
+        transport: &Transport,
+        timeout: Duration,
+    ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
+        let io = Self::connect(host, port, transport, timeout).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| ConnectError::Handshake { addr: format!("{host}:{port}"), source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream h1 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A byte stream to an upstream: TCP or TLS over TCP.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}

@@ -1,0 +1,189 @@
+//! The host index: which internal routes can possibly match a request, without looking at the
+//! others. Exact hosts hash by name; `*.suffix` hosts hash by suffix and are found by walking the
+//! request host's suffixes label by label; `prefix.*` hosts hash by prefix, walked the same way
+//! from the left; routes without hosts sit in one bucket.
+//!
+//! Every candidate list handed out is sorted by rank (the router's entry order), so a scan can stop
+//! at the first match that nothing after it can beat. A bucket with many routes (one host with
+//! hundreds of paths is common behind an Ingress controller) also gets a path filter: its
+//! plain-prefix routes are hashed by prefix, and a lookup hashes the request path cut at each
+//! prefix length the bucket uses, so only routes whose prefix matches are looked at (Kong's router
+//! has a similar path prefilter).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::host::{dots, NamePattern};
+
+/// One route host in a bucket: the internal route (its rank) and the port the host demands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Candidate {
+    /// Index into the router's rank-ordered entries.
+    pub entry: u32,
+    /// `Some(p)`: the route host was `name:p`, the request must carry port `p`.
+    pub port: Option<u16>,
+}
+
+/// Buckets with more candidates than this get a path filter.
+const FILTER_THRESHOLD: usize = 16;
+
+/// Candidates of one host pattern (or of the host-less routes).
+#[derive(Debug, Default)]
+struct Bucket {
+    /// All candidates, by rank. Emptied when `filter` is built.
+    all: Vec<Candidate>,
+    filter: Option<PathFilter>,
+}
+
+/// Plain-prefix candidates of a large bucket hashed by prefix; the others kept apart.
+#[derive(Debug)]
+struct PathFilter {
+    /// The distinct prefix lengths in `by_prefix`, longest first.
+    lengths: Box<[usize]>,
+    by_prefix: Map<Vec<Candidate>>,
+    /// Candidates without a plain prefix (no paths, or regex paths), by rank.
+    others: Vec<Candidate>,
+}
+
+type Map<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<Fnv>>;
+
+/// FNV-1a: keys are route hosts and prefixes from the config, so lookups need speed, not
+/// resistance to chosen keys (a request cannot add keys, only probe the fixed table).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        // Spread FNV's weak high bits (hashbrown uses them as tags).
+        let h = self.0 ^ (self.0 >> 29);
+        h.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct HostIndex {
+    exact: Map<Bucket>,
+    leading: Map<Bucket>,
+    trailing: Map<Bucket>,
+    hostless: Bucket,
+}
+
+impl HostIndex {
+    /// Files `candidate` under a route host pattern.
+    pub(crate) fn insert(&mut self, pattern: &NamePattern, candidate: Candidate) {
+        let (map, key) = match pattern {
+            NamePattern::Exact(name) => (&mut self.exact, name),
+            NamePattern::Leading(suffix) => (&mut self.leading, suffix),
+            NamePattern::Trailing(prefix) => (&mut self.trailing, prefix),
+        };
+        map.entry(key.as_bytes().into()).or_default().all.push(candidate);
+    }
+
+    /// Files `candidate` as matching any host.
+    pub(crate) fn insert_hostless(&mut self, candidate: Candidate) {
+        self.hostless.all.push(candidate);
+    }
+
+    /// Sorts every bucket by rank, drops duplicates (a route listing a host twice) and builds the
+    /// path filters. `prefixes` gives an entry's plain path prefixes, `None` for other entries.
+    pub(crate) fn finish<'a>(&mut self, prefixes: impl Fn(u32) -> Option<&'a [Box<[u8]>]>) {
+        let buckets = self.exact.values_mut().chain(self.leading.values_mut()).chain(self.trailing.values_mut());
+        for bucket in buckets.chain(std::iter::once(&mut self.hostless)) {
+            bucket.all.sort_unstable();
+            bucket.all.dedup();
+            if bucket.all.len() > FILTER_THRESHOLD {
+                bucket.filter = Some(PathFilter::build(std::mem::take(&mut bucket.all), &prefixes));
+            } else {
+                bucket.all.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Calls `visit` with rank-ordered candidate lists that, together, hold every route that can
+    /// match `name` (lower-case, no port) and `path`. An empty name matches only host-less routes.
+    pub(crate) fn visit(&self, name: &[u8], path: &str, mut visit: impl FnMut(&[Candidate])) {
+        let path = path.as_bytes();
+        if !name.is_empty() {
+            if let Some(bucket) = self.exact.get(name) {
+                bucket.visit(path, &mut visit);
+            }
+            if !self.leading.is_empty() {
+                for dot in dots(name) {
+                    if let Some(bucket) = self.leading.get(&name[dot + 1..]) {
+                        bucket.visit(path, &mut visit);
+                    }
+                }
+            }
+            if !self.trailing.is_empty() {
+                for dot in dots(name) {
+                    if let Some(bucket) = self.trailing.get(&name[..dot]) {
+                        bucket.visit(path, &mut visit);
+                    }
+                }
+            }
+        }
+        self.hostless.visit(path, &mut visit);
+    }
+}
+
+#[cfg(test)]
+impl HostIndex {
+    /// How many buckets have a path filter.
+    pub(crate) fn filtered_buckets(&self) -> usize {
+        let buckets = self.exact.values().chain(self.leading.values()).chain(self.trailing.values());
+        buckets.chain(std::iter::once(&self.hostless)).filter(|b| b.filter.is_some()).count()
+    }
+}
+
+impl Bucket {
+    fn visit(&self, path: &[u8], visit: &mut impl FnMut(&[Candidate])) {
+        match &self.filter {
+            None if self.all.is_empty() => {}
+            None => visit(&self.all),
+            Some(filter) => {
+                for &len in filter.lengths.iter().filter(|l| **l <= path.len()) {
+                    if let Some(list) = filter.by_prefix.get(&path[..len]) {
+                        visit(list);
+                    }
+                }
+                if !filter.others.is_empty() {
+                    visit(&filter.others);
+                }
+            }
+        }
+    }
+}
+
+impl PathFilter {
+    fn build<'a>(sorted: Vec<Candidate>, prefixes: &impl Fn(u32) -> Option<&'a [Box<[u8]>]>) -> PathFilter {
+        let mut by_prefix: Map<Vec<Candidate>> = Map::default();
+        let mut others = Vec::new();
+        for candidate in sorted {
+            match prefixes(candidate.entry) {
+                Some(list) => {
+                    for prefix in list {
+                        // Candidates arrive by rank, so every list stays sorted.
+                        let slot = by_prefix.entry(prefix.clone()).or_default();
+                        if slot.last() != Some(&candidate) {
+                            slot.push(candidate);
+                        }
+                    }
+                }
+                None => others.push(candidate),
+            }
+        }
+        let mut lengths: Vec<usize> = by_prefix.keys().map(|k| k.len()).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        others.shrink_to_fit();
+        PathFilter { lengths: lengths.into(), by_prefix, others }
+    }
+}

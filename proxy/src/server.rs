@@ -1,0 +1,224 @@
+//! Downstream connections: accept, (PROXY protocol), (TLS with SNI and ALPN), protocol detection,
+//! and one hyper connection per socket with sluice's HTTP/1.1 and HTTP/2 limits. Every step before
+//! the first request is bounded by the handshake timeout; shutdown asks each connection to finish
+//! gracefully (GOAWAY for h2, `Connection: close` for h1).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use crate::body::ProxyBody;
+use crate::forward::ConnInfo;
+use crate::metrics::Metrics;
+use crate::settings::ConnLimits;
+use crate::sniff::{sniff, Detected, Prefixed};
+
+/// What a listener serves.
+pub trait Handler: Send + Sync + 'static {
+    fn call(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static;
+}
+
+/// One bound listener and how to treat its connections.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub name: String,
+    pub http2: bool,
+    pub tls: Option<TlsAcceptor>,
+    pub proxy_protocol: bool,
+}
+
+/// Accepts until `shutdown` flips, spawning each connection on `tracker`.
+pub async fn accept_loop<H: Handler>(
+    listener: Listener,
+    handler: Arc<H>,
+    limits: Arc<ConnLimits>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+) {
+    let listener = Arc::new(listener);
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.tcp.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(listener = %listener.name, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.load(Ordering::Relaxed) >= limits.max_connections_per_listener {
+            metrics.rejected_connections.with_label_values(&["listener_limit"]).inc();
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        metrics.accepted_connections.inc();
+        let guard = ConnGuard::new(open.clone(), metrics.clone());
+        let (listener, handler, limits, metrics, shutdown) =
+            (listener.clone(), handler.clone(), limits.clone(), metrics.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let _guard = guard;
+            serve_socket(stream, peer, &listener, handler, &limits, &metrics, shutdown).await;
+        });
+    }
+}
+
+/// Counts open connections per listener and in `kong_nginx_connections_total{state="active"}`.
+struct ConnGuard {
+    open: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl ConnGuard {
+    fn new(open: Arc<AtomicUsize>, metrics: Arc<Metrics>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        metrics.active_connections.inc();
+        ConnGuard { open, metrics }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.active_connections.dec();
+    }
+}
+
+async fn serve_socket<H: Handler>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    listener: &Listener,
+    handler: Arc<H>,
+    limits: &ConnLimits,
+    metrics: &Metrics,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
+
+    let mut client = peer;
+    if listener.proxy_protocol {
+        match tokio::time::timeout_at(deadline, crate::proxy_protocol::read_proxy_header(&mut stream)).await {
+            Ok(Ok(h)) => client = h.source.unwrap_or(peer),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "bad PROXY protocol header");
+                metrics.rejected_connections.with_label_values(&["proxy_protocol"]).inc();
+                return;
+            }
+            Err(_) => {
+                metrics.rejected_connections.with_label_values(&["handshake_timeout"]).inc();
+                return;
+            }
+        }
+    }
+
+    match &listener.tls {
+        None => {
+            let conn = ConnInfo { client, peer, local_port, tls: false, sni: None };
+            if listener.http2 {
+                match tokio::time::timeout_at(deadline, sniff(&mut stream)).await {
+                    Ok(Ok((detected, prefix))) => {
+                        let io = Prefixed::new(prefix, stream);
+                        serve_http(io, detected == Detected::H2, conn, handler, limits, shutdown).await
+                    }
+                    Ok(Err(_)) => {}
+                    Err(_) => metrics.rejected_connections.with_label_values(&["handshake_timeout"]).inc(),
+                }
+            } else {
+                serve_http(stream, false, conn, handler, limits, shutdown).await
+            }
+        }
+        Some(acceptor) => {
+            let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    metrics.tls_handshake_failures.with_label_values(&[&listener.name]).inc();
+                    return;
+                }
+                Err(_) => {
+                    metrics.tls_handshake_failures.with_label_values(&[&listener.name]).inc();
+                    metrics.rejected_connections.with_label_values(&["handshake_timeout"]).inc();
+                    return;
+                }
+            };
+            let (_, session) = tls.get_ref();
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            let sni = session.server_name().map(Arc::from);
+            let conn = ConnInfo { client, peer, local_port, tls: true, sni };
+            serve_http(tls, h2, conn, handler, limits, shutdown).await
+        }
+    }
+}
+
+/// Runs one HTTP connection until it ends or shutdown has drained it.
+pub async fn serve_http<I, H>(
+    io: I,
+    h2: bool,
+    conn: ConnInfo,
+    handler: Arc<H>,
+    limits: &ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    H: Handler,
+{
+    let conn = Arc::new(conn);
+    let svc = service_fn(move |req| handler.clone().call(req, conn.clone()));
+    let io = TokioIo::new(io);
+    if h2 {
+        let mut b = http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .initial_stream_window_size(limits.h2_stream_window)
+            .initial_connection_window_size(limits.h2_connection_window)
+            .max_header_list_size(limits.max_header_list_size)
+            .keep_alive_interval(limits.h2_keepalive_interval)
+            .keep_alive_timeout(limits.h2_keepalive_timeout);
+        let c = b.serve_connection(io, svc);
+        tokio::pin!(c);
+        tokio::select! {
+            r = c.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "h2 connection ended with error"); } return; }
+            _ = shutdown.changed() => {}
+        }
+        c.as_mut().graceful_shutdown();
+        let _ = c.await;
+    } else {
+        let c = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.h1_header_timeout)
+            .max_buf_size((limits.max_header_list_size as usize).max(8192) * 2)
+            .keep_alive(true)
+            .serve_connection(io, svc);
+        tokio::pin!(c);
+        tokio::select! {
+            r = c.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "h1 connection ended with error"); } return; }
+            _ = shutdown.changed() => {}
+        }
+        c.as_mut().graceful_shutdown();
+        let _ = c.await;
+    }
+}

@@ -1,0 +1,140 @@
+//! Tells HTTP/2 with prior knowledge (h2c) from HTTP/1.x on a plaintext `http2` listener, as nginx
+//! ≥ 1.25.1 does: compare the first bytes with the 24-byte client preface; a full match is h2, a
+//! mismatch is HTTP/1.x, a matching but incomplete prefix waits for more bytes (the preface may
+//! arrive split across reads). The bytes read are replayed to the HTTP server by [`Prefixed`].
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Debug, Error)]
+pub enum SniffError {
+    #[error("connection closed before the first request")]
+    Closed,
+    #[error("read failed while detecting the protocol: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    H2,
+    Http1,
+}
+
+/// Reads just enough to decide. The caller bounds it with the handshake timeout.
+pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> Result<(Detected, BytesMut), SniffError> {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if io.read_buf(&mut buf).await? == 0 {
+            return Err(SniffError::Closed);
+        }
+        let n = buf.len().min(H2_PREFACE.len());
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok((Detected::Http1, buf));
+        }
+        if n == H2_PREFACE.len() {
+            return Ok((Detected::H2, buf));
+        }
+    }
+}
+
+/// An I/O stream that first yields already-read bytes.
+pub struct Prefixed<S> {
+    prefix: BytesMut,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(prefix: BytesMut, inner: S) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn preface_split_across_reads_is_h2() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let task = tokio::spawn(async move { sniff(&mut server).await.map(|(d, b)| (d, b.len())) });
+        for chunk in H2_PREFACE.chunks(5) {
+            client.write_all(chunk).await.unwrap();
+            client.flush().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(task.await.unwrap().unwrap(), (Detected::H2, 24));
+    }
+
+    #[tokio::test]
+    async fn http1_is_detected_on_first_mismatch_and_replayed() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let (d, buf) = sniff(&mut server).await.unwrap();
+        assert_eq!(d, Detected::Http1);
+        let mut p = Prefixed::new(buf, server);
+        client.write_all(b"Host: x\r\n").await.unwrap();
+        drop(client);
+        let mut all = String::new();
+        p.read_to_string(&mut all).await.unwrap();
+        assert_eq!(all, "GET / HTTP/1.1\r\nHost: x\r\n");
+    }
+
+    #[tokio::test]
+    async fn pri_prefix_then_mismatch_is_http1() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"PRI * HTTP/1.1\r\n").await.unwrap();
+        assert_eq!(sniff(&mut server).await.unwrap().0, Detected::Http1);
+    }
+
+    #[tokio::test]
+    async fn eof_before_decision_is_closed() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"PRI * ").await.unwrap();
+        drop(client);
+        assert!(matches!(sniff(&mut server).await, Err(SniffError::Closed)));
+    }
+}
