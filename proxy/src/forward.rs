@@ -240,7 +240,9 @@ async fn forward(
             Err(e) => {
                 tracing::debug!(target = %label, error = %e, "upstream connect failed");
                 if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
-                    b.targets[i].health.record_failure(b.failure_threshold, b.cooldown);
+                    if e.is_tcp_failure() {
+                        b.targets[i].health.record_failure(b.failure_threshold, b.cooldown);
+                    }
                     tried.push(i);
                 }
                 attempt += 1;

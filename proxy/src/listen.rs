@@ -11,10 +11,16 @@
 //! which is also how nginx applies them.
 //!
 //! Differences from nginx, on purpose:
-//! - `deferred` is accepted but has no effect: socket2 exposes no safe `TCP_DEFER_ACCEPT` setter and
-//!   `unsafe` is forbidden here. Binding such an entry logs a warning.
-//! - `bind` is accepted and changes nothing: every entry is always bound on its own socket.
+//! - `deferred` is accepted but has no effect: socket2 has no `TCP_DEFER_ACCEPT` setter, std's is
+//!   unstable (`tcp_deferaccept`) and `unsafe` is forbidden here. Binding such an entry logs a warning.
+//! - `bind` is accepted and changes nothing: every entry is always bound on its own socket, so a
+//!   wildcard and a specific address on one port need `reuseport` on both.
 //! - port `0` is accepted (the kernel picks a port), which in-process tests rely on.
+//! - a host name that resolves to several addresses is bound on the first by [`ListenEntry::bind`]
+//!   (nginx binds them all, as [`ListenEntry::bind_all`] does).
+//!
+//! As in Kong: a first entry `off` turns the listener off whatever follows it; an IPv6 socket gets
+//! `IPV6_V6ONLY` unless `ipv6only=off` (nginx's default); the same `ADDRESS:PORT` twice is refused.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
@@ -247,7 +253,7 @@ impl fmt::Display for KeepAlive {
 /// Seconds in the largest nginx unit that divides them evenly (`1800` → `30m`).
 fn write_secs(f: &mut fmt::Formatter<'_>, secs: u64) -> fmt::Result {
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs != 0 && secs % size == 0 {
+        if secs != 0 && secs.is_multiple_of(size) {
             return write!(f, "{}{unit}", secs / size);
         }
     }

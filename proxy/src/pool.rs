@@ -40,6 +40,14 @@ pub enum ConnectError {
     Handshake { addr: String, source: hyper::Error },
 }
 
+impl ConnectError {
+    /// Whether the failure says the target itself is unreachable (Kong's passive `tcp_failures`),
+    /// as opposed to a TLS or protocol mismatch that a different config would fix.
+    pub fn is_tcp_failure(&self) -> bool {
+        matches!(self, ConnectError::Connect { .. } | ConnectError::Timeout { .. } | ConnectError::Resolve { .. } | ConnectError::NoAddress { .. })
+    }
+}
+
 /// Which wire protocol and security an upstream connection uses.
 #[derive(Clone)]
 pub struct Transport {
