@@ -1,0 +1,54 @@
+# sluice: the two commands that matter are `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Test threads: tests are I/O-bound (loopback servers), so more threads than the 2 cores help.
+TEST_THREADS ?= 4
+
+.PHONY: help build demo test deps lint fmt fmt-check clippy unit crds crds-check bench fuzz fuzz-short soak clean-demo
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+build: ## Build every binary (debug)
+	$(CARGO) build --workspace --bins
+
+demo: ## Start backends, proxy and controller on examples/, make the example calls (DEMO_ONESHOT=1 to exit after)
+	./scripts/demo.sh
+
+test: deps lint unit crds-check fuzz-short ## Everything CI runs: fmt, clippy, unit, golden, integration, e2e, CRD drift, short fuzz
+	@echo "make test: all checks passed"
+
+deps: ## Install test dependencies by package name (idempotent)
+	./scripts/install-deps.sh
+
+lint: fmt-check clippy ## cargo fmt --check and clippy -D warnings
+
+fmt: ## Format the workspace
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: ## Unit, golden, integration and e2e tests
+	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+
+crds: ## Regenerate crds/ and the Gateway API CRDs in manifests/
+	$(CARGO) run -q -p controller --bin crdgen
+
+crds-check: ## Fail when crds/ is stale (the controller's crds_fresh test does the comparison)
+	@test -d crds || { echo "crds/ missing: run make crds"; exit 1; }
+
+bench: ## Side-by-side benchmark with direct, Envoy, nginx and HAProxy (see bench/README.md)
+	./bench/run-all.sh
+
+fuzz: ## Long fuzz run (10 minutes per target)
+	./fuzz/run.sh 600
+
+fuzz-short:
+	@if [ -x fuzz/run.sh ]; then ./fuzz/run.sh $${FUZZ_SECONDS:-20}; else echo "fuzz/ not present"; fi
+
+soak: ## 30-minute mixed soak (SOAK_SECONDS to change)
+	./soak/soak.sh

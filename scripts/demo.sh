@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# `make demo`: builds, starts the demo gRPC backends, sluice-proxy and sluice-controller (file mode
+# on examples/), makes the calls of the examples through the proxy and prints what came back.
+# Keeps running until Ctrl-C; DEMO_ONESHOT=1 exits after the calls (non-zero if a call failed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PROXY_PORT=${DEMO_PROXY_PORT:-8000}
+TLS_PORT=${DEMO_TLS_PORT:-8443}
+STATUS_PORT=${DEMO_STATUS_PORT:-8100}
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+WORK=$(mktemp -d -t sluice-demo-XXXXXX)
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "==> building (cargo build -p proxy -p controller -p sluice-demo)"
+cargo build -q -p proxy -p controller -p sluice-demo --bins
+
+# wait_for FILE PATTERN SECONDS: until FILE contains PATTERN (a readiness line), bounded.
+wait_for() {
+  local deadline=$((SECONDS + $3))
+  until grep -q "$2" "$1" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2 || true; return 1; fi
+    sleep 0.1
+  done
+}
+
+backend() { # NAME ADDR [TLS]
+  local log=$WORK/backend-$1-${2//[:.]/_}.log
+  if [ "${3:-}" = tls ]; then
+    "$BIN/sluice-demo-backend" --listen "$2" --name "$1" \
+      --tls-cert examples/local/demo-backend-tls.crt --tls-key examples/local/demo-backend-tls.key >"$log" 2>&1 &
+  else
+    "$BIN/sluice-demo-backend" --listen "$2" --name "$1" >"$log" 2>&1 &
+  fi
+  PIDS+=($!)
+  wait_for "$log" "listening on" 10
+}
+
+echo "==> starting demo backends"
+backend grpcbin 127.0.0.1:19001
+backend echo-v1 127.0.0.1:19002
+backend echo-v2 127.0.0.1:19003
+backend foo-svc 127.0.0.1:19004
+backend bar-svc 127.0.0.1:19005
+backend bar-svc-canary 127.0.0.1:19006
+backend pool-a 127.0.0.1:19007
+backend pool-b 127.0.0.2:19007
+backend tls-pool-a 127.0.0.1:19009 tls
+backend tls-pool-b 127.0.0.2:19009 tls
+
+echo "==> starting sluice-proxy (KONG_PROXY_LISTEN=\"127.0.0.1:$PROXY_PORT http2, 127.0.0.1:$TLS_PORT http2 ssl\")"
+KONG_PROXY_LISTEN="127.0.0.1:$PROXY_PORT http2, 127.0.0.1:$TLS_PORT http2 ssl" \
+KONG_STATUS_LISTEN="127.0.0.1:$STATUS_PORT" \
+SLUICE_ADMIN_SOCKET="$WORK/run/admin.sock" \
+KONG_PROXY_ACCESS_LOG="$WORK/access.log" \
+  "$BIN/sluice-proxy" 2>"$WORK/proxy.log" &
+PIDS+=($!)
+wait_for "$WORK/proxy.log" "sluice-proxy started" 10
+
+echo "==> starting sluice-controller --manifests examples/"
+"$BIN/sluice-controller" --manifests examples/ --kong-admin-url "unix://$WORK/run/admin.sock" \
+  --proxy-sync-seconds 0.2 --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 \
+  --publish-status-address 127.0.0.1 2>"$WORK/controller.log" &
+PIDS+=($!)
+deadline=$((SECONDS + 20))
+until curl -sf "http://127.0.0.1:$STATUS_PORT/status/ready" >/dev/null; do
+  if ((SECONDS >= deadline)); then echo "proxy never became ready" >&2; tail -20 "$WORK/controller.log" >&2; exit 1; fi
+  sleep 0.1
+done
+echo "    proxy ready: $(curl -s "http://127.0.0.1:$STATUS_PORT/status")"
+
+FAILED=0
+call() { # TITLE, then sluice-grpc-call arguments
+  local title=$1; shift
+  printf '\n--- %s\n$ sluice-grpc-call %s\n' "$title" "$*"
+  if ! "$BIN/sluice-grpc-call" "$@"; then FAILED=$((FAILED + 1)); fi
+}
+
+echo
+echo "==> In a cluster, the same state comes from:"
+cat <<'KUBECTL'
+    kubectl apply -f examples/00-gateway/ -f examples/01-grpcbin/ -f examples/02-echo/ \
+                  -f examples/03-gateway-api-guide/ -f examples/04-grpc-grpcs-upstreams/
+    kubectl annotate service grpcbin konghq.com/protocol=grpc --overwrite
+    KONG_PROXY_LISTEN="0.0.0.0:8000 http2, 0.0.0.0:8443 http2 ssl"   # the proxy's listen setting
+KUBECTL
+
+echo
+echo "==> Calls through the proxy"
+P=127.0.0.1:$PROXY_PORT
+T=127.0.0.1:$TLS_PORT
+call "Kong's gRPC guide (Ingress, plaintext h2c)" --plaintext "$P" hello.HelloService/SayHello '{"greeting":"Kong"}'
+call "Kong's gRPC guide (GRPCRoute example.com, TLS with ALPN h2)" --insecure --authority example.com "$T" hello.HelloService/SayHello '{"greeting":"Kong"}'
+call "echo: echo.Echo/Echo -> v1" --plaintext --authority echo.example.com "$P" echo.Echo/Echo '{"message":"hi"}'
+call "echo: header env=canary -> v2" --plaintext --authority echo.example.com -H 'env: canary' "$P" echo.Echo/Echo '{"message":"hi"}'
+call "echo: echo.Echo/EchoV2 -> v2" --plaintext --authority echo.example.com "$P" echo.Echo/EchoV2 '{"message":"hi"}'
+call "echo: reflection through the proxy" --plaintext --authority echo.example.com "$P" list
+call "Gateway API guide: foo.example.com Login -> foo-svc" --plaintext --authority foo.example.com "$P" com.example.User/Login '{"username":"alice"}'
+call "Gateway API guide: bar.example.com -> bar-svc" --plaintext --authority bar.example.com "$P" com.example.User/Login '{"username":"bob"}'
+call "Gateway API guide: bar.example.com env=canary -> bar-svc-canary" --plaintext --authority bar.example.com -H 'env: canary' "$P" com.example.User/Login '{"username":"bob"}'
+for i in 1 2; do
+  call "gRPC upstream (h2c), round robin #$i" --plaintext --authority plain.example.com "$P" echo.Echo/Echo '{"message":"rr"}'
+done
+for i in 1 2; do
+  call "gRPCS upstream (h2 over TLS), round robin #$i" --plaintext --authority secure.example.com "$P" echo.Echo/Echo '{"message":"rr"}'
+done
+
+echo
+echo "==> /metrics (excerpt): curl http://127.0.0.1:$STATUS_PORT/metrics"
+curl -s "http://127.0.0.1:$STATUS_PORT/metrics" | grep -E '^(sluice_grpc_requests_total|kong_http_requests_total)' | head -12 || true
+
+if [ "$FAILED" -ne 0 ]; then echo; echo "$FAILED call(s) failed"; fi
+if [ -n "${DEMO_ONESHOT:-}" ]; then
+  exit $((FAILED > 0))
+fi
+echo
+echo "==> Running. Proxy: h2c/HTTP1 127.0.0.1:$PROXY_PORT, TLS 127.0.0.1:$TLS_PORT, status 127.0.0.1:$STATUS_PORT. Ctrl-C to stop."
+while true; do sleep 3600; done

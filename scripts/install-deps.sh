@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs beyond the Rust toolchain, by package name, idempotently:
+# rustfmt/clippy (from rust-toolchain.toml), curl, python grpcio + grpcio-tools (the Python gRPC
+# client test), and checks kubectl (shipped with this machine image; e2e fails loudly without it).
+set -euo pipefail
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! python3 -c 'import grpc, grpc_tools' 2>/dev/null; then
+  python3 -m pip install --quiet grpcio grpcio-tools
+fi
+if ! command -v kubectl >/dev/null; then
+  # Debian's own kubernetes-client is far older than the 1.32 the e2e tests target; try the
+  # machine image's package first, then fail loudly.
+  (apt-get install -y -qq kubectl 2>/dev/null) || true
+fi
+if ! command -v kubectl >/dev/null; then
+  echo "ERROR: kubectl (1.32) is required by the e2e tests and is not installed" >&2
+  exit 1
+fi
+echo "deps ok: $(kubectl version --client 2>/dev/null | head -1), python grpcio $(python3 -c 'import grpc; print(grpc.__version__)')"
