@@ -1,1 +1,12 @@
-//! placeholder
+//! End-to-end test support for sluice.
+//!
+//! The main piece is [`apiserver`]: a small in-memory Kubernetes API server (a test tool, not a real API
+//! server) that real `kubectl` and kube-rs talk to, so scenario tests can run the controller and proxy
+//! without a cluster. Start one with [`TestApiServer::start`]; drive it with the real kubectl through
+//! [`Kubectl`].
+
+pub mod apiserver;
+pub mod kubectl;
+
+pub use apiserver::{ApiServer, Options, ServerError, TestApiServer};
+pub use kubectl::{Kubectl, KubectlError};

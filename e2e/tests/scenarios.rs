@@ -1,0 +1,337 @@
+//! The product the way users use it: real `kubectl annotate` / `apply` / `delete` against a
+//! Kubernetes API, real `sluice-controller` and `sluice-proxy` processes, real gRPC calls through
+//! the proxy's plaintext (h2c) and TLS ports. Runs against the in-memory test API server, or a real
+//! cluster when `SLUICE_E2E_KUBECONFIG` is set (then the backends must be reachable from it).
+
+mod support;
+
+use sluice_demo::{spawn, BackendOptions};
+use std::collections::BTreeSet;
+use support::*;
+
+fn backend_of(reply: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(reply).unwrap_or_default();
+    v["backend"].as_str().unwrap_or_default().to_string()
+}
+
+/// Kong's gRPC guide: annotate the Service, route with an Ingress and a GRPCRoute, call on both ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_1_kong_grpc_guide() {
+    let w = World::start().await;
+    w.apply(&example("00-gateway/gateway.yaml")).await;
+    let grpcbin = spawn(BackendOptions::named("grpcbin")).await.unwrap();
+    // The Service as users first create it: no protocol annotation yet.
+    let unannotated = example("01-grpcbin/grpcbin.yaml").replace("  annotations:\n    konghq.com/protocol: grpc\n", "");
+    assert!(!unannotated.contains("konghq.com/protocol: grpc"));
+    w.apply(&unannotated).await;
+    w.endpoints("grpcbin", "grpc", &[grpcbin.addr()]).await;
+
+    // Without the annotation the upstream is HTTP/1.1 and gRPC cannot work (as in Kong).
+    let err = w
+        .eventually("routes pushed", CHANGE_BOUND, || async {
+            match w.call(false, "grpcbin.local", "hello.HelloService/SayHello", r#"{"greeting":"Kong"}"#, &[]).await {
+                Err(e) if !e.contains("Unimplemented") => Ok(e),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(!err.is_empty());
+
+    w.kubectl(&["annotate", "service", "grpcbin", "konghq.com/protocol=grpc"]).await;
+    let reply = w
+        .eventually("annotation takes effect", CHANGE_BOUND, || async {
+            w.call(false, "grpcbin.local", "hello.HelloService/SayHello", r#"{"greeting":"Kong"}"#, &[]).await
+        })
+        .await;
+    assert_eq!(reply, r#"{"reply":"hello Kong"}"#);
+
+    // TLS port, GRPCRoute for example.com (Gateway HTTPS listener, ALPN h2).
+    let reply = w
+        .eventually("GRPCRoute over TLS", CHANGE_BOUND, || async {
+            w.call(true, "example.com", "hello.HelloService/SayHello", r#"{"greeting":"Kong"}"#, &[]).await
+        })
+        .await;
+    assert_eq!(reply, r#"{"reply":"hello Kong"}"#);
+
+    // Statuses: the Ingress gets the publish address; the GRPCRoute is Accepted with resolved refs.
+    let ing = w
+        .eventually("Ingress status", CHANGE_BOUND, || async {
+            let v = w.get_json(&["ingress", "grpcbin"]).await;
+            let ip = v["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().unwrap_or_default().to_string();
+            if ip.is_empty() {
+                Err(v["status"].to_string())
+            } else {
+                Ok(ip)
+            }
+        })
+        .await;
+    assert_eq!(ing, "192.0.2.10");
+    let route = w
+        .eventually("GRPCRoute status", CHANGE_BOUND, || async {
+            let v = w.get_json(&["grpcroute", "grpcbin"]).await;
+            let parents = v["status"]["parents"].as_array().cloned().unwrap_or_default();
+            if parents.is_empty() {
+                Err(v["status"].to_string())
+            } else {
+                Ok(v)
+            }
+        })
+        .await;
+    let parent = &route["status"]["parents"][0];
+    assert_eq!(parent["controllerName"], "konghq.com/kic-gateway-controller");
+    let conditions = parent["conditions"].as_array().unwrap();
+    let cond =
+        |t: &str| conditions.iter().find(|c| c["type"] == t).unwrap_or_else(|| panic!("no {t} in {conditions:?}"));
+    assert_eq!(cond("Accepted")["status"], "True");
+    assert_eq!(cond("ResolvedRefs")["status"], "True");
+    assert_eq!(cond("Accepted")["observedGeneration"], route["metadata"]["generation"]);
+}
+
+/// echo: method and header routing to v1/v2, and reflection through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_2_echo_canary_and_reflection() {
+    let w = World::start().await;
+    w.apply(&example("00-gateway/gateway.yaml")).await;
+    w.apply(&example("02-echo/echo.yaml")).await;
+    let (v1, v2) = (
+        spawn(BackendOptions::named("echo-v1")).await.unwrap(),
+        spawn(BackendOptions::named("echo-v2")).await.unwrap(),
+    );
+    w.endpoints("echo-v1", "grpc", &[v1.addr()]).await;
+    w.endpoints("echo-v2", "grpc", &[v2.addr()]).await;
+    let call = |method: &'static str, headers: &'static [&'static str]| {
+        let w = &w;
+        async move {
+            w.call(false, "echo.example.com", method, r#"{"message":"hi"}"#, headers).await.map(|r| backend_of(&r))
+        }
+    };
+    for (method, headers, want) in [
+        ("echo.Echo/Echo", &[][..], "echo-v1"),
+        ("echo.Echo/Echo", &["env: canary"][..], "echo-v2"),
+        ("echo.Echo/EchoV2", &[][..], "echo-v2"),
+    ] {
+        let got = w
+            .eventually(&format!("{method} {headers:?} -> {want}"), CHANGE_BOUND, || async {
+                match call(method, headers).await {
+                    Ok(b) if b == want => Ok(b),
+                    other => Err(format!("{other:?}")),
+                }
+            })
+            .await;
+        assert_eq!(got, want);
+    }
+    // Reflection through the proxy lists the services.
+    let target = sluice_demo::grpc_call::Target {
+        addr: w.plain().to_string(),
+        tls: None,
+        authority: Some("echo.example.com".into()),
+    };
+    let channel = sluice_demo::grpc_call::channel(&target).unwrap();
+    let services = sluice_demo::grpc_call::list_services(channel, Default::default()).await.unwrap();
+    assert!(services.iter().any(|s| s == "echo.Echo"), "{services:?}");
+    // An unknown method on the host: UNIMPLEMENTED from the proxy.
+    let err =
+        w.call(false, "nothing.example.com", "com.example.User/Login", r#"{"username":"x"}"#, &[]).await.unwrap_err();
+    assert!(err.contains("Unimplemented"), "{err}");
+}
+
+/// The Gateway API guide: foo/bar hosts, Login method, canary header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_3_gateway_api_guide() {
+    let w = World::start().await;
+    w.apply(&example("00-gateway/gateway.yaml")).await;
+    w.apply(&example("03-gateway-api-guide/user.yaml")).await;
+    let foo = spawn(BackendOptions::named("foo-svc")).await.unwrap();
+    let bar = spawn(BackendOptions::named("bar-svc")).await.unwrap();
+    let canary = spawn(BackendOptions::named("bar-svc-canary")).await.unwrap();
+    w.endpoints("foo-svc", "grpc", &[foo.addr()]).await;
+    w.endpoints("bar-svc", "grpc", &[bar.addr()]).await;
+    w.endpoints("bar-svc-canary", "grpc", &[canary.addr()]).await;
+    let login = |host: &'static str, headers: &'static [&'static str]| {
+        let w = &w;
+        async move {
+            w.call(false, host, "com.example.User/Login", r#"{"username":"alice"}"#, headers)
+                .await
+                .map(|r| backend_of(&r))
+        }
+    };
+    for (host, headers, want) in [
+        ("foo.example.com", &[][..], "foo-svc"),
+        ("bar.example.com", &[][..], "bar-svc"),
+        ("bar.example.com", &["env: canary"][..], "bar-svc-canary"),
+    ] {
+        let got = w
+            .eventually(&format!("{host} {headers:?} -> {want}"), CHANGE_BOUND, || async {
+                match login(host, headers).await {
+                    Ok(b) if b == want => Ok(b),
+                    other => Err(format!("{other:?}")),
+                }
+            })
+            .await;
+        assert_eq!(got, want);
+    }
+    // foo.example.com only routes Login: another method there is UNIMPLEMENTED.
+    let err = w.call(false, "foo.example.com", "echo.Echo/Echo", r#"{"message":"x"}"#, &[]).await.unwrap_err();
+    assert!(err.contains("Unimplemented"), "{err}");
+}
+
+/// gRPC (h2c) and gRPCS (h2 over TLS) upstreams, each round-robin over two endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_4_grpc_and_grpcs_upstreams_round_robin() {
+    let w = World::start().await;
+    w.apply(&example("00-gateway/gateway.yaml")).await;
+    w.apply(&example("04-grpc-grpcs-upstreams/upstreams.yaml")).await;
+    let (a, b) = (
+        spawn(BackendOptions::named("plain-a")).await.unwrap(),
+        spawn(BackendOptions::named("plain-b")).await.unwrap(),
+    );
+    let (cert, key) = sluice_demo::self_signed(&["echo-grpcs.default.svc"]);
+    let ta = spawn(BackendOptions::named("tls-a").with_tls(cert.clone(), key.clone())).await.unwrap();
+    let tb = spawn(BackendOptions::named("tls-b").with_tls(cert, key)).await.unwrap();
+    w.endpoints("echo-grpc", "grpc", &[a.addr(), b.addr()]).await;
+    w.endpoints("echo-grpcs", "grpcs", &[ta.addr(), tb.addr()]).await;
+    for (host, want) in [("plain.example.com", ["plain-a", "plain-b"]), ("secure.example.com", ["tls-a", "tls-b"])] {
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        // Round robin: once both endpoints are live, four calls reach both.
+        w.eventually(&format!("{host} round robin"), CHANGE_BOUND, || async {
+            let mut seen = BTreeSet::new();
+            for _ in 0..4 {
+                let r = w.call(false, host, "echo.Echo/Echo", r#"{"message":"rr"}"#, &[]).await?;
+                seen.insert(backend_of(&r));
+            }
+            if seen == want {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        })
+        .await;
+    }
+    // The TLS backends really saw TLS: they only speak h2 over TLS.
+    assert!(ta.stats().total_started() > 0 && tb.stats().total_started() > 0);
+}
+
+/// Change flows: annotation removed and re-added, endpoints scaled, Ingress deleted, each visible
+/// at the proxy within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_5_changes_reach_the_proxy_within_5s() {
+    let w = World::start().await;
+    w.apply(&example("00-gateway/gateway.yaml")).await;
+    w.apply(&example("01-grpcbin/grpcbin.yaml")).await;
+    let one = spawn(BackendOptions::named("one")).await.unwrap();
+    let two = spawn(BackendOptions::named("two")).await.unwrap();
+    w.endpoints("grpcbin", "grpc", &[one.addr()]).await;
+    assert_eq!(w.eventually("initial config", CHANGE_BOUND, || echo_via_grpcbin(&w)).await, "one");
+
+    // Remove the protocol annotation: the upstream becomes HTTP/1.1 and gRPC fails.
+    w.kubectl(&["annotate", "service", "grpcbin", "konghq.com/protocol-"]).await;
+    w.eventually("annotation removal", CHANGE_BOUND, || async {
+        match echo_via_grpcbin(&w).await {
+            Ok(b) => Err(format!("still answered by {b}")),
+            Err(e) => Ok(e),
+        }
+    })
+    .await;
+    w.kubectl(&["annotate", "service", "grpcbin", "konghq.com/protocol=grpc"]).await;
+    w.eventually("annotation re-added", CHANGE_BOUND, || echo_via_grpcbin(&w)).await;
+
+    // Scale the endpoints from one to two: both answer.
+    w.endpoints("grpcbin", "grpc", &[one.addr(), two.addr()]).await;
+    w.eventually("scaled endpoints", CHANGE_BOUND, || async {
+        let mut seen = BTreeSet::new();
+        for _ in 0..4 {
+            seen.insert(echo_via_grpcbin(&w).await?);
+        }
+        if seen.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+
+    // The Ingress gets the publish address; deleting it removes the route.
+    w.eventually("Ingress status", CHANGE_BOUND, || async {
+        let v = w.get_json(&["ingress", "grpcbin"]).await;
+        match v["status"]["loadBalancer"]["ingress"][0]["ip"].as_str() {
+            Some("192.0.2.10") => Ok(()),
+            _ => Err(v["status"].to_string()),
+        }
+    })
+    .await;
+    w.kubectl(&["delete", "ingress", "grpcbin"]).await;
+    let err = w
+        .eventually("Ingress deletion", CHANGE_BOUND, || async {
+            match echo_via_grpcbin(&w).await {
+                Err(e) if e.contains("Unimplemented") => Ok(e),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(err.contains("no Route matched"), "{err}");
+}
+
+async fn echo_via_grpcbin(w: &World) -> Result<String, String> {
+    w.call(false, "grpcbin.local", "echo.Echo/Echo", r#"{"message":"x"}"#, &[]).await.map(|r| backend_of(&r))
+}
+
+/// Cross-namespace backendRef: RefNotPermitted and UNAVAILABLE without a ReferenceGrant, working
+/// within 5 s after it is applied, failing again within 5 s after it is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_reference_grant_flow() {
+    let w = World::start().await;
+    w.apply(&example("00-gateway/gateway.yaml")).await;
+    let other = spawn(BackendOptions::named("other-ns")).await.unwrap();
+    w.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: backends\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: remote\n  namespace: backends\nspec:\n  ports:\n  - name: grpc\n    port: 9000\n    appProtocol: kubernetes.io/h2c\n",
+    )
+    .await;
+    let port = other.addr().port();
+    w.apply(&format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: remote-e2e\n  namespace: backends\n  labels:\n    kubernetes.io/service-name: remote\naddressType: IPv4\nports:\n- name: grpc\n  port: {port}\n  protocol: TCP\nendpoints:\n- addresses: [\"127.0.0.1\"]\n  conditions:\n    ready: true\n"
+    ))
+    .await;
+    w.apply(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata:\n  name: cross\n  namespace: default\nspec:\n  parentRefs:\n  - name: kong\n  hostnames: [cross.example.com]\n  rules:\n  - backendRefs:\n    - name: remote\n      namespace: backends\n      port: 9000\n",
+    )
+    .await;
+    let call = || w.call(false, "cross.example.com", "echo.Echo/Echo", r#"{"message":"x"}"#, &[]);
+    let resolved = |want: &'static str| {
+        let w = &w;
+        async move {
+            let v = w.get_json(&["grpcroute", "cross"]).await;
+            let conds = v["status"]["parents"][0]["conditions"].as_array().cloned().unwrap_or_default();
+            let rr = conds.iter().find(|c| c["type"] == "ResolvedRefs").cloned().unwrap_or_default();
+            if rr["reason"] == want {
+                Ok(rr)
+            } else {
+                Err(v["status"].to_string())
+            }
+        }
+    };
+    w.eventually("RefNotPermitted status", CHANGE_BOUND, || resolved("RefNotPermitted")).await;
+    let err = w
+        .eventually("UNAVAILABLE without grant", CHANGE_BOUND, || async {
+            match call().await {
+                Err(e) if e.contains("Unavailable") => Ok(e),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(err.contains("Unavailable"));
+
+    let grant = "apiVersion: gateway.networking.k8s.io/v1\nkind: ReferenceGrant\nmetadata:\n  name: allow-default\n  namespace: backends\nspec:\n  from:\n  - group: gateway.networking.k8s.io\n    kind: GRPCRoute\n    namespace: default\n  to:\n  - group: \"\"\n    kind: Service\n";
+    w.apply(grant).await;
+    let reply = w.eventually("works with grant", CHANGE_BOUND, || async { call().await }).await;
+    assert_eq!(backend_of(&reply), "other-ns");
+    w.eventually("ResolvedRefs status", CHANGE_BOUND, || resolved("ResolvedRefs")).await;
+
+    w.kubectl(&["delete", "referencegrant", "allow-default", "-n", "backends"]).await;
+    w.eventually("fails again without grant", CHANGE_BOUND, || async {
+        match call().await {
+            Err(e) if e.contains("Unavailable") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
