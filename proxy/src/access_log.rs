@@ -67,7 +67,12 @@ impl AccessLog {
                     .map_err(|source| AccessLogError::Open { path: path.to_string(), source })?,
             ),
         };
-        let (tx, rx) = sync_channel::<String>(QUEUE);
+        AccessLog::with_writer(out, QUEUE)
+    }
+
+    /// Starts the writer thread on `out`, with room for `queue` lines.
+    fn with_writer(out: Box<dyn Write + Send>, queue: usize) -> Result<AccessLog, AccessLogError> {
+        let (tx, rx) = sync_channel::<String>(queue);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
@@ -129,6 +134,81 @@ pub fn now_rfc3339() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::time::{Duration, Instant};
+
+    fn entry(path: &str) -> Entry<'_> {
+        Entry {
+            time: now_rfc3339(),
+            client: "127.0.0.1:1".into(),
+            method: "GET",
+            host: "h",
+            path,
+            protocol: "http",
+            route: "r",
+            service: "s",
+            upstream: "127.0.0.1:2",
+            status: 200,
+            grpc_status: None,
+            latency_ms: 1.5,
+            upstream_latency_ms: Some(1.0),
+            bytes_in: 0,
+            bytes_out: 10,
+            error: None,
+        }
+    }
+
+    /// A writer that reports each write and then waits until the test lets it go on, like a
+    /// disk or pipe that has stopped draining.
+    struct Stuck {
+        wrote: Sender<Vec<u8>>,
+        go_on: Receiver<()>,
+    }
+
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.wrote.send(buf.to_vec());
+            let _ = self.go_on.recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_writer_drops_and_counts_lines_instead_of_blocking() {
+        let (wrote_tx, wrote) = channel();
+        let (go_on, go_on_rx) = channel();
+        let stuck = Stuck { wrote: wrote_tx, go_on: go_on_rx };
+        // BufWriter passes lines larger than its buffer straight through; ours are small, so the
+        // first write reaches `Stuck` only on flush: either way the thread is stuck after line 1.
+        let log = AccessLog::with_writer(Box::new(stuck), 4).unwrap();
+        log.write(&entry("/0"));
+        let first = wrote.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(String::from_utf8(first).unwrap().contains(r#""path":"/0""#));
+        // The writer thread is now stuck in `write`: 4 lines fit the queue, the other 96 drop.
+        let started = Instant::now();
+        for i in 1..=100 {
+            log.write(&entry(&format!("/{i}")));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "write blocked: {:?}", started.elapsed());
+        assert_eq!(log.dropped(), 96);
+        // Unstick it: the 4 queued lines arrive, in order, after the first.
+        let mut rest = String::new();
+        while rest.lines().count() < 4 {
+            go_on.send(()).unwrap();
+            rest.push_str(&String::from_utf8(wrote.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap());
+        }
+        let paths: Vec<String> = rest
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, ["/1", "/2", "/3", "/4"]);
+        drop(go_on);
+    }
+
     #[test]
     fn timestamps_are_rfc3339() {
         let t = super::now_rfc3339();

@@ -2,12 +2,14 @@
 //! (validate all, then swap atomically; 201 + hash, 304 with `check_hash=1` when unchanged, 400 with
 //! `flattened_errors` and the old config keeps serving), `GET /config` and `GET /status`.
 //! The socket is created mode 0600 in a directory that is not world-writable, and each peer's uid
-//! must be ours (or root's).
+//! must be ours (or root's). With `SLUICE_CONFIG_CACHE`, every accepted config is also written to
+//! that file (temp file + rename, mode 0600 as it holds TLS keys) for the next start.
 
 use std::convert::Infallible;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -36,6 +38,67 @@ pub enum AdminError {
     WorldWritable(PathBuf),
     #[error("SLUICE_ADMIN_SOCKET: cannot bind '{path}': {source}")]
     Bind { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("cannot write: {0}")]
+    Write(std::io::Error),
+    #[error("not a valid configuration: {0}")]
+    Invalid(String),
+}
+
+/// What the admin handlers share.
+pub struct AdminState {
+    pub state: Arc<State>,
+    cache: Option<PathBuf>,
+    /// Holds apply + cache write together, so the file always matches the live config.
+    push_lock: Mutex<()>,
+}
+
+impl AdminState {
+    pub fn new(state: Arc<State>, cache: Option<PathBuf>) -> Self {
+        AdminState { state, cache, push_lock: Mutex::new(()) }
+    }
+}
+
+/// Writes `text` to `path` atomically: a temp file in the same directory, fsync, rename.
+pub fn write_cache(path: &Path, text: &[u8]) -> Result<(), CacheError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "config".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CacheError::Write(e)
+    })
+}
+
+/// Loads and applies the cached config; `Ok(None)` when there is no cache file yet.
+pub fn load_cache(path: &Path, state: &State) -> Result<Option<String>, CacheError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CacheError::Read(e)),
+    };
+    let config = proxy_config::parse(&text).map_err(|e| CacheError::Invalid(e.to_string()))?;
+    match state.apply(config, false) {
+        Ok(Applied::Swapped(h)) | Ok(Applied::Unchanged(h)) => Ok(Some(h)),
+        Err(e) => Err(CacheError::Invalid(e.message)),
+    }
 }
 
 /// Binds the admin socket (removing a stale one) with mode 0600.
@@ -68,7 +131,7 @@ fn own_uid() -> u32 {
 /// Serves the admin API until shutdown.
 pub async fn serve(
     listener: UnixListener,
-    state: Arc<State>,
+    admin: Arc<AdminState>,
     mut shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
 ) {
@@ -89,9 +152,9 @@ pub async fn serve(
                 continue;
             }
         }
-        let state = state.clone();
+        let admin = admin.clone();
         tracker.spawn(async move {
-            let svc = service_fn(move |req| handle(req, state.clone()));
+            let svc = service_fn(move |req| handle(req, admin.clone()));
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
                 tracing::debug!(error = %e, "admin connection ended");
             }
@@ -107,7 +170,8 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
 }
 
 /// The admin API's request handler (public for tests that bypass the socket).
-pub async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(req: Request<Incoming>, admin: Arc<AdminState>) -> Result<Response<ProxyBody>, Infallible> {
+    let state = &admin.state;
     let check_hash =
         req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "check_hash=1" || kv == "check_hash=true"));
     let resp = match (req.method(), req.uri().path()) {
@@ -116,20 +180,21 @@ pub async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Respons
                 Ok(b) => b.to_bytes(),
                 Err(e) => return Ok(json_response(StatusCode::PAYLOAD_TOO_LARGE, &format!("cannot read body: {e}"))),
             };
-            post_config(&state, body, check_hash)
+            post_config(&admin, body, check_hash)
         }
         (&Method::GET, "/config") => {
             let rt = state.load();
             json(StatusCode::OK, &serde_json::to_value(&*rt.config).unwrap_or_default())
         }
-        (&Method::GET, "/status") => status_body(&state),
+        (&Method::GET, "/status") => status_body(state),
         (_, "/config") | (_, "/status") => json_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
         _ => json_response(StatusCode::NOT_FOUND, "Not found"),
     };
     Ok(resp)
 }
 
-fn post_config(state: &State, body: Bytes, check_hash: bool) -> Response<ProxyBody> {
+fn post_config(admin: &AdminState, body: Bytes, check_hash: bool) -> Response<ProxyBody> {
+    let state = &admin.state;
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
         Err(_) => return json_response(StatusCode::BAD_REQUEST, "body is not UTF-8"),
@@ -142,9 +207,16 @@ fn post_config(state: &State, body: Bytes, check_hash: bool) -> Response<ProxyBo
             return json(StatusCode::BAD_REQUEST, &serde_json::to_value(&err).unwrap_or_default());
         }
     };
+    let _push = admin.push_lock.lock().unwrap_or_else(|p| p.into_inner());
     match state.apply(parsed, check_hash) {
         Ok(Applied::Swapped(hash)) => {
             tracing::info!(%hash, "configuration applied");
+            if let Some(cache) = &admin.cache {
+                // The config is live either way; a failed write only costs the next cold start.
+                if let Err(e) = write_cache(cache, &body) {
+                    tracing::warn!(path = %cache.display(), error = %e, "configuration cache not written");
+                }
+            }
             json(StatusCode::CREATED, &serde_json::json!({ "configuration_hash": hash }))
         }
         Ok(Applied::Unchanged(_)) => {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -75,13 +76,23 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         state
             .apply(config, false)
             .map_err(|e| StartError::DeclarativeConfig { path: path.clone(), message: e.message })?;
+    } else if let Some(cache) = &settings.config_cache {
+        // The last pushed config, so the proxy serves before the controller is back. A missing or
+        // unusable cache is not fatal: the proxy starts empty (not ready) and waits for a push.
+        match admin::load_cache(cache, &state) {
+            Ok(Some(hash)) => tracing::info!(path = %cache.display(), %hash, "configuration loaded from cache"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(path = %cache.display(), error = %e, "configuration cache not used"),
+        }
     }
 
     let access_log = match &settings.access_log {
         Some(target) => Some(AccessLog::open(target)?),
         None => None,
     };
-    let observer = Arc::new(Observer { metrics: metrics.clone(), access_log });
+    // SLUICE_METRICS=off: a switch for measuring what request metrics cost (make bench).
+    let metrics_enabled = !matches!(std::env::var("SLUICE_METRICS").as_deref(), Ok("off" | "0" | "false"));
+    let observer = Arc::new(Observer { metrics: metrics.clone(), access_log, metrics_enabled });
     let shared = Arc::new(Shared {
         state: state.clone(),
         pool: Pool::default(),
@@ -123,6 +134,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     }
     let admin_listener = admin::bind(&settings.admin_socket)?;
 
+    // One connection budget for all proxy listeners; the status listeners have their own, so a
+    // flood on the proxy ports cannot lock out probes and scrapes.
+    let proxy_open = Arc::new(AtomicUsize::new(0));
+    let status_open = Arc::new(AtomicUsize::new(0));
     let proxy_addrs = proxy.iter().filter_map(|l| l.tcp.local_addr().ok()).collect();
     let status_addrs = status.iter().filter_map(|l| l.tcp.local_addr().ok()).collect();
     for l in proxy {
@@ -133,6 +148,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             metrics.clone(),
             shutdown_rx.clone(),
             tracker.clone(),
+            proxy_open.clone(),
         ));
     }
     let status_handler = Arc::new(StatusHandler { state: state.clone() });
@@ -144,9 +160,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             metrics.clone(),
             shutdown_rx.clone(),
             tracker.clone(),
+            status_open.clone(),
         ));
     }
-    tokio::spawn(admin::serve(admin_listener, state.clone(), shutdown_rx.clone(), tracker.clone()));
+    let admin_state = Arc::new(admin::AdminState::new(state.clone(), settings.config_cache.clone()));
+    tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx.clone(), tracker.clone()));
 
     Ok(Running {
         proxy_addrs,

@@ -233,7 +233,7 @@ impl Body for UpstreamBody {
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         if let Some(c) = self.completion.as_mut() {
-            if !self.done {
+            if !self.done && !self.inner.as_ref().is_some_and(Body::is_end_stream) {
                 c.set_cancelled();
             }
         }

@@ -3,6 +3,7 @@
 //! only what never reached the upstream), and hand the streamed response back. Every failure is a
 //! [`ProxyError`] turned into a response in `respond`.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -163,10 +164,10 @@ async fn forward(
     } else {
         svc.upstream_host.clone()
     };
-    let forwarded_host = strip_port(host).to_string();
+    let forwarded_host = FORWARDED_VALUES.with(|c| c.borrow_mut().host(strip_port(host)));
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
-    set_forwarded(&mut headers, conn, &shared.trusted, &forwarded_host);
+    set_forwarded_values(&mut headers, conn, &shared.trusted, forwarded_host);
     if let Some(ops) = &route.plugins.request_headers {
         ops.apply(&mut headers);
     }
@@ -227,10 +228,13 @@ async fn forward(
                 let ctx = PickContext { headers: up.headers(), client_ip };
                 let i = b.pick(&ctx, &tried).ok_or(ProxyError::NoHealthyTarget)?;
                 let t = &b.targets[i];
-                (t.host.clone(), t.port, Some(i), t.label.clone(), Some(ActiveGuard::new(t.health.clone())))
+                (t.host.clone(), t.port, Some(i), Some(t.label.clone()), Some(ActiveGuard::new(t.health.clone())))
             }
-            None => (svc.host.clone(), svc.port, None, Arc::from(format!("{}:{}", svc.host, svc.port)), None),
+            // The label of a plain host:port service is only rendered when something reads it
+            // (the access log, a debug line on failure): `format!` per request is measurable.
+            None => (svc.host.clone(), svc.port, None, None, None),
         };
+        let label = || label.clone().unwrap_or_else(|| Arc::from(format!("{}:{}", svc.host, svc.port)));
         let connect_budget = match deadline {
             Some(d) => svc.connect_timeout.min(d.saturating_duration_since(Instant::now())),
             None => svc.connect_timeout,
@@ -238,7 +242,7 @@ async fn forward(
         let sender = match shared.pool.get(&target_host, port, &svc.transport, connect_budget, fresh).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!(target = %label, error = %e, "upstream connect failed");
+                tracing::debug!(target = %label(), error = %e, "upstream connect failed");
                 if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
                     if e.is_tcp_failure() {
                         b.targets[i].health.record_failure(b.failure_threshold, b.cooldown);
@@ -293,7 +297,7 @@ async fn forward(
                 _ => {
                     let err = e.into_error();
                     let refused = crate::body::h2_reason(&err) == Some(h2::Reason::REFUSED_STREAM);
-                    tracing::debug!(target = %label, error = %err, refused, "upstream request failed");
+                    tracing::debug!(target = %label(), error = %err, refused, "upstream request failed");
                     return Err(ProxyError::UpstreamFailed { detail: err.to_string() });
                 }
             },
@@ -311,7 +315,7 @@ async fn forward(
         let Some(mut d) = done.take() else {
             return Ok(Response::from_parts(rparts, ProxyBody::Empty));
         };
-        d.set_upstream(label, upstream_latency);
+        d.set_upstream(if d.wants_details() { Some(label()) } else { None }, upstream_latency);
         d.set_response(rparts.status.as_u16(), true, &rparts.headers);
         if let Some(g) = guard {
             d.hold(g);
@@ -332,8 +336,33 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host)
 }
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Whether a header is one [`strip_hop_by_hop`] would act on.
+fn is_hop_by_hop(name: &HeaderName, value: &HeaderValue) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::TRAILER
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || (name == header::TE && !value.as_bytes().eq_ignore_ascii_case(b"trailers"))
+}
+
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those named by `Connection`.
 fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // One pass over the few headers a request has is cheaper than nine hashed removals, and most
+    // requests carry none of these (HTTP/2 forbids most of them outright).
+    if !h.iter().any(|(n, v)| is_hop_by_hop(n, v)) {
+        return;
+    }
     if let Some(conn) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()).map(str::to_owned) {
         for name in conn.split(',') {
             if let Ok(n) = HeaderName::from_bytes(name.trim().as_bytes()) {
@@ -348,8 +377,8 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     {
         h.remove(n);
     }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
+    h.remove(KEEP_ALIVE);
+    h.remove(PROXY_CONNECTION);
     // `te: trailers` is what gRPC needs; any other TE value is hop-by-hop.
     if let Some(te) = h.get(header::TE) {
         if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
@@ -359,31 +388,101 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// X-Forwarded-* and X-Real-IP as Kong sets them; incoming values are kept only from trusted peers.
+#[cfg(test)]
 fn set_forwarded(h: &mut HeaderMap, conn: &ConnInfo, trusted: &TrustedIps, host: &str) {
+    let host_value = FORWARDED_VALUES.with(|c| c.borrow_mut().host(host));
+    set_forwarded_values(h, conn, trusted, host_value)
+}
+
+/// [`set_forwarded`] with the host already rendered (`None`: not a valid header value).
+fn set_forwarded_values(h: &mut HeaderMap, conn: &ConnInfo, trusted: &TrustedIps, host_value: Option<HeaderValue>) {
     let trust = trusted.contains(conn.peer.ip());
-    let ip = ip_value(conn.client.ip());
-    let xff = match (trust, h.get("x-forwarded-for").and_then(|v| v.to_str().ok())) {
+    let (ip, port) = FORWARDED_VALUES.with(|c| {
+        let mut c = c.borrow_mut();
+        (c.ip(conn.client.ip()), c.port(conn.local_port))
+    });
+    let xff = match (trust, h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
         (true, Some(prev)) => HeaderValue::from_str(&format!("{prev}, {}", conn.client.ip())).unwrap_or(ip.clone()),
         _ => ip.clone(),
     };
-    h.insert("x-forwarded-for", xff);
-    h.insert("x-real-ip", ip);
-    if !(trust && h.contains_key("x-forwarded-proto")) {
-        h.insert("x-forwarded-proto", HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+    h.insert(X_FORWARDED_FOR, xff);
+    h.insert(X_REAL_IP, ip);
+    if !(trust && h.contains_key(&X_FORWARDED_PROTO)) {
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
     }
-    if !(trust && h.contains_key("x-forwarded-host")) {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            h.insert("x-forwarded-host", v);
+    if !(trust && h.contains_key(&X_FORWARDED_HOST)) {
+        if let Some(v) = host_value {
+            h.insert(X_FORWARDED_HOST, v);
         }
     }
-    if !(trust && h.contains_key("x-forwarded-port")) {
-        h.insert("x-forwarded-port", HeaderValue::from(conn.local_port));
+    if !(trust && h.contains_key(&X_FORWARDED_PORT)) {
+        h.insert(X_FORWARDED_PORT, port);
+    }
+}
+
+/// The last client IP, listener port and host rendered as header values, per worker thread:
+/// consecutive requests mostly come from the same connection, so the values are reused (a cheap
+/// reference-count bump) instead of formatted and allocated for every request.
+#[derive(Default)]
+struct ForwardedValues {
+    ip: Option<(IpAddr, HeaderValue)>,
+    port: Option<(u16, HeaderValue)>,
+    host: Option<HeaderValue>,
+}
+
+thread_local! {
+    static FORWARDED_VALUES: RefCell<ForwardedValues> = RefCell::new(ForwardedValues::default());
+}
+
+impl ForwardedValues {
+    fn ip(&mut self, ip: IpAddr) -> HeaderValue {
+        match &self.ip {
+            Some((last, v)) if *last == ip => v.clone(),
+            _ => {
+                let v = ip_value(ip);
+                self.ip = Some((ip, v.clone()));
+                v
+            }
+        }
+    }
+
+    fn port(&mut self, port: u16) -> HeaderValue {
+        match &self.port {
+            Some((last, v)) if *last == port => v.clone(),
+            _ => {
+                let v = HeaderValue::from(port);
+                self.port = Some((port, v.clone()));
+                v
+            }
+        }
+    }
+
+    /// `None` when `host` is not a valid header value.
+    fn host(&mut self, host: &str) -> Option<HeaderValue> {
+        match &self.host {
+            Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
+            _ => {
+                let v = HeaderValue::from_str(host).ok()?;
+                self.host = Some(v.clone());
+                Some(v)
+            }
+        }
     }
 }
 
 fn ip_value(ip: IpAddr) -> HeaderValue {
     // An IP address always renders as a valid header value.
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("0.0.0.0"))
+}
+
+impl crate::server::Handler for Shared {
+    async fn call(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        serve(req, conn, self).await
+    }
 }
 
 #[cfg(test)]
@@ -436,15 +535,5 @@ mod tests {
         h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
         set_forwarded(&mut h, &conn, &"10.0.0.0/8".parse().unwrap(), "example.com");
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.1.1.1");
-    }
-}
-
-impl crate::server::Handler for Shared {
-    async fn call(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        conn: Arc<ConnInfo>,
-    ) -> Result<Response<ProxyBody>, Infallible> {
-        serve(req, conn, self).await
     }
 }

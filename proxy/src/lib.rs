@@ -20,6 +20,7 @@ pub mod observe;
 pub mod plugins;
 pub mod pool;
 pub mod proxy_protocol;
+pub mod rapid_reset;
 pub mod request_body;
 pub mod respond;
 pub mod router;

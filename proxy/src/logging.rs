@@ -7,17 +7,38 @@ pub fn init(level: &str) {
     let _ = tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).try_init();
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM/SIGINT handlers, installed before anything is bound so a signal that arrives while
+/// the proxy starts is never the default (immediate death) but a drain.
+pub struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers; must run inside the runtime.
+    pub fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
     }
+
+    /// Resolves on SIGTERM or SIGINT (never, if neither handler could be installed).
+    pub async fn wait(mut self) {
+        async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(self.term.as_mut()) => {}
+            _ = recv(self.int.as_mut()) => {}
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (handlers installed on first poll; prefer [`Signals`]).
+pub async fn wait_for_signal() {
+    Signals::install().wait().await
 }

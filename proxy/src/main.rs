@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async {
+        let signals = proxy::logging::Signals::install();
         let running = match proxy::app::start(settings).await {
             Ok(r) => r,
             Err(e) => {
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(proxy = ?running.proxy_addrs, status = ?running.status_addrs, admin = %running.admin_socket.display(), "sluice-proxy started");
-        proxy::logging::wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: draining connections");
         running.shutdown().await;
         ExitCode::SUCCESS

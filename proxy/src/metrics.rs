@@ -5,15 +5,39 @@
 //! request touches are resolved once per config ([`RouteMetrics`]), leaving a few atomic adds per
 //! request. Label values only ever come from config names or bounded sets; request paths never
 //! become labels except gRPC service/method of routed calls, and those are capped
-//! ([`GRPC_SERIES_LIMIT`]) with the rest counted under `other`.
+//! ([`GRPC_SERIES_LIMIT`]) with the rest counted under `other`. Unrouted requests are counted with
+//! empty `service`/`route` (and empty gRPC service/method), never with their path.
+//!
+//! Some families are computed when `/metrics` is rendered rather than kept up to date on the
+//! request path ([`Metrics::render_live`]):
+//!
+//! - `kong_upstream_target_health`: one series per state for every target of every upstream a
+//!   service uses, value 1 for the current state. sluice's passive circuit (balancer.rs) is always
+//!   on, so a target is `healthy` or `unhealthy` (circuit open); `healthchecks_off` and `dns_error`
+//!   are exported with value 0 so Kong's queries and alerts keep working (a name that does not
+//!   resolve fails the connection and so shows as `unhealthy`). `address` is the target's
+//!   `host:port` as configured (Kong shows the resolved IP; sluice resolves per connection).
+//! - `kong_nginx_connections_total`: nginx's stub_status states, derived honestly from what sluice
+//!   counts: `accepted` = connections accepted by the kernel (served + refused at the listener
+//!   limit), `handled` = connections served, `total` = requests (as Kong exports it), `active` =
+//!   open connections (proxy and status listeners, like nginx), `writing` = requests in flight
+//!   (capped at `active`; HTTP/2 multiplexes several per connection), `waiting` = `active` -
+//!   `writing` (idle keep-alive connections, and connections still in their TLS/PROXY handshake),
+//!   `reading` = 0 (hyper reads request headers before sluice sees the request, so that state is
+//!   not observable; those connections count as `waiting`).
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
+
+use crate::state::Runtime;
 
 /// Kong's `kong_kong_latency_ms` buckets.
 const KONG_LATENCY_BUCKETS: &[f64] =
@@ -24,6 +48,16 @@ const UPSTREAM_LATENCY_BUCKETS: &[f64] =
 /// Distinct (route, grpc service, grpc method) series kept before new ones are folded into `other`.
 pub const GRPC_SERIES_LIMIT: usize = 2000;
 const WORKSPACE: &str = "default";
+/// Kong's `kong_upstream_target_health` states, in Kong's order.
+pub const TARGET_STATES: [&str; 4] = ["healthchecks_off", "healthy", "unhealthy", "dns_error"];
+const TARGET_HEALTH_NAME: &str = "kong_upstream_target_health";
+const TARGET_HEALTH_HELP: &str = "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated.";
+/// `sluice_config_pushes_total` results, created at zero so `rate()` sees the first push.
+const PUSH_RESULTS: [&str; 3] = ["accepted", "rejected", "unchanged"];
+/// `sluice_rejected_connections_total` reasons (server.rs), created at zero.
+const REJECT_REASONS: [&str; 3] = ["listener_limit", "proxy_protocol", "handshake_timeout"];
+/// `sluice_h2_resets_total` reasons (rapid_reset.rs), created at zero.
+const H2_RESET_REASONS: [&str; 1] = ["rapid_reset"];
 
 /// All proxy metric families, registered in one registry.
 pub struct Metrics {
@@ -35,8 +69,9 @@ pub struct Metrics {
     request_latency: HistogramVec,
     bandwidth: IntCounterVec,
     grpc_requests: IntCounterVec,
-    grpc_series: Mutex<HashSet<(String, String, String)>>,
-    pub target_health: GaugeVec,
+    /// Hashes of the (route, grpc service, grpc method) keys admitted as labels.
+    grpc_series: Mutex<HashSet<u64>>,
+    grpc_hasher: RandomState,
     pub connections: IntGaugeVec,
     pub nginx_requests: IntGauge,
     pub config_hash: Gauge,
@@ -46,6 +81,8 @@ pub struct Metrics {
     pub rejected_connections: IntCounterVec,
     pub active_connections: IntGauge,
     pub accepted_connections: IntCounter,
+    /// Requests whose [`crate::observe::Completion`] is alive (nginx's `writing`).
+    in_flight: AtomicI64,
 }
 
 /// Handles for the series one route's requests touch, resolved when the config is built.
@@ -115,12 +152,6 @@ impl Metrics {
             "gRPC calls per service/route, gRPC service and method, and gRPC status (Kong's code label is the HTTP status, 200 for most gRPC failures)",
             &["service", "route", "grpc_service", "grpc_method", "grpc_status"],
         );
-        let target_health = GaugeVec::new(
-            Opts::new("kong_upstream_target_health", "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated."),
-            &["upstream", "target", "address", "state", "subsystem"],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let _ = registry.register(Box::new(target_health.clone()));
         let connections = IntGaugeVec::new(
             Opts::new("kong_nginx_connections_total", "Number of connections by subsystem"),
             &["node_id", "subsystem", "state"],
@@ -153,6 +184,9 @@ impl Metrics {
         let _ = registry.register(Box::new(config_hash.clone()));
         let config_pushes =
             counter_vec(&registry, "sluice_config_pushes_total", "Config pushes by result", &["result"]);
+        for result in PUSH_RESULTS {
+            config_pushes.with_label_values(&[result]);
+        }
         let tls_handshake_failures = counter_vec(
             &registry,
             "sluice_tls_handshake_failures_total",
@@ -171,10 +205,16 @@ impl Metrics {
             "Connections closed before serving, by reason",
             &["reason"],
         );
+        for reason in REJECT_REASONS {
+            rejected_connections.with_label_values(&[reason]);
+        }
+        for reason in H2_RESET_REASONS {
+            h2_resets.with_label_values(&[reason]);
+        }
         let active_connections = connections.with_label_values(&[&node_id, "http", "active"]);
         let accepted_connections = IntCounter::with_opts(Opts::new(
             "sluice_accepted_connections_total",
-            "Connections accepted on proxy listeners",
+            "Connections taken on by proxy and status listeners (not those refused at the listener connection limit)",
         ))
         .unwrap_or_else(|e| panic!("{e}"));
         let _ = registry.register(Box::new(accepted_connections.clone()));
@@ -188,7 +228,7 @@ impl Metrics {
             bandwidth,
             grpc_requests,
             grpc_series: Mutex::new(HashSet::new()),
-            target_health,
+            grpc_hasher: RandomState::new(),
             connections,
             nginx_requests,
             config_hash,
@@ -198,7 +238,18 @@ impl Metrics {
             rejected_connections,
             active_connections,
             accepted_connections,
+            in_flight: AtomicI64::new(0),
         }
+    }
+
+    /// A request started (its `Completion` was created).
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request ended (its `Completion` was dropped, completed or not).
+    pub fn request_finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Resolves the series of one route (called when a config is built).
@@ -245,7 +296,7 @@ impl Metrics {
                     let (svc, method) = r.grpc_call.unwrap_or(("", ""));
                     let (svc, method) = self.bounded_grpc_labels(&rm.route, svc, method);
                     self.grpc_requests
-                        .with_label_values(&[&rm.service, &rm.route, &svc, &method, &itoa_status(code as u16)])
+                        .with_label_values(&[&rm.service, &rm.route, svc, method, &itoa_status(code as u16)])
                         .inc();
                 }
             }
@@ -260,29 +311,99 @@ impl Metrics {
         }
     }
 
-    fn bounded_grpc_labels(&self, route: &str, svc: &str, method: &str) -> (String, String) {
-        let key = (route.to_string(), svc.to_string(), method.to_string());
+    /// The gRPC service and method labels of a routed call: themselves while fewer than
+    /// [`GRPC_SERIES_LIMIT`] distinct (route, service, method) keys were seen, else `other`.
+    /// Keys are kept as 64-bit hashes (no allocation per call); a collision only lets one extra
+    /// key share an admitted slot, so the bound holds up to collisions.
+    fn bounded_grpc_labels<'a>(&self, route: &str, svc: &'a str, method: &'a str) -> (&'a str, &'a str) {
+        let key = self.grpc_hasher.hash_one((route, svc, method));
         let mut seen = self.grpc_series.lock().unwrap_or_else(|p| p.into_inner());
         if seen.contains(&key) || (seen.len() < GRPC_SERIES_LIMIT && seen.insert(key)) {
-            (svc.to_string(), method.to_string())
+            (svc, method)
         } else {
-            ("other".to_string(), "other".to_string())
+            ("other", "other")
         }
     }
 
-    /// The text exposition of every family.
+    /// The text exposition of every registered family.
     pub fn render(&self) -> String {
-        let mut buf = Vec::with_capacity(16 * 1024);
-        let families = self.registry.gather();
-        // Encoding gathered families into a Vec cannot fail.
-        let _ = TextEncoder::new().encode(&families, &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        encode(&self.registry.gather())
+    }
+
+    /// The text exposition with the families computed at scrape time from the live runtime and
+    /// the connection counters (see the module docs): what `/metrics` serves.
+    pub fn render_live(&self, rt: &Runtime) -> String {
+        self.update_connection_states();
+        let mut families = self.registry.gather();
+        for family in target_health(rt) {
+            let at = families.partition_point(|f| f.name() < family.name());
+            families.insert(at, family);
+        }
+        encode(&families)
+    }
+
+    /// Sets the nginx stub_status states other than `active` (kept live by server.rs).
+    fn update_connection_states(&self) {
+        let handled = self.accepted_connections.get() as i64;
+        let refused = self.rejected_connections.with_label_values(&["listener_limit"]).get() as i64;
+        let active = self.active_connections.get();
+        let writing = self.in_flight.load(Ordering::Relaxed).clamp(0, active.max(0));
+        let set = |state: &str, v: i64| self.connections.with_label_values(&[&self.node_id, "http", state]).set(v);
+        set("accepted", handled + refused);
+        set("handled", handled);
+        set("total", self.nginx_requests.get());
+        set("reading", 0);
+        set("writing", writing);
+        set("waiting", (active - writing).max(0));
     }
 
     /// Sets `kong_data_plane_config_hash` from a 32-hex-digit hash.
     pub fn set_config_hash(&self, hash: &str) {
         let prefix = &hash[..hash.len().min(13)];
         self.config_hash.set(u64::from_str_radix(prefix, 16).unwrap_or(0) as f64);
+    }
+}
+
+fn encode(families: &[MetricFamily]) -> String {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    // Encoding into a Vec fails only for a malformed family, which the registry rules out.
+    let _ = TextEncoder::new().encode(families, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// `kong_upstream_target_health` for the upstreams the live runtime's services use, built fresh
+/// per scrape so that removed targets disappear with their config.
+fn target_health(rt: &Runtime) -> Vec<MetricFamily> {
+    let Ok(gauge) = GaugeVec::new(
+        Opts::new(TARGET_HEALTH_NAME, TARGET_HEALTH_HELP),
+        &["upstream", "target", "address", "state", "subsystem"],
+    ) else {
+        return Vec::new();
+    };
+    let mut seen: HashSet<&str> = HashSet::new();
+    for balancer in rt.services.iter().filter_map(|s| s.balancer.as_deref()) {
+        if !seen.insert(&balancer.name) {
+            continue;
+        }
+        for t in &balancer.targets {
+            let address = if t.host.contains(':') {
+                format!("[{}]:{}", t.host, t.port)
+            } else {
+                format!("{}:{}", t.host, t.port)
+            };
+            let current = if t.health.is_healthy() { "healthy" } else { "unhealthy" };
+            for state in TARGET_STATES {
+                gauge
+                    .with_label_values(&[&*balancer.name, &*t.label, address.as_str(), state, "http"])
+                    .set(if state == current { 1.0 } else { 0.0 });
+            }
+        }
+    }
+    // A registry of its own sorts the series and leaves out a family without any.
+    let registry = Registry::new();
+    match registry.register(Box::new(gauge)) {
+        Ok(()) => registry.gather(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -301,4 +422,105 @@ pub struct Observation<'a> {
     pub upstream_ms: Option<f64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grpc_call<'a>(route: &'a RouteMetrics, service: &'a str, method: &'a str) -> Observation<'a> {
+        Observation {
+            route: Some(route),
+            status: 200,
+            from_service: true,
+            grpc_status: Some(0),
+            grpc_call: Some((service, method)),
+            total_ms: 1.0,
+            upstream_ms: Some(0.5),
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    fn grpc_lines(m: &Metrics) -> Vec<String> {
+        m.render().lines().filter(|l| l.starts_with("sluice_grpc_requests_total{")).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn grpc_series_are_capped_and_the_rest_count_as_other() {
+        let m = Metrics::new("n".into(), "0");
+        let route = m.route("s", "r");
+        for i in 0..GRPC_SERIES_LIMIT {
+            m.observe(&grpc_call(&route, "pkg.Svc", &format!("M{i}")));
+        }
+        assert_eq!(grpc_lines(&m).len(), GRPC_SERIES_LIMIT);
+        // Past the cap: new keys fold into `other`; admitted keys keep their own series.
+        m.observe(&grpc_call(&route, "pkg.Svc", "New1"));
+        m.observe(&grpc_call(&route, "pkg.Other", "New2"));
+        m.observe(&grpc_call(&route, "pkg.Svc", "M0"));
+        let lines = grpc_lines(&m);
+        assert_eq!(lines.len(), GRPC_SERIES_LIMIT + 1);
+        let other = r#"sluice_grpc_requests_total{grpc_method="other",grpc_service="other",grpc_status="0",route="r",service="s"} 2"#;
+        assert!(lines.iter().any(|l| l == other), "{lines:?}");
+        let m0 = r#"sluice_grpc_requests_total{grpc_method="M0",grpc_service="pkg.Svc",grpc_status="0",route="r",service="s"} 2"#;
+        assert!(lines.iter().any(|l| l == m0), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains("New")), "{lines:?}");
+    }
+
+    #[test]
+    fn unrouted_requests_use_fixed_labels() {
+        let m = Metrics::new("n".into(), "0");
+        for code in [404u16, 404, 200] {
+            m.observe(&Observation {
+                route: None,
+                status: code,
+                from_service: false,
+                grpc_status: (code == 200).then_some(12),
+                grpc_call: Some(("pkg.Svc", "Method")),
+                total_ms: 1.0,
+                upstream_ms: None,
+                bytes_in: 3,
+                bytes_out: 4,
+            });
+        }
+        let text = m.render();
+        let http: Vec<&str> = text.lines().filter(|l| l.starts_with("kong_http_requests_total{")).collect();
+        assert_eq!(
+            http,
+            [
+                r#"kong_http_requests_total{code="200",consumer="",route="",service="",source="kong",workspace="default"} 1"#,
+                r#"kong_http_requests_total{code="404",consumer="",route="",service="",source="kong",workspace="default"} 2"#,
+            ]
+        );
+        assert_eq!(
+            grpc_lines(&m),
+            [r#"sluice_grpc_requests_total{grpc_method="",grpc_service="",grpc_status="12",route="",service=""} 1"#]
+        );
+        assert!(!text.contains("pkg.Svc") && !text.contains("kong_bandwidth_bytes{"), "{text}");
+    }
+
+    #[test]
+    fn connection_states_are_derived_from_the_counters() {
+        let m = Metrics::new("n".into(), "0");
+        for _ in 0..5 {
+            m.accepted_connections.inc();
+        }
+        m.rejected_connections.with_label_values(&["listener_limit"]).inc_by(2);
+        m.active_connections.set(3);
+        m.nginx_requests.set(7);
+        // Four requests in flight on three connections (HTTP/2): writing is capped at active.
+        for _ in 0..4 {
+            m.request_started();
+        }
+        m.update_connection_states();
+        let state = |s: &str| m.connections.with_label_values(&["n", "http", s]).get();
+        let states: Vec<i64> =
+            ["accepted", "handled", "total", "active", "reading", "writing", "waiting"].map(state).to_vec();
+        assert_eq!(states, [7, 5, 7, 3, 0, 3, 0]);
+        for _ in 0..3 {
+            m.request_finished();
+        }
+        m.update_connection_states();
+        assert_eq!((state("writing"), state("waiting")), (1, 2));
+    }
 }

@@ -19,6 +19,9 @@ use crate::metrics::{Metrics, Observation, RouteMetrics};
 pub struct Observer {
     pub metrics: Arc<Metrics>,
     pub access_log: Option<AccessLog>,
+    /// `false` with `SLUICE_METRICS=off`: finished requests are not recorded in the metrics (to
+    /// measure what they cost).
+    pub metrics_enabled: bool,
 }
 
 /// Request details kept only when the access log is on (they cost allocations).
@@ -51,6 +54,7 @@ pub struct Completion {
 
 impl Completion {
     pub fn new(observer: Arc<Observer>, start: Instant, client: SocketAddr) -> Completion {
+        observer.metrics.request_started();
         Completion {
             observer,
             start,
@@ -82,8 +86,9 @@ impl Completion {
     pub fn set_grpc_path(&mut self, path: &str) {
         self.grpc_path = Some(path.into());
     }
-    pub fn set_upstream(&mut self, target: Arc<str>, latency: Duration) {
-        self.upstream = Some(target);
+    /// The target (`None` when nothing reads it: it is only rendered for the access log).
+    pub fn set_upstream(&mut self, target: Option<Arc<str>>, latency: Duration) {
+        self.upstream = target;
         self.upstream_latency = Some(latency);
     }
     pub fn set_request_counter(&mut self, counter: Arc<AtomicU64>) {
@@ -131,17 +136,21 @@ impl Completion {
         let upstream_ms = self.upstream_latency.map(|d| d.as_secs_f64() * 1000.0);
         let bytes_in = self.bytes_in.as_ref().map(|c| c.load(Ordering::Relaxed)).unwrap_or(0);
         let grpc_call = self.grpc_path.as_deref().and_then(grpc::service_and_method);
-        self.observer.metrics.observe(&Observation {
-            route: self.route.as_deref(),
-            status: self.status,
-            from_service: self.from_service,
-            grpc_status: if self.grpc_path.is_some() { self.grpc_status } else { None },
-            grpc_call,
-            total_ms,
-            upstream_ms,
-            bytes_in,
-            bytes_out: self.bytes_out,
-        });
+        if self.observer.metrics_enabled {
+            self.observer.metrics.observe(&Observation {
+                route: self.route.as_deref(),
+                status: self.status,
+                from_service: self.from_service,
+                // Routed: only calls the router saw as gRPC. Unrouted: the reply is sluice's own, and it
+                // carries `grpc-status` only when the request was gRPC over HTTP/2.
+                grpc_status: if self.grpc_path.is_some() || self.route.is_none() { self.grpc_status } else { None },
+                grpc_call,
+                total_ms,
+                upstream_ms,
+                bytes_in,
+                bytes_out: self.bytes_out,
+            });
+        }
         if let (Some(log), Some(d)) = (&self.observer.access_log, &self.details) {
             log.write(&Entry {
                 time: access_log::now_rfc3339(),
@@ -162,5 +171,11 @@ impl Completion {
                 error: self.error.as_deref(),
             });
         }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.observer.metrics.request_finished();
     }
 }

@@ -8,6 +8,7 @@
 //! reused once their response has been read.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,7 +45,13 @@ impl ConnectError {
     /// Whether the failure says the target itself is unreachable (Kong's passive `tcp_failures`),
     /// as opposed to a TLS or protocol mismatch that a different config would fix.
     pub fn is_tcp_failure(&self) -> bool {
-        matches!(self, ConnectError::Connect { .. } | ConnectError::Timeout { .. } | ConnectError::Resolve { .. } | ConnectError::NoAddress { .. })
+        matches!(
+            self,
+            ConnectError::Connect { .. }
+                | ConnectError::Timeout { .. }
+                | ConnectError::Resolve { .. }
+                | ConnectError::NoAddress { .. }
+        )
     }
 }
 
@@ -85,10 +92,58 @@ impl Default for H2Tuning {
     }
 }
 
+/// A fast hash for pool keys (FxHash's mix). Keys come from the config, never from requests, so
+/// a DoS-resistant hash (SipHash, several hundred instructions per lookup) buys nothing here.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl KeyHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+
+/// The HTTP/2 connection of one key, and the lock that makes one dial at a time for it.
+#[derive(Default)]
+struct H2Slot {
+    sender: Option<http2::SendRequest<RequestBody>>,
+    dial: Arc<tokio::sync::Mutex<()>>,
+}
+
 #[derive(Default)]
 pub struct Pool {
-    h1: Mutex<HashMap<Key, Vec<http1::SendRequest<RequestBody>>>>,
-    h2: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<Option<http2::SendRequest<RequestBody>>>>>>,
+    h1: Mutex<KeyMap<Vec<http1::SendRequest<RequestBody>>>>,
+    h2: Mutex<KeyMap<H2Slot>>,
     pub tuning: H2Tuning,
 }
 
@@ -114,32 +169,47 @@ impl Pool {
     ) -> Result<Sender, ConnectError> {
         let key = Self::key(host, port, transport);
         if transport.h2 {
-            let slot = {
+            // Fast path, every request: the live connection, under a short synchronous lock.
+            let dial = {
                 let mut map = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-                map.entry(key).or_default().clone()
-            };
-            let mut guard = slot.lock().await;
-            if !fresh {
-                if let Some(s) = guard.as_ref() {
-                    if !s.is_closed() {
+                let slot = map.entry(key.clone()).or_default();
+                if !fresh {
+                    if let Some(s) = slot.sender.as_ref().filter(|s| !s.is_closed()) {
                         return Ok(Sender::H2(s.clone()));
                     }
                 }
+                slot.dial.clone()
+            };
+            // Slow path: one dial at a time per key; whoever waited reuses what the dialler made.
+            let _dialling = dial.lock().await;
+            if !fresh {
+                let map = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(s) = map.get(&key).and_then(|slot| slot.sender.as_ref()).filter(|s| !s.is_closed()) {
+                    return Ok(Sender::H2(s.clone()));
+                }
             }
-            let s = self.dial_h2(host, port, transport, connect_timeout).await?;
-            *guard = Some(s.clone());
+            // Dialling is rare: boxed, so its large future does not bloat every request's.
+            let s = Box::pin(self.dial_h2(host, port, transport, connect_timeout)).await?;
+            let mut map = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key).or_default().sender = Some(s.clone());
             Ok(Sender::H2(s))
         } else {
             if !fresh {
                 let mut map = self.h1.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(list) = map.get_mut(&key) {
-                    list.retain(|s| !s.is_closed());
-                    if let Some(pos) = list.iter().rposition(|s| s.is_ready()) {
-                        return Ok(Sender::H1(list.swap_remove(pos)));
+                    // Most recently used first; closed connections met on the way are dropped.
+                    let mut i = list.len();
+                    while i > 0 {
+                        i -= 1;
+                        if list[i].is_closed() {
+                            list.swap_remove(i);
+                        } else if list[i].is_ready() {
+                            return Ok(Sender::H1(list.swap_remove(i)));
+                        }
                     }
                 }
             }
-            Ok(Sender::H1(self.dial_h1(host, port, transport, connect_timeout).await?))
+            Ok(Sender::H1(Box::pin(self.dial_h1(host, port, transport, connect_timeout)).await?))
         }
     }
 
@@ -152,6 +222,9 @@ impl Pool {
         let key = Self::key(host, port, transport);
         let mut map = self.h1.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(key).or_default();
+        if list.len() >= MAX_IDLE_H1 {
+            list.retain(|s| !s.is_closed());
+        }
         if list.len() < MAX_IDLE_H1 {
             list.push(s);
         }

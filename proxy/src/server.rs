@@ -1,7 +1,9 @@
 //! Downstream connections: accept, (PROXY protocol), (TLS with SNI and ALPN), protocol detection,
 //! and one hyper connection per socket with sluice's HTTP/1.1 and HTTP/2 limits. Every step before
 //! the first request is bounded by the handshake timeout; shutdown asks each connection to finish
-//! gracefully (GOAWAY for h2, `Connection: close` for h1).
+//! gracefully (GOAWAY for h2, `Connection: close` for h1). Each h2 connection carries a
+//! [`ResetTracker`] and is cut with GOAWAY(ENHANCE_YOUR_CALM) when premature resets dominate
+//! (Rapid Reset). Connections are capped per listener and over all proxy listeners.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::body::ProxyBody;
 use crate::forward::ConnInfo;
 use crate::metrics::Metrics;
+use crate::rapid_reset::{CalmIo, Guarded, ResetTracker};
 use crate::settings::ConnLimits;
 use crate::sniff::{sniff, Detected, Prefixed};
 
@@ -44,7 +47,12 @@ pub struct Listener {
     pub proxy_protocol: bool,
 }
 
-/// Accepts until `shutdown` flips, spawning each connection on `tracker`.
+/// How long a connection cut for abuse may take to send its GOAWAY before it is dropped.
+const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Accepts until `shutdown` flips, spawning each connection on `tracker`. `global` counts the open
+/// connections of every listener sharing it, capped at `limits.max_connections`.
+#[allow(clippy::too_many_arguments)]
 pub async fn accept_loop<H: Handler>(
     listener: Listener,
     handler: Arc<H>,
@@ -52,6 +60,7 @@ pub async fn accept_loop<H: Handler>(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
+    global: Arc<AtomicUsize>,
 ) {
     let listener = Arc::new(listener);
     let open = Arc::new(AtomicUsize::new(0));
@@ -74,9 +83,14 @@ pub async fn accept_loop<H: Handler>(
             drop(stream);
             continue;
         }
+        if global.load(Ordering::Relaxed) >= limits.max_connections {
+            metrics.rejected_connections.with_label_values(&["global_limit"]).inc();
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         metrics.accepted_connections.inc();
-        let guard = ConnGuard::new(open.clone(), metrics.clone());
+        let guard = ConnGuard::new(open.clone(), global.clone(), metrics.clone());
         let (listener, handler, limits, metrics, shutdown) =
             (listener.clone(), handler.clone(), limits.clone(), metrics.clone(), shutdown.clone());
         tracker.spawn(async move {
@@ -89,20 +103,23 @@ pub async fn accept_loop<H: Handler>(
 /// Counts open connections per listener and in `kong_nginx_connections_total{state="active"}`.
 struct ConnGuard {
     open: Arc<AtomicUsize>,
+    global: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
 }
 
 impl ConnGuard {
-    fn new(open: Arc<AtomicUsize>, metrics: Arc<Metrics>) -> Self {
+    fn new(open: Arc<AtomicUsize>, global: Arc<AtomicUsize>, metrics: Arc<Metrics>) -> Self {
         open.fetch_add(1, Ordering::Relaxed);
+        global.fetch_add(1, Ordering::Relaxed);
         metrics.active_connections.inc();
-        ConnGuard { open, metrics }
+        ConnGuard { open, global, metrics }
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
+        self.global.fetch_sub(1, Ordering::Relaxed);
         self.metrics.active_connections.dec();
     }
 }
@@ -142,13 +159,20 @@ async fn serve_socket<H: Handler>(
                 match tokio::time::timeout_at(deadline, sniff(&mut stream)).await {
                     Ok(Ok((detected, prefix))) => {
                         let io = Prefixed::new(prefix, stream);
-                        serve_http(io, detected == Detected::H2, conn, handler, limits, shutdown).await
+                        serve_http(io, detected == Detected::H2, conn, handler, limits, metrics, shutdown).await
                     }
                     Ok(Err(_)) => {}
                     Err(_) => metrics.rejected_connections.with_label_values(&["handshake_timeout"]).inc(),
                 }
             } else {
-                serve_http(stream, false, conn, handler, limits, shutdown).await
+                // hyper's header timer bounds the request head; the handshake timeout bounds the
+                // wait for its first byte, as on sniffing listeners.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => serve_http(stream, false, conn, handler, limits, metrics, shutdown).await,
+                    Ok(_) => {}
+                    Err(_) => metrics.rejected_connections.with_label_values(&["handshake_timeout"]).inc(),
+                }
             }
         }
         Some(acceptor) => {
@@ -169,27 +193,39 @@ async fn serve_socket<H: Handler>(
             let h2 = session.alpn_protocol() == Some(b"h2");
             let sni = session.server_name().map(Arc::from);
             let conn = ConnInfo { client, peer, local_port, tls: true, sni };
-            serve_http(tls, h2, conn, handler, limits, shutdown).await
+            serve_http(tls, h2, conn, handler, limits, metrics, shutdown).await
         }
     }
 }
 
-/// Runs one HTTP connection until it ends or shutdown has drained it.
+/// Runs one HTTP connection until it ends, shutdown has drained it, or (h2) it was cut for abuse.
 pub async fn serve_http<I, H>(
     io: I,
     h2: bool,
     conn: ConnInfo,
     handler: Arc<H>,
     limits: &ConnLimits,
+    metrics: &Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     H: Handler,
 {
+    let client = conn.client;
     let conn = Arc::new(conn);
-    let svc = service_fn(move |req| handler.clone().call(req, conn.clone()));
-    let io = TokioIo::new(io);
-    if h2 {
+    let resets = h2.then(|| Arc::new(ResetTracker::new(limits, metrics.h2_resets.with_label_values(&["rapid_reset"]))));
+    let svc = {
+        let resets = resets.clone();
+        service_fn(move |req| {
+            let guard = resets.as_ref().map(|r| r.start());
+            let fut = handler.clone().call(req, conn.clone());
+            async move {
+                let resp = fut.await?;
+                Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, guard)))
+            }
+        })
+    };
+    if let Some(resets) = resets {
         let mut b = http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_concurrent_streams(limits.h2_max_concurrent_streams)
@@ -198,21 +234,35 @@ pub async fn serve_http<I, H>(
             .max_header_list_size(limits.max_header_list_size)
             .keep_alive_interval(limits.h2_keepalive_interval)
             .keep_alive_timeout(limits.h2_keepalive_timeout);
+        let io = TokioIo::new(CalmIo::new(io, resets.clone()));
         let c = b.serve_connection(io, svc);
         tokio::pin!(c);
         tokio::select! {
-            r = c.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "h2 connection ended with error"); } return; }
-            _ = shutdown.changed() => {}
+            r = c.as_mut() => {
+                if resets.is_tripped() {
+                    tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
+                } else if let Err(e) = r {
+                    tracing::debug!(error = %e, "h2 connection ended with error");
+                }
+            }
+            _ = shutdown.changed() => {
+                c.as_mut().graceful_shutdown();
+                let _ = c.await;
+            }
+            _ = resets.tripped() => {
+                tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
+                // hyper writes its GOAWAY now; CalmIo turns it into ENHANCE_YOUR_CALM and fails the I/O.
+                c.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(CUT_GRACE, c).await;
+            }
         }
-        c.as_mut().graceful_shutdown();
-        let _ = c.await;
     } else {
         let c = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.h1_header_timeout)
-            .max_buf_size((limits.max_header_list_size as usize).max(8192) * 2)
+            .max_buf_size((limits.max_header_list_size as usize).max(8192))
             .keep_alive(true)
-            .serve_connection(io, svc);
+            .serve_connection(TokioIo::new(io), svc);
         tokio::pin!(c);
         tokio::select! {
             r = c.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "h1 connection ended with error"); } return; }

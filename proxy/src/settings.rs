@@ -28,21 +28,44 @@ pub enum SettingsError {
     CertPair,
 }
 
-/// Limits and timeouts of downstream connections (see reliability.md §2 for the numbers).
+/// Limits and timeouts of downstream connections (see reliability.md §2 for the numbers). Every
+/// field has an environment override, listed next to it; durations are in milliseconds.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    /// From accept to a complete preface / request head / TLS handshake.
+    /// From accept to a complete PROXY header, TLS handshake and protocol sniff (the h2 preface or
+    /// the first bytes of an HTTP/1.x request). `SLUICE_HANDSHAKE_TIMEOUT_MS`, default 10 s.
     pub handshake_timeout: Duration,
+    /// Time to read one HTTP/1.1 request head. `SLUICE_H1_HEADER_TIMEOUT_MS`, default 30 s.
     pub h1_header_timeout: Duration,
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; streams above it are refused (REFUSED_STREAM).
+    /// `SLUICE_H2_MAX_CONCURRENT_STREAMS`, default 100.
     pub h2_max_concurrent_streams: u32,
+    /// `SLUICE_H2_STREAM_WINDOW`, default 64 KiB.
     pub h2_stream_window: u32,
+    /// `SLUICE_H2_CONNECTION_WINDOW`, default 1 MiB.
     pub h2_connection_window: u32,
+    /// Largest decoded request header list: 431 on HTTP/1.1 and HTTP/2.
+    /// `SLUICE_MAX_HEADER_LIST_SIZE`, default 64 KiB.
     pub max_header_list_size: u32,
+    /// h2 keep-alive PING interval on idle connections. `SLUICE_H2_KEEPALIVE_INTERVAL_MS`, default 60 s.
     pub h2_keepalive_interval: Duration,
+    /// Connection closed when a PING is not answered in time. `SLUICE_H2_KEEPALIVE_TIMEOUT_MS`, default 20 s.
     pub h2_keepalive_timeout: Duration,
+    /// Rapid Reset: the per-connection counter is judged once this many streams were seen.
+    /// `SLUICE_H2_RESET_MIN_STREAMS`, default 100.
+    pub h2_reset_min_streams: u32,
+    /// Rapid Reset: cut the connection when at least this percentage of its recent streams were
+    /// reset prematurely. `SLUICE_H2_RESET_PERCENT`, default 50.
+    pub h2_reset_percent: u32,
+    /// Rapid Reset: a stream reset by the client within this time of its start, before its
+    /// response ended, is premature. `SLUICE_H2_RESET_LIFETIME_MS`, default 1 s.
+    pub h2_reset_lifetime: Duration,
     /// Connections per listener beyond which new ones are closed at once.
+    /// `SLUICE_MAX_CONNECTIONS_PER_LISTENER`, default 10,000.
     pub max_connections_per_listener: usize,
-    /// How long in-flight requests may run after SIGTERM.
+    /// Connections over all proxy listeners. `SLUICE_MAX_CONNECTIONS`, default 50,000.
+    pub max_connections: usize,
+    /// How long in-flight requests may run after SIGTERM. `SLUICE_DRAIN_TIMEOUT_MS`, default 30 s.
     pub drain_timeout: Duration,
 }
 
@@ -57,10 +80,67 @@ impl Default for ConnLimits {
             max_header_list_size: 64 << 10,
             h2_keepalive_interval: Duration::from_secs(60),
             h2_keepalive_timeout: Duration::from_secs(20),
+            h2_reset_min_streams: 100,
+            h2_reset_percent: 50,
+            h2_reset_lifetime: Duration::from_secs(1),
             max_connections_per_listener: 10_000,
+            max_connections: 50_000,
             drain_timeout: Duration::from_secs(30),
         }
     }
+}
+
+impl ConnLimits {
+    /// The defaults with every `SLUICE_*` override from `get` applied.
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<ConnLimits, SettingsError> {
+        let mut l = ConnLimits::default();
+        ms(get, "SLUICE_HANDSHAKE_TIMEOUT_MS", &mut l.handshake_timeout)?;
+        ms(get, "SLUICE_H1_HEADER_TIMEOUT_MS", &mut l.h1_header_timeout)?;
+        ms(get, "SLUICE_H2_KEEPALIVE_INTERVAL_MS", &mut l.h2_keepalive_interval)?;
+        ms(get, "SLUICE_H2_KEEPALIVE_TIMEOUT_MS", &mut l.h2_keepalive_timeout)?;
+        ms(get, "SLUICE_H2_RESET_LIFETIME_MS", &mut l.h2_reset_lifetime)?;
+        ms(get, "SLUICE_DRAIN_TIMEOUT_MS", &mut l.drain_timeout)?;
+        num(get, "SLUICE_H2_MAX_CONCURRENT_STREAMS", 1, u32::MAX as u64, &mut l.h2_max_concurrent_streams)?;
+        // RFC 9113 §6.9.2: windows are 31-bit; 65,535 is the protocol minimum for the connection.
+        num(get, "SLUICE_H2_STREAM_WINDOW", 1, (1 << 31) - 1, &mut l.h2_stream_window)?;
+        num(get, "SLUICE_H2_CONNECTION_WINDOW", 65_535, (1 << 31) - 1, &mut l.h2_connection_window)?;
+        num(get, "SLUICE_MAX_HEADER_LIST_SIZE", 1024, 16 << 20, &mut l.max_header_list_size)?;
+        num(get, "SLUICE_H2_RESET_MIN_STREAMS", 1, 1_000_000, &mut l.h2_reset_min_streams)?;
+        num(get, "SLUICE_H2_RESET_PERCENT", 1, 100, &mut l.h2_reset_percent)?;
+        num(get, "SLUICE_MAX_CONNECTIONS_PER_LISTENER", 1, 10_000_000, &mut l.max_connections_per_listener)?;
+        num(get, "SLUICE_MAX_CONNECTIONS", 1, 10_000_000, &mut l.max_connections)?;
+        Ok(l)
+    }
+}
+
+fn ms(get: &impl Fn(&str) -> Option<String>, var: &'static str, out: &mut Duration) -> Result<(), SettingsError> {
+    if let Some(v) = get(var) {
+        let n: u64 = v.trim().parse().map_err(|_| SettingsError::Invalid {
+            var,
+            value: v.clone(),
+            reason: "expected milliseconds".into(),
+        })?;
+        *out = Duration::from_millis(n);
+    }
+    Ok(())
+}
+
+fn num<T: TryFrom<u64>>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    min: u64,
+    max: u64,
+    out: &mut T,
+) -> Result<(), SettingsError> {
+    if let Some(v) = get(var) {
+        let n = v.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n)).and_then(|n| T::try_from(n).ok());
+        *out = n.ok_or_else(|| SettingsError::Invalid {
+            var,
+            value: v.clone(),
+            reason: format!("expected a number from {min} to {max}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// Everything the proxy needs to start.
@@ -69,6 +149,9 @@ pub struct Settings {
     pub proxy_listen: ListenSpec,
     pub status_listen: ListenSpec,
     pub declarative_config: Option<PathBuf>,
+    /// `SLUICE_CONFIG_CACHE`: where each accepted push is saved (atomically, mode 0600) and, when
+    /// `KONG_DECLARATIVE_CONFIG` is unset, loaded from at start.
+    pub config_cache: Option<PathBuf>,
     pub admin_socket: PathBuf,
     pub ssl_cert: Option<(PathBuf, PathBuf)>,
     /// Worker threads; `None` = one per core.
@@ -122,25 +205,12 @@ impl Settings {
             (Some(c), Some(k)) if c.is_empty() && k.is_empty() => None,
             _ => return Err(SettingsError::CertPair),
         };
-        let mut limits = ConnLimits::default();
-        if let Some(v) = get("SLUICE_DRAIN_TIMEOUT_MS") {
-            limits.drain_timeout = Duration::from_millis(v.trim().parse().map_err(|_| SettingsError::Invalid {
-                var: "SLUICE_DRAIN_TIMEOUT_MS",
-                value: v.clone(),
-                reason: "expected milliseconds".into(),
-            })?);
-        }
-        if let Some(v) = get("SLUICE_HANDSHAKE_TIMEOUT_MS") {
-            limits.handshake_timeout = Duration::from_millis(v.trim().parse().map_err(|_| SettingsError::Invalid {
-                var: "SLUICE_HANDSHAKE_TIMEOUT_MS",
-                value: v.clone(),
-                reason: "expected milliseconds".into(),
-            })?);
-        }
+        let limits = ConnLimits::from_lookup(&get)?;
         Ok(Settings {
             proxy_listen: listen("KONG_PROXY_LISTEN", DEFAULT_PROXY_LISTEN)?,
             status_listen: listen("KONG_STATUS_LISTEN", DEFAULT_STATUS_LISTEN)?,
             declarative_config: get("KONG_DECLARATIVE_CONFIG").filter(|s| !s.is_empty()).map(PathBuf::from),
+            config_cache: get("SLUICE_CONFIG_CACHE").filter(|s| !s.is_empty()).map(PathBuf::from),
             admin_socket: PathBuf::from(get("SLUICE_ADMIN_SOCKET").unwrap_or_else(|| DEFAULT_ADMIN_SOCKET.into())),
             ssl_cert,
             workers,
@@ -197,6 +267,30 @@ mod tests {
             assert!(err.contains(val), "{var}: {err}");
         }
         assert!(matches!(settings(&[("KONG_SSL_CERT", "/a")]), Err(SettingsError::CertPair)));
+    }
+
+    #[test]
+    fn limits_have_documented_defaults_and_overrides() {
+        let l = settings(&[]).unwrap().limits;
+        assert_eq!((l.h2_max_concurrent_streams, l.h2_stream_window, l.h2_connection_window), (100, 65_536, 1 << 20));
+        assert_eq!((l.max_header_list_size, l.h2_reset_min_streams, l.h2_reset_percent), (65_536, 100, 50));
+        assert_eq!((l.handshake_timeout, l.drain_timeout), (Duration::from_secs(10), Duration::from_secs(30)));
+        let l = settings(&[
+            ("SLUICE_H2_MAX_CONCURRENT_STREAMS", "7"),
+            ("SLUICE_H2_RESET_PERCENT", "30"),
+            ("SLUICE_HANDSHAKE_TIMEOUT_MS", "500"),
+            ("SLUICE_MAX_CONNECTIONS", "9"),
+        ])
+        .unwrap()
+        .limits;
+        assert_eq!((l.h2_max_concurrent_streams, l.h2_reset_percent, l.max_connections), (7, 30, 9));
+        assert_eq!(l.handshake_timeout, Duration::from_millis(500));
+        for (var, val) in
+            [("SLUICE_H2_RESET_PERCENT", "0"), ("SLUICE_H2_CONNECTION_WINDOW", "10"), ("SLUICE_DRAIN_TIMEOUT_MS", "x")]
+        {
+            let err = settings(&[(var, val)]).unwrap_err().to_string();
+            assert!(err.contains(var) && err.contains(val), "{err}");
+        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl StatusHandler {
                 }
             }
             "/metrics" => {
-                let mut r = Response::new(ProxyBody::full(self.state.metrics.render()));
+                let mut r = Response::new(ProxyBody::full(self.state.metrics.render_live(&self.state.load())));
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 r

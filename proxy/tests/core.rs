@@ -51,7 +51,11 @@ async fn port_without_http2_answers_http1_only() {
     let p = TestProxy::start("127.0.0.1:0", &[]).await;
     p.push_ok(&basic_config(web.addr, grpc.addr())).await;
     assert_eq!(h1(p.addr(0), get("/", "a")).await.status, 200);
-    let h2 = h2c(p.addr(0), Request::builder().uri(format!("http://a:{}/", p.addr(0).port())).body(Full::new(Bytes::new())).unwrap()).await;
+    let h2 = h2c(
+        p.addr(0),
+        Request::builder().uri(format!("http://a:{}/", p.addr(0).port())).body(Full::new(Bytes::new())).unwrap(),
+    )
+    .await;
     assert!(h2.is_err(), "h2c must not be spoken on a port without http2");
 }
 
@@ -75,14 +79,16 @@ async fn tls_port_negotiates_h2_and_http1_and_picks_certificate_by_sni() {
     // ALPN h2 with the exact-SNI certificate (verified against its own CA).
     let tls = tls_connect(p.addr(0), "a.example.com", tls_client(&ca_a, &[b"h2", b"http/1.1"])).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
     tokio::spawn(conn);
     let resp = send
         .send_request(Request::builder().uri("https://a.example.com/x").body(Full::new(Bytes::new())).unwrap())
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let body: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
 
     // ALPN http/1.1 with the wildcard certificate.
@@ -158,13 +164,18 @@ async fn bad_push_names_the_entity_and_keeps_serving_without_a_failed_request() 
         assert_eq!(status, 400, "{name}: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let errs = v["flattened_errors"].as_array().unwrap();
-        let hit = errs.iter().find(|e| e["entity_type"] == "route" && (e["entity_name"] == name || (name == "dup" && e["entity_name"] == "web")));
+        let hit = errs.iter().find(|e| {
+            e["entity_type"] == "route" && (e["entity_name"] == name || (name == "dup" && e["entity_name"] == "web"))
+        });
         let hit = hit.unwrap_or_else(|| panic!("{name}: no error for the route in {body}"));
         assert_eq!(hit["errors"][0]["field"], field, "{body}");
     }
     let (_, status) = admin_request(&p.socket(), "GET", "/status", None).await;
     let hash_after: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(hash_before["configuration_hash"], hash_after["configuration_hash"], "a rejected config must change nothing");
+    assert_eq!(
+        hash_before["configuration_hash"], hash_after["configuration_hash"],
+        "a rejected config must change nothing"
+    );
 
     // Good pushes under load, too.
     for i in 0..20 {

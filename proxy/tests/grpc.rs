@@ -33,7 +33,10 @@ fn grpc_service(name: &str, protocol: &str, host: &str, port: u16, extra_route: 
 }
 
 fn config_for(backend: SocketAddr) -> String {
-    format!("_format_version: '3.0'\nservices:\n{}", grpc_service("g", "grpc", &backend.ip().to_string(), backend.port(), ""))
+    format!(
+        "_format_version: '3.0'\nservices:\n{}",
+        grpc_service("g", "grpc", &backend.ip().to_string(), backend.port(), "")
+    )
 }
 
 async fn four_shapes(client: &mut HelloServiceClient<Channel>) {
@@ -126,7 +129,8 @@ async fn sixteen_mib_message_and_metadata_and_trailers_pass_through() {
     // Trailers: use a streaming call so trailers are observable.
     let mut req = tonic::Request::new(HelloRequest { greeting: "t".into() });
     req.metadata_mut().insert("x-echo-trace", "abc".parse().unwrap());
-    let mut stream = hello(grpc_channel(p.addr(0), "example.com").await).lots_of_replies(req).await.unwrap().into_inner();
+    let mut stream =
+        hello(grpc_channel(p.addr(0), "example.com").await).lots_of_replies(req).await.unwrap().into_inner();
     while stream.next().await.is_some() {}
     let trailers = stream.trailers().await.unwrap().unwrap();
     assert_eq!(trailers.get("x-trailer-echo-trace").unwrap(), "abc");
@@ -224,7 +228,8 @@ async fn resetting_upstream(go: std::sync::Arc<tokio::sync::Notify>) -> (SocketA
                 while let Some(Ok((_req, mut respond))) = conn.accept().await {
                     let go = go.clone();
                     tokio::spawn(async move {
-                        let resp = http::Response::builder().header("content-type", "application/grpc").body(()).unwrap();
+                        let resp =
+                            http::Response::builder().header("content-type", "application/grpc").body(()).unwrap();
                         let mut send = respond.send_response(resp, false).unwrap();
                         send.send_data(Bytes::from_static(&[0, 0, 0, 0, 2, 10, 0]), false).unwrap();
                         go.notified().await;
@@ -253,7 +258,8 @@ async fn upstream_reset_after_headers_ends_with_grpc_status_trailers() {
         .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
         .unwrap();
     let stream = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     let resp = send.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -294,7 +300,10 @@ async fn upstream_reset_before_headers_is_unavailable() {
     });
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
     p.push_ok(&config_for(addr)).await;
-    let err = hello(grpc_channel(p.addr(0), "example.com").await).say_hello(HelloRequest { greeting: "x".into() }).await.unwrap_err();
+    let err = hello(grpc_channel(p.addr(0), "example.com").await)
+        .say_hello(HelloRequest { greeting: "x".into() })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
 }
 
@@ -309,10 +318,7 @@ async fn backend_names(p: &TestProxy, calls: usize) -> HashMap<String, usize> {
 }
 
 fn upstream_config(name: &str, algorithm: &str, targets: &[(&Backend, u32)]) -> String {
-    let t: String = targets
-        .iter()
-        .map(|(b, w)| format!("  - target: {}\n    weight: {w}\n", b.addr()))
-        .collect();
+    let t: String = targets.iter().map(|(b, w)| format!("  - target: {}\n    weight: {w}\n", b.addr())).collect();
     format!(
         "_format_version: '3.0'\nservices:\n{}upstreams:\n- name: {name}\n  algorithm: {algorithm}\n  targets:\n{t}",
         grpc_service("g", "grpc", name, 80, "")
@@ -355,8 +361,10 @@ async fn least_connections_and_refusing_target_is_skipped() {
 async fn consistent_hashing_on_header_sticks() {
     let (a, b) = (spawn(BackendOptions::named("a")).await.unwrap(), spawn(BackendOptions::named("b")).await.unwrap());
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    let cfg = upstream_config("pool.upstream", "consistent-hashing", &[(&a, 100), (&b, 100)])
-        .replace("  algorithm: consistent-hashing\n", "  algorithm: consistent-hashing\n  hash_on: header\n  hash_on_header: x-user\n");
+    let cfg = upstream_config("pool.upstream", "consistent-hashing", &[(&a, 100), (&b, 100)]).replace(
+        "  algorithm: consistent-hashing\n",
+        "  algorithm: consistent-hashing\n  hash_on: header\n  hash_on_header: x-user\n",
+    );
     p.push_ok(&cfg).await;
     let mut client = EchoClient::new(grpc_channel(p.addr(0), "example.com").await);
     let mut per_user = HashMap::new();
@@ -399,15 +407,11 @@ async fn grpcs_upstream_with_verification_and_ca() {
     assert!(client.say_hello(HelloRequest { greeting: "s".into() }).await.is_ok());
 }
 
-#[tokio::test]
-async fn five_thousand_cancelled_streams_then_100_calls_succeed() {
-    let b = spawn(BackendOptions::named("g1")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config_for(b.addr())).await;
-    let channel = grpc_channel(p.addr(0), "example.com").await;
-    let stats = b.stats();
-    // Open long calls and cancel each once it reached the backend, 50 at a time.
-    for batch in 0..100 {
+/// Opens `total` long calls on `channel`, 50 at a time, cancelling each batch once it reached the
+/// backend; returns how many reached it.
+async fn cancel_flood(channel: &Channel, stats: &sluice_demo::Stats, total: usize) -> u64 {
+    let before = stats.started(methods::SAY_HELLO);
+    for _ in 0..total / 50 {
         let mut calls = Vec::new();
         for _ in 0..50 {
             let mut client = hello(channel.clone());
@@ -415,23 +419,72 @@ async fn five_thousand_cancelled_streams_then_100_calls_succeed() {
             req.metadata_mut().insert("x-delay-ms", "60000".parse().unwrap());
             calls.push(tokio::spawn(async move { client.say_hello(req).await }));
         }
-        let want = (batch + 1) * 50;
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while stats.started(methods::SAY_HELLO) < want as u64 {
+        let want = stats.started(methods::SAY_HELLO) + 50;
+        // Wait until the batch reached the backend (or failed: a cut connection fails its calls).
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while stats.started(methods::SAY_HELLO) < want && !calls.iter().all(|c| c.is_finished()) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
-        .await
-        .expect("calls reach the backend");
+        .await;
         for c in calls {
             c.abort();
         }
     }
+    stats.started(methods::SAY_HELLO) - before
+}
+
+#[tokio::test]
+async fn five_thousand_cancelled_streams_then_100_calls_succeed() {
+    // Issue 4's concern is the upstream side: 5,000 client cancels reset 5,000 streams on ONE pooled
+    // upstream h2 connection, which must not trip h2's local-reset limit (GOAWAY for every stream).
+    // The downstream Rapid Reset detector would (rightly, by default) cut a client that resets this
+    // much, so this client is given room: SLUICE_H2_RESET_MIN_STREAMS.
+    let b = spawn(BackendOptions::named("g1")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[("SLUICE_H2_RESET_MIN_STREAMS", "1000000")]).await;
+    p.push_ok(&config_for(b.addr())).await;
+    let channel = grpc_channel(p.addr(0), "example.com").await;
+    let stats = b.stats();
+    let reached = cancel_flood(&channel, &stats, 5000).await;
+    assert_eq!(reached, 5000, "every call of the flood reached the backend over one client connection");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while stats.cancelled(methods::SAY_HELLO) < 5000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the backend saw 5,000 cancels");
     let mut client = hello(channel.clone());
     for i in 0..100 {
         let r = client.say_hello(HelloRequest { greeting: format!("n{i}") }).await;
         assert!(r.is_ok(), "call {i} after the cancel flood failed: {r:?}");
     }
+}
+
+#[tokio::test]
+async fn cancel_flood_with_default_limits_costs_only_the_flooding_connection() {
+    // With the default Rapid Reset limits the flooding connection is cut; the client (tonic
+    // reconnects) and everyone else keep working, and the upstream connection survives.
+    let b = spawn(BackendOptions::named("g1")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    p.push_ok(&config_for(b.addr())).await;
+    let bystander = grpc_channel(p.addr(0), "example.com").await;
+    let flooding = grpc_channel(p.addr(0), "example.com").await;
+    let stats = b.stats();
+    cancel_flood(&flooding, &stats, 1000).await;
+    let mut by = hello(bystander);
+    let mut fl = hello(flooding);
+    for i in 0..100 {
+        assert!(by.say_hello(HelloRequest { greeting: format!("b{i}") }).await.is_ok(), "bystander call {i}");
+    }
+    let mut ok = 0;
+    for i in 0..100 {
+        // The first call on a cut channel may fail while tonic reconnects.
+        if fl.say_hello(HelloRequest { greeting: format!("f{i}") }).await.is_ok() {
+            ok += 1;
+        }
+    }
+    assert!(ok >= 99, "the flooding client recovers: {ok}/100");
 }
 
 #[tokio::test]

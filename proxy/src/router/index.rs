@@ -20,6 +20,9 @@ use super::host::{dots, NamePattern};
 pub(crate) struct Candidate {
     /// Index into the router's rank-ordered entries.
     pub entry: u32,
+    /// Dense rank of the entry's priority (0 = highest): entries of equal priority share a tier,
+    /// so a scan can prune without touching the entries.
+    pub tier: u32,
     /// `Some(p)`: the route host was `name:p`, the request must carry port `p`.
     pub port: Option<u16>,
 }
@@ -32,7 +35,7 @@ const FILTER_THRESHOLD: usize = 16;
 struct Bucket {
     /// All candidates, by rank. Emptied when `filter` is built.
     all: Vec<Candidate>,
-    filter: Option<PathFilter>,
+    filter: Option<Box<PathFilter>>,
 }
 
 /// Plain-prefix candidates of a large bucket hashed by prefix; the others kept apart.
@@ -45,26 +48,46 @@ struct PathFilter {
     others: Vec<Candidate>,
 }
 
-type Map<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<Fnv>>;
+type Map<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<WordHasher>>;
 
-/// FNV-1a: keys are route hosts and prefixes from the config, so lookups need speed, not
-/// resistance to chosen keys (a request cannot add keys, only probe the fixed table).
+/// A multiply-rotate hash over 8-byte words (the FxHash recipe) with a final mix. Keys are route
+/// hosts and prefixes from the config, so lookups need speed, not resistance to chosen keys: a
+/// request cannot add keys, only probe the fixed table.
 #[derive(Default)]
-struct Fnv(u64);
+struct WordHasher(u64);
 
-impl Hasher for Fnv {
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl WordHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for WordHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
         }
-        self.0 = h;
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
     }
 
     fn finish(&self) -> u64 {
-        // Spread FNV's weak high bits (hashbrown uses them as tags).
-        let h = self.0 ^ (self.0 >> 29);
-        h.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
+        // Fold the high bits down: hashbrown takes bucket bits from the bottom, tags from the top.
+        let h = self.0 ^ (self.0 >> 32);
+        h.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 29)
     }
 }
 
@@ -100,7 +123,7 @@ impl HostIndex {
             bucket.all.sort_unstable();
             bucket.all.dedup();
             if bucket.all.len() > FILTER_THRESHOLD {
-                bucket.filter = Some(PathFilter::build(std::mem::take(&mut bucket.all), &prefixes));
+                bucket.filter = Some(Box::new(PathFilter::build(std::mem::take(&mut bucket.all), &prefixes)));
             } else {
                 bucket.all.shrink_to_fit();
             }

@@ -73,6 +73,11 @@ impl Conditions {
         })
     }
 
+    /// No methods, SNIs or headers.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.methods.is_empty() && self.snis.is_empty() && self.headers.is_empty()
+    }
+
     /// Methods and SNIs: string compares only.
     pub(crate) fn cheap_match(&self, method: &str, sni: Option<&str>) -> bool {
         if !self.methods.is_empty() && !self.methods.iter().any(|m| **m == *method) {

@@ -4,9 +4,11 @@
 //! read-only by every request.
 //!
 //! Lookup never scans every route: the [`index`] narrows the candidates to the routes of the
-//! request's host (exact, wildcard) and the host-less routes, each bucket already in rank order, so
-//! the first full match in a bucket is that bucket's best and the scan stops as soon as nothing
-//! left can outrank the best match so far.
+//! request's host (exact, wildcard) and the host-less routes (and, in a bucket with many routes,
+//! to those whose plain prefix matches the path), each list already in rank order, so the first
+//! full match in a list is that list's best and the scan stops as soon as nothing left can outrank
+//! the best match so far. Cheap checks (port, method, SNI, plain prefix) run before headers, and
+//! regexes run last.
 //!
 //! Precedence, highest first:
 //! 1. the explicit `priority` (set beats unset, higher wins);
@@ -52,6 +54,8 @@ struct Entry {
     route: usize,
     /// Index into `Router::conditions`.
     conditions: usize,
+    /// The route has no methods, SNIs or headers: only host and path decide.
+    unconditional: bool,
     priority: Priority,
     grpc_family: bool,
     http_family: bool,
@@ -127,6 +131,7 @@ impl Router {
                 entries.push(Entry {
                     route: position,
                     conditions: conditions.len(),
+                    unconditional: compiled.conditions.is_empty(),
                     priority,
                     grpc_family: family == Some(Protocol::Grpc.family()),
                     http_family: family == Some(Protocol::Http.family()),
@@ -147,7 +152,11 @@ impl Router {
         });
 
         let mut index = HostIndex::default();
+        let mut tier = 0u32;
         for (rank, entry) in entries.iter().enumerate() {
+            if rank > 0 && entries[rank - 1].priority != entry.priority {
+                tier += 1;
+            }
             let Ok(rank) = u32::try_from(rank) else {
                 return Err(vec![EntityError {
                     entity_type: "route".to_string(),
@@ -159,10 +168,10 @@ impl Router {
             };
             let route_hosts = &hosts[entry.conditions];
             if route_hosts.is_empty() {
-                index.insert_hostless(Candidate { entry: rank, port: None });
+                index.insert_hostless(Candidate { entry: rank, tier, port: None });
             }
             for (pattern, port) in route_hosts {
-                index.insert(pattern, Candidate { entry: rank, port: *port });
+                index.insert(pattern, Candidate { entry: rank, tier, port: *port });
             }
         }
         index.finish(|rank| entries.get(rank as usize).and_then(|e| e.paths.plain_prefixes()));
@@ -172,9 +181,13 @@ impl Router {
     /// The best route for a request, or `None` when no route matches.
     pub fn find(&self, req: &RouteRequest<'_>) -> Option<RouteMatch> {
         let (raw_name, port) = split_host_port(req.host);
-        let mut buf = [0u8; STACK_HOST_LEN];
+        // Lower-case only when needed: on the stack, or (a host longer than any DNS name) the heap.
+        let mut buf;
         let heap;
-        let name: &[u8] = if raw_name.len() <= buf.len() {
+        let name: &[u8] = if !raw_name.bytes().any(|b| b.is_ascii_uppercase()) {
+            raw_name.as_bytes()
+        } else if raw_name.len() <= STACK_HOST_LEN {
+            buf = [0u8; STACK_HOST_LEN];
             let lowered = &mut buf[..raw_name.len()];
             lowered.copy_from_slice(raw_name.as_bytes());
             lowered.make_ascii_lowercase();
@@ -184,9 +197,9 @@ impl Router {
             heap.as_bytes()
         };
 
-        let mut best: Option<(usize, usize)> = None;
+        let mut best: Option<Best> = None;
         self.index.visit(name, req.path, |bucket| self.scan(bucket, port, req, &mut best));
-        best.map(|(rank, matched_path_len)| RouteMatch { route: self.entries[rank].route, matched_path_len })
+        best.map(|b| RouteMatch { route: self.entries[b.rank].route, matched_path_len: b.matched_path_len })
     }
 
     /// Number of routes in the router (routes of disabled services are not counted).
@@ -198,46 +211,39 @@ impl Router {
         self.routes == 0
     }
 
-    /// Scans one rank-ordered bucket, updating `best` (rank, matched length).
-    fn scan(&self, bucket: &[Candidate], port: Option<u16>, req: &RouteRequest<'_>, best: &mut Option<(usize, usize)>) {
+    /// Scans one rank-ordered candidate list, updating `best`.
+    fn scan(&self, bucket: &[Candidate], port: Option<u16>, req: &RouteRequest<'_>, best: &mut Option<Best>) {
         for candidate in bucket {
             let rank = candidate.entry as usize;
-            let entry = &self.entries[rank];
-            if let Some((best_rank, _)) = *best {
-                let held = &self.entries[best_rank];
-                if entry.priority < held.priority {
-                    // Everything after this in the bucket ranks lower still.
+            if let Some(held) = best {
+                if candidate.tier > held.tier {
+                    // Lower priority, and everything after it in the list ranks lower still.
                     break;
                 }
-                if !self.outranks(rank, best_rank, req.grpc) {
-                    continue;
+                if candidate.tier == held.tier {
+                    // Equal priority: the protocol family, then the rank (name, position) decide.
+                    let fits = self.entries[rank].fits(req.grpc);
+                    let wins = (fits && !held.fits) || (fits == held.fits && rank < held.rank);
+                    if !wins {
+                        continue;
+                    }
                 }
             }
             if candidate.port.is_some() && candidate.port != port {
                 continue;
             }
-            if let Some(len) = self.matches(entry, req) {
-                *best = Some((rank, len));
+            let entry = &self.entries[rank];
+            if let Some(matched_path_len) = self.matches(entry, req) {
+                *best = Some(Best { rank, tier: candidate.tier, fits: entry.fits(req.grpc), matched_path_len });
             }
-        }
-    }
-
-    /// Whether entry `a` beats entry `b` for a request of this kind (rules 1–4).
-    fn outranks(&self, a: usize, b: usize, grpc: bool) -> bool {
-        let (ea, eb) = (&self.entries[a], &self.entries[b]);
-        match ea.priority.cmp(&eb.priority) {
-            std::cmp::Ordering::Greater => true,
-            std::cmp::Ordering::Less => false,
-            std::cmp::Ordering::Equal => match (ea.fits(grpc), eb.fits(grpc)) {
-                (true, false) => true,
-                (false, true) => false,
-                _ => a < b,
-            },
         }
     }
 
     /// Whether the entry's non-host conditions hold; the matched path length if so.
     fn matches(&self, entry: &Entry, req: &RouteRequest<'_>) -> Option<usize> {
+        if entry.unconditional {
+            return entry.paths.matched_len(req.path);
+        }
         let conditions = &self.conditions[entry.conditions];
         if !conditions.cheap_match(req.method, req.sni) {
             return None;
@@ -251,6 +257,16 @@ impl Router {
             None => entry.paths.matched_len(req.path),
         }
     }
+}
+
+/// The best match of a lookup so far.
+#[derive(Debug, Clone, Copy)]
+struct Best {
+    rank: usize,
+    tier: u32,
+    /// The entry's protocol family fits the request.
+    fits: bool,
+    matched_path_len: usize,
 }
 
 /// A compiled route: its conditions, host patterns, and one (priority, paths) per path group.
