@@ -1,4 +1,4 @@
-//! The Grafana dashboard (`manifests/grafana-dashboard.json`) cannot rot: it is a well-formed
+//! The Grafana dashboard (`manifests/grafana/sluice-dashboard.json`) cannot rot: it is a well-formed
 //! dashboard on a Prometheus data-source variable, and every metric name its queries use is in a
 //! live `/metrics` scrape after traffic that touches every family.
 
@@ -15,7 +15,7 @@ use sluice_demo::{spawn, BackendOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn dashboard() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/grafana-dashboard.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/grafana/sluice-dashboard.json");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
