@@ -1,1 +1,29 @@
-//! placeholder
+//! `sluice-controller` as a library: everything but argument parsing lives here so that tests,
+//! benchmarks and the thin binary share one code path.
+//!
+//! The pipeline (DESIGN.md, "The controller"):
+//! [`watch`] (Kubernetes reflectors) or [`files`] (`--manifests`) fill a [`snapshot::Snapshot`] →
+//! [`translate::translate`] turns it into a Kong declarative config plus per-object problems (pure) →
+//! [`sync`] debounces, pushes through [`push`] to the proxy's admin socket, falls back when the proxy
+//! rejects entities, and then writes [`status`], [`events`] and [`metrics`].
+
+pub mod app;
+pub mod crds;
+pub mod events;
+pub mod files;
+pub mod gateway_status;
+pub mod health;
+pub mod leader;
+pub mod metrics;
+pub mod policy;
+pub mod push;
+pub mod settings;
+pub mod snapshot;
+pub mod status;
+pub mod sync;
+pub mod translate;
+pub mod watch;
+
+pub use settings::Settings;
+pub use snapshot::Snapshot;
+pub use translate::{translate, ObjectRef, Problem, Translation};

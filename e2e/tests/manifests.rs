@@ -289,7 +289,7 @@ fn expected_cluster_permissions() -> BTreeMap<(String, String), BTreeSet<String>
             m.insert((group.to_string(), r.to_string()), verbs.iter().map(|v| v.to_string()).collect());
         }
     };
-    add("", &["services", "secrets"], READ);
+    add("", &["services", "secrets", "namespaces"], READ);
     add("discovery.k8s.io", &["endpointslices"], READ);
     add("networking.k8s.io", &["ingresses", "ingressclasses"], READ);
     add(

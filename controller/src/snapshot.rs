@@ -1,0 +1,113 @@
+//! The world as the translator sees it: owned copies of every watched object, one collection per
+//! kind, filled by the reflectors ([`crate::watch`]) or the manifest loader ([`crate::files`]).
+//!
+//! The Gateway API collections are carried even though Ingress translation does not read them, so
+//! that GRPCRoute/HTTPRoute translation can be added (`translate/gateway.rs`) without reshaping.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use gateway_api::apis::standard::{
+    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute,
+    referencegrants::ReferenceGrant,
+};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::{Resource, ResourceExt};
+
+use crate::policy::KongUpstreamPolicy;
+use crate::translate::ObjectRef;
+
+/// Every object the translator may read. Objects are shared (`Arc`) with the reflector stores, so
+/// taking a snapshot copies pointers, not objects.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    pub secrets: Vec<Arc<Secret>>,
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    pub grpc_routes: Vec<Arc<GrpcRoute>>,
+    pub http_routes: Vec<Arc<HttpRoute>>,
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    /// Namespaces (their labels select routes for Gateway listeners, `allowedRoutes` Selector).
+    pub namespaces: Vec<Arc<Namespace>>,
+    pub kong_upstream_policies: Vec<Arc<KongUpstreamPolicy>>,
+}
+
+/// Sort key: namespace, then name (cluster-scoped objects have an empty namespace).
+fn key<K: Resource>(o: &Arc<K>) -> (String, String) {
+    (o.namespace().unwrap_or_default(), o.name_any())
+}
+
+fn sort<K: Resource>(v: &mut [Arc<K>]) {
+    v.sort_by_cached_key(key);
+}
+
+fn keep<K: Resource<DynamicType = ()>>(v: &mut Vec<Arc<K>>, excluded: &HashSet<ObjectRef>) {
+    v.retain(|o| !excluded.contains(&ObjectRef::of(o.as_ref())));
+}
+
+impl Snapshot {
+    /// Sorts every collection by namespace/name so that translation never depends on the order in
+    /// which objects arrived.
+    pub fn sort(&mut self) {
+        sort(&mut self.ingresses);
+        sort(&mut self.ingress_classes);
+        sort(&mut self.services);
+        sort(&mut self.endpoint_slices);
+        sort(&mut self.secrets);
+        sort(&mut self.gateway_classes);
+        sort(&mut self.gateways);
+        sort(&mut self.grpc_routes);
+        sort(&mut self.http_routes);
+        sort(&mut self.reference_grants);
+        sort(&mut self.namespaces);
+        sort(&mut self.kong_upstream_policies);
+    }
+
+    /// A copy without the given objects: the fallback config is the translation of the world minus
+    /// the objects the proxy rejected.
+    pub fn without(&self, excluded: &HashSet<ObjectRef>) -> Snapshot {
+        let mut s = self.clone();
+        if excluded.is_empty() {
+            return s;
+        }
+        keep(&mut s.ingresses, excluded);
+        keep(&mut s.ingress_classes, excluded);
+        keep(&mut s.services, excluded);
+        keep(&mut s.endpoint_slices, excluded);
+        keep(&mut s.secrets, excluded);
+        keep(&mut s.gateway_classes, excluded);
+        keep(&mut s.gateways, excluded);
+        keep(&mut s.grpc_routes, excluded);
+        keep(&mut s.http_routes, excluded);
+        keep(&mut s.reference_grants, excluded);
+        keep(&mut s.namespaces, excluded);
+        keep(&mut s.kong_upstream_policies, excluded);
+        s
+    }
+
+    /// Number of objects of all kinds.
+    pub fn len(&self) -> usize {
+        self.ingresses.len()
+            + self.ingress_classes.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.secrets.len()
+            + self.gateway_classes.len()
+            + self.gateways.len()
+            + self.grpc_routes.len()
+            + self.http_routes.len()
+            + self.reference_grants.len()
+            + self.namespaces.len()
+            + self.kong_upstream_policies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

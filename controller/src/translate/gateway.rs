@@ -1,0 +1,641 @@
+//! Gateway API → Kong entities (GRPCRoute, HTTPRoute; shared/research/grpcroute.md), and the
+//! statuses that go with them.
+//!
+//! One pure [`plan`] serves both the translation and the status writer, so what is reported is
+//! what is routed: our GatewayClasses and Gateways ([`listeners`]) → every route converted into a
+//! kind-independent view ([`grpcroute`], [`httproute`], [`model`]) → attached to the listeners its
+//! parentRefs select (kind, namespace, [`hostnames`] intersection) → backendRefs resolved
+//! ([`backends`], [`refs`] for ReferenceGrants). [`translate`] then emits one Kong service and
+//! upstream per rule (`<kind>.<ns>.<name>.<rule>`, as KIC) and one Kong route per match and
+//! hostname class, with the Gateway API precedence encoded in `priority` ([`precedence`]) and the
+//! header filters as plugins ([`filters`]).
+
+pub mod backends;
+pub mod filters;
+pub mod grpcroute;
+pub mod hostnames;
+pub mod httproute;
+pub mod listeners;
+pub mod model;
+pub mod precedence;
+pub mod refs;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::{Resource, ResourceExt};
+use proxy_config::{Certificate, Protocol, Route, Sni};
+
+use self::backends::Resolution;
+use self::hostnames::Hosts;
+use self::listeners::{GatewayInfo, NamespaceLabels};
+use self::model::{
+    Analysis, BackendRef, Cond, GatewayStatusModel, ListenerStatus, ParentRef, ParentRefOut, ParentStatus, RouteKind,
+    RouteStatusModel, RouteView,
+};
+use super::annotations::{self, RouteAnnotations};
+use super::{names, Context, KongService, ObjectRef, Problem};
+use crate::settings::Settings;
+use crate::snapshot::Snapshot;
+
+/// The Gateway API group.
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// KIC's controller name, the default of `--gateway-controller-name`.
+pub const DEFAULT_CONTROLLER_NAME: &str = "konghq.com/kic-gateway-controller";
+/// Tag KIC puts on entities of a named rule.
+pub const TAG_NAMED_RULE: &str = "k8s-named-route-rule:";
+
+/// Fills the defaults of a parentRef.
+pub(crate) fn parent_ref(
+    route_ns: &str,
+    group: Option<&str>,
+    kind: Option<&str>,
+    namespace: Option<&str>,
+    name: &str,
+    section_name: Option<String>,
+    port: Option<i32>,
+) -> ParentRef {
+    ParentRef {
+        group: group.unwrap_or(GATEWAY_GROUP).to_string(),
+        kind: kind.unwrap_or("Gateway").to_string(),
+        namespace: namespace.filter(|n| !n.is_empty()).unwrap_or(route_ns).to_string(),
+        name: name.to_string(),
+        section_name: section_name.filter(|s| !s.is_empty()),
+        port,
+    }
+}
+
+/// Fills the defaults of a backendRef (core Service, the route's namespace, weight 1).
+pub(crate) fn backend_ref(
+    route_ns: &str,
+    group: Option<&str>,
+    kind: Option<&str>,
+    namespace: Option<&str>,
+    name: &str,
+    port: Option<i32>,
+    weight: Option<i32>,
+) -> BackendRef {
+    BackendRef {
+        group: group.unwrap_or("").to_string(),
+        kind: kind.unwrap_or("Service").to_string(),
+        namespace: namespace.filter(|n| !n.is_empty()).unwrap_or(route_ns).to_string(),
+        name: name.to_string(),
+        port,
+        weight: u32::try_from(weight.unwrap_or(1)).unwrap_or(0),
+    }
+}
+
+/// The valid hostnames of a route; invalid ones are reported and ignored.
+pub(crate) fn hostnames_of(obj: &ObjectRef, list: &[String], problems: &mut Vec<Problem>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, h) in list.iter().enumerate() {
+        match hostnames::check(h) {
+            Ok(()) if !out.contains(h) => out.push(h.clone()),
+            Ok(()) => {}
+            Err(e) => problems.push(Problem::new(obj, format!("spec.hostnames[{i}]"), format!("{e}; ignored"))),
+        }
+    }
+    out
+}
+
+/// One route after attachment and backend resolution.
+pub(crate) struct PlannedRoute<'a> {
+    pub view: RouteView,
+    /// The hosts it serves (union over its accepted listeners).
+    pub hosts: Hosts,
+    /// Attached to at least one listener and at least one rule is implemented.
+    pub accepted: bool,
+    /// Per rule, per backendRef.
+    pub resolutions: Vec<Vec<(BackendRef, Resolution<'a>)>>,
+}
+
+/// The whole Gateway API picture of a snapshot.
+pub(crate) struct Plan<'a> {
+    pub analysis: Analysis,
+    pub gateways: Vec<GatewayInfo>,
+    pub routes: Vec<PlannedRoute<'a>>,
+    pub problems: Vec<Problem>,
+}
+
+/// The statuses the snapshot calls for (pure; the status writer adds addresses and times).
+pub fn analyze(snapshot: &Snapshot, settings: &Settings) -> Analysis {
+    plan(snapshot, settings).analysis
+}
+
+fn key_of<K: Resource>(o: &K) -> (String, String) {
+    (o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// Builds the plan (see the module documentation).
+pub(crate) fn plan<'a>(snapshot: &'a Snapshot, settings: &Settings) -> Plan<'a> {
+    let mut problems = Vec::new();
+    let watched = |ns: &str| settings.watches_namespace(ns);
+    let services: HashMap<(String, String), &'a Service> =
+        snapshot.services.iter().map(|s| (key_of(s.as_ref()), s.as_ref())).collect();
+    let secrets: HashMap<(String, String), &'a Secret> =
+        snapshot.secrets.iter().map(|s| (key_of(s.as_ref()), s.as_ref())).collect();
+    let grants = &snapshot.reference_grants;
+    let (classes, accepted_classes) = listeners::classes(&snapshot.gateway_classes, &settings.gateway_controller_name);
+    let (mut classes, accepted_classes) = (classes, accepted_classes);
+    classes.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut gateway_list: Vec<_> =
+        snapshot.gateways.iter().filter(|g| watched(&g.namespace().unwrap_or_default())).cloned().collect();
+    gateway_list.sort_by_cached_key(|g| key_of(g.as_ref()));
+    let inputs = listeners::Inputs { secrets: &secrets, grants };
+    let mut gateways = listeners::gateways(&gateway_list, &accepted_classes, &inputs, &mut problems);
+    let labels: NamespaceLabels = snapshot.namespaces.iter().map(|n| (n.name_any(), n.labels().clone())).collect();
+
+    let mut views: Vec<RouteView> = Vec::new();
+    for r in snapshot.grpc_routes.iter().filter(|r| watched(&r.namespace().unwrap_or_default())) {
+        views.push(grpcroute::view(r, &mut problems));
+    }
+    for r in snapshot.http_routes.iter().filter(|r| watched(&r.namespace().unwrap_or_default())) {
+        views.push(httproute::view(r, &mut problems));
+    }
+
+    views.sort_by(|a, b| (a.kind, &a.obj).cmp(&(b.kind, &b.obj)));
+    let mut routes = Vec::new();
+    let mut route_statuses = Vec::new();
+    for view in views {
+        let rules_total = view.rules.len();
+        let dropped: Vec<&(String, String)> = view.rules.iter().filter_map(|r| r.dropped.as_ref()).collect();
+        for (field, message) in &dropped {
+            problems.push(Problem::new(&view.obj, field.clone(), format!("{message}; rule left out")));
+        }
+        let implementable = rules_total == 0 || dropped.len() < rules_total;
+        let resolutions: Vec<Vec<(BackendRef, Resolution<'a>)>> = view
+            .rules
+            .iter()
+            .map(|rule| {
+                rule.backends.iter().map(|b| (b.clone(), backends::resolve(b, &view, &services, grants))).collect()
+            })
+            .collect();
+        let resolved = resolved_refs(&view, &resolutions);
+        for (ri, rule) in resolutions.iter().enumerate() {
+            for (bi, (_, r)) in rule.iter().enumerate() {
+                if let Resolution::Invalid { reason, message } = r {
+                    let field = format!("spec.rules[{ri}].backendRefs[{bi}]");
+                    problems.push(Problem::new(
+                        &view.obj,
+                        field,
+                        format!("{reason}: {message}; its share of traffic fails"),
+                    ));
+                }
+            }
+        }
+        for (field, message) in view.rules.iter().flat_map(|r| r.filters.unresolved.iter()) {
+            problems.push(Problem::new(&view.obj, field.clone(), format!("{message}; the rule answers with an error")));
+        }
+        let mut hosts = Hosts::empty();
+        let mut parents = Vec::new();
+        let mut attached_any = false;
+        for pref in &view.parent_refs {
+            if pref.group != GATEWAY_GROUP || pref.kind != "Gateway" {
+                continue;
+            }
+            let Some(gi) = gateways.iter().position(|g| g.obj.namespace == pref.namespace && g.obj.name == pref.name)
+            else {
+                continue; // not one of ours (or not there): no status entry
+            };
+            let (accepted, on) = attach(&view, pref, &gateways[gi], &labels);
+            let accepted = if accepted.is_true() && !implementable {
+                Cond::new("Accepted", false, "UnsupportedValue", "no rule of the route can be implemented")
+            } else {
+                accepted
+            };
+            if accepted.is_true() {
+                attached_any = true;
+                for (li, h) in on {
+                    hosts.extend(h);
+                    gateways[gi].listeners[li].attached += 1;
+                }
+            } else {
+                problems.push(Problem::new(
+                    &view.obj,
+                    "spec.parentRefs",
+                    format!("{}/{}: {}", pref.namespace, pref.name, accepted.message),
+                ));
+            }
+            let mut conditions = vec![accepted, resolved.clone()];
+            if !dropped.is_empty() && implementable {
+                let list: Vec<&str> = dropped.iter().map(|(f, _)| f.as_str()).collect();
+                conditions.push(Cond::new(
+                    "PartiallyInvalid",
+                    true,
+                    "UnsupportedValue",
+                    format!("Dropped Rule(s): {}", list.join(", ")),
+                ));
+            }
+            parents.push(ParentStatus { parent_ref: echo(pref), conditions });
+        }
+        route_statuses.push(RouteStatusModel {
+            kind: view.kind,
+            object: view.obj.clone(),
+            generation: view.generation,
+            parents,
+        });
+        routes.push(PlannedRoute { accepted: attached_any, hosts, resolutions, view });
+    }
+
+    let gateway_statuses = gateways
+        .iter()
+        .map(|g| GatewayStatusModel {
+            object: g.obj.clone(),
+            generation: g.generation,
+            conditions: vec![g.accepted.clone()],
+            listeners: g
+                .listeners
+                .iter()
+                .map(|l| ListenerStatus {
+                    name: l.name.clone(),
+                    supported_kinds: l.kinds.iter().map(|k| k.kind()).collect(),
+                    attached_routes: l.attached,
+                    conditions: vec![l.accepted.clone(), l.programmed(), l.resolved_refs.clone(), l.conflicted.clone()],
+                })
+                .collect(),
+        })
+        .collect();
+    Plan {
+        analysis: Analysis { classes, gateways: gateway_statuses, routes: route_statuses },
+        gateways,
+        routes,
+        problems,
+    }
+}
+
+/// The parentRef as echoed in status, with group, kind and namespace always written (conformance
+/// compares them field by field).
+fn echo(p: &ParentRef) -> ParentRefOut {
+    ParentRefOut {
+        group: p.group.clone(),
+        kind: p.kind.clone(),
+        namespace: Some(p.namespace.clone()),
+        name: p.name.clone(),
+        section_name: p.section_name.clone(),
+        port: p.port,
+    }
+}
+
+/// The route's `Accepted` condition for one parent, and the listeners (with hosts) it attaches to.
+fn attach(
+    view: &RouteView,
+    pref: &ParentRef,
+    gw: &GatewayInfo,
+    labels: &NamespaceLabels,
+) -> (Cond, Vec<(usize, Hosts)>) {
+    let selected: Vec<usize> = gw
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            pref.section_name.as_deref().is_none_or(|s| s == l.name) && pref.port.is_none_or(|p| p == l.port)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if selected.is_empty() {
+        return (
+            Cond::new("Accepted", false, "NoMatchingParent", "no listener matches the parentRef's sectionName/port"),
+            Vec::new(),
+        );
+    }
+    let mut on = Vec::new();
+    let mut hostname_miss = false;
+    for li in selected {
+        let l = &gw.listeners[li];
+        if !l.usable() || !l.allows(view.kind, &view.obj.namespace, &gw.obj.namespace, labels) {
+            continue;
+        }
+        let hosts = hostnames::effective(l.hostname.as_deref(), &view.hostnames);
+        if hosts.is_empty() {
+            hostname_miss = true;
+            continue;
+        }
+        on.push((li, hosts));
+    }
+    let cond = if !on.is_empty() {
+        Cond::new("Accepted", true, "Accepted", "")
+    } else if hostname_miss {
+        Cond::new(
+            "Accepted",
+            false,
+            "NoMatchingListenerHostname",
+            "no listener hostname intersects the route's hostnames",
+        )
+    } else {
+        Cond::new(
+            "Accepted",
+            false,
+            "NotAllowedByListeners",
+            format!("no selected listener allows a {} from namespace {}", view.kind.kind(), view.obj.namespace),
+        )
+    };
+    (cond, on)
+}
+
+/// `ResolvedRefs` of a route: the first unresolvable backendRef or ExtensionRef.
+fn resolved_refs(view: &RouteView, resolutions: &[Vec<(BackendRef, Resolution<'_>)>]) -> Cond {
+    for rule in resolutions {
+        for (_, r) in rule {
+            if let Resolution::Invalid { reason, message } = r {
+                return Cond::new("ResolvedRefs", false, *reason, message.clone());
+            }
+        }
+    }
+    if let Some((_, message)) = view.rules.iter().flat_map(|r| r.filters.unresolved.iter()).next() {
+        return Cond::new("ResolvedRefs", false, "InvalidKind", message.clone());
+    }
+    Cond::new("ResolvedRefs", true, "ResolvedRefs", "")
+}
+
+/// A generated Kong route waiting for its priority.
+struct Pending {
+    kind: RouteKind,
+    service: String,
+    route: Route,
+    key: precedence::Key,
+}
+
+/// Translates Gateway API objects into the context.
+pub(crate) fn translate(ctx: &mut Context<'_>) {
+    let plan = plan(ctx.snapshot, ctx.settings);
+    ctx.problems.extend(plan.problems);
+    certificates(ctx, &plan.gateways);
+    let mut pending = Vec::new();
+    for route in &plan.routes {
+        if !route.accepted || route.hosts.is_empty() {
+            continue;
+        }
+        if ctx.is_excluded(&route.view.obj) {
+            ctx.problem(&route.view.obj, "", "rejected by the proxy; left out of the config");
+            continue;
+        }
+        if let Some(p) = annotations::check_hostile(&route.view.obj, &route.view.annotations) {
+            ctx.problems.push(p);
+            continue;
+        }
+        let ann = annotations::route_annotations(&route.view.obj, &route.view.annotations, &mut ctx.problems);
+        translate_route(ctx, route, &ann, &mut pending);
+    }
+    for kind in [RouteKind::Grpc, RouteKind::Http] {
+        let base = if kind == RouteKind::Grpc { precedence::GRPC_BASE } else { precedence::HTTP_BASE };
+        let group: Vec<&mut Pending> = pending.iter_mut().filter(|p| p.kind == kind).collect();
+        let keys: Vec<precedence::Key> = group.iter().map(|p| p.key.clone()).collect();
+        for (p, priority) in group.into_iter().zip(precedence::assign(&keys, base)) {
+            p.route.priority = Some(priority);
+        }
+    }
+    for p in pending {
+        if let Some(ks) = ctx.kong_services.get_mut(&p.service) {
+            ks.routes.push(p.route);
+        }
+    }
+}
+
+/// Hostname classes of a route's hosts: hostnames of equal precedence share one Kong route.
+fn host_groups(hosts: &Hosts) -> Vec<(Vec<String>, (usize, usize))> {
+    match hosts {
+        Hosts::Any => vec![(Vec::new(), (0, 0))],
+        Hosts::Names(names) => {
+            let mut groups: BTreeMap<Reverse<(usize, usize)>, Vec<String>> = BTreeMap::new();
+            for h in names {
+                groups.entry(Reverse(hostnames::precedence(Some(h)))).or_default().push(h.clone());
+            }
+            groups.into_iter().map(|(Reverse(k), v)| (v, k)).collect()
+        }
+    }
+}
+
+fn translate_route(
+    ctx: &mut Context<'_>,
+    route: &PlannedRoute<'_>,
+    ann: &RouteAnnotations,
+    pending: &mut Vec<Pending>,
+) {
+    let view = &route.view;
+    let obj = &view.obj;
+    let kind = view.kind;
+    let grpc = kind == RouteKind::Grpc;
+    let family_ok = |p: &Protocol| p.is_grpc() == grpc;
+    let protocols = match &ann.protocols {
+        Some(list) if list.iter().all(family_ok) => list.clone(),
+        Some(_) => {
+            ctx.problem(
+                obj,
+                annotations::field(annotations::PROTOCOLS),
+                format!(
+                    "ignored: a {} needs {} protocols",
+                    kind.kind(),
+                    if grpc { "grpc/grpcs" } else { "http/https" }
+                ),
+            );
+            default_protocols(grpc)
+        }
+        None => default_protocols(grpc),
+    };
+    if grpc && ann.strip_path == Some(true) {
+        ctx.problem(obj, annotations::field(annotations::STRIP_PATH), "dropped: gRPC routes cannot strip the path");
+    }
+    if grpc && ann.methods.is_some() {
+        ctx.problem(obj, annotations::field(annotations::METHODS), "dropped: gRPC routes cannot match HTTP methods");
+    }
+    if !ann.host_aliases.is_empty() {
+        ctx.problem(
+            obj,
+            annotations::field(annotations::HOST_ALIASES),
+            "ignored on Gateway API routes: use spec.hostnames",
+        );
+    }
+    let snis = match &ann.snis {
+        Some(s) if protocols.iter().any(|p| matches!(p, Protocol::Https | Protocol::Grpcs)) => s.clone(),
+        Some(_) => {
+            ctx.problem(obj, annotations::field(annotations::SNIS), "dropped: snis need protocols https or grpcs");
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let groups = host_groups(&route.hosts);
+    let ns_name = format!("{}/{}", obj.namespace, obj.name);
+    for (rule, resolutions) in view.rules.iter().zip(&route.resolutions) {
+        if rule.dropped.is_some() {
+            continue;
+        }
+        let mut extra_tags = ann.tags.clone();
+        if let Some(n) = &rule.name {
+            extra_tags.push(format!("{TAG_NAMED_RULE}{n}"));
+        }
+        let tags = names::tags(obj, &extra_tags);
+        for (field, message) in &rule.filters.ignored {
+            ctx.problem(obj, field.clone(), message.clone());
+        }
+        let mut plugins = Vec::new();
+        let mut broken = false;
+        for (mods, plugin_name, field) in [
+            (&rule.filters.request, "request-transformer", "RequestHeaderModifier"),
+            (&rule.filters.response, "response-transformer", "ResponseHeaderModifier"),
+        ] {
+            if let Some(m) = mods {
+                match filters::transformer(plugin_name, m, &tags) {
+                    Ok(p) => plugins.push(p),
+                    Err(e) => {
+                        ctx.problem(
+                            obj,
+                            format!("spec.rules[{}].filters", rule.index),
+                            format!("{field}: {e}; rule left out"),
+                        );
+                        broken = true;
+                    }
+                }
+            }
+        }
+        if broken {
+            continue;
+        }
+        let service_name = format!("{}.{}.{}.{}", kind.prefix(), obj.namespace, obj.name, rule.index);
+        let rb = backends::rule_upstream(ctx, resolutions, &service_name, &tags);
+        // Rules that cannot forward answer with an error (grpcroute.md §6–7).
+        let termination = if !rule.filters.unresolved.is_empty() {
+            Some((if grpc { 503 } else { 500 }, "an ExtensionRef filter of this rule cannot be resolved"))
+        } else if rule.backends.is_empty() {
+            Some((if grpc { 404 } else { 500 }, "no backendRefs"))
+        } else if rb.none_usable && !grpc {
+            Some((500, "no valid backendRef"))
+        } else {
+            None
+        };
+        if let Some((code, message)) = termination {
+            plugins.push(filters::termination(code, message, &tags));
+        }
+        let (ann_service, port) = rb.first.clone().unwrap_or_default();
+        let protocol = match ann_service.protocol {
+            Some(p) if grpc && p.is_grpc() => p,
+            Some(p) if !grpc => p,
+            _ if grpc => Protocol::Grpc,
+            _ => Protocol::Http,
+        };
+        let service = proxy_config::Service {
+            id: None,
+            name: Some(service_name.clone()),
+            protocol,
+            host: service_name.clone(),
+            port: if port == 0 { 80 } else { port },
+            path: None,
+            connect_timeout: ann_service.connect_timeout.unwrap_or(60_000),
+            read_timeout: ann_service.read_timeout.unwrap_or(60_000),
+            write_timeout: ann_service.write_timeout.unwrap_or(60_000),
+            retries: if rb.partially_invalid { 0 } else { ann_service.retries.unwrap_or(5) },
+            tls_verify: ann_service.tls_verify,
+            tls_verify_depth: ann_service.tls_verify_depth,
+            ca_certificates: None,
+            enabled: true,
+            tags: tags.clone(),
+            routes: Vec::new(),
+            plugins: Vec::new(),
+        };
+        ctx.kong_services.insert(
+            service_name.clone(),
+            KongService {
+                service,
+                routes: Vec::new(),
+                upstream: rb.upstream,
+                used_by_rule: !grpc,
+                annotated_path: if grpc { None } else { ann_service.path.clone() },
+            },
+        );
+        for m in &rule.matches {
+            for (gi, (hosts, host_key)) in groups.iter().enumerate() {
+                let name = if groups.len() == 1 {
+                    format!("{service_name}.{}", m.index)
+                } else {
+                    format!("{service_name}.{}.{gi}", m.index)
+                };
+                let mut headers = ann.headers.clone().unwrap_or_default();
+                headers.retain(|k, _| !m.headers.keys().any(|h| h.eq_ignore_ascii_case(k)));
+                headers.extend(m.headers.clone());
+                let route_entity = Route {
+                    id: None,
+                    name: Some(name),
+                    service: None,
+                    protocols: protocols.clone(),
+                    hosts: hosts.clone(),
+                    paths: m.paths.clone(),
+                    methods: if grpc { Vec::new() } else { m.methods.clone() },
+                    headers,
+                    snis: snis.clone(),
+                    strip_path: if grpc { None } else { Some(ann.strip_path.unwrap_or(false)) },
+                    preserve_host: ann.preserve_host.unwrap_or(true),
+                    regex_priority: 0,
+                    priority: None,
+                    https_redirect_status_code: ann.https_redirect_status_code.unwrap_or(426),
+                    path_handling: ann.path_handling.unwrap_or_default(),
+                    request_buffering: ann.request_buffering.unwrap_or(true),
+                    response_buffering: ann.response_buffering.unwrap_or(true),
+                    tags: tags.clone(),
+                    plugins: plugins.clone(),
+                };
+                let key = precedence::Key {
+                    host_exact: host_key.0,
+                    host_len: host_key.1,
+                    rank: m.rank,
+                    created: Reverse(view.created.clone()),
+                    name: Reverse(ns_name.clone()),
+                    rule: Reverse(rule.index),
+                };
+                pending.push(Pending { kind, service: service_name.clone(), route: route_entity, key });
+            }
+        }
+    }
+}
+
+fn default_protocols(grpc: bool) -> Vec<Protocol> {
+    if grpc {
+        vec![Protocol::Grpc, Protocol::Grpcs]
+    } else {
+        vec![Protocol::Http, Protocol::Https]
+    }
+}
+
+/// Certificates of the HTTPS listeners, with the listener hostname as SNI. A hostname already
+/// served by another certificate (an Ingress's, or an earlier listener's) keeps that one.
+fn certificates(ctx: &mut Context<'_>, gateways: &[GatewayInfo]) {
+    for g in gateways {
+        if ctx.is_excluded(&g.obj) {
+            continue;
+        }
+        for (li, l) in g.listeners.iter().enumerate().filter(|(_, l)| l.usable()) {
+            let Some(cert) = &l.certificate else { continue };
+            let Some(host) = &l.hostname else {
+                ctx.problem(
+                    &g.obj,
+                    format!("spec.listeners[{li}].hostname"),
+                    "an HTTPS listener without hostname cannot select its certificate by SNI; the proxy's default certificate (KONG_SSL_CERT) is served",
+                );
+                continue;
+            };
+            let id = names::uuid("certificate", &format!("{}/{}", cert.secret.namespace, cert.secret.name));
+            let taken = ctx
+                .certificates
+                .iter()
+                .any(|(other, c)| *other != id && c.snis.iter().any(|s| s.name().eq_ignore_ascii_case(host)));
+            if taken {
+                ctx.problem(
+                    &g.obj,
+                    format!("spec.listeners[{li}]"),
+                    format!("SNI {host} is already served by another certificate"),
+                );
+                continue;
+            }
+            let entry = ctx.certificates.entry(id.clone()).or_insert_with(|| Certificate {
+                id: Some(id),
+                cert: cert.cert.clone(),
+                key: cert.key.clone(),
+                snis: Vec::new(),
+                tags: names::tags(&cert.secret, &[]),
+            });
+            if !entry.snis.iter().any(|s| s.name() == host) {
+                entry.snis.push(Sni::Name(host.clone()));
+                entry.snis.sort_by(|a, b| a.name().cmp(b.name()));
+            }
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! GRPCRoute → [`RouteView`] (grpcroute.md §4): method matches become anchored regex paths on
+//! `/<service>/<method>` (literals escaped, so `Echo` never matches `EchoTwo`), header matches
+//! become case-sensitive regex header conditions, and every route also requires a gRPC
+//! content-type so that it never captures plain HTTP requests meant for an HTTPRoute or Ingress on
+//! the same host (Kong issue 13175).
+//!
+//! Regex dialect: the Rust `regex` crate (RE2-like), each regex applied to its own component and
+//! anchored as a full match. Precedence counts the pattern length and ranks a regex below an Exact
+//! of equal length (grpcroute.md §16 items 1–2).
+
+use std::collections::BTreeMap;
+
+use gateway_api::apis::standard::grpcroutes::{
+    GrpcRoute, GrpcRouteRules, GrpcRouteRulesFiltersType, GrpcRouteRulesMatches, GrpcRouteRulesMatchesHeadersType,
+    GrpcRouteRulesMatchesMethodType,
+};
+use kube::ResourceExt;
+use proxy_config::patterns::compile_path_regex;
+
+use super::filters::{header_value_exact, header_value_regex};
+use super::model::{Filters, HeaderMods, MatchView, RouteKind, RouteView, RuleView};
+use super::{backend_ref, hostnames_of, parent_ref};
+use crate::translate::{ObjectRef, Problem};
+
+/// The header every GRPCRoute route requires, and its condition (a gRPC content type).
+pub const GRPC_CONTENT_TYPE: (&str, &str) = ("content-type", "~*^application/grpc");
+
+/// Converts a GRPCRoute; problems name the fields that are ignored or dropped.
+pub(crate) fn view(route: &GrpcRoute, problems: &mut Vec<Problem>) -> RouteView {
+    let obj = ObjectRef::of(route);
+    let namespace = obj.namespace.clone();
+    let spec = &route.spec;
+    let hostnames = hostnames_of(&obj, spec.hostnames.as_deref().unwrap_or_default(), problems);
+    let parent_refs = spec
+        .parent_refs
+        .iter()
+        .flatten()
+        .map(|p| {
+            parent_ref(
+                &namespace,
+                p.group.as_deref(),
+                p.kind.as_deref(),
+                p.namespace.as_deref(),
+                &p.name,
+                p.section_name.clone(),
+                p.port,
+            )
+        })
+        .collect();
+    let rules = spec.rules.iter().flatten().enumerate().map(|(i, r)| rule(&namespace, i, r)).collect();
+    RouteView {
+        kind: RouteKind::Grpc,
+        obj,
+        generation: route.metadata.generation,
+        created: route.creation_timestamp(),
+        hostnames,
+        parent_refs,
+        rules,
+        annotations: route.annotations().clone(),
+    }
+}
+
+fn rule(namespace: &str, index: usize, r: &GrpcRouteRules) -> RuleView {
+    let base = format!("spec.rules[{index}]");
+    let mut matches = Vec::new();
+    let mut dropped = None;
+    let list = r.matches.as_deref().unwrap_or_default();
+    if list.is_empty() {
+        matches.push(match_all(0));
+    }
+    for (mi, m) in list.iter().enumerate() {
+        match convert_match(mi, m) {
+            Ok(v) => matches.push(v),
+            Err((field, message)) => {
+                // One bad match makes the rule match something else than written: drop the rule.
+                dropped = Some((format!("{base}.matches[{mi}]{field}"), message));
+                break;
+            }
+        }
+    }
+    if dropped.is_some() {
+        matches.clear();
+    }
+    let mut filters = Filters::default();
+    for (fi, f) in r.filters.iter().flatten().enumerate() {
+        let field = format!("{base}.filters[{fi}]");
+        match f.r#type {
+            GrpcRouteRulesFiltersType::RequestHeaderModifier => {
+                let m = f.request_header_modifier.as_ref();
+                filters.request = Some(HeaderMods {
+                    set: m
+                        .and_then(|m| m.set.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .map(|h| (h.name.clone(), h.value.clone()))
+                        .collect(),
+                    add: m
+                        .and_then(|m| m.add.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .map(|h| (h.name.clone(), h.value.clone()))
+                        .collect(),
+                    remove: m.and_then(|m| m.remove.clone()).unwrap_or_default(),
+                });
+            }
+            GrpcRouteRulesFiltersType::ResponseHeaderModifier => {
+                let m = f.response_header_modifier.as_ref();
+                filters.response = Some(HeaderMods {
+                    set: m
+                        .and_then(|m| m.set.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .map(|h| (h.name.clone(), h.value.clone()))
+                        .collect(),
+                    add: m
+                        .and_then(|m| m.add.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .map(|h| (h.name.clone(), h.value.clone()))
+                        .collect(),
+                    remove: m.and_then(|m| m.remove.clone()).unwrap_or_default(),
+                });
+            }
+            GrpcRouteRulesFiltersType::RequestMirror => filters
+                .ignored
+                .push((field, "RequestMirror is not supported by sluice; requests are not mirrored".into())),
+            GrpcRouteRulesFiltersType::ExtensionRef => {
+                let what =
+                    f.extension_ref.as_ref().map(|e| format!("{}/{} {}", e.group, e.kind, e.name)).unwrap_or_default();
+                filters.unresolved.push((field, format!("ExtensionRef {what} cannot be resolved by sluice")));
+            }
+        }
+    }
+    let mut backends = Vec::new();
+    for (bi, b) in r.backend_refs.iter().flatten().enumerate() {
+        if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
+            filters.ignored.push((
+                format!("{base}.backendRefs[{bi}].filters"),
+                "per-backend filters are not supported by sluice; ignored".into(),
+            ));
+        }
+        backends.push(backend_ref(
+            namespace,
+            b.group.as_deref(),
+            b.kind.as_deref(),
+            b.namespace.as_deref(),
+            &b.name,
+            b.port,
+            b.weight,
+        ));
+    }
+    RuleView { index, name: r.name.clone(), matches, filters, backends, dropped }
+}
+
+fn match_all(index: usize) -> MatchView {
+    MatchView { index, paths: Vec::new(), methods: Vec::new(), headers: grpc_guard(), rank: [0; 5] }
+}
+
+fn grpc_guard() -> BTreeMap<String, Vec<String>> {
+    BTreeMap::from([(GRPC_CONTENT_TYPE.0.to_string(), vec![GRPC_CONTENT_TYPE.1.to_string()])])
+}
+
+/// Rank of one method component: `2 * length + 1` for Exact, `2 * length` for a regex; 0 = absent.
+fn component_rank(value: Option<&str>, exact: bool) -> u64 {
+    value.map_or(0, |v| 2 * v.len() as u64 + u64::from(exact))
+}
+
+/// The Kong path of a method match.
+pub(crate) fn method_path(service: Option<&str>, method: Option<&str>, exact: bool) -> Result<Option<String>, String> {
+    let service = service.filter(|s| !s.is_empty());
+    let method = method.filter(|m| !m.is_empty());
+    let path = match (service, method, exact) {
+        (None, None, _) => return Err("one or both of 'service' or 'method' must be specified".into()),
+        (Some(s), Some(m), true) => format!("~/{}/{}$", regex::escape(s), regex::escape(m)),
+        (Some(s), None, true) => format!("~/{}/", regex::escape(s)),
+        (None, Some(m), true) => format!("~/[^/]+/{}$", regex::escape(m)),
+        (s, m, false) => {
+            let part = |p: Option<&str>| p.map_or_else(|| "[^/]+".to_string(), |p| format!("(?:{p})"));
+            format!("~/{}/{}$", part(s), part(m))
+        }
+    };
+    if exact {
+        let ident = |v: &str, service: bool| {
+            let v = if service { v.strip_prefix('.').unwrap_or(v) } else { v };
+            !v.is_empty()
+                && v.split('.').all(|label| {
+                    label.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+                && (service || !v.contains('.'))
+        };
+        if service.is_some_and(|s| !ident(s, true)) || method.is_some_and(|m| !ident(m, false)) {
+            return Err("an Exact service must be a dotted identifier and an Exact method an identifier".into());
+        }
+    }
+    if let Some(pattern) = path.strip_prefix('~') {
+        compile_path_regex(pattern)?;
+    }
+    Ok(Some(path))
+}
+
+fn convert_match(index: usize, m: &GrpcRouteRulesMatches) -> Result<MatchView, (String, String)> {
+    let mut paths = Vec::new();
+    let mut rank = [0u64; 5];
+    if let Some(method) = &m.method {
+        let exact = !matches!(method.r#type, Some(GrpcRouteRulesMatchesMethodType::RegularExpression));
+        let path = method_path(method.service.as_deref(), method.method.as_deref(), exact)
+            .map_err(|e| (".method".to_string(), e))?;
+        paths.extend(path);
+        rank[0] = component_rank(method.service.as_deref().filter(|s| !s.is_empty()), exact);
+        rank[1] = component_rank(method.method.as_deref().filter(|s| !s.is_empty()), exact);
+    }
+    let mut headers = grpc_guard();
+    let mut named: Vec<String> = Vec::new();
+    for (hi, h) in m.headers.iter().flatten().enumerate() {
+        let name = h.name.to_ascii_lowercase();
+        if named.contains(&name) {
+            continue; // only the first entry of a name counts (spec)
+        }
+        let value = match h.r#type {
+            Some(GrpcRouteRulesMatchesHeadersType::RegularExpression) => header_value_regex(&h.value),
+            _ => header_value_exact(&h.value),
+        }
+        .map_err(|e| (format!(".headers[{hi}]"), e))?;
+        if name == GRPC_CONTENT_TYPE.0 {
+            headers.remove(&name);
+        }
+        headers.insert(name.clone(), vec![value]);
+        named.push(name);
+    }
+    rank[2] = named.len() as u64;
+    Ok(MatchView { index, paths, methods: Vec::new(), headers, rank })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proxy_config::patterns::compile_path_regex;
+
+    fn matches(path: &str, request: &str) -> bool {
+        compile_path_regex(&path[1..]).unwrap().find(request).is_some_and(|m| m.start() == 0)
+    }
+
+    #[test]
+    fn exact_method_is_anchored_and_escaped() {
+        let p = method_path(Some("pkg.Echo"), Some("Echo"), true).unwrap().unwrap();
+        assert_eq!(p, "~/pkg\\.Echo/Echo$");
+        assert!(matches(&p, "/pkg.Echo/Echo"));
+        assert!(!matches(&p, "/pkg.Echo/EchoTwo"));
+        assert!(!matches(&p, "/pkgXEcho/Echo"));
+    }
+
+    #[test]
+    fn service_only_is_a_segment_prefix() {
+        let p = method_path(Some("Foo"), None, true).unwrap().unwrap();
+        assert!(matches(&p, "/Foo/Bar"));
+        assert!(!matches(&p, "/FooAdmin/Bar"));
+    }
+
+    #[test]
+    fn method_only_and_regex() {
+        let p = method_path(None, Some("Echo"), true).unwrap().unwrap();
+        assert!(matches(&p, "/a.B/Echo") && !matches(&p, "/a.B/EchoTwo"));
+        let r = method_path(Some("v[12]\\.Svc"), None, false).unwrap().unwrap();
+        assert!(matches(&r, "/v1.Svc/Anything") && !matches(&r, "/v3.Svc/Anything"));
+        let full = method_path(None, Some("Get|List"), false).unwrap().unwrap();
+        assert!(matches(&full, "/x/List") && !matches(&full, "/x/Listing"));
+    }
+
+    #[test]
+    fn invalid_method_matches() {
+        assert!(method_path(None, None, true).is_err());
+        assert!(method_path(Some("a/b"), Some("M"), true).is_err());
+        assert!(method_path(Some("S"), Some("M.x"), true).is_err());
+        assert!(method_path(Some("("), None, false).is_err());
+    }
+}

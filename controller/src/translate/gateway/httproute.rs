@@ -1,0 +1,244 @@
+//! HTTPRoute → [`RouteView`]: path matches as KIC maps them (PathPrefix = segment prefix
+//! `["/p/", "~/p$"]`, Exact = `~/p$`, literals escaped; RegularExpression anchored as a full
+//! match), method, case-sensitive header matches. Query-parameter matches cannot be expressed in
+//! Kong routes: such a match is dropped with a problem rather than matching more than written.
+//!
+//! Precedence after the hostname (Gateway API HTTPRoute rules): Exact path, then the longest
+//! prefix (regex below prefix), then method, then header count.
+
+use gateway_api::apis::standard::httproutes::{
+    HttpRoute, HttpRouteRules, HttpRouteRulesFiltersType, HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType,
+    HttpRouteRulesMatchesPathType,
+};
+use kube::ResourceExt;
+use proxy_config::patterns::compile_path_regex;
+
+use super::filters::{header_value_exact, header_value_regex};
+use super::model::{Filters, HeaderMods, MatchView, RouteKind, RouteView, RuleView};
+use super::{backend_ref, hostnames_of, parent_ref};
+use crate::translate::{ObjectRef, Problem};
+
+/// Converts an HTTPRoute; problems name the fields that are ignored or dropped.
+pub(crate) fn view(route: &HttpRoute, problems: &mut Vec<Problem>) -> RouteView {
+    let obj = ObjectRef::of(route);
+    let namespace = obj.namespace.clone();
+    let spec = &route.spec;
+    let hostnames = hostnames_of(&obj, spec.hostnames.as_deref().unwrap_or_default(), problems);
+    let parent_refs = spec
+        .parent_refs
+        .iter()
+        .flatten()
+        .map(|p| {
+            parent_ref(
+                &namespace,
+                p.group.as_deref(),
+                p.kind.as_deref(),
+                p.namespace.as_deref(),
+                &p.name,
+                p.section_name.clone(),
+                p.port,
+            )
+        })
+        .collect();
+    let rules = spec.rules.iter().flatten().enumerate().map(|(i, r)| rule(&namespace, i, r)).collect();
+    RouteView {
+        kind: RouteKind::Http,
+        obj,
+        generation: route.metadata.generation,
+        created: route.creation_timestamp(),
+        hostnames,
+        parent_refs,
+        rules,
+        annotations: route.annotations().clone(),
+    }
+}
+
+fn rule(namespace: &str, index: usize, r: &HttpRouteRules) -> RuleView {
+    let base = format!("spec.rules[{index}]");
+    let mut matches = Vec::new();
+    let mut dropped = None;
+    let list = r.matches.as_deref().unwrap_or_default();
+    if list.is_empty() {
+        matches.push(MatchView {
+            index: 0,
+            paths: vec!["/".into()],
+            methods: Vec::new(),
+            headers: Default::default(),
+            rank: [1, 1, 0, 0, 0],
+        });
+    }
+    for (mi, m) in list.iter().enumerate() {
+        match convert_match(mi, m) {
+            Ok(v) => matches.push(v),
+            Err((field, message)) => {
+                dropped = Some((format!("{base}.matches[{mi}]{field}"), message));
+                break;
+            }
+        }
+    }
+    if dropped.is_some() {
+        matches.clear();
+    }
+    let mut filters = Filters::default();
+    for (fi, f) in r.filters.iter().flatten().enumerate() {
+        let field = format!("{base}.filters[{fi}]");
+        match f.r#type {
+            HttpRouteRulesFiltersType::RequestHeaderModifier => {
+                let m = f.request_header_modifier.as_ref();
+                filters.request = Some(HeaderMods {
+                    set: m
+                        .and_then(|m| m.set.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .map(|h| (h.name.clone(), h.value.clone()))
+                        .collect(),
+                    add: m
+                        .and_then(|m| m.add.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .map(|h| (h.name.clone(), h.value.clone()))
+                        .collect(),
+                    remove: m.and_then(|m| m.remove.clone()).unwrap_or_default(),
+                });
+            }
+            HttpRouteRulesFiltersType::ResponseHeaderModifier => {
+                let m = f.response_header_modifier.as_ref();
+                filters.response = Some(HeaderMods {
+                    set: m
+                        .and_then(|m| m.set.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .map(|h| (h.name.clone(), h.value.clone()))
+                        .collect(),
+                    add: m
+                        .and_then(|m| m.add.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .map(|h| (h.name.clone(), h.value.clone()))
+                        .collect(),
+                    remove: m.and_then(|m| m.remove.clone()).unwrap_or_default(),
+                });
+            }
+            HttpRouteRulesFiltersType::ExtensionRef => {
+                let what =
+                    f.extension_ref.as_ref().map(|e| format!("{}/{} {}", e.group, e.kind, e.name)).unwrap_or_default();
+                filters.unresolved.push((field, format!("ExtensionRef {what} cannot be resolved by sluice")));
+            }
+            ref other => filters.ignored.push((field, format!("filter {other:?} is not supported by sluice; ignored"))),
+        }
+    }
+    let mut backends = Vec::new();
+    for (bi, b) in r.backend_refs.iter().flatten().enumerate() {
+        if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
+            filters.ignored.push((
+                format!("{base}.backendRefs[{bi}].filters"),
+                "per-backend filters are not supported by sluice; ignored".into(),
+            ));
+        }
+        backends.push(backend_ref(
+            namespace,
+            b.group.as_deref(),
+            b.kind.as_deref(),
+            b.namespace.as_deref(),
+            &b.name,
+            b.port,
+            b.weight,
+        ));
+    }
+    RuleView { index, name: r.name.clone(), matches, filters, backends, dropped }
+}
+
+/// Escapes regex metacharacters of a literal path.
+fn escape(path: &str) -> String {
+    regex::escape(path)
+}
+
+/// Kong paths and the (type, length) rank of an HTTPRoute path match.
+pub(crate) fn paths(
+    kind: Option<&HttpRouteRulesMatchesPathType>,
+    value: Option<&str>,
+) -> Result<(Vec<String>, [u64; 2]), String> {
+    let value = value.filter(|v| !v.is_empty()).unwrap_or("/");
+    let len = value.len() as u64;
+    let out = match kind.unwrap_or(&HttpRouteRulesMatchesPathType::PathPrefix) {
+        HttpRouteRulesMatchesPathType::Exact => {
+            if !value.starts_with('/') {
+                return Err(format!("path '{value}' must start with '/'"));
+            }
+            (vec![format!("~{}$", escape(value))], [3, len])
+        }
+        HttpRouteRulesMatchesPathType::PathPrefix => {
+            if !value.starts_with('/') {
+                return Err(format!("path '{value}' must start with '/'"));
+            }
+            let base = value.trim_end_matches('/');
+            if base.is_empty() {
+                (vec!["/".to_string()], [2, 1])
+            } else {
+                (vec![format!("{base}/"), format!("~{}$", escape(base))], [2, base.len() as u64])
+            }
+        }
+        HttpRouteRulesMatchesPathType::RegularExpression => (vec![format!("~(?:{value})$")], [1, len]),
+    };
+    for p in &out.0 {
+        if let Some(pattern) = p.strip_prefix('~') {
+            compile_path_regex(pattern)?;
+        }
+    }
+    Ok(out)
+}
+
+fn convert_match(index: usize, m: &HttpRouteRulesMatches) -> Result<MatchView, (String, String)> {
+    if m.query_params.as_ref().is_some_and(|q| !q.is_empty()) {
+        return Err((".queryParams".into(), "query parameter matches are not supported by sluice".into()));
+    }
+    let (paths, path_rank) =
+        paths(m.path.as_ref().and_then(|p| p.r#type.as_ref()), m.path.as_ref().and_then(|p| p.value.as_deref()))
+            .map_err(|e| (".path".to_string(), e))?;
+    let methods: Vec<String> = m
+        .method
+        .as_ref()
+        .and_then(|method| serde_json::to_value(method).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .into_iter()
+        .collect();
+    let mut headers = std::collections::BTreeMap::new();
+    for (hi, h) in m.headers.iter().flatten().enumerate() {
+        let name = h.name.to_ascii_lowercase();
+        if headers.contains_key(&name) {
+            continue;
+        }
+        if name == "host" {
+            return Err((format!(".headers[{hi}]"), "the Host header cannot be matched; use hostnames".into()));
+        }
+        let value = match h.r#type {
+            Some(HttpRouteRulesMatchesHeadersType::RegularExpression) => header_value_regex(&h.value),
+            _ => header_value_exact(&h.value),
+        }
+        .map_err(|e| (format!(".headers[{hi}]"), e))?;
+        headers.insert(name, vec![value]);
+    }
+    let rank = [path_rank[0], path_rank[1], u64::from(!methods.is_empty()), headers.len() as u64, 0];
+    Ok(MatchView { index, paths, methods, headers, rank })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_types() {
+        use HttpRouteRulesMatchesPathType as T;
+        assert_eq!(paths(None, None).unwrap().0, vec!["/"]);
+        assert_eq!(paths(Some(&T::PathPrefix), Some("/v1/")).unwrap().0, vec!["/v1/", "~/v1$"]);
+        assert_eq!(paths(Some(&T::Exact), Some("/a.b")).unwrap().0, vec!["~/a\\.b$"]);
+        assert_eq!(paths(Some(&T::RegularExpression), Some("/v[0-9]+")).unwrap().0, vec!["~(?:/v[0-9]+)$"]);
+        assert!(paths(Some(&T::RegularExpression), Some("/(")).is_err());
+        assert!(paths(Some(&T::Exact), Some("rel")).is_err());
+        // Exact outranks any prefix; a longer prefix outranks a shorter one.
+        assert!(paths(Some(&T::Exact), Some("/a")).unwrap().1 > paths(Some(&T::PathPrefix), Some("/abc")).unwrap().1);
+        assert!(
+            paths(Some(&T::PathPrefix), Some("/abc")).unwrap().1 > paths(Some(&T::PathPrefix), Some("/a")).unwrap().1
+        );
+    }
+}

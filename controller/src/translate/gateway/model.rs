@@ -1,0 +1,208 @@
+//! The kind-independent view of a Gateway API route (GRPCRoute and HTTPRoute share attachment,
+//! backends, filters, precedence and statuses), and the status model the analysis produces.
+//!
+//! The typed `gateway-api` structs differ per kind only in their names; [`super::grpcroute`] and
+//! [`super::httproute`] convert them into these views once, so the rest of the pipeline is written
+//! once.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::translate::ObjectRef;
+
+/// The route kinds sluice serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteKind {
+    Grpc,
+    Http,
+}
+
+impl RouteKind {
+    pub fn kind(self) -> &'static str {
+        match self {
+            RouteKind::Grpc => "GRPCRoute",
+            RouteKind::Http => "HTTPRoute",
+        }
+    }
+
+    /// Prefix of the Kong entity names (`grpcroute.<ns>.<name>.<rule>`, as KIC).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            RouteKind::Grpc => "grpcroute",
+            RouteKind::Http => "httproute",
+        }
+    }
+}
+
+/// A `parentRefs[]` entry with the defaults filled in (group, kind, namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentRef {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub section_name: Option<String>,
+    pub port: Option<i32>,
+}
+
+/// A `backendRefs[]` entry with the defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BackendRef {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub port: Option<i32>,
+    pub weight: u32,
+}
+
+/// One header modifier filter (`set` overwrites, `add` appends, `remove` deletes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct HeaderMods {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+/// The filters of a rule that sluice acts on, and what it cannot do (reported, never silent).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filters {
+    pub request: Option<HeaderMods>,
+    pub response: Option<HeaderMods>,
+    /// `(field, message)` of filters that are ignored.
+    pub ignored: Vec<(String, String)>,
+    /// `(field, message)` of ExtensionRef filters: they cannot be resolved, and the spec forbids
+    /// skipping them, so the rule answers with an error instead.
+    pub unresolved: Vec<(String, String)>,
+}
+
+/// One match of a rule, already in Kong terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MatchView {
+    pub index: usize,
+    pub paths: Vec<String>,
+    pub methods: Vec<String>,
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// The kind-specific precedence of the match (after the hostname), higher first.
+    pub rank: [u64; 5],
+}
+
+/// One rule.
+#[derive(Debug, Clone)]
+pub(crate) struct RuleView {
+    pub index: usize,
+    pub name: Option<String>,
+    /// Empty only when the rule is dropped (`dropped` says why).
+    pub matches: Vec<MatchView>,
+    pub filters: Filters,
+    pub backends: Vec<BackendRef>,
+    /// `(field, message)` when the rule cannot be implemented at all.
+    pub dropped: Option<(String, String)>,
+}
+
+/// A route of either kind.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteView {
+    pub kind: RouteKind,
+    pub obj: ObjectRef,
+    pub generation: Option<i64>,
+    pub created: Option<Time>,
+    /// Valid hostnames only (invalid ones are reported and ignored).
+    pub hostnames: Vec<String>,
+    pub parent_refs: Vec<ParentRef>,
+    pub rules: Vec<RuleView>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A status condition without its timestamp (the writer keeps or sets `lastTransitionTime`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Cond {
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Cond {
+    pub fn new(type_: &'static str, ok: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Cond { type_, status: if ok { "True" } else { "False" }, reason: reason.into(), message: message.into() }
+    }
+
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// Status of one of our GatewayClasses.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClassStatus {
+    pub name: String,
+    #[serde(skip)]
+    pub generation: Option<i64>,
+    pub conditions: Vec<Cond>,
+}
+
+/// Status of one listener.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    pub name: String,
+    pub supported_kinds: Vec<&'static str>,
+    pub attached_routes: i32,
+    pub conditions: Vec<Cond>,
+}
+
+/// Status of one of our Gateways (`Programmed` and addresses are added by the writer, which knows
+/// the proxy's addresses).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GatewayStatusModel {
+    pub object: ObjectRef,
+    #[serde(skip)]
+    pub generation: Option<i64>,
+    pub conditions: Vec<Cond>,
+    pub listeners: Vec<ListenerStatus>,
+}
+
+/// Our entry for one parent of a route.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentStatus {
+    pub parent_ref: ParentRefOut,
+    pub conditions: Vec<Cond>,
+}
+
+/// The parentRef as echoed in status: group and kind always written (conformance compares them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentRefOut {
+    pub group: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+}
+
+/// Status of one route: our parent entries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RouteStatusModel {
+    #[serde(skip)]
+    pub kind: RouteKind,
+    pub object: ObjectRef,
+    #[serde(skip)]
+    pub generation: Option<i64>,
+    pub parents: Vec<ParentStatus>,
+}
+
+/// Everything the status writer needs, computed from the snapshot alone (pure).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Analysis {
+    pub classes: Vec<ClassStatus>,
+    pub gateways: Vec<GatewayStatusModel>,
+    pub routes: Vec<RouteStatusModel>,
+}

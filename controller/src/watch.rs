@@ -1,0 +1,274 @@
+//! Kubernetes watches: one kube-runtime reflector per kind (and per namespace with
+//! `--watch-namespace`), each feeding a [`Store`]; every event bumps a change counter that the sync
+//! loop debounces. [`Stores::snapshot`] copies the stores into a [`Snapshot`];
+//! [`Stores::wait_until_ready`] returns once every store has completed its first list, and nothing
+//! is pushed before that.
+//!
+//! Gateway API kinds are watched only when the cluster serves the `gateway.networking.k8s.io` group
+//! (otherwise their watches would never sync and nothing would ever be pushed).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use gateway_api::apis::standard::{
+    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute,
+    referencegrants::ReferenceGrant,
+};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::policy::KongUpstreamPolicy;
+use crate::settings::Settings;
+use crate::snapshot::Snapshot;
+
+/// The Gateway API group.
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+
+#[derive(Debug, Error)]
+pub enum WatchError {
+    #[error("a {0} reflector stopped before its first list completed")]
+    NotReady(&'static str),
+}
+
+/// Reader side of every reflector.
+#[derive(Clone, Default)]
+pub struct Stores {
+    pub ingresses: Vec<Store<Ingress>>,
+    pub ingress_classes: Vec<Store<IngressClass>>,
+    pub services: Vec<Store<Service>>,
+    pub endpoint_slices: Vec<Store<EndpointSlice>>,
+    pub secrets: Vec<Store<Secret>>,
+    pub gateway_classes: Vec<Store<GatewayClass>>,
+    pub gateways: Vec<Store<Gateway>>,
+    pub grpc_routes: Vec<Store<GrpcRoute>>,
+    pub http_routes: Vec<Store<HttpRoute>>,
+    pub reference_grants: Vec<Store<ReferenceGrant>>,
+    /// Not waited for: only `allowedRoutes.namespaces.from: Selector` reads it.
+    pub namespaces: Vec<Store<Namespace>>,
+    pub kong_upstream_policies: Vec<Store<KongUpstreamPolicy>>,
+}
+
+fn state<K: Resource<DynamicType = ()> + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>> {
+    stores.iter().flat_map(|s| s.state()).collect()
+}
+
+async fn ready<K: Resource<DynamicType = ()> + Clone>(
+    stores: &[Store<K>],
+    kind: &'static str,
+) -> Result<(), WatchError> {
+    for s in stores {
+        s.wait_until_ready().await.map_err(|_| WatchError::NotReady(kind))?;
+    }
+    Ok(())
+}
+
+impl Stores {
+    /// A sorted copy of everything the stores hold.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot {
+            ingresses: state(&self.ingresses),
+            ingress_classes: state(&self.ingress_classes),
+            services: state(&self.services),
+            endpoint_slices: state(&self.endpoint_slices),
+            secrets: state(&self.secrets),
+            gateway_classes: state(&self.gateway_classes),
+            gateways: state(&self.gateways),
+            grpc_routes: state(&self.grpc_routes),
+            http_routes: state(&self.http_routes),
+            reference_grants: state(&self.reference_grants),
+            namespaces: state(&self.namespaces),
+            kong_upstream_policies: state(&self.kong_upstream_policies),
+        };
+        s.sort();
+        s
+    }
+
+    /// Waits until every store has completed its first list.
+    pub async fn wait_until_ready(&self) -> Result<(), WatchError> {
+        ready(&self.ingresses, "Ingress").await?;
+        ready(&self.ingress_classes, "IngressClass").await?;
+        ready(&self.services, "Service").await?;
+        ready(&self.endpoint_slices, "EndpointSlice").await?;
+        ready(&self.secrets, "Secret").await?;
+        ready(&self.gateway_classes, "GatewayClass").await?;
+        ready(&self.gateways, "Gateway").await?;
+        ready(&self.grpc_routes, "GRPCRoute").await?;
+        ready(&self.http_routes, "HTTPRoute").await?;
+        ready(&self.reference_grants, "ReferenceGrant").await?;
+        ready(&self.kong_upstream_policies, "KongUpstreamPolicy").await
+    }
+}
+
+/// Running watches: their stores, the change counter and the tasks driving them.
+pub struct Watches {
+    pub stores: Stores,
+    pub changes: watch::Receiver<u64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts one reflector; `strip` trims each object before it is cached.
+fn reflect<K>(api: Api<K>, changes: &watch::Sender<u64>, tasks: &mut Vec<JoinHandle<()>>, strip: fn(&mut K)) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(move |o: &mut K| {
+            o.managed_fields_mut().clear();
+            strip(o);
+        })
+        .reflect(writer);
+    let changes = changes.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => changes.send_modify(|g| *g = g.wrapping_add(1)),
+                Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "watch error (retrying with backoff)"),
+            }
+        }
+    }));
+    reader
+}
+
+fn keep<K>(_: &mut K) {}
+
+/// Like [`reflect`], for a kind from an optional CRD: when the cluster does not serve
+/// `(group, kind)`, the store is marked ready and stays empty (so it never blocks the first push).
+fn reflect_optional<K>(
+    client: Client,
+    api: Api<K>,
+    (group, kind): (&'static str, &'static str),
+    changes: &watch::Sender<u64>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, mut writer) = reflector::store();
+    let changes = changes.clone();
+    tasks.push(tokio::spawn(async move {
+        let served = match kube::discovery::group(&client, group).await {
+            Ok(g) => g.recommended_resources().iter().any(|(r, _)| r.kind == kind),
+            Err(_) => false,
+        };
+        if !served {
+            tracing::info!(group, kind, "not served by the cluster; not watching it");
+            writer.apply_watcher_event(&watcher::Event::Init);
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            return;
+        }
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|o: &mut K| o.managed_fields_mut().clear())
+            .reflect(writer);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => changes.send_modify(|g| *g = g.wrapping_add(1)),
+                Err(e) => tracing::warn!(kind, error = %e, "watch error (retrying with backoff)"),
+            }
+        }
+    }));
+    reader
+}
+
+/// Only TLS Secrets and CA Secrets (`ca.crt`/`cert`) keep their data: the controller must not hold
+/// more secrets than it serves.
+fn strip_secret(s: &mut Secret) {
+    let tls = s.type_.as_deref() == Some("kubernetes.io/tls");
+    let ca = s.data.as_ref().is_some_and(|d| d.contains_key("ca.crt") || d.contains_key("cert"));
+    if !tls && !ca {
+        s.data = None;
+        s.string_data = None;
+    }
+    s.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
+/// One `Api` per watched namespace (or one for all namespaces).
+fn namespaced<K>(client: &Client, settings: &Settings) -> Vec<Api<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    if settings.watch_namespace.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        settings.watch_namespace.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+    }
+}
+
+/// Starts every watch. `gateway_api`: also watch the Gateway API kinds.
+pub fn start(client: &Client, settings: &Settings, gateway_api: bool) -> Watches {
+    let (tx, changes) = watch::channel(0u64);
+    let mut tasks = Vec::new();
+    let mut stores = Stores::default();
+    for api in namespaced::<Ingress>(client, settings) {
+        stores.ingresses.push(reflect(api, &tx, &mut tasks, keep));
+    }
+    stores.ingress_classes.push(reflect(Api::<IngressClass>::all(client.clone()), &tx, &mut tasks, keep));
+    for api in namespaced::<Service>(client, settings) {
+        stores.services.push(reflect(api, &tx, &mut tasks, keep));
+    }
+    for api in namespaced::<EndpointSlice>(client, settings) {
+        stores.endpoint_slices.push(reflect(api, &tx, &mut tasks, keep));
+    }
+    for api in namespaced::<Secret>(client, settings) {
+        stores.secrets.push(reflect(api, &tx, &mut tasks, strip_secret));
+    }
+    if gateway_api {
+        stores.gateway_classes.push(reflect(Api::<GatewayClass>::all(client.clone()), &tx, &mut tasks, keep));
+        for api in namespaced::<Gateway>(client, settings) {
+            stores.gateways.push(reflect(api, &tx, &mut tasks, keep));
+        }
+        for api in namespaced::<GrpcRoute>(client, settings) {
+            stores.grpc_routes.push(reflect(api, &tx, &mut tasks, keep));
+        }
+        for api in namespaced::<HttpRoute>(client, settings) {
+            stores.http_routes.push(reflect(api, &tx, &mut tasks, keep));
+        }
+        for api in namespaced::<ReferenceGrant>(client, settings) {
+            stores.reference_grants.push(reflect(api, &tx, &mut tasks, keep));
+        }
+        stores.namespaces.push(reflect(Api::<Namespace>::all(client.clone()), &tx, &mut tasks, keep));
+    }
+    for api in namespaced::<KongUpstreamPolicy>(client, settings) {
+        let store =
+            reflect_optional(client.clone(), api, ("configuration.konghq.com", "KongUpstreamPolicy"), &tx, &mut tasks);
+        stores.kong_upstream_policies.push(store);
+    }
+    Watches { stores, changes, tasks }
+}
+
+/// Whether the cluster serves the Gateway API kinds sluice reads.
+pub async fn gateway_api_available(client: &Client) -> bool {
+    match kube::discovery::group(client, GATEWAY_API_GROUP).await {
+        Ok(group) => {
+            let kinds: Vec<String> = group.recommended_resources().into_iter().map(|(r, _)| r.kind).collect();
+            ["GRPCRoute", "HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant"]
+                .iter()
+                .all(|k| kinds.iter().any(|have| have == k))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "Gateway API not served by the cluster; not watching it");
+            false
+        }
+    }
+}
