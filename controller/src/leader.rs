@@ -114,6 +114,67 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+    use serde_json::{json, Value};
+
+    type Handle = tower_test::mock::Handle<Request<kube::client::Body>, Response<Full<Bytes>>>;
+
+    fn lease(holder: &str, renewed: Timestamp, transitions: i32) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "l", "namespace": "ns", "resourceVersion": "7"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                     "renewTime": MicroTime(renewed), "leaseTransitions": transitions}})
+    }
+
+    /// Answers the next request with `status`/`body`; returns the request's method and body.
+    async fn answer(handle: &mut Handle, status: StatusCode, body: &Value) -> (String, Value) {
+        let (req, send) = handle.next_request().await.expect("a request");
+        let method = req.method().to_string();
+        let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
+        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        send.send_response(resp);
+        (method, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    fn api() -> (Api<Lease>, Handle) {
+        let (mock, handle) = tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
+        (Api::namespaced(Client::new(mock, "ns"), "ns"), handle)
+    }
+
+    #[tokio::test]
+    async fn creates_a_missing_lease() {
+        let (api, mut handle) = api();
+        let attempt = tokio::spawn(async move { try_acquire(&api, "l", "me").await });
+        let not_found =
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+        assert_eq!(answer(&mut handle, StatusCode::NOT_FOUND, &not_found).await.0, "GET");
+        let (method, body) = answer(&mut handle, StatusCode::CREATED, &lease("me", Timestamp::now(), 0)).await;
+        assert_eq!(method, "POST");
+        assert_eq!(body["spec"]["holderIdentity"], "me");
+        assert!(attempt.await.unwrap().unwrap());
+    }
+
+    #[tokio::test]
+    async fn respects_a_live_holder_and_takes_over_an_expired_one() {
+        let (api, mut handle) = api();
+        let a = api.clone();
+        let attempt = tokio::spawn(async move { try_acquire(&a, "l", "me").await });
+        answer(&mut handle, StatusCode::OK, &lease("other", Timestamp::now(), 3)).await;
+        assert!(!attempt.await.unwrap().unwrap());
+
+        let attempt = tokio::spawn(async move { try_acquire(&api, "l", "me").await });
+        let old = Timestamp::now() - SignedDuration::from_secs(60);
+        answer(&mut handle, StatusCode::OK, &lease("other", old, 3)).await;
+        let (method, body) = answer(&mut handle, StatusCode::OK, &lease("me", Timestamp::now(), 4)).await;
+        assert_eq!(method, "PUT");
+        assert_eq!(body["spec"]["holderIdentity"], "me");
+        assert_eq!(body["spec"]["leaseTransitions"], 4);
+        assert_eq!(body["metadata"]["resourceVersion"], "7");
+        assert!(attempt.await.unwrap().unwrap());
+    }
 
     #[test]
     fn expiry() {

@@ -272,3 +272,28 @@ pub async fn gateway_api_available(client: &Client) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(v: serde_json::Value) -> Secret {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn only_tls_and_ca_secrets_keep_their_data() {
+        let data = serde_json::json!({"tls.crt": "eA==", "tls.key": "eA=="});
+        let mut tls = secret(serde_json::json!({"metadata": {"name": "t"}, "type": "kubernetes.io/tls", "data": data}));
+        strip_secret(&mut tls);
+        assert!(tls.data.is_some());
+        let mut ca =
+            secret(serde_json::json!({"metadata": {"name": "c"}, "type": "Opaque", "data": {"ca.crt": "eA=="}}));
+        strip_secret(&mut ca);
+        assert!(ca.data.is_some());
+        let mut other =
+            secret(serde_json::json!({"metadata": {"name": "o"}, "type": "Opaque", "data": {"password": "eA=="}}));
+        strip_secret(&mut other);
+        assert!(other.data.is_none());
+    }
+}

@@ -6,8 +6,8 @@
 //! that file (temp file + rename, mode 0600 as it holds TLS keys) for the next start.
 
 use std::convert::Infallible;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 

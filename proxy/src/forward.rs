@@ -193,7 +193,8 @@ async fn forward(
     let uri = if h2_upstream {
         headers.remove(header::HOST);
         let scheme = if svc.transport.tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
-        let authority = Authority::try_from(authority.as_bytes()).map_err(|_| ProxyError::BadRequest)?;
+        let authority =
+            FORWARDED_VALUES.with(|c| c.borrow_mut().authority(&authority)).ok_or(ProxyError::BadRequest)?;
         Uri::builder().scheme(scheme).authority(authority).path_and_query(path_and_query).build()
     } else {
         headers.insert(header::HOST, authority);
@@ -221,7 +222,7 @@ async fn forward(
             if d <= now {
                 return Err(ProxyError::DeadlineExceeded);
             }
-            up.headers_mut().insert("grpc-timeout", grpc::format_timeout(d - now));
+            up.headers_mut().insert(grpc::GRPC_TIMEOUT, grpc::format_timeout(d - now));
         }
         let (target_host, port, target_idx, label, guard) = match &svc.balancer {
             Some(b) => {
@@ -397,6 +398,8 @@ fn set_forwarded(h: &mut HeaderMap, conn: &ConnInfo, trusted: &TrustedIps, host:
 /// [`set_forwarded`] with the host already rendered (`None`: not a valid header value).
 fn set_forwarded_values(h: &mut HeaderMap, conn: &ConnInfo, trusted: &TrustedIps, host_value: Option<HeaderValue>) {
     let trust = trusted.contains(conn.peer.ip());
+    // Room for the five headers below: one growth of the map instead of up to three.
+    h.reserve(5);
     let (ip, port) = FORWARDED_VALUES.with(|c| {
         let mut c = c.borrow_mut();
         (c.ip(conn.client.ip()), c.port(conn.local_port))
@@ -428,6 +431,8 @@ struct ForwardedValues {
     ip: Option<(IpAddr, HeaderValue)>,
     port: Option<(u16, HeaderValue)>,
     host: Option<HeaderValue>,
+    /// The last upstream `:authority`, parsed.
+    authority: Option<(HeaderValue, Authority)>,
 }
 
 thread_local! {
@@ -457,6 +462,18 @@ impl ForwardedValues {
         }
     }
 
+    /// `None` when `value` is not a valid authority.
+    fn authority(&mut self, value: &HeaderValue) -> Option<Authority> {
+        match &self.authority {
+            Some((last, a)) if last == value => Some(a.clone()),
+            _ => {
+                let a = Authority::try_from(value.as_bytes()).ok()?;
+                self.authority = Some((value.clone(), a.clone()));
+                Some(a)
+            }
+        }
+    }
+
     /// `None` when `host` is not a valid header value.
     fn host(&mut self, host: &str) -> Option<HeaderValue> {
         match &self.host {
@@ -481,7 +498,10 @@ impl crate::server::Handler for Shared {
         req: Request<Incoming>,
         conn: Arc<ConnInfo>,
     ) -> Result<Response<ProxyBody>, Infallible> {
-        serve(req, conn, self).await
+        // Boxed: hyper spawns a task per HTTP/2 stream around this future and tokio moves the
+        // task's future several times while setting it up; a pointer is cheaper to move than
+        // the whole request state machine.
+        Box::pin(serve(req, conn, self)).await
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// gRPC status codes used by the proxy's own replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +48,17 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
+/// Header names as constants: a `&str` name is parsed and validated on every lookup.
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 /// Largest timeout we honour (about 100 days): anything larger means "no deadline" in practice.
 const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 24 * 3600);
 
 /// Parses `grpc-timeout` (`1-8 digits` + `H|M|S|m|u|n`). `None` for absent or malformed values
 /// (gRPC says a malformed timeout is treated as no timeout by intermediaries).
 pub fn parse_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let raw = headers.get("grpc-timeout")?.as_bytes();
+    let raw = headers.get(&GRPC_TIMEOUT)?.as_bytes();
     if raw.len() < 2 || raw.len() > 9 {
         return None;
     }

@@ -122,7 +122,7 @@ impl Completion {
     }
     /// Picks `grpc-status` out of headers (trailers-only) or trailers.
     pub fn observe_trailers(&mut self, headers: &HeaderMap) {
-        if let Some(v) = headers.get("grpc-status") {
+        if let Some(v) = headers.get(&grpc::GRPC_STATUS) {
             if let Some(code) = std::str::from_utf8(v.as_bytes()).ok().and_then(|s| s.parse::<u8>().ok()) {
                 self.grpc_status = Some(code);
             }

@@ -10,6 +10,9 @@
 //! The counts are halved whenever they reach twice the minimum, so they describe the recent
 //! streams of the connection (a client cannot bank good requests and then reset freely).
 //!
+//! The same guards count the connection's open streams, so the connection task can close an h2
+//! connection that has had none for `h2_idle_timeout` ([`ResetTracker::idle_for`]).
+//!
 //! Cutting: hyper can only send GOAWAY(NO_ERROR), so the connection's I/O is wrapped in
 //! [`CalmIo`], which tracks HTTP/2 frame boundaries of both directions. When the tracker trips,
 //! the connection task asks hyper for a graceful shutdown; the GOAWAY hyper then writes is
@@ -53,6 +56,8 @@ pub struct ResetTracker {
     lifetime: Duration,
     /// (streams, premature resets), decayed.
     counts: Mutex<(u32, u32)>,
+    /// Streams whose guard is alive, and since when none has been.
+    open: Mutex<(usize, Instant)>,
     tripped: AtomicBool,
     notify: Notify,
     /// `sluice_h2_resets_total{reason="rapid_reset"}`.
@@ -66,6 +71,7 @@ impl ResetTracker {
             percent: limits.h2_reset_percent.clamp(1, 100),
             lifetime: limits.h2_reset_lifetime,
             counts: Mutex::new((0, 0)),
+            open: Mutex::new((0, Instant::now())),
             tripped: AtomicBool::new(false),
             notify: Notify::new(),
             cuts,
@@ -82,7 +88,28 @@ impl ResetTracker {
                 c.1 /= 2;
             }
         }
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
         StreamGuard { tracker: self.clone(), started: Instant::now(), finished: AtomicBool::new(false) }
+    }
+
+    fn stream_ended(&self) {
+        let mut o = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        o.0 = o.0.saturating_sub(1);
+        if o.0 == 0 {
+            o.1 = Instant::now();
+        }
+    }
+
+    /// Resolves once the connection has had no open stream for `timeout`.
+    pub async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let (open, since) = *self.open.lock().unwrap_or_else(|p| p.into_inner());
+            let at = if open == 0 { since + timeout } else { Instant::now() + timeout };
+            if open == 0 && at <= Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(at).await;
+        }
     }
 
     fn premature(&self) {
@@ -125,6 +152,7 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        self.tracker.stream_ended();
         if !self.finished.load(Ordering::Relaxed) && self.started.elapsed() < self.tracker.lifetime {
             self.tracker.premature();
         }
@@ -452,6 +480,22 @@ mod tests {
             drop(t.start());
         }
         assert!(!t.is_tripped());
+    }
+
+    #[tokio::test]
+    async fn idle_is_measured_from_the_last_stream_end() {
+        let t = Arc::new(ResetTracker::new(&ConnLimits::default(), counter()));
+        let g = t.start();
+        let idle = t.idle_for(Duration::from_millis(100));
+        tokio::pin!(idle);
+        let open = tokio::time::timeout(Duration::from_millis(300), idle.as_mut()).await;
+        assert!(open.is_err(), "idle with a stream open");
+        let ended = Instant::now();
+        g.finish();
+        drop(g);
+        idle.await;
+        let after = ended.elapsed();
+        assert!(after >= Duration::from_millis(100) && after < Duration::from_secs(2), "{after:?}");
     }
 
     #[test]

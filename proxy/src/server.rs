@@ -47,6 +47,9 @@ pub struct Listener {
     pub proxy_protocol: bool,
 }
 
+/// hyper's HTTP/1 read/write buffer limit (8 KiB + 100 × 4 KiB).
+const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+
 /// How long a connection cut for abuse may take to send its GOAWAY before it is dropped.
 const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -249,6 +252,12 @@ pub async fn serve_http<I, H>(
                 c.as_mut().graceful_shutdown();
                 let _ = c.await;
             }
+            _ = resets.idle_for(limits.h2_idle_timeout) => {
+                tracing::debug!(%client, "idle HTTP/2 connection closed");
+                // A stream that raced the GOAWAY still runs to its end.
+                c.as_mut().graceful_shutdown();
+                let _ = c.await;
+            }
             _ = resets.tripped() => {
                 tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
                 // hyper writes its GOAWAY now; CalmIo turns it into ENHANCE_YOUR_CALM and fails the I/O.
@@ -260,7 +269,10 @@ pub async fn serve_http<I, H>(
         let c = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.h1_header_timeout)
-            .max_buf_size((limits.max_header_list_size as usize).max(8192))
+            // The head limit is exact (431 past it); the buffer stays at hyper's default unless
+            // the limit needs more.
+            .max_header_size(limits.max_header_list_size as usize)
+            .max_buf_size((limits.max_header_list_size as usize).max(HYPER_DEFAULT_MAX_BUF))
             .keep_alive(true)
             .serve_connection(TokioIo::new(io), svc);
         tokio::pin!(c);

@@ -60,6 +60,10 @@ pub struct ConnLimits {
     /// Rapid Reset: a stream reset by the client within this time of its start, before its
     /// response ended, is premature. `SLUICE_H2_RESET_LIFETIME_MS`, default 1 s.
     pub h2_reset_lifetime: Duration,
+    /// An HTTP/2 connection with no open stream for this long is closed with GOAWAY(NO_ERROR).
+    /// `SLUICE_H2_IDLE_TIMEOUT_MS`, default 300 s. (HTTP/1.1 keep-alive connections are closed
+    /// after `h1_header_timeout` without a new request: hyper's header timer runs while idle.)
+    pub h2_idle_timeout: Duration,
     /// Connections per listener beyond which new ones are closed at once.
     /// `SLUICE_MAX_CONNECTIONS_PER_LISTENER`, default 10,000.
     pub max_connections_per_listener: usize,
@@ -83,6 +87,7 @@ impl Default for ConnLimits {
             h2_reset_min_streams: 100,
             h2_reset_percent: 50,
             h2_reset_lifetime: Duration::from_secs(1),
+            h2_idle_timeout: Duration::from_secs(300),
             max_connections_per_listener: 10_000,
             max_connections: 50_000,
             drain_timeout: Duration::from_secs(30),
@@ -99,6 +104,7 @@ impl ConnLimits {
         ms(get, "SLUICE_H2_KEEPALIVE_INTERVAL_MS", &mut l.h2_keepalive_interval)?;
         ms(get, "SLUICE_H2_KEEPALIVE_TIMEOUT_MS", &mut l.h2_keepalive_timeout)?;
         ms(get, "SLUICE_H2_RESET_LIFETIME_MS", &mut l.h2_reset_lifetime)?;
+        ms(get, "SLUICE_H2_IDLE_TIMEOUT_MS", &mut l.h2_idle_timeout)?;
         ms(get, "SLUICE_DRAIN_TIMEOUT_MS", &mut l.drain_timeout)?;
         num(get, "SLUICE_H2_MAX_CONCURRENT_STREAMS", 1, u32::MAX as u64, &mut l.h2_max_concurrent_streams)?;
         // RFC 9113 §6.9.2: windows are 31-bit; 65,535 is the protocol minimum for the connection.

@@ -36,7 +36,11 @@ async fn python(args: &[String]) -> Output {
 
 fn assert_shapes(out: &Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "grpc_shapes.py failed\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "grpc_shapes.py failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [

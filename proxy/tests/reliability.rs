@@ -514,3 +514,29 @@ async fn hop_by_hop_headers_are_not_forwarded_and_forwarded_for_is_trusted_only_
         assert_eq!(h["x-forwarded-for"], want_xff);
     }
 }
+
+#[tokio::test]
+async fn idle_h2_connections_get_goaway_and_close() {
+    let echo = echo_http("e").await;
+    let proxy = TestProxy::start("127.0.0.1:0 http2", &[("SLUICE_H2_IDLE_TIMEOUT_MS", "300")]).await;
+    proxy.push_ok(&basic_config(echo.addr, echo.addr)).await;
+    let mut c = Raw::open(proxy.addr(0)).await;
+    let block = request_block("GET", "/", &[]);
+    c.tcp.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &block)).await.unwrap();
+    assert_eq!(c.until(HEADERS).await.stream, 1);
+    let served = Instant::now();
+    // Graceful: GOAWAY(NO_ERROR) naming stream 1 as the last processed (after hyper's ping round).
+    loop {
+        let f = c.next(Duration::from_secs(5)).await.expect("no GOAWAY on an idle connection");
+        if f.ty == GOAWAY && u32::from_be_bytes(f.payload[..4].try_into().unwrap()) == 1 {
+            assert_eq!(f.code(), 0);
+            break;
+        }
+        if f.ty == 6 && f.flags & 1 == 0 {
+            // Answer hyper's graceful-shutdown PING so it sends the final GOAWAY.
+            c.tcp.write_all(&frame(6, 1, 0, &f.payload)).await.unwrap();
+        }
+    }
+    assert!(served.elapsed() >= Duration::from_millis(250), "closed after {:?}", served.elapsed());
+    assert!(c.next(Duration::from_secs(5)).await.is_none(), "connection still open");
+}

@@ -30,13 +30,20 @@ pub(crate) struct Candidate {
 /// Buckets with more candidates than this get a path filter.
 const FILTER_THRESHOLD: usize = 16;
 
-/// Candidates of one host pattern (or of the host-less routes).
-#[derive(Debug, Default)]
-struct Bucket {
-    /// All candidates, by rank. Emptied when `filter` is built.
-    all: Vec<Candidate>,
-    filter: Option<Box<PathFilter>>,
+/// Candidates of one host pattern (or of the host-less routes), compact: the common bucket (one
+/// host, one or two path groups) keeps its candidates inside the hash slot.
+#[derive(Debug)]
+enum Bucket {
+    /// Up to `INLINE` candidates, the first `len` valid.
+    Inline { len: u8, items: [Candidate; INLINE] },
+    /// A short list, by rank.
+    Heap(Box<[Candidate]>),
+    /// A large bucket with its path filter.
+    Filtered(Box<PathFilter>),
 }
+
+/// Candidates stored inline in a bucket.
+const INLINE: usize = 2;
 
 /// Plain-prefix candidates of a large bucket hashed by prefix; the others kept apart.
 #[derive(Debug)]
@@ -91,7 +98,7 @@ impl Hasher for WordHasher {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct HostIndex {
     exact: Map<Bucket>,
     leading: Map<Bucket>,
@@ -99,7 +106,16 @@ pub(crate) struct HostIndex {
     hostless: Bucket,
 }
 
-impl HostIndex {
+/// Collects candidates per host pattern; [`HostIndexBuilder::build`] sorts and compacts them.
+#[derive(Debug, Default)]
+pub(crate) struct HostIndexBuilder {
+    exact: Map<Vec<Candidate>>,
+    leading: Map<Vec<Candidate>>,
+    trailing: Map<Vec<Candidate>>,
+    hostless: Vec<Candidate>,
+}
+
+impl HostIndexBuilder {
     /// Files `candidate` under a route host pattern.
     pub(crate) fn insert(&mut self, pattern: &NamePattern, candidate: Candidate) {
         let (map, key) = match pattern {
@@ -107,29 +123,33 @@ impl HostIndex {
             NamePattern::Leading(suffix) => (&mut self.leading, suffix),
             NamePattern::Trailing(prefix) => (&mut self.trailing, prefix),
         };
-        map.entry(key.as_bytes().into()).or_default().all.push(candidate);
+        map.entry(key.as_bytes().into()).or_default().push(candidate);
     }
 
     /// Files `candidate` as matching any host.
     pub(crate) fn insert_hostless(&mut self, candidate: Candidate) {
-        self.hostless.all.push(candidate);
+        self.hostless.push(candidate);
     }
 
     /// Sorts every bucket by rank, drops duplicates (a route listing a host twice) and builds the
     /// path filters. `prefixes` gives an entry's plain path prefixes, `None` for other entries.
-    pub(crate) fn finish<'a>(&mut self, prefixes: impl Fn(u32) -> Option<&'a [Box<[u8]>]>) {
-        let buckets = self.exact.values_mut().chain(self.leading.values_mut()).chain(self.trailing.values_mut());
-        for bucket in buckets.chain(std::iter::once(&mut self.hostless)) {
-            bucket.all.sort_unstable();
-            bucket.all.dedup();
-            if bucket.all.len() > FILTER_THRESHOLD {
-                bucket.filter = Some(Box::new(PathFilter::build(std::mem::take(&mut bucket.all), &prefixes)));
-            } else {
-                bucket.all.shrink_to_fit();
-            }
+    pub(crate) fn build<'a, P>(self, prefixes: impl Fn(u32) -> Option<P>) -> HostIndex
+    where
+        P: Iterator<Item = &'a [u8]>,
+    {
+        let compact = |map: Map<Vec<Candidate>>| -> Map<Bucket> {
+            map.into_iter().map(|(key, list)| (key, Bucket::new(list, &prefixes))).collect()
+        };
+        HostIndex {
+            exact: compact(self.exact),
+            leading: compact(self.leading),
+            trailing: compact(self.trailing),
+            hostless: Bucket::new(self.hostless, &prefixes),
         }
     }
+}
 
+impl HostIndex {
     /// Calls `visit` with rank-ordered candidate lists that, together, hold every route that can
     /// match `name` (lower-case, no port) and `path`. An empty name matches only host-less routes.
     pub(crate) fn visit(&self, name: &[u8], path: &str, mut visit: impl FnMut(&[Candidate])) {
@@ -162,16 +182,36 @@ impl HostIndex {
     /// How many buckets have a path filter.
     pub(crate) fn filtered_buckets(&self) -> usize {
         let buckets = self.exact.values().chain(self.leading.values()).chain(self.trailing.values());
-        buckets.chain(std::iter::once(&self.hostless)).filter(|b| b.filter.is_some()).count()
+        buckets.chain(std::iter::once(&self.hostless)).filter(|b| matches!(b, Bucket::Filtered(_))).count()
     }
 }
 
 impl Bucket {
+    fn new<'a, P>(mut list: Vec<Candidate>, prefixes: &impl Fn(u32) -> Option<P>) -> Bucket
+    where
+        P: Iterator<Item = &'a [u8]>,
+    {
+        list.sort_unstable();
+        list.dedup();
+        if list.len() > FILTER_THRESHOLD {
+            return Bucket::Filtered(Box::new(PathFilter::build(list, prefixes)));
+        }
+        let mut items = [Candidate { entry: 0, tier: 0, port: None }; INLINE];
+        match u8::try_from(list.len()) {
+            Ok(len) if list.len() <= INLINE => {
+                items[..list.len()].copy_from_slice(&list);
+                Bucket::Inline { len, items }
+            }
+            _ => Bucket::Heap(list.into()),
+        }
+    }
+
     fn visit(&self, path: &[u8], visit: &mut impl FnMut(&[Candidate])) {
-        match &self.filter {
-            None if self.all.is_empty() => {}
-            None => visit(&self.all),
-            Some(filter) => {
+        match self {
+            Bucket::Inline { len: 0, .. } => {}
+            Bucket::Inline { len, items } => visit(&items[..usize::from(*len)]),
+            Bucket::Heap(list) => visit(list),
+            Bucket::Filtered(filter) => {
                 for &len in filter.lengths.iter().filter(|l| **l <= path.len()) {
                     if let Some(list) = filter.by_prefix.get(&path[..len]) {
                         visit(list);
@@ -186,7 +226,10 @@ impl Bucket {
 }
 
 impl PathFilter {
-    fn build<'a>(sorted: Vec<Candidate>, prefixes: &impl Fn(u32) -> Option<&'a [Box<[u8]>]>) -> PathFilter {
+    fn build<'a, P>(sorted: Vec<Candidate>, prefixes: &impl Fn(u32) -> Option<P>) -> PathFilter
+    where
+        P: Iterator<Item = &'a [u8]>,
+    {
         let mut by_prefix: Map<Vec<Candidate>> = Map::default();
         let mut others = Vec::new();
         for candidate in sorted {
@@ -194,7 +237,7 @@ impl PathFilter {
                 Some(list) => {
                     for prefix in list {
                         // Candidates arrive by rank, so every list stays sorted.
-                        let slot = by_prefix.entry(prefix.clone()).or_default();
+                        let slot = by_prefix.entry(prefix.into()).or_default();
                         if slot.last() != Some(&candidate) {
                             slot.push(candidate);
                         }

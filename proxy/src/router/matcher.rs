@@ -119,8 +119,8 @@ impl HeaderCondition {
 pub(crate) enum Paths {
     /// No paths: any path matches, consuming nothing.
     Any,
-    /// Plain prefixes of one length.
-    Plain { len: usize, prefixes: Box<[Box<[u8]>]> },
+    /// Plain prefixes of one length `len`, concatenated (one allocation, one cache line to read).
+    Plain { len: usize, prefixes: Box<[u8]> },
     /// Regexes anchored at the start; the match end is what they consume.
     Regex(Box<[Regex]>),
 }
@@ -131,7 +131,7 @@ impl Paths {
             PathGroup::Any => Ok(Paths::Any),
             PathGroup::Plain(members) => Ok(Paths::Plain {
                 len: members.first().map_or(0, |(_, p)| p.len()),
-                prefixes: members.iter().map(|(_, p)| p.as_bytes().into()).collect(),
+                prefixes: members.iter().flat_map(|(_, p)| p.bytes()).collect(),
             }),
             PathGroup::Regex(members) => {
                 let mut errors = Vec::new();
@@ -153,9 +153,9 @@ impl Paths {
     }
 
     /// The prefixes of a plain group (what the index's path filter hashes).
-    pub(crate) fn plain_prefixes(&self) -> Option<&[Box<[u8]>]> {
+    pub(crate) fn plain_prefixes(&self) -> Option<std::slice::ChunksExact<'_, u8>> {
         match self {
-            Paths::Plain { prefixes, .. } => Some(prefixes),
+            Paths::Plain { len, prefixes } if *len > 0 => Some(prefixes.chunks_exact(*len)),
             _ => None,
         }
     }
@@ -170,7 +170,7 @@ impl Paths {
             Paths::Any => Some(0),
             Paths::Plain { len, prefixes } => {
                 let head = path.as_bytes().get(..*len)?;
-                prefixes.iter().any(|p| **p == *head).then_some(*len)
+                prefixes.chunks_exact(*len).any(|p| p == head).then_some(*len)
             }
             Paths::Regex(regexes) => regexes.iter().find_map(|re| re.find(path)).map(|m| m.end()),
         }

@@ -28,7 +28,7 @@ mod upstream_path;
 use proxy_config::{Config, EntityError, FieldError, Protocol, Route, RouteOwner};
 
 use self::host::{split_host_port, NamePattern, STACK_HOST_LEN};
-use self::index::{Candidate, HostIndex};
+use self::index::{Candidate, HostIndex, HostIndexBuilder};
 use self::matcher::{Conditions, Paths};
 use self::priority::{group_paths, priority, Priority};
 
@@ -56,7 +56,6 @@ struct Entry {
     conditions: usize,
     /// The route has no methods, SNIs or headers: only host and path decide.
     unconditional: bool,
-    priority: Priority,
     grpc_family: bool,
     http_family: bool,
     paths: Paths,
@@ -104,7 +103,7 @@ impl Router {
     /// position in `config.all_routes()`. Routes of a disabled service are left out, as Kong does.
     pub fn build(config: &Config) -> Result<Router, Vec<EntityError>> {
         let mut errors = Vec::new();
-        let mut entries = Vec::new();
+        let mut ranked: Vec<(Priority, Entry)> = Vec::new();
         let mut conditions = Vec::new();
         let mut hosts: Vec<Vec<(NamePattern, Option<u16>)>> = Vec::new();
         let mut routes = 0;
@@ -128,15 +127,17 @@ impl Router {
             routes += 1;
             let family = route.protocols.first().map(|p| p.family());
             for (priority, paths) in compiled.groups {
-                entries.push(Entry {
-                    route: position,
-                    conditions: conditions.len(),
-                    unconditional: compiled.conditions.is_empty(),
+                ranked.push((
                     priority,
-                    grpc_family: family == Some(Protocol::Grpc.family()),
-                    http_family: family == Some(Protocol::Http.family()),
-                    paths,
-                });
+                    Entry {
+                        route: position,
+                        conditions: conditions.len(),
+                        unconditional: compiled.conditions.is_empty(),
+                        grpc_family: family == Some(Protocol::Grpc.family()),
+                        http_family: family == Some(Protocol::Http.family()),
+                        paths,
+                    },
+                ));
             }
             conditions.push(compiled.conditions);
             hosts.push(compiled.hosts);
@@ -147,14 +148,15 @@ impl Router {
 
         let names: Vec<&str> = config.all_routes().map(|(r, _)| r.display_name()).collect();
         // Stable sort: entries of one route keep their path-group order.
-        entries.sort_by(|a, b| {
-            b.priority.cmp(&a.priority).then_with(|| names[a.route].cmp(names[b.route])).then(a.route.cmp(&b.route))
+        ranked.sort_by(|(pa, a), (pb, b)| {
+            pb.cmp(pa).then_with(|| names[a.route].cmp(names[b.route])).then(a.route.cmp(&b.route))
         });
+        let (priorities, entries): (Vec<Priority>, Vec<Entry>) = ranked.into_iter().unzip();
 
-        let mut index = HostIndex::default();
+        let mut index = HostIndexBuilder::default();
         let mut tier = 0u32;
         for (rank, entry) in entries.iter().enumerate() {
-            if rank > 0 && entries[rank - 1].priority != entry.priority {
+            if rank > 0 && priorities[rank - 1] != priorities[rank] {
                 tier += 1;
             }
             let Ok(rank) = u32::try_from(rank) else {
@@ -174,7 +176,7 @@ impl Router {
                 index.insert(pattern, Candidate { entry: rank, tier, port: *port });
             }
         }
-        index.finish(|rank| entries.get(rank as usize).and_then(|e| e.paths.plain_prefixes()));
+        let index = index.build(|rank| entries.get(rank as usize).and_then(|e| e.paths.plain_prefixes()));
         Ok(Router { entries, conditions, index, routes })
     }
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS each (default 20): `make test` uses 20, `make fuzz` 600.
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). New corpus entries go
+# to fuzz/corpus/<target> (not committed); fuzz/seeds/<target> holds the committed seeds.
+# Prints one line per target: executions, seconds, and OK or the crash artifact.
+set -euo pipefail
+secs="${1:-20}"
+cd "$(dirname "$0")"
+status=0
+# FUZZ_TARGETS picks targets (default: all). `make test` leaves out `annotations`: it builds the
+# whole controller (kube, k8s-openapi, gateway-api) with sanitizer instrumentation, minutes on 2 cores.
+for target in ${FUZZ_TARGETS:-listen config router annotations}; do
+    features=()
+    [ "$target" = annotations ] && features=(--features controller)
+    mkdir -p "corpus/$target" "seeds/$target"
+    log="$(mktemp)"
+    if cargo +nightly fuzz run "${features[@]}" "$target" "corpus/$target" "seeds/$target" -- \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+        result=OK
+    else
+        result="FAILED: $(grep -o 'artifacts/[^ ]*' "$log" | tail -1 || true)"
+        status=1
+        tail -40 "$log" >&2
+    fi
+    runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)"
+    corpus="$(ls "corpus/$target" | wc -l)"
+    echo "fuzz $target: ${runs:-?} execs in ${secs}s, corpus $corpus, $result"
+    rm -f "$log"
+done
+exit $status
