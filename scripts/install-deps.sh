@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond the Rust toolchain, by package name, idempotently:
 # rustfmt/clippy (from rust-toolchain.toml), curl, python grpcio + grpcio-tools (the Python gRPC
-# client test), and checks kubectl (shipped with this machine image; e2e fails loudly without it).
+# client test), cargo-fuzz, and checks kubectl (shipped with this machine image; e2e fails loudly without it).
 set -euo pipefail
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
@@ -11,6 +11,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 if ! python3 -c 'import grpc, grpc_tools' 2>/dev/null; then
   python3 -m pip install --quiet grpcio grpcio-tools
+fi
+# cargo-fuzz (crates registry, by name) for the short fuzz run; the nightly toolchain it drives
+# ships with this machine image.
+if ! command -v cargo-fuzz >/dev/null; then
+  cargo install --quiet --locked cargo-fuzz
 fi
 if ! command -v kubectl >/dev/null; then
   # Debian's own kubernetes-client is far older than the 1.32 the e2e tests target; try the
