@@ -18,7 +18,7 @@ use kube::ResourceExt;
 use proxy_config::patterns::compile_path_regex;
 
 use super::filters::{header_value_exact, header_value_regex};
-use super::model::{Filters, HeaderMods, MatchView, RouteKind, RouteView, RuleView};
+use super::model::{header_mods, Filters, MatchView, RouteKind, RouteView, RuleView};
 use super::{backend_ref, hostnames_of, parent_ref};
 use crate::translate::{ObjectRef, Problem};
 
@@ -87,39 +87,11 @@ fn rule(namespace: &str, index: usize, r: &GrpcRouteRules) -> RuleView {
         match f.r#type {
             GrpcRouteRulesFiltersType::RequestHeaderModifier => {
                 let m = f.request_header_modifier.as_ref();
-                filters.request = Some(HeaderMods {
-                    set: m
-                        .and_then(|m| m.set.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .map(|h| (h.name.clone(), h.value.clone()))
-                        .collect(),
-                    add: m
-                        .and_then(|m| m.add.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .map(|h| (h.name.clone(), h.value.clone()))
-                        .collect(),
-                    remove: m.and_then(|m| m.remove.clone()).unwrap_or_default(),
-                });
+                filters.request = Some(header_mods!(m));
             }
             GrpcRouteRulesFiltersType::ResponseHeaderModifier => {
                 let m = f.response_header_modifier.as_ref();
-                filters.response = Some(HeaderMods {
-                    set: m
-                        .and_then(|m| m.set.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .map(|h| (h.name.clone(), h.value.clone()))
-                        .collect(),
-                    add: m
-                        .and_then(|m| m.add.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .map(|h| (h.name.clone(), h.value.clone()))
-                        .collect(),
-                    remove: m.and_then(|m| m.remove.clone()).unwrap_or_default(),
-                });
+                filters.response = Some(header_mods!(m));
             }
             GrpcRouteRulesFiltersType::RequestMirror => filters
                 .ignored

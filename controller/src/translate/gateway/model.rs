@@ -65,6 +65,31 @@ pub(crate) struct HeaderMods {
     pub remove: Vec<String>,
 }
 
+/// Builds [`HeaderMods`] from an optional header modifier filter of any route kind: the generated
+/// types differ per route kind and per list, but share the field names `set`, `add` (name/value
+/// pairs) and `remove`.
+macro_rules! header_mods {
+    ($modifier:expr) => {{
+        let m = $modifier;
+        $crate::translate::gateway::model::HeaderMods {
+            set: m
+                .and_then(|m| m.set.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+            add: m
+                .and_then(|m| m.add.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+            remove: m.and_then(|m| m.remove.clone()).unwrap_or_default(),
+        }
+    }};
+}
+pub(crate) use header_mods;
+
 /// The filters of a rule that sluice acts on, and what it cannot do (reported, never silent).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Filters {
