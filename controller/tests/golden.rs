@@ -4,51 +4,15 @@
 //! Every expected config must also pass `proxy_config::validate`, and translation must not depend
 //! on the order in which objects arrive.
 
-use std::path::{Path, PathBuf};
+mod golden_support;
 
-use clap::Parser;
-use controller::files::{parse_documents, Loaded};
-use controller::{translate, Settings};
-
-fn cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/translate");
-    let mut dirs: Vec<PathBuf> =
-        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("in.yaml").exists()).collect();
-    dirs.sort();
-    dirs
-}
-
-fn settings(dir: &Path) -> Settings {
-    let mut args = vec!["sluice-controller".to_string()];
-    if let Ok(text) = std::fs::read_to_string(dir.join("args.txt")) {
-        args.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
-    }
-    Settings::try_parse_from(args).unwrap()
-}
-
-fn load(dir: &Path) -> Loaded {
-    let text = std::fs::read_to_string(dir.join("in.yaml")).unwrap();
-    let mut loaded = Loaded::default();
-    parse_documents(&text, "in.yaml", &mut loaded);
-    assert!(loaded.problems.is_empty(), "{}: in.yaml does not parse: {:#?}", dir.display(), loaded.problems);
-    loaded.snapshot.sort();
-    loaded
-}
-
-/// Compares (or rewrites) one golden file; returns a failure description.
-fn check(path: &Path, actual: &str, update: bool) -> Option<String> {
-    if update {
-        std::fs::write(path, actual).unwrap();
-        return None;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_default();
-    (expected != actual).then(|| format!("{} differs:\n--- expected\n{expected}\n--- actual\n{actual}", path.display()))
-}
+use controller::translate;
+use golden_support::{cases, check, load, settings};
 
 #[test]
 fn golden() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    let cases = cases();
+    let cases = cases(|_| true);
     assert!(cases.len() >= 25, "expected at least 25 golden cases, found {}", cases.len());
     let mut failures = Vec::new();
     for dir in &cases {
