@@ -7,6 +7,7 @@ set -euo pipefail
 secs="${1:-20}"
 cd "$(dirname "$0")"
 status=0
+# FUZZ_BUILD=--dev builds without optimisation (a much shorter build for a short run).
 # FUZZ_TARGETS picks targets (default: all). `make test` leaves out `annotations`: it builds the
 # whole controller (kube, k8s-openapi, gateway-api) with sanitizer instrumentation, minutes on 2 cores.
 for target in ${FUZZ_TARGETS:-listen config router annotations}; do
@@ -14,7 +15,7 @@ for target in ${FUZZ_TARGETS:-listen config router annotations}; do
     [ "$target" = annotations ] && features=(--features controller)
     mkdir -p "corpus/$target" "seeds/$target"
     log="$(mktemp)"
-    if cargo +nightly fuzz run "${features[@]}" "$target" "corpus/$target" "seeds/$target" -- \
+    if cargo +nightly fuzz run ${FUZZ_BUILD:-} "${features[@]}" "$target" "corpus/$target" "seeds/$target" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         result=OK
     else
