@@ -335,3 +335,59 @@ async fn gateway_reference_grant_flow() {
     })
     .await;
 }
+
+/// A 90/10 weighted GRPCRoute lands within ±5% over 2,000 calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_weighted_90_10_split_over_2000_calls() {
+    use sluice_demo::echo::echo_client::EchoClient;
+    use sluice_demo::echo::EchoRequest;
+    let w = World::start().await;
+    w.apply(&example("00-gateway/gateway.yaml")).await;
+    let (heavy, light) =
+        (spawn(BackendOptions::named("ninety")).await.unwrap(), spawn(BackendOptions::named("ten")).await.unwrap());
+    let mut docs = Vec::new();
+    for name in ["ninety", "ten"] {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  ports:\n  - name: grpc\n    port: 9000\n    appProtocol: kubernetes.io/h2c\n"
+        ));
+    }
+    docs.push(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata:\n  name: split\n  namespace: default\nspec:\n  parentRefs:\n  - name: kong\n  hostnames: [split.example.com]\n  rules:\n  - backendRefs:\n    - name: ninety\n      port: 9000\n      weight: 90\n    - name: ten\n      port: 9000\n      weight: 10\n"
+            .to_string(),
+    );
+    w.apply(&docs.join("---\n")).await;
+    w.endpoints("ninety", "grpc", &[heavy.addr()]).await;
+    w.endpoints("ten", "grpc", &[light.addr()]).await;
+    // Live once both backends answer.
+    w.eventually("weighted route", CHANGE_BOUND, || async {
+        let mut seen = BTreeSet::new();
+        for _ in 0..20 {
+            let r = w.call(false, "split.example.com", "echo.Echo/Echo", r#"{"message":"w"}"#, &[]).await?;
+            seen.insert(backend_of(&r));
+        }
+        if seen.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", w.plain()))
+        .unwrap()
+        .origin("http://split.example.com".parse().unwrap())
+        .connect()
+        .await
+        .unwrap();
+    let mut client = EchoClient::new(channel);
+    let mut ninety = 0u32;
+    for _ in 0..2000 {
+        let r = client.echo(EchoRequest { message: "w".into(), payload: vec![] }).await.unwrap().into_inner();
+        if r.backend == "ninety" {
+            ninety += 1;
+        } else {
+            assert_eq!(r.backend, "ten");
+        }
+    }
+    let share = f64::from(ninety) / 2000.0;
+    assert!((share - 0.9).abs() <= 0.05, "90/10 split landed {ninety}/2000");
+}

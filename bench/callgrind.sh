@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Instruction counts per request of sluice-proxy's request path, with valgrind's callgrind: a
+# count that does not depend on what else the machine is doing (unlike µs), so it can be compared
+# between builds while the machine is busy.
+#
+#   ./callgrind.sh [TEST...]     TEST: grpc http1 grpc-tls grpc-stream (default: grpc http1 grpc-tls)
+#   env: N=20000 (requests measured)  WARM=2000  SLUICE_PROXY=../target/release/sluice-proxy
+#        OUT=.run/callgrind  TAG=label for the output files  SLUICE_METRICS=on|off
+#
+# The proxy runs under callgrind with one worker thread and the same config as ours-sluice.sh; the
+# backend and h2load/wrk run natively. After WARM requests the counters are zeroed
+# (callgrind_control -z), N requests are sent with the same shape as run.sh (h2load 10 connections
+# x 5 streams; HTTP/1.1: 50 keep-alive connections, N requests via h2load --h1), then dumped
+# (callgrind_control -d). Prints instructions per request (user space only; syscalls' kernel time
+# is not counted) and writes the top functions (inclusive and self) next to the dump.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE"
+TESTS=("$@"); [ ${#TESTS[@]} -gt 0 ] || TESTS=(grpc http1 grpc-tls)
+N=${N:-20000}; WARM=${WARM:-2000}; TAG=${TAG:-$(date +%H%M%S)}
+OUT=${OUT:-$HERE/.run/callgrind}; mkdir -p "$OUT"
+PROXY=${SLUICE_PROXY:-$HERE/../target/release/sluice-proxy}
+BIN=backend/target/release
+[ -x $BIN/bench-backend ] || { echo "build the backend first: ./setup.sh" >&2; exit 1; }
+command -v valgrind >/dev/null || { echo "valgrind missing (apt-get install valgrind)" >&2; exit 1; }
+cp "$PROXY" "$OUT/sluice-proxy.$TAG"
+PROXY=$OUT/sluice-proxy.$TAG
+BODY=$OUT/body.bin; $BIN/bench-check mkbody "$BODY" 100
+TLS_DIR=$OUT/tls; mkdir -p "$TLS_DIR"
+[ -s "$TLS_DIR/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >/dev/null 2>&1
+BACKEND_PORT=18090; PORT=18095; TLS_PORT=18096   # apart from run.sh's ports
+
+PIDS=()
+stop_pid() { local p=$1 i; kill -0 "$p" 2>/dev/null || return 0; kill -TERM "$p" 2>/dev/null
+    for i in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; return 0; }
+cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+wait_port() { local i; for i in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+BACKEND_THREADS=1 $BIN/bench-backend 127.0.0.1:$BACKEND_PORT 2>/dev/null &
+PIDS+=($!); wait_port $BACKEND_PORT || { echo "backend did not start" >&2; exit 1; }
+
+h2() { h2load -t 1 -c 10 -m 5 -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers' "$@"; }
+load() {  # test count
+    case $1 in
+        grpc) h2 -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Echo" ;;
+        grpc-tls) h2 -n "$2" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" ;;
+        grpc-stream) h2 -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Stream" ;;
+        http1) h2load --h1 -t 1 -c 50 -n "$2" "http://127.0.0.1:$PORT/" ;;
+    esac
+}
+
+printf '%-12s %-10s %14s %10s %s\n' test tag Ir/request requests "ok"
+for t in "${TESTS[@]}"; do
+    n=$N; [ "$t" = grpc-stream ] && n=$(( N / 10 ))
+    f=$OUT/callgrind.$TAG.$t
+    rm -f "$f" "$f".*
+    BACKEND_ADDR=127.0.0.1:$BACKEND_PORT OURS_PORT=$PORT OURS_TLS_PORT=$TLS_PORT OURS_TMP=$OUT \
+    OURS_STATUS_LISTEN=127.0.0.1:18097 TLS_CERT=$TLS_DIR/cert.pem TLS_KEY=$TLS_DIR/key.pem SLUICE_PROXY=$PROXY \
+    SLUICE_WRAP="valgrind --tool=callgrind --callgrind-out-file=$f" \
+        ./ours-sluice.sh > "$f.log" 2>&1 &
+    pid=$!; PIDS+=($pid)
+    wait_port $PORT && wait_port $TLS_PORT || { echo "proxy did not start (see $f.log)" >&2; exit 1; }
+    for _ in $(seq 300); do $BIN/bench-check grpc 127.0.0.1:$PORT 1 >/dev/null 2>&1 && break; sleep 0.2; done
+    load "$t" "$WARM" > "$f.warm.txt" 2>&1
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    load "$t" "$n" > "$f.load.txt" 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    sleep 1
+    stop_pid "$pid"
+    dump=$(ls -t "$f".* 2>/dev/null | grep -v -e '\.txt$' -e '\.log$' | head -1)
+    ok=$(awk '/^requests:/ {print $8}' "$f.load.txt")
+    total=$(awk '/^summary:|^totals:/ {print $2}' "$dump" | tail -1)
+    per=$(awk -v t="$total" -v n="$n" 'BEGIN {printf "%.0f", t / n}')
+    [ "$t" = grpc-stream ] && per="$per/call"
+    printf '%-12s %-10s %14s %10s %s\n' "$t" "$TAG" "$per" "$n" "${ok:-?} succeeded"
+    callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | head -80 > "$f.inclusive.txt"
+    callgrind_annotate "$dump" 2>/dev/null | head -60 > "$f.self.txt"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$TAG" "$total" "$n" "$ok" >> "$OUT/summary.tsv"
+done

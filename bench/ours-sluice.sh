@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs sluice-proxy with a pushed config (POST /config on the admin socket; OURS_PUSH=0: read at
+# start from KONG_DECLARATIVE_CONFIG instead): the `sluice` and `sluice-nometrics` targets of
+# run.sh (also usable as OURS_CMD). SLUICE_METRICS=off turns the metrics off.
+# Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
+set -eu
+: "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
+BIN=${SLUICE_PROXY:-$(dirname "$0")/../target/release/sluice-proxy}
+DIR=$(mktemp -d -p "${OURS_TMP:-/tmp}" ours-sluice-XXXXXX)
+HOST=${BACKEND_ADDR%:*} PORT=${BACKEND_ADDR##*:}
+cat >"$DIR/kong.yaml" <<CONF
+_format_version: "3.0"
+services:
+- name: bench.grpc
+  protocol: grpc
+  host: $HOST
+  port: $PORT
+  routes:
+  - name: bench.grpc
+    protocols: [grpc, grpcs]
+    paths: [/bench.Echo/]
+- name: bench.http
+  protocol: http
+  host: $HOST
+  port: $PORT
+  routes:
+  - name: bench.http
+    protocols: [http, https]
+    paths: [/]
+CONF
+LISTEN="127.0.0.1:$OURS_PORT http2"
+[ -n "${OURS_TLS_PORT:-}" ] && LISTEN="$LISTEN, 127.0.0.1:$OURS_TLS_PORT http2 ssl"
+export KONG_PROXY_LISTEN=$LISTEN SLUICE_ADMIN_SOCKET=$DIR/admin.sock
+if [ "${OURS_PUSH:-1}" = 1 ]; then
+    # The config is pushed like the controller pushes it: POST /config on the admin socket, from a
+    # short-lived child that waits for the socket (this script becomes the proxy, so its PID is
+    # the proxy's for CPU and RSS accounting).
+    ( for _ in $(seq 200); do [ -S "$DIR/admin.sock" ] && break; sleep 0.05; done
+      curl -sS --unix-socket "$DIR/admin.sock" -o "$DIR/push.out" -w 'config push: HTTP %{http_code}\n' \
+          --data-binary @"$DIR/kong.yaml" http://localhost/config >&2 ) &
+else
+    export KONG_DECLARATIVE_CONFIG=$DIR/kong.yaml
+fi
+export KONG_STATUS_LISTEN=${OURS_STATUS_LISTEN:-127.0.0.1:18100} KONG_PROXY_ACCESS_LOG=${KONG_PROXY_ACCESS_LOG:-off}
+export KONG_NGINX_WORKER_PROCESSES=${KONG_NGINX_WORKER_PROCESSES:-1}
+[ -n "${TLS_CERT:-}" ] && export KONG_SSL_CERT=$TLS_CERT KONG_SSL_CERT_KEY=$TLS_KEY
+exec ${SLUICE_WRAP:-} "$BIN"

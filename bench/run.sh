@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# Side-by-side proxy benchmark on loopback. See README.md.
+#
+#   ./run.sh [-r RUNS] TARGET...   TARGET: direct nginx envoy haproxy sluice sluice-ctl
+#                                  sluice-nometrics ours | all (= direct nginx envoy haproxy
+#                                  sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
+# Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
+#   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs"  TLS=1
+#   sluice*: SLUICE_PROXY, SLUICE_CONTROLLER (default: ../target/release/...; copied to .run/bin)
+#   ours:  OURS_CMD="path/to/proxy --flags" OURS_NAME=label (started with exec, pinned like the peers;
+#          gets BACKEND_ADDR, OURS_PORT, OURS_TLS_PORT, TLS_CERT, TLS_KEY in its env)
+# Every process this script starts is stopped by PID on exit; all traffic is 127.0.0.1.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE"
+
+usage() { sed -n '2,13p' "$0" >&2; exit 2; }
+RUNS=3
+while getopts "r:h" o; do case $o in r) RUNS=$OPTARG ;; *) usage ;; esac; done
+shift $((OPTIND - 1))
+[ $# -gt 0 ] || usage
+TARGETS=()
+for t in "$@"; do
+    case $t in
+        all) TARGETS+=(direct nginx envoy haproxy sluice sluice-ctl); [ -n "${OURS_CMD:-}" ] && TARGETS+=(ours) ;;
+        metrics) TARGETS+=(sluice sluice-nometrics) ;;
+        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics) TARGETS+=("$t") ;;
+        *) echo "unknown target $t" >&2; usage ;;
+    esac
+done
+
+PIN=${PIN:-1}
+GRPC_N=${GRPC_N:-200000}; GRPC_C=10; GRPC_M=5          # 10 conns x 5 streams = 50 in flight
+HTTP_SECS=${HTTP_SECS:-10}; HTTP_C=50
+STREAM_N=${STREAM_N:-5000}; STREAM_MSGS=${STREAM_MSGS:-100}; export STREAM_MSGS
+HS_SECS=${HS_SECS:-5}; HS_CLIENTS=${HS_CLIENTS:-4}
+TESTS=${TESTS:-grpc http1 grpc-tls grpc-stream tls-hs}
+has_test() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
+TLS=${TLS:-1}
+BACKEND_HOST=127.0.0.1; BACKEND_PORT=18080; BACKEND_ADDR=$BACKEND_HOST:$BACKEND_PORT
+NGINX_H2C_PORT=18081; NGINX_HTTP_PORT=18082; NGINX_TLS_PORT=18443
+ENVOY_PORT=18083; ENVOY_TLS_PORT=18444; ENVOY_ADMIN_PORT=19901
+HAPROXY_PORT=18084; HAPROXY_TLS_PORT=18445
+OURS_PORT=${OURS_PORT:-18085}; OURS_TLS_PORT=${OURS_TLS_PORT:-}
+SLUICE_PORT=18085; SLUICE_TLS_PORT=18446
+export BACKEND_ADDR OURS_PORT OURS_TLS_PORT OURS_TMP=$HERE/.run
+
+if [ "$PIN" = 1 ]; then PROXY_CPU=(taskset -c 1); SIDE_CPU=(taskset -c 0)
+else PROXY_CPU=(); SIDE_CPU=(); fi
+
+RUN=$HERE/.run
+# Start clean, but keep what callgrind.sh and scale.sh left in .run/.
+mkdir -p "$RUN"
+find "$RUN" -mindepth 1 -maxdepth 1 ! -name callgrind ! -name scale -exec rm -rf {} +
+mkdir -p "$RUN/tls" "$RUN/nginx-tmp"
+RAW=$RUN/raw.tsv
+printf 'target\tround\ttest\trps\tmean_us\tp99_us\terrors\tproxy_cpu_pct\tproxy_cpu_us_per_req\tcpu0_busy_pct\tcpu1_busy_pct\tbg_before\tothers_pct\n' > "$RAW"
+HWM=$RUN/hwm.tsv; printf 'target\tround\tpeak_rss_kb\n' > "$HWM"
+BIN=backend/target/release
+ENVOY=${ENVOY:-$(ls .venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1)}
+BODY=$RUN/body.bin
+export TLS_CERT=$RUN/tls/cert.pem TLS_KEY=$RUN/tls/key.pem
+
+[ -x $BIN/bench-backend ] || { echo "build first: ./setup.sh" >&2; exit 1; }
+# Our binaries are copied so a rebuild during the run cannot change what is measured.
+mkdir -p "$RUN/bin"
+SLUICE_PROXY=${SLUICE_PROXY:-$HERE/../target/release/sluice-proxy}
+SLUICE_CONTROLLER=${SLUICE_CONTROLLER:-$HERE/../target/release/sluice-controller}
+[ -x "$SLUICE_PROXY" ] && cp "$SLUICE_PROXY" "$RUN/bin/sluice-proxy"
+[ -x "$SLUICE_CONTROLLER" ] && cp "$SLUICE_CONTROLLER" "$RUN/bin/sluice-controller"
+export SLUICE_PROXY=$RUN/bin/sluice-proxy SLUICE_CONTROLLER=$RUN/bin/sluice-controller
+$BIN/bench-check mkbody "$BODY" 100
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -keyout "$TLS_KEY" -out "$TLS_CERT" >/dev/null 2>&1
+cat "$TLS_CERT" "$TLS_KEY" > "$RUN/tls/combined.pem"
+
+PIDS=()
+stop_pid() {  # stop one process we started, by PID; escalate after 5 s
+    local p=$1 i
+    kill -0 "$p" 2>/dev/null || return 0
+    kill -TERM "$p" 2>/dev/null
+    for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    return 0
+}
+cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() {  # wait up to 10 s for 127.0.0.1:$1 to accept
+    local i
+    for i in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "port $1 never opened" >&2; return 1
+}
+tree_pids() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
+cpu_ticks() {  # utime+stime of the process and its children, in clock ticks
+    local p t=0 v
+    [ -n "$1" ] || { echo 0; return; }
+    for p in $(tree_pids "$1"); do
+        v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        t=$((t + ${v:-0}))
+    done
+    echo $t
+}
+peak_rss_kb() {  # VmHWM summed over the process and its children
+    local p t=0 v
+    for p in $(tree_pids "$1"); do
+        v=$(awk '/^VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null)
+        t=$((t + ${v:-0}))
+    done
+    echo $t
+}
+cpu_snap() {  # "busy0 total0 busy1 total1" jiffies from /proc/stat
+    awk '$1 == "cpu0" || $1 == "cpu1" { t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%d %d ", t - $5 - $6, t }' /proc/stat
+}
+busy_pct() {  # before-snapshot after-snapshot -> "pct0 pct1"
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        printf "%.0f %.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]), 100 * (y[3] - x[3]) / (y[4] - x[4]) }'
+}
+QUIET_PCT=${QUIET_PCT:-10}; QUIET_WAIT=${QUIET_WAIT:-90}
+wait_quiet() {  # other tenants share this machine: wait (bounded) for both cores < QUIET_PCT% busy over 1 s
+    local i a b busy
+    for i in $(seq "$QUIET_WAIT"); do
+        a=$(cpu_snap); sleep 1; b=$(cpu_snap); busy=$(busy_pct "$a" "$b")
+        [ "${busy% *}" -lt "$QUIET_PCT" ] && [ "${busy#* }" -lt "$QUIET_PCT" ] && { BG="$busy"; return 0; }
+    done
+    BG="$busy"; echo "  (machine not quiet after ${QUIET_WAIT}s: background busy cpu0/1 ${busy/ //}%; measuring anyway)"
+}
+render() {  # template -> file, filling @VARS@
+    sed -e "s|@RUN@|$RUN|g" -e "s|@BACKEND@|$BACKEND_ADDR|g" \
+        -e "s|@BACKEND_HOST@|$BACKEND_HOST|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" \
+        -e "s|@NGINX_H2C_PORT@|$NGINX_H2C_PORT|g" -e "s|@NGINX_HTTP_PORT@|$NGINX_HTTP_PORT|g" \
+        -e "s|@NGINX_TLS_PORT@|$NGINX_TLS_PORT|g" -e "s|@ENVOY_PORT@|$ENVOY_PORT|g" \
+        -e "s|@ENVOY_TLS_PORT@|$ENVOY_TLS_PORT|g" -e "s|@ENVOY_ADMIN_PORT@|$ENVOY_ADMIN_PORT|g" \
+        -e "s|@HAPROXY_PORT@|$HAPROXY_PORT|g" -e "s|@HAPROXY_TLS_PORT@|$HAPROXY_TLS_PORT|g" \
+        "conf/$1.in" > "$RUN/$1"
+}
+
+# Sets PROXY_PID, GRPC_ADDR, HTTP_ADDR, TLS_ADDR (empty: no TLS test) for a target.
+start_target() {
+    PROXY_PID=""; TLS_ADDR=""
+    case $1 in
+        direct)
+            GRPC_ADDR=$BACKEND_ADDR; HTTP_ADDR=$BACKEND_ADDR; return 0 ;;
+        nginx)
+            render nginx.conf
+            "${PROXY_CPU[@]}" nginx -p "$RUN" -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log" 2>>"$RUN/nginx.stderr" &
+            PROXY_PID=$!
+            GRPC_ADDR=127.0.0.1:$NGINX_H2C_PORT; HTTP_ADDR=127.0.0.1:$NGINX_HTTP_PORT; TLS_ADDR=127.0.0.1:$NGINX_TLS_PORT ;;
+        envoy)
+            [ -x "$ENVOY" ] || { echo "envoy binary missing (./setup.sh)" >&2; return 1; }
+            render envoy.yaml
+            "${PROXY_CPU[@]}" "$ENVOY" -c "$RUN/envoy.yaml" --concurrency 1 --disable-hot-restart \
+                --log-level warn --log-path "$RUN/envoy.log" 2>>"$RUN/envoy.stderr" &
+            PROXY_PID=$!
+            GRPC_ADDR=127.0.0.1:$ENVOY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$ENVOY_TLS_PORT ;;
+        haproxy)
+            render haproxy.cfg
+            "${PROXY_CPU[@]}" haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
+            PROXY_PID=$!
+            GRPC_ADDR=127.0.0.1:$HAPROXY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$HAPROXY_TLS_PORT ;;
+        sluice|sluice-nometrics|sluice-ctl)
+            [ -x "$SLUICE_PROXY" ] || { echo "no sluice-proxy binary (cargo build --release -p proxy)" >&2; return 1; }
+            local script=ours-sluice.sh metrics=on
+            [ "$1" = sluice-ctl ] && script=ours-controller.sh
+            [ "$1" = sluice-nometrics ] && metrics=off
+            if [ "$1" = sluice-ctl ] && [ ! -x "$SLUICE_CONTROLLER" ]; then
+                echo "no sluice-controller binary (cargo build --release -p controller)" >&2; return 1
+            fi
+            OURS_PORT=$SLUICE_PORT OURS_TLS_PORT=$SLUICE_TLS_PORT SLUICE_METRICS=$metrics \
+                "${PROXY_CPU[@]}" "$HERE/$script" >>"$RUN/$1.log" 2>&1 &
+            PROXY_PID=$!
+            GRPC_ADDR=127.0.0.1:$SLUICE_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$SLUICE_TLS_PORT ;;
+        ours)
+            [ -n "${OURS_CMD:-}" ] || { echo "set OURS_CMD" >&2; return 1; }
+            "${PROXY_CPU[@]}" bash -c "exec $OURS_CMD" >>"$RUN/ours.log" 2>&1 &
+            PROXY_PID=$!
+            GRPC_ADDR=127.0.0.1:$OURS_PORT; HTTP_ADDR=$GRPC_ADDR
+            [ -n "$OURS_TLS_PORT" ] && TLS_ADDR=127.0.0.1:$OURS_TLS_PORT ;;
+    esac
+    PIDS+=("$PROXY_PID")
+    wait_port "${GRPC_ADDR#*:}" && wait_port "${HTTP_ADDR#*:}" || return 1
+    [ -z "$TLS_ADDR" ] || wait_port "${TLS_ADDR#*:}" || return 1
+    # Listening is not routing: wait (up to 20 s) until a call goes through, e.g. until the
+    # controller has pushed its config.
+    local i
+    for i in $(seq 100); do
+        $BIN/bench-check grpc "$GRPC_ADDR" 1 >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    sleep 0.3
+}
+
+to_us() {  # "1.23ms" / "456.00us" / "1.2s" -> microseconds
+    awk -v x="$1" 'BEGIN { v = x + 0; if (x ~ /us$/) f = 1; else if (x ~ /ms$/) f = 1000; else if (x ~ /s$/) f = 1000000; else f = 1; printf "%.0f", v * f }'
+}
+record() { local IFS=$'\t'; echo "$*" >> "$RAW"; }
+
+TCK=$(getconf CLK_TCK)
+FOREIGN_MAX=${FOREIGN_MAX:-10}; ATTEMPTS=${ATTEMPTS:-3}
+task_jiffies() { awk '$1 == "cpu0" || $1 == "cpu1" { t += $2 + $3 + $4 } END { print t }' /proc/stat; }
+child_ticks() { sed 's/.*) //' /proc/$$/stat | awk '{print $14 + $15}'; }  # reaped children of this shell
+# measure CMD...: runs the load command; sets M_PROXY (proxy ticks), M_WALL (ns), M_BUSY ("c0 c1" %),
+# M_FOREIGN (% of one core used by processes that are not ours: other tenants of this machine)
+measure() {
+    local c0 c1 b0 b1 l0 l1 j0 j1 t0 t1 s0 s1
+    c0=$(cpu_ticks "$PROXY_PID"); b0=$(cpu_ticks "$BACKEND_PID"); l0=$(child_ticks)
+    j0=$(task_jiffies); s0=$(cpu_snap); t0=$(date +%s%N)
+    "$@"
+    t1=$(date +%s%N); s1=$(cpu_snap); j1=$(task_jiffies)
+    l1=$(child_ticks); b1=$(cpu_ticks "$BACKEND_PID"); c1=$(cpu_ticks "$PROXY_PID")
+    M_PROXY=$((c1 - c0)); M_WALL=$((t1 - t0)); M_BUSY=$(busy_pct "$s0" "$s1")
+    M_FOREIGN=$(awk -v j=$((j1 - j0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) -v t="$TCK" -v w="$M_WALL" \
+        'BEGIN { v = 100 * j / t / (w / 1e9); if (v < 0) v = 0; printf "%.0f", v }')
+}
+# run_clean CMD...: wait for a quiet machine, measure; redo (up to ATTEMPTS) if others used > FOREIGN_MAX%
+run_clean() {
+    local i
+    for i in $(seq "$ATTEMPTS"); do
+        wait_quiet
+        measure "$@"
+        [ "$M_FOREIGN" -le "$FOREIGN_MAX" ] && return 0
+        echo "  (other processes used ${M_FOREIGN}% of a core during the test; attempt $i/$ATTEMPTS)"
+    done
+}
+
+# gRPC unary via h2load; $3 = scheme (http = h2c prior knowledge, https = TLS + ALPN h2)
+bench_grpc() {
+    local target=$1 round=$2 scheme=$3 addr=$4 test=$5 out=$RUN/$target-$round-$5
+    local url=$scheme://$addr/bench.Echo/Echo
+    local h2=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers')
+    timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n 10000 "$url" > "$out.warm" 2>&1
+    run_clean eval 'timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
+    local rps ok s2xx mean p99 err
+    rps=$(awk '/^finished in/ {print $4}' "$out.txt" | tr -d ',')
+    ok=$(awk '/^requests:/ {print $8}' "$out.txt")
+    s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
+    read -r mean p99 < <(cut -f3 "$out.log" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d\n", s / NR, a[int(NR * 0.99)]; else print "NA NA"}')
+    err=$(( GRPC_N - ${ok:-0} + GRPC_N - ${s2xx:-0} ))
+    rm -f "$out.log"
+    emit "$target" "$round" "$test" "${rps:-0}" "$mean" "$p99" "$err" "$GRPC_N"
+}
+
+bench_http1() {
+    local target=$1 round=$2 addr=$3 out=$RUN/$target-$round-http1
+    local url=http://$addr/
+    timeout 30 "${SIDE_CPU[@]}" wrk -t 1 -c $HTTP_C -d 2s "$url" > "$out.warm" 2>&1
+    run_clean eval 'timeout $((HTTP_SECS + 30)) "${SIDE_CPU[@]}" wrk -t 1 -c $HTTP_C -d "${HTTP_SECS}s" --latency "$url" > "$out.txt" 2>&1'
+    local rps mean p99 n bad sock
+    rps=$(awk '/^Requests\/sec:/ {printf "%.2f", $2}' "$out.txt")
+    mean=$(to_us "$(awk '$1 == "Latency" {print $2; exit}' "$out.txt")")
+    p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$out.txt")")
+    n=$(awk '/requests in/ {print $1}' "$out.txt")
+    bad=$(awk '/Non-2xx/ {print $NF}' "$out.txt")
+    sock=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out.txt")
+    emit "$target" "$round" http1 "${rps:-0}" "$mean" "$p99" $(( ${bad:-0} + ${sock:-0} )) "${n:-0}"
+}
+
+# gRPC server-streaming: STREAM_N calls of STREAM_MSGS messages each; rate and CPU are per message.
+bench_stream() {
+    local target=$1 round=$2 addr=$3 out=$RUN/$1-$2-grpc-stream
+    local url=http://$addr/bench.Echo/Stream
+    local h2=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers')
+    timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n $(( STREAM_N / 10 + 50 )) "$url" > "$out.warm" 2>&1
+    run_clean eval 'timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$STREAM_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
+    local rps ok s2xx mean p99 err
+    rps=$(awk -v m="$STREAM_MSGS" '/^finished in/ {gsub(",", "", $4); printf "%.2f", $4 * m}' "$out.txt")
+    ok=$(awk '/^requests:/ {print $8}' "$out.txt")
+    s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
+    read -r mean p99 < <(cut -f3 "$out.log" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d\n", s / NR, a[int(NR * 0.99)]; else print "NA NA"}')
+    err=$(( STREAM_N - ${ok:-0} + STREAM_N - ${s2xx:-0} ))
+    rm -f "$out.log"
+    emit "$target" "$round" grpc-stream "${rps:-0}" "$mean" "$p99" "$err" $(( STREAM_N * STREAM_MSGS ))
+}
+
+# New TLS handshakes: HS_CLIENTS parallel `openssl s_time -new` loops (full handshake per
+# connection, no resumption) for HS_SECS; rate = handshakes / wall time, CPU per handshake.
+hs_load() {  # out-prefix addr
+    local i pids=()
+    for i in $(seq "$HS_CLIENTS"); do
+        timeout $((HS_SECS + 20)) "${SIDE_CPU[@]}" openssl s_time -connect "$2" -new -time "$HS_SECS" > "$1.$i.txt" 2>&1 &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+}
+bench_hs() {
+    local target=$1 round=$2 addr=$3 out=$RUN/$1-$2-tls-hs
+    local HS_SECS_SAVED=$HS_SECS
+    HS_SECS=1; hs_load "$out.warm" "$addr"; HS_SECS=$HS_SECS_SAVED
+    run_clean hs_load "$out" "$addr"
+    local n err rps
+    n=$(cat "$out".[0-9]*.txt | awk '/connections in .* real seconds/ {s += $1} END {print s + 0}')
+    err=$(cat "$out".[0-9]*.txt | grep -ci 'error' || true)
+    rps=$(awk -v n="$n" -v w="$M_WALL" 'BEGIN {printf "%.2f", n / (w / 1e9)}')
+    emit "$target" "$round" tls-hs "$rps" NA NA "${err:-0}" "$n"
+}
+
+emit() {  # target round test rps mean p99 errors requests   (+ M_* from measure)
+    local cpu_pct=NA cpu_per=NA
+    if [ -n "$PROXY_PID" ]; then
+        cpu_pct=$(awk -v c="$M_PROXY" -v t="$TCK" -v w="$M_WALL" 'BEGIN {printf "%.0f", 100 * c / t / (w / 1e9)}')
+        cpu_per=$(awk -v c="$M_PROXY" -v t="$TCK" -v n="$8" 'BEGIN {if (n > 0) printf "%.1f", c / t * 1e6 / n; else print "NA"}')
+    fi
+    record "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$cpu_pct" "$cpu_per" ${M_BUSY% *} ${M_BUSY#* } "${BG/ //}" "$M_FOREIGN"
+    printf '  %-8s r%s %-8s %9s req/s  mean %5s us  p99 %5s us  err %s  proxy %s%% %s us/req  busy cpu0/1 %s/%s%%  others %s%%\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$cpu_pct" "$cpu_per" ${M_BUSY% *} ${M_BUSY#* } "$M_FOREIGN"
+}
+
+# --- main ------------------------------------------------------------------
+"${SIDE_CPU[@]}" $BIN/bench-backend "$BACKEND_ADDR" 2>"$RUN/backend.log" &
+BACKEND_PID=$!; PIDS+=("$BACKEND_PID")
+wait_port $BACKEND_PORT || exit 1
+echo "backend pid $BACKEND_PID: $(cat "$RUN/backend.log")   pinning: PIN=$PIN"
+CHECKS=$RUN/checks.txt; : > "$CHECKS"
+
+for round in $(seq "$RUNS"); do
+    for target in "${TARGETS[@]}"; do
+        echo "== $target round $round"
+        if ! start_target "$target"; then
+            echo "  $target: failed to start (see .run/)" | tee -a "$CHECKS"
+            [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"; continue
+        fi
+        # Correctness first: 200 echoed unary calls with grpc-status 0, 200 HTTP/1.1 GETs.
+        if ! { $BIN/bench-check grpc "$GRPC_ADDR" 200 && $BIN/bench-check http1 "$HTTP_ADDR" 200 \
+               && { ! has_test grpc-stream || $BIN/bench-check stream "$GRPC_ADDR" 20; }; } >> "$CHECKS" 2>&1; then
+            echo "  $target: CHECK FAILED, skipped (see .run/checks.txt)" | tee -a "$CHECKS"
+            [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"; continue
+        fi
+        if [ "$round" = 1 ]; then  # one call by hand with nghttp, frames shown
+            { echo "--- $target: nghttp -nv (h2c) trailer lines"
+              timeout 10 nghttp -nv -H 'content-type: application/grpc' -H 'te: trailers' -d "$BODY" \
+                  "http://$GRPC_ADDR/bench.Echo/Echo" 2>&1 | grep -E 'recv \(stream_id=[0-9]+\) (:status|grpc-status|content-type)'
+              if [ "$TLS" = 1 ] && [ -n "$TLS_ADDR" ]; then
+                  echo "--- $target: nghttp -nv (TLS, ALPN h2) trailer lines"
+                  timeout 10 nghttp -nv -H 'content-type: application/grpc' -H 'te: trailers' -d "$BODY" \
+                      "https://$TLS_ADDR/bench.Echo/Echo" 2>&1 | grep -E 'recv \(stream_id=[0-9]+\) (:status|grpc-status)'
+              fi; } >> "$CHECKS"
+        fi
+        name=$target; [ "$target" = ours ] && name=${OURS_NAME:-ours}
+        has_test grpc && bench_grpc "$name" "$round" http "$GRPC_ADDR" grpc
+        has_test http1 && bench_http1 "$name" "$round" "$HTTP_ADDR"
+        if [ "$TLS" = 1 ] && [ -n "$TLS_ADDR" ]; then
+            has_test grpc-tls && bench_grpc "$name" "$round" https "$TLS_ADDR" grpc-tls
+        fi
+        has_test grpc-stream && bench_stream "$name" "$round" "$GRPC_ADDR"
+        if [ "$TLS" = 1 ] && [ -n "$TLS_ADDR" ]; then
+            has_test tls-hs && bench_hs "$name" "$round" "$TLS_ADDR"
+        fi
+        if [ -n "$PROXY_PID" ]; then
+            printf '%s\t%s\t%s\n' "$name" "$round" "$(peak_rss_kb "$PROXY_PID")" >> "$HWM"
+            stop_pid "$PROXY_PID"
+        fi
+    done
+done
+
+stop_pid "$BACKEND_PID"
+{
+    echo "h2load: $(h2load --version | head -1)"; echo "wrk: $(wrk -v 2>&1 | head -1)"
+    echo "nginx: $(nginx -v 2>&1)"; echo "haproxy: $(haproxy -v | head -1)"
+    [ -x "$ENVOY" ] && echo "envoy: $("$ENVOY" --version | grep -o 'version: .*')"
+    echo "kernel: $(uname -r)"; echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') x $(nproc)"
+    echo "rustc: $(rustc --version 2>/dev/null)"
+    echo "openssl: $(openssl version)"
+    echo "sluice: $(cd "$HERE/.." && git rev-parse --short HEAD 2>/dev/null) (working tree$(cd "$HERE/.." && git diff --quiet HEAD -- proxy controller proxy-config 2>/dev/null || echo ' with uncommitted changes'))"
+} > "$RUN/versions.txt"
+SUFFIX=""; [ "$PIN" = 1 ] || SUFFIX=-nopin
+python3 summarize.py "$RUN" "PIN=$PIN GRPC_N=$GRPC_N HTTP_SECS=$HTTP_SECS STREAM_N=$STREAM_N STREAM_MSGS=$STREAM_MSGS HS_SECS=$HS_SECS HS_CLIENTS=$HS_CLIENTS RUNS=$RUNS TESTS='$TESTS'" "${OUT:-results-$(date +%F)$SUFFIX.md}"

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Summarize a run.sh scratch directory: medians over rounds, ratios vs direct.
+
+usage: summarize.py RUN_DIR PARAMS_STRING OUT_MD
+Prints a compact table and writes OUT_MD (relative to this directory).
+"""
+import csv
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+run, params, out = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+rows = list(csv.DictReader(open(run / "raw.tsv"), delimiter="\t"))
+hwm = defaultdict(list)
+for r in csv.DictReader(open(run / "hwm.tsv"), delimiter="\t"):
+    hwm[r["target"]].append(int(r["peak_rss_kb"]))
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+groups = defaultdict(list)
+order = []
+for r in rows:
+    k = (r["target"], r["test"])
+    if k not in groups:
+        order.append(k)
+    groups[k].append(r)
+tests = ["grpc", "http1", "grpc-tls", "grpc-stream", "tls-hs"]
+# Which direct test each proxied test is compared with (tls-hs has no direct counterpart).
+DIRECT = {"grpc": "grpc", "http1": "http1", "grpc-tls": "grpc", "grpc-stream": "grpc-stream"}
+targets = []
+for t, _ in order:
+    if t not in targets:
+        targets.append(t)
+
+summary = {}
+for k, rs in groups.items():
+    rps = [num(r["rps"]) for r in rs]
+    m = med(rps)
+    spread = (max(rps) - min(rps)) / m * 100 if m else None
+    summary[k] = dict(
+        n=len(rs), rps=m, spread=spread,
+        mean=med([num(r["mean_us"]) for r in rs]), p99=med([num(r["p99_us"]) for r in rs]),
+        errors=sum(int(num(r["errors"]) or 0) for r in rs),
+        cpureq=med([num(r["proxy_cpu_us_per_req"]) for r in rs]),
+        cpureq_all=[v for v in (num(r["proxy_cpu_us_per_req"]) for r in rs) if v is not None],
+        b0=med([num(r.get("cpu0_busy_pct")) for r in rs]), b1=med([num(r.get("cpu1_busy_pct")) for r in rs]),
+    )
+
+def f(v, fmt="{:,.0f}"):
+    return "-" if v is None else fmt.format(v)
+
+hdr = ["target", "test", "rate/s (median)", "vs direct", "spread", "mean us", "p99 us",
+       "errors", "proxy us/unit", "busy cpu0/1", "peak RSS MiB"]
+lines = []
+for t in targets:
+    for test in tests:
+        s = summary.get((t, test))
+        if not s:
+            continue
+        d = summary.get(("direct", DIRECT[test])) if test in DIRECT else None
+        ratio = s["rps"] / d["rps"] if d and d["rps"] and s["rps"] else None
+        rss = med(hwm.get(t, [])) if t != "direct" else None
+        lines.append([t, test, f(s["rps"]), f(ratio, "{:.2f}x"), f(s["spread"], "{:.0f}%"),
+                      f(s["mean"]), f(s["p99"]), str(s["errors"]),
+                      (f(s["cpureq"], "{:.1f}") + (" ({:.1f}-{:.1f})".format(min(s["cpureq_all"]), max(s["cpureq_all"])) if len(s["cpureq_all"]) > 1 else "")), f(s["b0"]) + "/" + f(s["b1"]) + "%", f(rss / 1024 if rss else None, "{:.1f}")])
+
+def md_table(h, ls):
+    out = ["| " + " | ".join(h) + " |", "|" + "|".join("---" for _ in h) + "|"]
+    out += ["| " + " | ".join(l) + " |" for l in ls]
+    return "\n".join(out)
+
+widths = [max(len(x) for x in col) for col in zip(hdr, *lines)]
+for l in [hdr] + lines:
+    print("  ".join(x.rjust(w) if i > 1 else x.ljust(w) for i, (x, w) in enumerate(zip(l, widths))))
+
+def get(t, test, k):
+    v = summary.get((t, test))
+    return v[k] if v else None
+
+def verdict(ok):
+    return "-" if ok is None else ("yes" if ok else "NO")
+
+def cmp(a, b, f):
+    return None if a is None or b is None else f(a, b)
+
+checks_md = []
+for ours in [t for t in targets if t.startswith("sluice") and t != "sluice-nometrics"]:
+    trows = [
+        ("gRPC unary proxy CPU/request below HAProxy's and <= 12 us",
+         f"{f(get(ours, 'grpc', 'cpureq'), '{:.1f}')} vs {f(get('haproxy', 'grpc', 'cpureq'), '{:.1f}')} us",
+         cmp(get(ours, "grpc", "cpureq"), get("haproxy", "grpc", "cpureq"), lambda a, b: a < b and a <= 12)),
+        ("gRPC unary req/s >= 1.3x Envoy's",
+         f"{f(get(ours, 'grpc', 'rps'))} vs 1.3 x {f(get('envoy', 'grpc', 'rps'))}",
+         cmp(get(ours, "grpc", "rps"), get("envoy", "grpc", "rps"), lambda a, b: a >= 1.3 * b)),
+        ("HTTP/1.1 proxy CPU/request <= nginx's",
+         f"{f(get(ours, 'http1', 'cpureq'), '{:.1f}')} vs {f(get('nginx', 'http1', 'cpureq'), '{:.1f}')} us",
+         cmp(get(ours, "http1", "cpureq"), get("nginx", "http1", "cpureq"), lambda a, b: a <= b)),
+        ("gRPC over TLS req/s >= HAProxy's",
+         f"{f(get(ours, 'grpc-tls', 'rps'))} vs {f(get('haproxy', 'grpc-tls', 'rps'))}",
+         cmp(get(ours, "grpc-tls", "rps"), get("haproxy", "grpc-tls", "rps"), lambda a, b: a >= b)),
+    ]
+    for test in ("grpc", "http1", "grpc-tls", "grpc-stream"):
+        trows.append((f"p99 <= Envoy's ({test})",
+                     f"{f(get(ours, test, 'p99'))} vs {f(get('envoy', test, 'p99'))} us",
+                     cmp(get(ours, test, "p99"), get("envoy", test, "p99"), lambda a, b: a <= b)))
+    errs = sum(summary[(ours, t)]["errors"] for t in tests if (ours, t) in summary)
+    trows.append(("zero errors", str(errs), errs == 0))
+    checks_md.append(f"### {ours}\n\n" + md_table(["target (issue 9)", "this run", "met"],
+                                                   [[a, b, verdict(c)] for a, b, c in trows]))
+if "sluice" in targets and "sluice-nometrics" in targets:
+    mrows = []
+    for test in tests:
+        on, off = get("sluice", test, "cpureq"), get("sluice-nometrics", test, "cpureq")
+        if on and off:
+            mrows.append([test, f"{on:.2f}", f"{off:.2f}", f"{100 * (on - off) / off:+.1f}%"])
+    checks_md.append("### Metrics cost (SLUICE_METRICS=on vs off; issue 7 asks < 3%)\n\n"
+                     + md_table(["test", "on us/unit", "off us/unit", "difference"], mrows))
+
+checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in this run)"
+versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
+checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""
+raw_h = ["target", "round", "test", "rps", "mean_us", "p99_us", "errors", "proxy_cpu_pct", "proxy_cpu_us_per_req",
+         "cpu0_busy_pct", "cpu1_busy_pct", "bg_before", "others_pct"]
+raw_l = [[r.get(c) or "" for c in raw_h] for r in rows]
+md = f"""# Proxy benchmark results ({Path(out).stem.replace('results-', '')})
+
+Parameters: `{params}`. Medians over rounds; `spread` = (max - min) / median of req/s;
+`vs direct` = req/s / direct backend req/s (grpc-tls is compared with direct h2c grpc);
+`rate/s` = requests/s, except grpc-stream: messages/s (server-streaming calls of STREAM_MSGS
+messages) and tls-hs: new TLS handshakes/s (parallel `openssl s_time -new`, no resumption);
+`proxy us/unit` = proxy CPU time (user+sys, all its threads/processes) per request (per message for
+grpc-stream, per handshake for tls-hs), median (min-max):
+the steadiest number here, as it barely depends on what else the machine is doing;
+`busy cpu0/1` = how busy each core was during the test (/proc/stat; with PIN=1 cpu1 runs only the
+proxy, cpu0 the backend + load generator: the core near 100% is the bottleneck); `peak RSS` = VmHWM summed over the proxy's processes.
+gRPC tests: h2load, 10 connections x 5 streams, 105-byte gRPC frame; latency = per-request time from
+h2load's log. http1: wrk, 1 thread, 50 connections; latency from wrk --latency. `bg_before` (raw runs) =
+background busy cpu0/cpu1 in the quiet check just before a test; `others_pct` = CPU used during the
+test by processes not started by run.sh, in % of one core (other tenants; a test is redone while > 10%).
+
+{md_table(hdr, lines)}
+
+## Targets
+
+{checks_text}
+
+## Versions
+
+```
+{versions.strip()}
+```
+
+## Correctness checks (before each measurement)
+
+```
+{checks.strip()}
+```
+
+## Raw runs
+
+{md_table(raw_h, raw_l)}
+"""
+Path(out).write_text(md)
+print(f"wrote {out}")
