@@ -32,13 +32,6 @@ fn grpc_service(name: &str, protocol: &str, host: &str, port: u16, extra_route: 
     )
 }
 
-fn config_for(backend: SocketAddr) -> String {
-    format!(
-        "_format_version: '3.0'\nservices:\n{}",
-        grpc_service("g", "grpc", &backend.ip().to_string(), backend.port(), "")
-    )
-}
-
 async fn four_shapes(client: &mut HelloServiceClient<Channel>) {
     let r = client.say_hello(HelloRequest { greeting: "unary".into() }).await.unwrap();
     assert_eq!(r.get_ref().reply, "hello unary");
@@ -104,7 +97,7 @@ async fn all_four_call_shapes_over_h2c_and_tls() {
         serde_json::to_string(&cert).unwrap(),
         serde_json::to_string(&key).unwrap()
     );
-    p.push_ok(&format!("{}{certs}", config_for(b.addr()))).await;
+    p.push_ok(&format!("{}{certs}", grpc_config(b.addr()))).await;
     four_shapes(&mut hello(grpc_channel(p.addr(0), "grpc.example.com").await)).await;
     four_shapes(&mut hello(grpc_tls_channel(p.addr(1), "grpc.example.com", &ca).await)).await;
 }
@@ -113,7 +106,7 @@ async fn all_four_call_shapes_over_h2c_and_tls() {
 async fn sixteen_mib_message_and_metadata_and_trailers_pass_through() {
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config_for(b.addr())).await;
+    p.push_ok(&grpc_config(b.addr())).await;
     let mut client = EchoClient::new(grpc_channel(p.addr(0), "example.com").await)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -145,7 +138,7 @@ async fn sixteen_mib_message_and_metadata_and_trailers_pass_through() {
 async fn client_cancel_reaches_upstream_within_100ms() {
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config_for(b.addr())).await;
+    p.push_ok(&grpc_config(b.addr())).await;
     let mut client = hello(grpc_channel(p.addr(0), "example.com").await);
     let mut req = tonic::Request::new(HelloRequest { greeting: "slow".into() });
     req.metadata_mut().insert("x-delay-ms", "10000".parse().unwrap());
@@ -180,7 +173,7 @@ async fn deadline_200ms_on_5s_call_is_deadline_exceeded_within_300ms_and_cancels
     // it wins the race; grpcio reports DEADLINE_EXCEEDED either way, see the Python test.)
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config_for(b.addr())).await;
+    p.push_ok(&grpc_config(b.addr())).await;
     let req = Request::builder()
         .method("POST")
         .uri(format!("http://example.com{}", methods::SAY_HELLO))
@@ -249,7 +242,7 @@ async fn upstream_reset_after_headers_ends_with_grpc_status_trailers() {
     let go = std::sync::Arc::new(tokio::sync::Notify::new());
     let (addr, _task) = resetting_upstream(go.clone()).await;
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config_for(addr)).await;
+    p.push_ok(&grpc_config(addr)).await;
     let req = Request::builder()
         .method("POST")
         .uri(format!("http://example.com{}", methods::SAY_HELLO))
@@ -299,7 +292,7 @@ async fn upstream_reset_before_headers_is_unavailable() {
         }
     });
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config_for(addr)).await;
+    p.push_ok(&grpc_config(addr)).await;
     let err = hello(grpc_channel(p.addr(0), "example.com").await)
         .say_hello(HelloRequest { greeting: "x".into() })
         .await
@@ -442,7 +435,7 @@ async fn five_thousand_cancelled_streams_then_100_calls_succeed() {
     // much, so this client is given room: SLUICE_H2_RESET_MIN_STREAMS.
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2", &[("SLUICE_H2_RESET_MIN_STREAMS", "1000000")]).await;
-    p.push_ok(&config_for(b.addr())).await;
+    p.push_ok(&grpc_config(b.addr())).await;
     let channel = grpc_channel(p.addr(0), "example.com").await;
     let stats = b.stats();
     let reached = cancel_flood(&channel, &stats, 5000).await;
@@ -467,7 +460,7 @@ async fn cancel_flood_with_default_limits_costs_only_the_flooding_connection() {
     // reconnects) and everyone else keep working, and the upstream connection survives.
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config_for(b.addr())).await;
+    p.push_ok(&grpc_config(b.addr())).await;
     let bystander = grpc_channel(p.addr(0), "example.com").await;
     let flooding = grpc_channel(p.addr(0), "example.com").await;
     let stats = b.stats();
@@ -491,7 +484,7 @@ async fn cancel_flood_with_default_limits_costs_only_the_flooding_connection() {
 async fn reflection_and_health_pass_through() {
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config_for(b.addr())).await;
+    p.push_ok(&grpc_config(b.addr())).await;
     let channel = grpc_channel(p.addr(0), "example.com").await;
     let services = sluice_demo::grpc_call::list_services(channel.clone(), Default::default()).await.unwrap();
     assert!(services.contains(&"hello.HelloService".to_string()), "{services:?}");

@@ -53,14 +53,6 @@ fn assert_shapes(out: &Output) {
     );
 }
 
-fn config(backend: std::net::SocketAddr, certs: &str) -> String {
-    format!(
-        "_format_version: '3.0'\nservices:\n- name: g\n  protocol: grpc\n  host: {}\n  port: {}\n  routes:\n  - name: g\n    protocols: [grpc, grpcs]\n    paths: ['/']\n{certs}",
-        backend.ip(),
-        backend.port()
-    )
-}
-
 #[tokio::test]
 async fn grpcio_four_shapes_through_the_proxy_over_h2c_and_tls() {
     require_grpcio();
@@ -72,7 +64,7 @@ async fn grpcio_four_shapes_through_the_proxy_over_h2c_and_tls() {
         serde_json::to_string(&cert).unwrap(),
         serde_json::to_string(&key).unwrap()
     );
-    p.push_ok(&config(b.addr(), &certs)).await;
+    p.push_ok(&format!("{}{certs}", grpc_config(b.addr()))).await;
 
     let plain = python(&[script().display().to_string(), p.addr(0).to_string()]).await;
     assert_shapes(&plain);
@@ -100,7 +92,7 @@ async fn grpcio_200ms_deadline_on_5s_call_is_deadline_exceeded_and_upstream_canc
     require_grpcio();
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config(b.addr(), "")).await;
+    p.push_ok(&grpc_config(b.addr())).await;
     let code = format!(
         r#"
 import sys, tempfile, time

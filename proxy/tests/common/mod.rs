@@ -224,6 +224,15 @@ services:
     )
 }
 
+/// A Kong config with one gRPC (h2c) service `g` at `backend` and a catch-all gRPC route.
+pub fn grpc_config(backend: SocketAddr) -> String {
+    format!(
+        "_format_version: '3.0'\nservices:\n- name: g\n  protocol: grpc\n  host: {}\n  port: {}\n  routes:\n  - name: g\n    protocols: [grpc, grpcs]\n    paths: ['/']\n",
+        backend.ip(),
+        backend.port()
+    )
+}
+
 /// A tonic channel to the proxy over h2c, presenting `authority`.
 pub async fn grpc_channel(addr: SocketAddr, authority: &str) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

@@ -14,50 +14,19 @@ use gateway_api::apis::standard::grpcroutes::{
     GrpcRoute, GrpcRouteRules, GrpcRouteRulesFiltersType, GrpcRouteRulesMatches, GrpcRouteRulesMatchesHeadersType,
     GrpcRouteRulesMatchesMethodType,
 };
-use kube::ResourceExt;
 use proxy_config::patterns::compile_path_regex;
 
+use super::backend_ref;
 use super::filters::{header_value_exact, header_value_regex};
-use super::model::{header_mods, Filters, MatchView, RouteKind, RouteView, RuleView};
-use super::{backend_ref, hostnames_of, parent_ref};
-use crate::translate::{ObjectRef, Problem};
+use super::model::{header_mods, route_view, Filters, MatchView, RouteKind, RouteView, RuleView};
+use crate::translate::Problem;
 
 /// The header every GRPCRoute route requires, and its condition (a gRPC content type).
 pub const GRPC_CONTENT_TYPE: (&str, &str) = ("content-type", "~*^application/grpc");
 
 /// Converts a GRPCRoute; problems name the fields that are ignored or dropped.
 pub(crate) fn view(route: &GrpcRoute, problems: &mut Vec<Problem>) -> RouteView {
-    let obj = ObjectRef::of(route);
-    let namespace = obj.namespace.clone();
-    let spec = &route.spec;
-    let hostnames = hostnames_of(&obj, spec.hostnames.as_deref().unwrap_or_default(), problems);
-    let parent_refs = spec
-        .parent_refs
-        .iter()
-        .flatten()
-        .map(|p| {
-            parent_ref(
-                &namespace,
-                p.group.as_deref(),
-                p.kind.as_deref(),
-                p.namespace.as_deref(),
-                &p.name,
-                p.section_name.clone(),
-                p.port,
-            )
-        })
-        .collect();
-    let rules = spec.rules.iter().flatten().enumerate().map(|(i, r)| rule(&namespace, i, r)).collect();
-    RouteView {
-        kind: RouteKind::Grpc,
-        obj,
-        generation: route.metadata.generation,
-        created: route.creation_timestamp(),
-        hostnames,
-        parent_refs,
-        rules,
-        annotations: route.annotations().clone(),
-    }
+    route_view!(route, RouteKind::Grpc, problems, rule)
 }
 
 fn rule(namespace: &str, index: usize, r: &GrpcRouteRules) -> RuleView {

@@ -10,47 +10,16 @@ use gateway_api::apis::standard::httproutes::{
     HttpRoute, HttpRouteRules, HttpRouteRulesFiltersType, HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType,
     HttpRouteRulesMatchesPathType,
 };
-use kube::ResourceExt;
 use proxy_config::patterns::compile_path_regex;
 
+use super::backend_ref;
 use super::filters::{header_value_exact, header_value_regex};
-use super::model::{header_mods, Filters, MatchView, RouteKind, RouteView, RuleView};
-use super::{backend_ref, hostnames_of, parent_ref};
-use crate::translate::{ObjectRef, Problem};
+use super::model::{header_mods, route_view, Filters, MatchView, RouteKind, RouteView, RuleView};
+use crate::translate::Problem;
 
 /// Converts an HTTPRoute; problems name the fields that are ignored or dropped.
 pub(crate) fn view(route: &HttpRoute, problems: &mut Vec<Problem>) -> RouteView {
-    let obj = ObjectRef::of(route);
-    let namespace = obj.namespace.clone();
-    let spec = &route.spec;
-    let hostnames = hostnames_of(&obj, spec.hostnames.as_deref().unwrap_or_default(), problems);
-    let parent_refs = spec
-        .parent_refs
-        .iter()
-        .flatten()
-        .map(|p| {
-            parent_ref(
-                &namespace,
-                p.group.as_deref(),
-                p.kind.as_deref(),
-                p.namespace.as_deref(),
-                &p.name,
-                p.section_name.clone(),
-                p.port,
-            )
-        })
-        .collect();
-    let rules = spec.rules.iter().flatten().enumerate().map(|(i, r)| rule(&namespace, i, r)).collect();
-    RouteView {
-        kind: RouteKind::Http,
-        obj,
-        generation: route.metadata.generation,
-        created: route.creation_timestamp(),
-        hostnames,
-        parent_refs,
-        rules,
-        annotations: route.annotations().clone(),
-    }
+    route_view!(route, RouteKind::Http, problems, rule)
 }
 
 fn rule(namespace: &str, index: usize, r: &HttpRouteRules) -> RuleView {

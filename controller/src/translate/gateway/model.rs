@@ -90,6 +90,49 @@ macro_rules! header_mods {
 }
 pub(crate) use header_mods;
 
+/// Builds the [`RouteView`] of a GRPCRoute or HTTPRoute: object, hostnames, parent refs and rules
+/// (converted by `$rule(namespace, index, rule)`). The generated spec types differ per route kind;
+/// their field names do not.
+macro_rules! route_view {
+    ($route:expr, $kind:expr, $problems:expr, $rule:path) => {{
+        use kube::ResourceExt as _;
+        let route = $route;
+        let obj = $crate::translate::ObjectRef::of(route);
+        let namespace = obj.namespace.clone();
+        let spec = &route.spec;
+        let hostnames =
+            $crate::translate::gateway::hostnames_of(&obj, spec.hostnames.as_deref().unwrap_or_default(), $problems);
+        let parent_refs = spec
+            .parent_refs
+            .iter()
+            .flatten()
+            .map(|p| {
+                $crate::translate::gateway::parent_ref(
+                    &namespace,
+                    p.group.as_deref(),
+                    p.kind.as_deref(),
+                    p.namespace.as_deref(),
+                    &p.name,
+                    p.section_name.clone(),
+                    p.port,
+                )
+            })
+            .collect();
+        let rules = spec.rules.iter().flatten().enumerate().map(|(i, r)| $rule(&namespace, i, r)).collect();
+        $crate::translate::gateway::model::RouteView {
+            kind: $kind,
+            obj,
+            generation: route.metadata.generation,
+            created: route.creation_timestamp(),
+            hostnames,
+            parent_refs,
+            rules,
+            annotations: route.annotations().clone(),
+        }
+    }};
+}
+pub(crate) use route_view;
+
 /// The filters of a rule that sluice acts on, and what it cannot do (reported, never silent).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Filters {
