@@ -67,13 +67,7 @@ async fn tls_port_negotiates_h2_and_http1_and_picks_certificate_by_sni() {
     let p = TestProxy::start("127.0.0.1:0 http2 ssl, 127.0.0.1:0 ssl", &[]).await;
     let (ca_a, cert_a, key_a) = ca_and_leaf(&["a.example.com"]);
     let (ca_w, cert_w, key_w) = ca_and_leaf(&["*.wild.example.com"]);
-    let certs = format!(
-        "certificates:\n- cert: {}\n  key: {}\n  snis: [a.example.com]\n- cert: {}\n  key: {}\n  snis: ['*.wild.example.com']\n",
-        serde_json::to_string(&cert_a).unwrap(),
-        serde_json::to_string(&key_a).unwrap(),
-        serde_json::to_string(&cert_w).unwrap(),
-        serde_json::to_string(&key_w).unwrap()
-    );
+    let certs = certificates_yaml(&[(&cert_a, &key_a, "a.example.com"), (&cert_w, &key_w, "*.wild.example.com")]);
     p.push_ok(&format!("{}{}", basic_config(web.addr, grpc.addr()), certs)).await;
 
     // ALPN h2 with the exact-SNI certificate (verified against its own CA).

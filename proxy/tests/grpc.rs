@@ -92,11 +92,7 @@ async fn all_four_call_shapes_over_h2c_and_tls() {
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2, 127.0.0.1:0 http2 ssl", &[]).await;
     let (ca, cert, key) = ca_and_leaf(&["grpc.example.com"]);
-    let certs = format!(
-        "certificates:\n- cert: {}\n  key: {}\n  snis: [grpc.example.com]\n",
-        serde_json::to_string(&cert).unwrap(),
-        serde_json::to_string(&key).unwrap()
-    );
+    let certs = certificates_yaml(&[(&cert, &key, "grpc.example.com")]);
     p.push_ok(&format!("{}{certs}", grpc_config(b.addr()))).await;
     four_shapes(&mut hello(grpc_channel(p.addr(0), "grpc.example.com").await)).await;
     four_shapes(&mut hello(grpc_tls_channel(p.addr(1), "grpc.example.com", &ca).await)).await;

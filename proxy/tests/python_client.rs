@@ -59,11 +59,7 @@ async fn grpcio_four_shapes_through_the_proxy_over_h2c_and_tls() {
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2, 127.0.0.1:0 http2 ssl", &[]).await;
     let (ca, cert, key) = ca_and_leaf(&["grpc.example.com"]);
-    let certs = format!(
-        "certificates:\n- cert: {}\n  key: {}\n  snis: [grpc.example.com]\n",
-        serde_json::to_string(&cert).unwrap(),
-        serde_json::to_string(&key).unwrap()
-    );
+    let certs = certificates_yaml(&[(&cert, &key, "grpc.example.com")]);
     p.push_ok(&format!("{}{certs}", grpc_config(b.addr()))).await;
 
     let plain = python(&[script().display().to_string(), p.addr(0).to_string()]).await;

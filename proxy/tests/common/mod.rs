@@ -259,6 +259,20 @@ pub async fn grpc_tls_channel(addr: SocketAddr, domain: &str, ca_pem: &str) -> t
         .unwrap()
 }
 
+/// A `certificates:` section of a Kong config: one certificate per (cert PEM, key PEM, SNI).
+pub fn certificates_yaml(list: &[(&str, &str, &str)]) -> String {
+    let mut out = String::from("certificates:\n");
+    for (cert, key, sni) in list {
+        out.push_str(&format!(
+            "- cert: {}\n  key: {}\n  snis: [{}]\n",
+            serde_json::to_string(cert).unwrap(),
+            serde_json::to_string(key).unwrap(),
+            serde_json::to_string(sni).unwrap()
+        ));
+    }
+    out
+}
+
 /// Makes ring the process default provider (tonic asks for the default).
 pub fn install_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
