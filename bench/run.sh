@@ -54,7 +54,7 @@ mkdir -p "$RUN"
 find "$RUN" -mindepth 1 -maxdepth 1 ! -name callgrind ! -name scale -exec rm -rf {} +
 mkdir -p "$RUN/tls" "$RUN/nginx-tmp"
 RAW=$RUN/raw.tsv
-printf 'target\tround\ttest\trps\tmean_us\tp99_us\terrors\tproxy_cpu_pct\tproxy_cpu_us_per_req\tcpu0_busy_pct\tcpu1_busy_pct\tbg_before\tothers_pct\n' > "$RAW"
+printf 'target\tround\ttest\trps\tmean_us\tp99_us\terrors\tproxy_cpu_pct\tproxy_cpu_us_per_req\tcpu0_busy_pct\tcpu1_busy_pct\tbg_before\tothers_pct\tproxy_sys_pct\n' > "$RAW"
 HWM=$RUN/hwm.tsv; printf 'target\tround\tpeak_rss_kb\n' > "$HWM"
 BIN=backend/target/release
 ENVOY=${ENVOY:-$(ls .venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1)}
@@ -97,11 +97,12 @@ wait_port() {  # wait up to 10 s for 127.0.0.1:$1 to accept
     echo "port $1 never opened" >&2; return 1
 }
 tree_pids() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
-cpu_ticks() {  # utime+stime of the process and its children, in clock ticks
-    local p t=0 v
+cpu_ticks() {  # utime+stime (or, with $2 = sys, stime only) of the process and its children, in clock ticks
+    local p t=0 v f='$12 + $13'
     [ -n "$1" ] || { echo 0; return; }
+    [ "${2:-}" = sys ] && f='$13'
     for p in $(tree_pids "$1"); do
-        v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk "{print $f}")
         t=$((t + ${v:-0}))
     done
     echo $t
@@ -205,14 +206,18 @@ FOREIGN_MAX=${FOREIGN_MAX:-10}; ATTEMPTS=${ATTEMPTS:-3}
 task_jiffies() { awk '$1 == "cpu0" || $1 == "cpu1" { t += $2 + $3 + $4 } END { print t }' /proc/stat; }
 child_ticks() { sed 's/.*) //' /proc/$$/stat | awk '{print $14 + $15}'; }  # reaped children of this shell
 # measure CMD...: runs the load command; sets M_PROXY (proxy ticks), M_WALL (ns), M_BUSY ("c0 c1" %),
-# M_FOREIGN (% of one core used by processes that are not ours: other tenants of this machine)
+# M_FOREIGN (% of one core used by processes that are not ours: other tenants of this machine),
+# M_SYS (% of the proxy's CPU time spent in the kernel)
 measure() {
-    local c0 c1 b0 b1 l0 l1 j0 j1 t0 t1 s0 s1
+    local c0 c1 b0 b1 l0 l1 j0 j1 t0 t1 s0 s1 k0 k1
+    k0=$(cpu_ticks "$PROXY_PID" sys)
     c0=$(cpu_ticks "$PROXY_PID"); b0=$(cpu_ticks "$BACKEND_PID"); l0=$(child_ticks)
     j0=$(task_jiffies); s0=$(cpu_snap); t0=$(date +%s%N)
     "$@"
     t1=$(date +%s%N); s1=$(cpu_snap); j1=$(task_jiffies)
     l1=$(child_ticks); b1=$(cpu_ticks "$BACKEND_PID"); c1=$(cpu_ticks "$PROXY_PID")
+    k1=$(cpu_ticks "$PROXY_PID" sys)
+    M_SYS=$(awk -v k=$((k1 - k0)) -v c=$((c1 - c0)) 'BEGIN { if (c > 0) printf "%.0f", 100 * k / c; else print "NA" }')
     M_PROXY=$((c1 - c0)); M_WALL=$((t1 - t0)); M_BUSY=$(busy_pct "$s0" "$s1")
     M_FOREIGN=$(awk -v j=$((j1 - j0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) -v t="$TCK" -v w="$M_WALL" \
         'BEGIN { v = 100 * j / t / (w / 1e9); if (v < 0) v = 0; printf "%.0f", v }')
@@ -305,9 +310,9 @@ emit() {  # target round test rps mean p99 errors requests   (+ M_* from measure
         cpu_pct=$(awk -v c="$M_PROXY" -v t="$TCK" -v w="$M_WALL" 'BEGIN {printf "%.0f", 100 * c / t / (w / 1e9)}')
         cpu_per=$(awk -v c="$M_PROXY" -v t="$TCK" -v n="$8" 'BEGIN {if (n > 0) printf "%.1f", c / t * 1e6 / n; else print "NA"}')
     fi
-    record "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$cpu_pct" "$cpu_per" ${M_BUSY% *} ${M_BUSY#* } "${BG/ //}" "$M_FOREIGN"
-    printf '  %-8s r%s %-8s %9s req/s  mean %5s us  p99 %5s us  err %s  proxy %s%% %s us/req  busy cpu0/1 %s/%s%%  others %s%%\n' \
-        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$cpu_pct" "$cpu_per" ${M_BUSY% *} ${M_BUSY#* } "$M_FOREIGN"
+    record "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$cpu_pct" "$cpu_per" ${M_BUSY% *} ${M_BUSY#* } "${BG/ //}" "$M_FOREIGN" "$M_SYS"
+    printf '  %-8s r%s %-8s %9s req/s  mean %5s us  p99 %5s us  err %s  proxy %s%% %s us/req (%s%% sys)  busy cpu0/1 %s/%s%%  others %s%%\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$cpu_pct" "$cpu_per" "$M_SYS" ${M_BUSY% *} ${M_BUSY#* } "$M_FOREIGN"
 }
 
 # --- main ------------------------------------------------------------------

@@ -70,6 +70,9 @@ for workers in 1 ""; do
     say "workers=$label: POST /config of $ROUTES routes ($(( $(stat -c %s "$OUT/big.json") / 1024 )) KiB JSON): HTTP $code after $((t1 - t0)) ms (curl: ${secs}s); last route live after $((t2 - t0)) ms"
     sleep 0.5
     say "workers=$label: RSS with $ROUTES routes: $(mib "$(kib $PROXY_PID VmRSS)") MiB (peak during the push: $(mib "$(kib $PROXY_PID VmHWM)") MiB)"
+    # Every route's metric series are made on its first request: RSS once all have served one.
+    hit=$(python3 tools/hit_routes.py "$ROUTES" 127.0.0.1 $PPORT)
+    say "workers=$label: RSS with $ROUTES routes after one request to each ($hit answered 200): $(mib "$(kib $PROXY_PID VmRSS)") MiB"
     # A second push of the same size: the swap keeps only one config alive afterwards.
     t0=$(now_ms); read -r code secs < <(push "$OUT/big.json"); t1=$(now_ms)
     say "workers=$label: re-push of the same $ROUTES routes: HTTP $code after $((t1 - t0)) ms; RSS $(mib "$(kib $PROXY_PID VmRSS)") MiB"

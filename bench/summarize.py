@@ -129,7 +129,7 @@ checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in thi
 versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
 checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""
 raw_h = ["target", "round", "test", "rps", "mean_us", "p99_us", "errors", "proxy_cpu_pct", "proxy_cpu_us_per_req",
-         "cpu0_busy_pct", "cpu1_busy_pct", "bg_before", "others_pct"]
+         "cpu0_busy_pct", "cpu1_busy_pct", "bg_before", "others_pct", "proxy_sys_pct"]
 raw_l = [[r.get(c) or "" for c in raw_h] for r in rows]
 md = f"""# Proxy benchmark results ({Path(out).stem.replace('results-', '')})
 
@@ -145,7 +145,8 @@ proxy, cpu0 the backend + load generator: the core near 100% is the bottleneck);
 gRPC tests: h2load, 10 connections x 5 streams, 105-byte gRPC frame; latency = per-request time from
 h2load's log. http1: wrk, 1 thread, 50 connections; latency from wrk --latency. `bg_before` (raw runs) =
 background busy cpu0/cpu1 in the quiet check just before a test; `others_pct` = CPU used during the
-test by processes not started by run.sh, in % of one core (other tenants; a test is redone while > 10%).
+test by processes not started by run.sh, in % of one core (other tenants; a test is redone while > 10%);
+`proxy_sys_pct` (raw runs) = share of the proxy's CPU time spent in the kernel.
 
 {md_table(hdr, lines)}
 

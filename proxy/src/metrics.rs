@@ -2,8 +2,10 @@
 //! unchanged) plus sluice's own gRPC-aware families. Served as text on the status listener only.
 //!
 //! Cost matters on the request path: label lookups are hashed, so the per-route series that every
-//! request touches are resolved once per config ([`RouteMetrics`]), leaving a few atomic adds per
-//! request. Label values only ever come from config names or bounded sets; request paths never
+//! request touches are resolved once per route and config ([`RouteMetrics`]), leaving a few atomic
+//! adds per request. They are resolved on a route's first request, not when the config is built:
+//! the prometheus crate keeps a descriptor per series (about 5 KiB for a route's six), which cost
+//! 50 MiB up front for a 10,000-route config; Kong too shows a route's series once it has traffic. Label values only ever come from config names or bounded sets; request paths never
 //! become labels except gRPC service/method of routed calls, and those are capped
 //! ([`GRPC_SERIES_LIMIT`]) with the rest counted under `other`. Unrouted requests are counted with
 //! empty `service`/`route` (and empty gRPC service/method), never with their path.
@@ -29,7 +31,7 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -85,10 +87,15 @@ pub struct Metrics {
     in_flight: AtomicI64,
 }
 
-/// Handles for the series one route's requests touch, resolved when the config is built.
+/// One route's names and, once it has served a request, the handles of the series its requests touch.
 pub struct RouteMetrics {
     pub service: String,
     pub route: String,
+    series: OnceLock<RouteSeries>,
+}
+
+/// The series of [`RouteMetrics`].
+struct RouteSeries {
     ok_from_service: IntCounter,
     kong_latency: Histogram,
     upstream_latency: Histogram,
@@ -252,19 +259,27 @@ impl Metrics {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Resolves the series of one route (called when a config is built).
+    /// One route's metrics (called when a config is built); its series are resolved on its first
+    /// request.
     pub fn route(&self, service: &str, route: &str) -> RouteMetrics {
-        let sr = [service, route, WORKSPACE];
-        RouteMetrics {
-            service: service.to_string(),
-            route: route.to_string(),
-            ok_from_service: self.http_requests.with_label_values(&[service, route, "200", "service", WORKSPACE, ""]),
-            kong_latency: self.kong_latency.with_label_values(&sr),
-            upstream_latency: self.upstream_latency.with_label_values(&sr),
-            request_latency: self.request_latency.with_label_values(&sr),
-            bytes_in: self.bandwidth.with_label_values(&[service, route, "ingress", WORKSPACE, ""]),
-            bytes_out: self.bandwidth.with_label_values(&[service, route, "egress", WORKSPACE, ""]),
-        }
+        RouteMetrics { service: service.to_string(), route: route.to_string(), series: OnceLock::new() }
+    }
+
+    fn series<'r>(&self, rm: &'r RouteMetrics) -> &'r RouteSeries {
+        rm.series.get_or_init(|| {
+            let (service, route) = (rm.service.as_str(), rm.route.as_str());
+            let sr = [service, route, WORKSPACE];
+            RouteSeries {
+                ok_from_service: self
+                    .http_requests
+                    .with_label_values(&[service, route, "200", "service", WORKSPACE, ""]),
+                kong_latency: self.kong_latency.with_label_values(&sr),
+                upstream_latency: self.upstream_latency.with_label_values(&sr),
+                request_latency: self.request_latency.with_label_values(&sr),
+                bytes_in: self.bandwidth.with_label_values(&[service, route, "ingress", WORKSPACE, ""]),
+                bytes_out: self.bandwidth.with_label_values(&[service, route, "egress", WORKSPACE, ""]),
+            }
+        })
     }
 
     /// Records one finished request.
@@ -272,25 +287,26 @@ impl Metrics {
         self.nginx_requests.inc();
         match r.route {
             Some(rm) => {
+                let series = self.series(rm);
                 if r.status == 200 && r.from_service {
-                    rm.ok_from_service.inc();
+                    series.ok_from_service.inc();
                 } else {
                     let code = itoa_status(r.status);
                     let source = if r.from_service { "service" } else { "kong" };
                     self.http_requests.with_label_values(&[&rm.service, &rm.route, &code, source, WORKSPACE, ""]).inc();
                 }
-                rm.request_latency.observe(r.total_ms);
+                series.request_latency.observe(r.total_ms);
                 if let Some(up) = r.upstream_ms {
-                    rm.upstream_latency.observe(up);
-                    rm.kong_latency.observe((r.total_ms - up).max(0.0));
+                    series.upstream_latency.observe(up);
+                    series.kong_latency.observe((r.total_ms - up).max(0.0));
                 } else {
-                    rm.kong_latency.observe(r.total_ms);
+                    series.kong_latency.observe(r.total_ms);
                 }
                 if r.bytes_in > 0 {
-                    rm.bytes_in.inc_by(r.bytes_in);
+                    series.bytes_in.inc_by(r.bytes_in);
                 }
                 if r.bytes_out > 0 {
-                    rm.bytes_out.inc_by(r.bytes_out);
+                    series.bytes_out.inc_by(r.bytes_out);
                 }
                 if let Some(code) = r.grpc_status {
                     let (svc, method) = r.grpc_call.unwrap_or(("", ""));
