@@ -19,6 +19,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::grpc::{self, Code};
 use crate::observe::Completion;
+use crate::upstream_h2::H2Body;
 
 /// The error type of [`ProxyBody`]: hyper aborts the stream/connection when it sees one.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -77,9 +78,40 @@ pub struct Limits {
     pub idle: Duration,
 }
 
+/// An upstream response body as its connection delivers it.
+pub enum UpstreamStream {
+    /// From hyper's HTTP/1.1 client.
+    H1(Incoming),
+    /// From an HTTP/2 stream.
+    H2(H2Body),
+}
+
+impl UpstreamStream {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self {
+            UpstreamStream::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpstreamStream::H2(b) => b.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamStream::H1(b) => b.is_end_stream(),
+            UpstreamStream::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamStream::H1(b) => b.size_hint(),
+            UpstreamStream::H2(_) => SizeHint::default(),
+        }
+    }
+}
+
 /// The upstream body with its limits and its completion record.
 pub struct UpstreamBody {
-    inner: Option<Incoming>,
+    inner: Option<UpstreamStream>,
     grpc: bool,
     deadline: Option<Instant>,
     idle: Duration,
@@ -92,7 +124,7 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, grpc: bool, limits: Limits, completion: Completion) -> Self {
+    pub fn new(inner: UpstreamStream, grpc: bool, limits: Limits, completion: Completion) -> Self {
         UpstreamBody {
             inner: Some(inner),
             grpc,
@@ -186,7 +218,7 @@ impl Body for UpstreamBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(inner).poll_frame(cx) {
+        match inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.last_frame = Instant::now();
                 if let Some(c) = this.completion.as_mut() {
@@ -204,7 +236,7 @@ impl Body for UpstreamBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
-                let code = match h2_reason(&e) {
+                let code = match h2_reason(&*e) {
                     Some(r) => grpc::code_for_reset(r),
                     None => Code::Unavailable,
                 };
@@ -233,7 +265,7 @@ impl Body for UpstreamBody {
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         if let Some(c) = self.completion.as_mut() {
-            if !self.done && !self.inner.as_ref().is_some_and(Body::is_end_stream) {
+            if !self.done && !self.inner.as_ref().is_some_and(UpstreamStream::is_end_stream) {
                 c.set_cancelled();
             }
         }
@@ -241,7 +273,7 @@ impl Drop for UpstreamBody {
     }
 }
 
-/// The HTTP/2 reset reason behind a hyper error, if it was one.
+/// The HTTP/2 reset reason behind an error (an h2 error, or a hyper error caused by one), if any.
 pub fn h2_reason(e: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {

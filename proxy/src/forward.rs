@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::balancer::{ActiveGuard, PickContext};
-use crate::body::{Limits, ProxyBody, UpstreamBody};
+use crate::body::{BodyError, Limits, ProxyBody, UpstreamBody, UpstreamStream};
 use crate::grpc;
 use crate::observe::{Completion, LogDetails, Observer};
 use crate::pool::{Pool, Sender};
@@ -269,9 +269,18 @@ async fn forward(
             Sender::H1(mut s) => {
                 let f = s.try_send_request(up);
                 shared.pool.put_h1(&target_host, port, &svc.transport, s);
-                futures_util::future::Either::Left(f)
+                futures_util::future::Either::Left(async move {
+                    f.await
+                        .map(|r| r.map(UpstreamStream::H1))
+                        .map_err(|mut e| Unanswered { request: e.take_message(), error: Box::new(e.into_error()) })
+                })
             }
-            Sender::H2(mut s) => futures_util::future::Either::Right(s.try_send_request(up)),
+            Sender::H2(mut s) => futures_util::future::Either::Right(async move {
+                s.send(up)
+                    .await
+                    .map(|r| r.map(UpstreamStream::H2))
+                    .map_err(|f| Unanswered { request: f.request, error: Box::new(f.error) })
+            }),
         };
         let wait = match deadline {
             Some(d) => svc.read_timeout.min(d.saturating_duration_since(sent_at)),
@@ -286,22 +295,19 @@ async fn forward(
                 })
             }
             Ok(Ok(resp)) => resp,
-            Ok(Err(mut e)) => match e.take_message() {
-                // The request never left: retry it on a fresh connection (closed pooled connection,
-                // GOAWAY before the stream started).
-                Some(back) if attempt < svc.retries => {
-                    up = back;
-                    fresh = true;
-                    attempt += 1;
-                    continue;
-                }
-                _ => {
-                    let err = e.into_error();
-                    let refused = crate::body::h2_reason(&err) == Some(h2::Reason::REFUSED_STREAM);
-                    tracing::debug!(target = %label(), error = %err, refused, "upstream request failed");
-                    return Err(ProxyError::UpstreamFailed { detail: err.to_string() });
-                }
-            },
+            // The request never left: retry it on a fresh connection (closed pooled connection,
+            // GOAWAY before the stream started).
+            Ok(Err(Unanswered { request: Some(back), .. })) if attempt < svc.retries => {
+                up = back;
+                fresh = true;
+                attempt += 1;
+                continue;
+            }
+            Ok(Err(Unanswered { error, .. })) => {
+                let refused = crate::body::h2_reason(&*error) == Some(h2::Reason::REFUSED_STREAM);
+                tracing::debug!(target = %label(), error = %error, refused, "upstream request failed");
+                return Err(ProxyError::UpstreamFailed { detail: error.to_string() });
+            }
         };
         if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
             b.targets[i].health.record_success();
@@ -324,6 +330,12 @@ async fn forward(
         let body = UpstreamBody::new(rbody, grpc && h2, Limits { deadline, idle: svc.read_timeout }, d);
         return Ok(Response::from_parts(rparts, ProxyBody::Upstream(Box::new(body))));
     }
+}
+
+/// An upstream request that got no response; `request` is back when it never left.
+struct Unanswered {
+    request: Option<Request<RequestBody>>,
+    error: BodyError,
 }
 
 fn path_of(uri: &Uri) -> &str {

@@ -31,3 +31,4 @@ pub mod state;
 pub mod status;
 pub mod tls;
 pub mod trust;
+pub mod upstream_h2;

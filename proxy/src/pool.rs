@@ -3,7 +3,8 @@
 //! client's `:authority`/Host, and must retry a request that never reached the upstream (closed
 //! pooled connection, GOAWAY, REFUSED_STREAM) on a fresh connection.
 //!
-//! HTTP/2 (grpc, grpcs): one multiplexed connection per key, redialled when it closes.
+//! HTTP/2 (grpc, grpcs): one multiplexed connection per key, redialled when it closes (driven by
+//! `upstream_h2`).
 //! HTTP/1.1 (http, https): a LIFO list of connections per key; busy ones stay listed and are
 //! reused once their response has been read.
 
@@ -12,13 +13,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use thiserror::Error;
 use tokio::net::TcpStream;
 
 use crate::request_body::RequestBody;
+use crate::upstream_h2::H2Sender;
 
 /// Idle HTTP/1.1 connections kept per key.
 const MAX_IDLE_H1: usize = 256;
@@ -38,7 +40,7 @@ pub enum ConnectError {
     #[error("invalid TLS server name '{0}'")]
     ServerName(String),
     #[error("HTTP handshake with {addr} failed: {source}")]
-    Handshake { addr: String, source: hyper::Error },
+    Handshake { addr: String, source: Box<dyn std::error::Error + Send + Sync> },
 }
 
 impl ConnectError {
@@ -76,7 +78,7 @@ struct Key {
 /// A connection ready to take one request.
 pub enum Sender {
     H1(http1::SendRequest<RequestBody>),
-    H2(http2::SendRequest<RequestBody>),
+    H2(H2Sender),
 }
 
 /// Tuning of upstream HTTP/2 connections.
@@ -136,7 +138,7 @@ type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
 /// The HTTP/2 connection of one key, and the lock that makes one dial at a time for it.
 #[derive(Default)]
 struct H2Slot {
-    sender: Option<http2::SendRequest<RequestBody>>,
+    sender: Option<H2Sender>,
     dial: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -275,30 +277,11 @@ impl Pool {
         port: u16,
         transport: &Transport,
         timeout: Duration,
-    ) -> Result<http2::SendRequest<RequestBody>, ConnectError> {
+    ) -> Result<H2Sender, ConnectError> {
         let io = Self::connect(host, port, transport, timeout).await?;
-        let mut b = http2::Builder::new(TokioExecutor::new());
-        b.timer(TokioTimer::new())
-            .initial_stream_window_size(self.tuning.stream_window)
-            .initial_connection_window_size(self.tuning.connection_window)
-            .max_frame_size(1 << 20)
-            .max_header_list_size(256 << 10)
-            // Client cancels reset upstream streams; they must never add up to a GOAWAY that
-            // fails every other stream on the connection (h2 issue 856).
-            .max_local_error_reset_streams(None)
-            .max_concurrent_reset_streams(usize::MAX >> 1)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20));
-        let (sender, conn) = b
-            .handshake(TokioIo::new(io))
+        H2Sender::handshake(io, &self.tuning)
             .await
-            .map_err(|source| ConnectError::Handshake { addr: format!("{host}:{port}"), source })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream h2 connection ended");
-            }
-        });
-        Ok(sender)
+            .map_err(|e| ConnectError::Handshake { addr: format!("{host}:{port}"), source: Box::new(e) })
     }
 
     async fn dial_h1(
@@ -312,7 +295,7 @@ impl Pool {
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
             .await
-            .map_err(|source| ConnectError::Handshake { addr: format!("{host}:{port}"), source })?;
+            .map_err(|e| ConnectError::Handshake { addr: format!("{host}:{port}"), source: Box::new(e) })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream h1 connection ended");

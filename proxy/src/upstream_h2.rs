@@ -1,0 +1,260 @@
+//! Upstream HTTP/2 (grpc, grpcs services) driven with the h2 crate directly instead of hyper's
+//! client. hyper's HTTP/2 client passes every request through a channel to its connection task and
+//! spawns two tasks per request (one pipes the request body, one waits for the response): on a
+//! unary gRPC call that was a sixth of the proxy's instructions (bench/callgrind.sh). Here the
+//! request's own task sends the headers, pushes the body while it waits for the response headers,
+//! and spawns a task only when the body is still streaming once the response has arrived (client
+//! and bidirectional streaming calls).
+//!
+//! What hyper's client did that this keeps: flow control on the request body (one chunk buffered
+//! at most), an upstream reset stops the body, a failed client body resets the upstream stream,
+//! keepalive pings while streams are open (never on an idle connection: gRPC servers answer those
+//! with GOAWAY `too_many_pings`), and a request the connection could not take is handed back to be
+//! retried on a fresh connection.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+
+use crate::body::BodyError;
+use crate::pool::{H2Tuning, Io};
+use crate::request_body::RequestBody;
+
+/// Keepalive ping period while streams are open, and how long a ping may go unanswered.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Streams opened before the upstream's SETTINGS say how many it allows (hyper's default).
+const INITIAL_MAX_SEND_STREAMS: usize = 100;
+
+/// One upstream HTTP/2 connection, cloned for every request that uses it.
+#[derive(Clone)]
+pub struct H2Sender {
+    send: h2::client::SendRequest<Bytes>,
+    conn: Arc<ConnState>,
+}
+
+/// What the requests on a connection and its task share. The task holds it weakly: once no
+/// sender and no response body is left (the pool replaced the connection), it closes.
+#[derive(Default)]
+struct ConnState {
+    /// Set when the connection task ended.
+    closed: AtomicBool,
+    /// Response bodies alive: keepalive pings only while some are.
+    open: AtomicUsize,
+}
+
+/// One open stream's share of [`ConnState::open`].
+struct OpenStream(Arc<ConnState>);
+
+impl OpenStream {
+    fn new(conn: &Arc<ConnState>) -> Self {
+        conn.open.fetch_add(1, Ordering::Relaxed);
+        OpenStream(conn.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The body of an upstream HTTP/2 response.
+pub struct H2Body {
+    stream: h2::RecvStream,
+    /// DATA has ended; trailers (if any) come next.
+    data_done: bool,
+    _open: OpenStream,
+}
+
+impl H2Body {
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if !self.data_done {
+            match ready!(self.stream.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // The data is ours now: give its window back to the upstream.
+                    let _ = self.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => self.data_done = true,
+            }
+        }
+        match ready!(self.stream.poll_trailers(cx)) {
+            Ok(Some(t)) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e.into()))),
+        }
+    }
+
+    pub fn is_end_stream(&self) -> bool {
+        self.stream.is_end_stream()
+    }
+}
+
+/// A request that got no response. `request` is given back when it never reached the upstream,
+/// so the caller may retry it on a fresh connection.
+pub struct SendFailure {
+    pub request: Option<Request<RequestBody>>,
+    pub error: h2::Error,
+}
+
+impl H2Sender {
+    /// The HTTP/2 handshake over `io`; the connection is driven by a spawned task from then on.
+    pub async fn handshake(io: Box<dyn Io>, tuning: &H2Tuning) -> Result<H2Sender, h2::Error> {
+        let (send, mut conn) = h2::client::Builder::new()
+            .initial_window_size(tuning.stream_window)
+            .initial_connection_window_size(tuning.connection_window)
+            .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
+            .max_frame_size(1 << 20)
+            .max_header_list_size(256 << 10)
+            .enable_push(false)
+            // Client cancels reset upstream streams; they must never add up to a GOAWAY that
+            // fails every other stream on the connection (h2 issue 856).
+            .max_local_error_reset_streams(None)
+            .max_concurrent_reset_streams(usize::MAX >> 1)
+            .handshake::<_, Bytes>(io)
+            .await?;
+        let sender = H2Sender { send, conn: Arc::default() };
+        let ping = conn.ping_pong();
+        let state = Arc::downgrade(&sender.conn);
+        tokio::spawn(async move {
+            tokio::select! {
+                r = &mut conn => if let Err(e) = r {
+                    tracing::debug!(error = %e, "upstream h2 connection ended");
+                },
+                why = keep_alive(ping, state.clone()) => tracing::debug!("upstream h2 connection closed: {why}"),
+            }
+            if let Some(c) = state.upgrade() {
+                c.closed.store(true, Ordering::Release);
+            }
+        });
+        Ok(sender)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.conn.closed.load(Ordering::Acquire)
+    }
+
+    /// Sends `req` and waits for the response headers, pushing the request body meanwhile.
+    pub async fn send(&mut self, req: Request<RequestBody>) -> Result<Response<H2Body>, SendFailure> {
+        // Waits while the upstream's concurrent-stream limit is reached; fails when the connection
+        // is going away (GOAWAY, closed), before anything was sent.
+        if let Err(error) = poll_fn(|cx| self.send.poll_ready(cx)).await {
+            return Err(SendFailure { request: Some(req), error });
+        }
+        let (parts, body) = req.into_parts();
+        let end_of_stream = body.is_end_stream();
+        let (mut response, tx) = self
+            .send
+            .send_request(Request::from_parts(parts, ()), end_of_stream)
+            .map_err(|error| SendFailure { request: None, error })?;
+        let mut pump = (!end_of_stream).then(|| BodyPump { body, tx });
+        let got = poll_fn(|cx| {
+            if let Some(p) = pump.as_mut() {
+                if p.poll_send(cx).is_ready() {
+                    pump = None;
+                }
+            }
+            Pin::new(&mut response).poll(cx)
+        })
+        .await;
+        if let (Some(p), Ok(_)) = (pump, &got) {
+            // The response came first and the body is still streaming: keep pushing it.
+            tokio::spawn(p);
+        }
+        let open = OpenStream::new(&self.conn);
+        got.map(|r| r.map(|stream| H2Body { stream, data_done: false, _open: open }))
+            .map_err(|error| SendFailure { request: None, error })
+    }
+}
+
+/// Pings while the connection has open streams. Returns why the connection should close: a ping
+/// went unanswered, or no sender and no stream is left to use it.
+async fn keep_alive(ping: Option<h2::PingPong>, state: Weak<ConnState>) -> &'static str {
+    let mut ping = ping;
+    loop {
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        match state.upgrade() {
+            None => return "idle and no longer pooled",
+            Some(s) if s.open.load(Ordering::Relaxed) == 0 => continue,
+            Some(_) => {}
+        }
+        if let Some(p) = ping.as_mut() {
+            if !matches!(tokio::time::timeout(KEEPALIVE_TIMEOUT, p.ping(h2::Ping::opaque())).await, Ok(Ok(_))) {
+                return "keepalive ping unanswered";
+            }
+        }
+    }
+}
+
+/// Pushes a request body into its upstream stream, respecting the stream's flow control.
+struct BodyPump {
+    body: RequestBody,
+    tx: h2::SendStream<Bytes>,
+}
+
+impl BodyPump {
+    /// Ready when the body is sent, or the stream was reset (by either side).
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            // Wait for some send window before taking the next chunk from the client, so at most
+            // one chunk waits in h2's buffer.
+            self.tx.reserve_capacity(1);
+            if self.tx.capacity() == 0 {
+                loop {
+                    match ready!(self.tx.poll_capacity(cx)) {
+                        Some(Ok(0)) => {}
+                        Some(Ok(_)) => break,
+                        // The stream is closed or reset: the response side reports it.
+                        Some(Err(_)) | None => return Poll::Ready(()),
+                    }
+                }
+            } else if self.tx.poll_reset(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let frame = match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    // The client's body failed (it reset its stream or went away).
+                    tracing::debug!(error = %e, "client request body failed; upstream stream reset");
+                    self.tx.send_reset(h2::Reason::CANCEL);
+                    return Poll::Ready(());
+                }
+                None => {
+                    let _ = self.tx.send_data(Bytes::new(), true);
+                    return Poll::Ready(());
+                }
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    let end = self.body.is_end_stream();
+                    if self.tx.send_data(data, end).is_err() || end {
+                        return Poll::Ready(());
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = self.tx.send_trailers(trailers);
+                        return Poll::Ready(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Future for BodyPump {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_mut().poll_send(cx)
+    }
+}
