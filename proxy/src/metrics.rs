@@ -102,6 +102,19 @@ struct RouteSeries {
     request_latency: Histogram,
     bytes_in: IntCounter,
     bytes_out: IntCounter,
+    /// The `sluice_grpc_requests_total` series this route's calls used, so a repeated (service,
+    /// method, status) skips the label hashing (a route serves a handful of methods).
+    grpc: Mutex<Vec<GrpcSeries>>,
+}
+
+/// Up to this many entries in [`RouteSeries::grpc`]; other calls take the hashed lookup.
+const GRPC_CACHE: usize = 8;
+
+struct GrpcSeries {
+    service: Box<str>,
+    method: Box<str>,
+    code: u8,
+    counter: IntCounter,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -278,6 +291,7 @@ impl Metrics {
                 request_latency: self.request_latency.with_label_values(&sr),
                 bytes_in: self.bandwidth.with_label_values(&[service, route, "ingress", WORKSPACE, ""]),
                 bytes_out: self.bandwidth.with_label_values(&[service, route, "egress", WORKSPACE, ""]),
+                grpc: Mutex::new(Vec::new()),
             }
         })
     }
@@ -310,10 +324,7 @@ impl Metrics {
                 }
                 if let Some(code) = r.grpc_status {
                     let (svc, method) = r.grpc_call.unwrap_or(("", ""));
-                    let (svc, method) = self.bounded_grpc_labels(&rm.route, svc, method);
-                    self.grpc_requests
-                        .with_label_values(&[&rm.service, &rm.route, svc, method, &itoa_status(code as u16)])
-                        .inc();
+                    self.grpc_series(rm, series, svc, method, code).inc();
                 }
             }
             None => {
@@ -325,6 +336,26 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// The `sluice_grpc_requests_total` series of a routed call.
+    fn grpc_series(&self, rm: &RouteMetrics, series: &RouteSeries, svc: &str, method: &str, code: u8) -> IntCounter {
+        let mut cache = series.grpc.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hit) = cache.iter().find(|g| g.code == code && *g.method == *method && *g.service == *svc) {
+            return hit.counter.clone();
+        }
+        let (label_svc, label_method) = self.bounded_grpc_labels(&rm.route, svc, method);
+        let counter = self.grpc_requests.with_label_values(&[
+            &rm.service,
+            &rm.route,
+            label_svc,
+            label_method,
+            &itoa_status(u16::from(code)),
+        ]);
+        if cache.len() < GRPC_CACHE {
+            cache.push(GrpcSeries { service: svc.into(), method: method.into(), code, counter: counter.clone() });
+        }
+        counter
     }
 
     /// The gRPC service and method labels of a routed call: themselves while fewer than
@@ -481,6 +512,31 @@ mod tests {
         let m0 = r#"sluice_grpc_requests_total{grpc_method="M0",grpc_service="pkg.Svc",grpc_status="0",route="r",service="s"} 2"#;
         assert!(lines.iter().any(|l| l == m0), "{lines:?}");
         assert!(!lines.iter().any(|l| l.contains("New")), "{lines:?}");
+    }
+
+    #[test]
+    fn repeated_calls_keep_their_own_method_and_status_series() {
+        let m = Metrics::new("n".into(), "0");
+        let route = m.route("s", "r");
+        // Alternating keys, more of them than the per-route cache holds, each with two statuses.
+        for round in 0..3 {
+            for i in 0..GRPC_CACHE + 2 {
+                let mut call = grpc_call(&route, "pkg.Svc", ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"][i]);
+                call.grpc_status = Some(if round == 2 { 14 } else { 0 });
+                m.observe(&call);
+            }
+        }
+        let lines = grpc_lines(&m);
+        assert_eq!(lines.len(), 2 * (GRPC_CACHE + 2), "{lines:?}");
+        for method in ["A", "J"] {
+            let ok = format!(
+                r#"sluice_grpc_requests_total{{grpc_method="{method}",grpc_service="pkg.Svc",grpc_status="0",route="r",service="s"}} 2"#
+            );
+            let failed = format!(
+                r#"sluice_grpc_requests_total{{grpc_method="{method}",grpc_service="pkg.Svc",grpc_status="14",route="r",service="s"}} 1"#
+            );
+            assert!(lines.contains(&ok) && lines.contains(&failed), "{lines:?}");
+        }
     }
 
     #[test]
