@@ -3,9 +3,8 @@
 //!
 //! Cost matters on the request path: label lookups are hashed, so the per-route series that every
 //! request touches are resolved once per route and config ([`RouteMetrics`]), leaving a few atomic
-//! adds per request. They are resolved on a route's first request, not when the config is built:
-//! the prometheus crate keeps a descriptor per series (about 5 KiB for a route's six), which cost
-//! 50 MiB up front for a 10,000-route config; Kong too shows a route's series once it has traffic. Label values only ever come from config names or bounded sets; request paths never
+//! adds per request. They are resolved on a route's first request (as in Kong, a route's series
+//! appear once it has traffic) and kept compactly outside the prometheus registry ([`routes`]). Label values only ever come from config names or bounded sets; request paths never
 //! become labels except gRPC service/method of routed calls, and those are capped
 //! ([`GRPC_SERIES_LIMIT`]) with the rest counted under `other`. Unrouted requests are counted with
 //! empty `service`/`route` (and empty gRPC service/method), never with their path.
@@ -31,22 +30,18 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::state::Runtime;
 
-/// Kong's `kong_kong_latency_ms` buckets.
-const KONG_LATENCY_BUCKETS: &[f64] =
-    &[1.0, 2.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0, 750.0, 1000.0, 3000.0, 6000.0];
-/// Kong's `kong_upstream_latency_ms` / `kong_request_latency_ms` buckets.
-const UPSTREAM_LATENCY_BUCKETS: &[f64] =
-    &[25.0, 50.0, 80.0, 100.0, 250.0, 400.0, 700.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, 60000.0];
+mod routes;
+use routes::{GrpcSeries, RouteSeries, RouteTable};
+
 /// Distinct (route, grpc service, grpc method) series kept before new ones are folded into `other`.
 pub const GRPC_SERIES_LIMIT: usize = 2000;
 const WORKSPACE: &str = "default";
@@ -66,10 +61,7 @@ pub struct Metrics {
     registry: Registry,
     pub node_id: String,
     http_requests: IntCounterVec,
-    kong_latency: HistogramVec,
-    upstream_latency: HistogramVec,
-    request_latency: HistogramVec,
-    bandwidth: IntCounterVec,
+    routes: RouteTable,
     grpc_requests: IntCounterVec,
     /// Hashes of the (route, grpc service, grpc method) keys admitted as labels.
     grpc_series: Mutex<HashSet<u64>>,
@@ -91,44 +83,16 @@ pub struct Metrics {
 pub struct RouteMetrics {
     pub service: String,
     pub route: String,
-    series: OnceLock<RouteSeries>,
-}
-
-/// The series of [`RouteMetrics`].
-struct RouteSeries {
-    ok_from_service: IntCounter,
-    kong_latency: Histogram,
-    upstream_latency: Histogram,
-    request_latency: Histogram,
-    bytes_in: IntCounter,
-    bytes_out: IntCounter,
-    /// The `sluice_grpc_requests_total` series this route's calls used, so a repeated (service,
-    /// method, status) skips the label hashing (a route serves a handful of methods).
-    grpc: Mutex<Vec<GrpcSeries>>,
+    series: OnceLock<Arc<RouteSeries>>,
 }
 
 /// Up to this many entries in [`RouteSeries::grpc`]; other calls take the hashed lookup.
 const GRPC_CACHE: usize = 8;
 
-struct GrpcSeries {
-    service: Box<str>,
-    method: Box<str>,
-    code: u8,
-    counter: IntCounter,
-}
-
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     let _ = registry.register(Box::new(c.clone()));
     c
-}
-
-fn histogram_vec(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
-    let h =
-        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), &["service", "route", "workspace"])
-            .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    let _ = registry.register(Box::new(h.clone()));
-    h
 }
 
 impl Metrics {
@@ -138,33 +102,9 @@ impl Metrics {
         let registry = Registry::new();
         let http_requests = counter_vec(
             &registry,
-            "kong_http_requests_total",
-            "HTTP status codes per consumer/service/route in Kong",
+            routes::HTTP_REQUESTS.0,
+            routes::HTTP_REQUESTS.1,
             &["service", "route", "code", "source", "workspace", "consumer"],
-        );
-        let kong_latency = histogram_vec(
-            &registry,
-            "kong_kong_latency_ms",
-            "Latency added by Kong and enabled plugins for each service/route in Kong",
-            KONG_LATENCY_BUCKETS,
-        );
-        let upstream_latency = histogram_vec(
-            &registry,
-            "kong_upstream_latency_ms",
-            "Latency added by upstream response for each service/route in Kong",
-            UPSTREAM_LATENCY_BUCKETS,
-        );
-        let request_latency = histogram_vec(
-            &registry,
-            "kong_request_latency_ms",
-            "Total latency incurred during requests for each service/route in Kong",
-            UPSTREAM_LATENCY_BUCKETS,
-        );
-        let bandwidth = counter_vec(
-            &registry,
-            "kong_bandwidth_bytes",
-            "Total bandwidth (ingress/egress) throughput in bytes",
-            &["service", "route", "direction", "workspace", "consumer"],
         );
         let grpc_requests = counter_vec(
             &registry,
@@ -242,10 +182,7 @@ impl Metrics {
             registry,
             node_id,
             http_requests,
-            kong_latency,
-            upstream_latency,
-            request_latency,
-            bandwidth,
+            routes: RouteTable::default(),
             grpc_requests,
             grpc_series: Mutex::new(HashSet::new()),
             grpc_hasher: RandomState::new(),
@@ -279,21 +216,7 @@ impl Metrics {
     }
 
     fn series<'r>(&self, rm: &'r RouteMetrics) -> &'r RouteSeries {
-        rm.series.get_or_init(|| {
-            let (service, route) = (rm.service.as_str(), rm.route.as_str());
-            let sr = [service, route, WORKSPACE];
-            RouteSeries {
-                ok_from_service: self
-                    .http_requests
-                    .with_label_values(&[service, route, "200", "service", WORKSPACE, ""]),
-                kong_latency: self.kong_latency.with_label_values(&sr),
-                upstream_latency: self.upstream_latency.with_label_values(&sr),
-                request_latency: self.request_latency.with_label_values(&sr),
-                bytes_in: self.bandwidth.with_label_values(&[service, route, "ingress", WORKSPACE, ""]),
-                bytes_out: self.bandwidth.with_label_values(&[service, route, "egress", WORKSPACE, ""]),
-                grpc: Mutex::new(Vec::new()),
-            }
-        })
+        rm.series.get_or_init(|| self.routes.get(&rm.service, &rm.route))
     }
 
     /// Records one finished request.
@@ -303,7 +226,7 @@ impl Metrics {
             Some(rm) => {
                 let series = self.series(rm);
                 if r.status == 200 && r.from_service {
-                    series.ok_from_service.inc();
+                    series.ok_from_service.fetch_add(1, Ordering::Relaxed);
                 } else {
                     let code = itoa_status(r.status);
                     let source = if r.from_service { "service" } else { "kong" };
@@ -317,10 +240,10 @@ impl Metrics {
                     series.kong_latency.observe(r.total_ms);
                 }
                 if r.bytes_in > 0 {
-                    series.bytes_in.inc_by(r.bytes_in);
+                    series.bytes_in.fetch_add(r.bytes_in, Ordering::Relaxed);
                 }
                 if r.bytes_out > 0 {
-                    series.bytes_out.inc_by(r.bytes_out);
+                    series.bytes_out.fetch_add(r.bytes_out, Ordering::Relaxed);
                 }
                 if let Some(code) = r.grpc_status {
                     let (svc, method) = r.grpc_call.unwrap_or(("", ""));
@@ -374,7 +297,9 @@ impl Metrics {
 
     /// The text exposition of every registered family.
     pub fn render(&self) -> String {
-        encode(&self.registry.gather())
+        let mut families = self.registry.gather();
+        self.routes.add_to(&mut families);
+        encode(&families)
     }
 
     /// The text exposition with the families computed at scrape time from the live runtime and
@@ -382,6 +307,7 @@ impl Metrics {
     pub fn render_live(&self, rt: &Runtime) -> String {
         self.update_connection_states();
         let mut families = self.registry.gather();
+        self.routes.add_to(&mut families);
         for family in target_health(rt) {
             let at = families.partition_point(|f| f.name() < family.name());
             families.insert(at, family);
