@@ -4,8 +4,9 @@
 //! Cost matters on the request path: label lookups are hashed, so the per-route series that every
 //! request touches are resolved once per route and config ([`RouteMetrics`]), leaving a few atomic
 //! adds per request. They are resolved on a route's first request (as in Kong, a route's series
-//! appear once it has traffic) and kept compactly outside the prometheus registry ([`routes`]). Label values only ever come from config names or bounded sets; request paths never
-//! become labels except gRPC service/method of routed calls, and those are capped
+//! appear once it has traffic) and kept as plain atomics outside the prometheus registry
+//! ([`routes`]). Label values only ever come from config names or bounded sets; request paths
+//! never become labels except gRPC service/method of routed calls, and those are capped
 //! ([`GRPC_SERIES_LIMIT`]) with the rest counted under `other`. Unrouted requests are counted with
 //! empty `service`/`route` (and empty gRPC service/method), never with their path.
 //!
@@ -79,7 +80,7 @@ pub struct Metrics {
     in_flight: AtomicI64,
 }
 
-/// One route's names and, once it has served a request, the handles of the series its requests touch.
+/// One route's names and, once it has served a request, its series.
 pub struct RouteMetrics {
     pub service: String,
     pub route: String,
