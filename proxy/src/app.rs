@@ -16,7 +16,7 @@ use crate::forward::Shared;
 use crate::listen::{ListenEntry, ListenError};
 use crate::metrics::Metrics;
 use crate::observe::Observer;
-use crate::pool::Pool;
+use crate::pool::{H2Tuning, Pool};
 use crate::server::{accept_loop, Listener};
 use crate::settings::Settings;
 use crate::state::State;
@@ -95,7 +95,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let observer = Arc::new(Observer { metrics: metrics.clone(), access_log, metrics_enabled });
     let shared = Arc::new(Shared {
         state: state.clone(),
-        pool: Pool::default(),
+        pool: Pool::new(H2Tuning {
+            keepalive_interval: settings.limits.upstream_h2_keepalive_interval,
+            keepalive_timeout: settings.limits.upstream_h2_keepalive_timeout,
+            ..H2Tuning::default()
+        }),
         observer,
         trusted: settings.trusted_ips.clone(),
     });

@@ -86,11 +86,19 @@ pub enum Sender {
 pub struct H2Tuning {
     pub stream_window: u32,
     pub connection_window: u32,
+    /// PING period while streams are open, and how long one may go unanswered.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for H2Tuning {
     fn default() -> Self {
-        H2Tuning { stream_window: 4 << 20, connection_window: 16 << 20 }
+        H2Tuning {
+            stream_window: 4 << 20,
+            connection_window: 16 << 20,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+        }
     }
 }
 
@@ -150,6 +158,10 @@ pub struct Pool {
 }
 
 impl Pool {
+    pub fn new(tuning: H2Tuning) -> Self {
+        Pool { tuning, ..Pool::default() }
+    }
+
     fn key(host: &Arc<str>, port: u16, t: &Transport) -> Key {
         Key {
             host: host.clone(),

@@ -28,8 +28,9 @@ pub enum SettingsError {
     CertPair,
 }
 
-/// Limits and timeouts of downstream connections (see reliability.md §2 for the numbers). Every
-/// field has an environment override, listed next to it; durations are in milliseconds.
+/// Limits and timeouts of downstream connections (see reliability.md §2 for the numbers), and the
+/// keepalive of upstream HTTP/2 connections. Every field has an environment override, listed next
+/// to it; durations are in milliseconds.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
     /// From accept to a complete PROXY header, TLS handshake and protocol sniff (the h2 preface or
@@ -71,6 +72,12 @@ pub struct ConnLimits {
     pub max_connections: usize,
     /// How long in-flight requests may run after SIGTERM. `SLUICE_DRAIN_TIMEOUT_MS`, default 30 s.
     pub drain_timeout: Duration,
+    /// Upstream HTTP/2 PING interval while streams are open (never on an idle connection).
+    /// `SLUICE_UPSTREAM_H2_KEEPALIVE_INTERVAL_MS`, default 30 s.
+    pub upstream_h2_keepalive_interval: Duration,
+    /// The upstream connection is closed (its streams fail) when a PING is not answered in time.
+    /// `SLUICE_UPSTREAM_H2_KEEPALIVE_TIMEOUT_MS`, default 20 s.
+    pub upstream_h2_keepalive_timeout: Duration,
 }
 
 impl Default for ConnLimits {
@@ -91,6 +98,8 @@ impl Default for ConnLimits {
             max_connections_per_listener: 10_000,
             max_connections: 50_000,
             drain_timeout: Duration::from_secs(30),
+            upstream_h2_keepalive_interval: Duration::from_secs(30),
+            upstream_h2_keepalive_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -106,6 +115,8 @@ impl ConnLimits {
         ms(get, "SLUICE_H2_RESET_LIFETIME_MS", &mut l.h2_reset_lifetime)?;
         ms(get, "SLUICE_H2_IDLE_TIMEOUT_MS", &mut l.h2_idle_timeout)?;
         ms(get, "SLUICE_DRAIN_TIMEOUT_MS", &mut l.drain_timeout)?;
+        ms(get, "SLUICE_UPSTREAM_H2_KEEPALIVE_INTERVAL_MS", &mut l.upstream_h2_keepalive_interval)?;
+        ms(get, "SLUICE_UPSTREAM_H2_KEEPALIVE_TIMEOUT_MS", &mut l.upstream_h2_keepalive_timeout)?;
         num(get, "SLUICE_H2_MAX_CONCURRENT_STREAMS", 1, u32::MAX as u64, &mut l.h2_max_concurrent_streams)?;
         // RFC 9113 §6.9.2: windows are 31-bit; 65,535 is the protocol minimum for the connection.
         num(get, "SLUICE_H2_STREAM_WINDOW", 1, (1 << 31) - 1, &mut l.h2_stream_window)?;

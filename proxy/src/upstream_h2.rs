@@ -27,9 +27,6 @@ use crate::body::BodyError;
 use crate::pool::{H2Tuning, Io};
 use crate::request_body::RequestBody;
 
-/// Keepalive ping period while streams are open, and how long a ping may go unanswered.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Streams opened before the upstream's SETTINGS say how many it allows (hyper's default).
 const INITIAL_MAX_SEND_STREAMS: usize = 100;
 
@@ -46,7 +43,7 @@ pub struct H2Sender {
 struct ConnState {
     /// Set when the connection task ended.
     closed: AtomicBool,
-    /// Response bodies alive: keepalive pings only while some are.
+    /// Streams open (sent, response body not yet dropped): keepalive pings only while some are.
     open: AtomicUsize,
 }
 
@@ -125,12 +122,15 @@ impl H2Sender {
         let sender = H2Sender { send, conn: Arc::default() };
         let ping = conn.ping_pong();
         let state = Arc::downgrade(&sender.conn);
+        let (interval, timeout) = (tuning.keepalive_interval, tuning.keepalive_timeout);
         tokio::spawn(async move {
             tokio::select! {
                 r = &mut conn => if let Err(e) = r {
                     tracing::debug!(error = %e, "upstream h2 connection ended");
                 },
-                why = keep_alive(ping, state.clone()) => tracing::debug!("upstream h2 connection closed: {why}"),
+                why = keep_alive(ping, state.clone(), interval, timeout) => {
+                    tracing::debug!("upstream h2 connection closed: {why}");
+                }
             }
             if let Some(c) = state.upgrade() {
                 c.closed.store(true, Ordering::Release);
@@ -156,6 +156,8 @@ impl H2Sender {
             .send
             .send_request(Request::from_parts(parts, ()), end_of_stream)
             .map_err(|error| SendFailure { request: None, error })?;
+        // Open from here: a call waiting long for its response headers keeps pings going too.
+        let open = OpenStream::new(&self.conn);
         let mut pump = (!end_of_stream).then(|| BodyPump { body, tx });
         let got = poll_fn(|cx| {
             if let Some(p) = pump.as_mut() {
@@ -170,7 +172,6 @@ impl H2Sender {
             // The response came first and the body is still streaming: keep pushing it.
             tokio::spawn(p);
         }
-        let open = OpenStream::new(&self.conn);
         got.map(|r| r.map(|stream| H2Body { stream, data_done: false, _open: open }))
             .map_err(|error| SendFailure { request: None, error })
     }
@@ -178,17 +179,21 @@ impl H2Sender {
 
 /// Pings while the connection has open streams. Returns why the connection should close: a ping
 /// went unanswered, or no sender and no stream is left to use it.
-async fn keep_alive(ping: Option<h2::PingPong>, state: Weak<ConnState>) -> &'static str {
-    let mut ping = ping;
+async fn keep_alive(
+    mut ping: Option<h2::PingPong>,
+    state: Weak<ConnState>,
+    interval: Duration,
+    timeout: Duration,
+) -> &'static str {
     loop {
-        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        tokio::time::sleep(interval).await;
         match state.upgrade() {
             None => return "idle and no longer pooled",
             Some(s) if s.open.load(Ordering::Relaxed) == 0 => continue,
             Some(_) => {}
         }
         if let Some(p) = ping.as_mut() {
-            if !matches!(tokio::time::timeout(KEEPALIVE_TIMEOUT, p.ping(h2::Ping::opaque())).await, Ok(Ok(_))) {
+            if !matches!(tokio::time::timeout(timeout, p.ping(h2::Ping::opaque())).await, Ok(Ok(_))) {
                 return "keepalive ping unanswered";
             }
         }

@@ -80,6 +80,46 @@ async fn upstream_killed_mid_stream_ends_that_stream_only() {
     drop(b);
 }
 
+/// An upstream host that went silent with a stream open (no FIN, no RST: a dead node, a dropped
+/// route): the proxy's keepalive PING goes unanswered, it closes that connection, and the stream
+/// ends with UNAVAILABLE long before the service's 60 s read timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_upstream_is_cut_by_keepalive_while_a_stream_is_open() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (silence, silenced) = tokio::sync::oneshot::channel::<()>();
+    let upstream = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::handshake(tcp).await.unwrap();
+        let (_request, mut respond) = conn.accept().await.unwrap().unwrap();
+        let head = http::Response::builder().header("content-type", "application/grpc").body(()).unwrap();
+        let stream = respond.send_response(head, false).unwrap();
+        // Serve the connection (the headers go out) until told to go silent; then keep it open
+        // without reading or answering anything (returned, so nothing is dropped or closed).
+        tokio::select! {
+            _ = std::future::poll_fn(|cx| conn.poll_closed(cx)) => panic!("the proxy closed the connection early"),
+            _ = silenced => {}
+        }
+        (conn, stream)
+    });
+    let p = TestProxy::start(
+        "127.0.0.1:0 http2",
+        &[("SLUICE_UPSTREAM_H2_KEEPALIVE_INTERVAL_MS", "200"), ("SLUICE_UPSTREAM_H2_KEEPALIVE_TIMEOUT_MS", "300")],
+    )
+    .await;
+    p.push_ok(&format!("_format_version: '3.0'\nservices:\n{}", service("silent", "silent.example", addr))).await;
+    let t = Instant::now();
+    let stream = hello(grpc_channel(p.addr(0), "silent.example").await)
+        .lots_of_replies(streaming(1, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    silence.send(()).unwrap();
+    assert_eq!(drain(stream).await, (0, tonic::Code::Unavailable));
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    drop(upstream.await.unwrap());
+}
+
 #[tokio::test]
 async fn upstream_refusing_connections_gives_502_and_unavailable() {
     // A port that was just free: connections are refused.
