@@ -54,7 +54,7 @@ mkdir -p "$RUN"
 find "$RUN" -mindepth 1 -maxdepth 1 ! -name callgrind ! -name scale -exec rm -rf {} +
 mkdir -p "$RUN/tls" "$RUN/nginx-tmp"
 RAW=$RUN/raw.tsv
-printf 'target\tround\ttest\trps\tmean_us\tp99_us\terrors\tproxy_cpu_pct\tproxy_cpu_us_per_req\tcpu0_busy_pct\tcpu1_busy_pct\tbg_before\tothers_pct\tproxy_sys_pct\n' > "$RAW"
+printf 'target\tround\ttest\trps\tmean_us\tp50_us\tp99_us\terrors\tproxy_cpu_pct\tproxy_cpu_us_per_req\tcpu0_busy_pct\tcpu1_busy_pct\tbg_before\tothers_pct\tproxy_sys_pct\n' > "$RAW"
 HWM=$RUN/hwm.tsv; printf 'target\tround\tpeak_rss_kb\n' > "$HWM"
 BIN=backend/target/release
 ENVOY=${ENVOY:-$(ls .venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1)}
@@ -240,14 +240,14 @@ bench_grpc() {
     local h2=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers')
     timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n 10000 "$url" > "$out.warm" 2>&1
     run_clean eval 'timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
-    local rps ok s2xx mean p99 err
+    local rps ok s2xx mean p50 p99 err
     rps=$(awk '/^finished in/ {print $4}' "$out.txt" | tr -d ',')
     ok=$(awk '/^requests:/ {print $8}' "$out.txt")
     s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
-    read -r mean p99 < <(cut -f3 "$out.log" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d\n", s / NR, a[int(NR * 0.99)]; else print "NA NA"}')
+    read -r mean p50 p99 < <(cut -f3 "$out.log" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d %d\n", s / NR, a[int((NR + 1) / 2)], a[int(NR * 0.99)]; else print "NA NA NA"}')
     err=$(( GRPC_N - ${ok:-0} + GRPC_N - ${s2xx:-0} ))
     rm -f "$out.log"
-    emit "$target" "$round" "$test" "${rps:-0}" "$mean" "$p99" "$err" "$GRPC_N"
+    emit "$target" "$round" "$test" "${rps:-0}" "$mean" "$p50" "$p99" "$err" "$GRPC_N"
 }
 
 bench_http1() {
@@ -255,14 +255,15 @@ bench_http1() {
     local url=http://$addr/
     timeout 30 "${SIDE_CPU[@]}" wrk -t 1 -c $HTTP_C -d 2s "$url" > "$out.warm" 2>&1
     run_clean eval 'timeout $((HTTP_SECS + 30)) "${SIDE_CPU[@]}" wrk -t 1 -c $HTTP_C -d "${HTTP_SECS}s" --latency "$url" > "$out.txt" 2>&1'
-    local rps mean p99 n bad sock
+    local rps mean p50 p99 n bad sock
     rps=$(awk '/^Requests\/sec:/ {printf "%.2f", $2}' "$out.txt")
     mean=$(to_us "$(awk '$1 == "Latency" {print $2; exit}' "$out.txt")")
+    p50=$(to_us "$(awk '$1 == "50%" {print $2}' "$out.txt")")
     p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$out.txt")")
     n=$(awk '/requests in/ {print $1}' "$out.txt")
     bad=$(awk '/Non-2xx/ {print $NF}' "$out.txt")
     sock=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out.txt")
-    emit "$target" "$round" http1 "${rps:-0}" "$mean" "$p99" $(( ${bad:-0} + ${sock:-0} )) "${n:-0}"
+    emit "$target" "$round" http1 "${rps:-0}" "$mean" "$p50" "$p99" $(( ${bad:-0} + ${sock:-0} )) "${n:-0}"
 }
 
 # gRPC server-streaming: STREAM_N calls of STREAM_MSGS messages each; rate and CPU are per message.
@@ -272,14 +273,14 @@ bench_stream() {
     local h2=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers')
     timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n $(( STREAM_N / 10 + 50 )) "$url" > "$out.warm" 2>&1
     run_clean eval 'timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$STREAM_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
-    local rps ok s2xx mean p99 err
+    local rps ok s2xx mean p50 p99 err
     rps=$(awk -v m="$STREAM_MSGS" '/^finished in/ {gsub(",", "", $4); printf "%.2f", $4 * m}' "$out.txt")
     ok=$(awk '/^requests:/ {print $8}' "$out.txt")
     s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
-    read -r mean p99 < <(cut -f3 "$out.log" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d\n", s / NR, a[int(NR * 0.99)]; else print "NA NA"}')
+    read -r mean p50 p99 < <(cut -f3 "$out.log" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d %d\n", s / NR, a[int((NR + 1) / 2)], a[int(NR * 0.99)]; else print "NA NA NA"}')
     err=$(( STREAM_N - ${ok:-0} + STREAM_N - ${s2xx:-0} ))
     rm -f "$out.log"
-    emit "$target" "$round" grpc-stream "${rps:-0}" "$mean" "$p99" "$err" $(( STREAM_N * STREAM_MSGS ))
+    emit "$target" "$round" grpc-stream "${rps:-0}" "$mean" "$p50" "$p99" "$err" $(( STREAM_N * STREAM_MSGS ))
 }
 
 # New TLS handshakes: HS_CLIENTS parallel `openssl s_time -new` loops (full handshake per
@@ -301,18 +302,18 @@ bench_hs() {
     n=$(cat "$out".[0-9]*.txt | awk '/connections in .* real seconds/ {s += $1} END {print s + 0}')
     err=$(cat "$out".[0-9]*.txt | grep -ci 'error' || true)
     rps=$(awk -v n="$n" -v w="$M_WALL" 'BEGIN {printf "%.2f", n / (w / 1e9)}')
-    emit "$target" "$round" tls-hs "$rps" NA NA "${err:-0}" "$n"
+    emit "$target" "$round" tls-hs "$rps" NA NA NA "${err:-0}" "$n"
 }
 
-emit() {  # target round test rps mean p99 errors requests   (+ M_* from measure)
+emit() {  # target round test rps mean p50 p99 errors requests   (+ M_* from measure)
     local cpu_pct=NA cpu_per=NA
     if [ -n "$PROXY_PID" ]; then
         cpu_pct=$(awk -v c="$M_PROXY" -v t="$TCK" -v w="$M_WALL" 'BEGIN {printf "%.0f", 100 * c / t / (w / 1e9)}')
-        cpu_per=$(awk -v c="$M_PROXY" -v t="$TCK" -v n="$8" 'BEGIN {if (n > 0) printf "%.1f", c / t * 1e6 / n; else print "NA"}')
+        cpu_per=$(awk -v c="$M_PROXY" -v t="$TCK" -v n="$9" 'BEGIN {if (n > 0) printf "%.1f", c / t * 1e6 / n; else print "NA"}')
     fi
-    record "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$cpu_pct" "$cpu_per" ${M_BUSY% *} ${M_BUSY#* } "${BG/ //}" "$M_FOREIGN" "$M_SYS"
-    printf '  %-8s r%s %-8s %9s req/s  mean %5s us  p99 %5s us  err %s  proxy %s%% %s us/req (%s%% sys)  busy cpu0/1 %s/%s%%  others %s%%\n' \
-        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$cpu_pct" "$cpu_per" "$M_SYS" ${M_BUSY% *} ${M_BUSY#* } "$M_FOREIGN"
+    record "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$cpu_pct" "$cpu_per" ${M_BUSY% *} ${M_BUSY#* } "${BG/ //}" "$M_FOREIGN" "$M_SYS"
+    printf '  %-8s r%s %-8s %9s req/s  mean %5s us  p50 %5s us  p99 %5s us  err %s  proxy %s%% %s us/req (%s%% sys)  busy cpu0/1 %s/%s%%  others %s%%\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$cpu_pct" "$cpu_per" "$M_SYS" ${M_BUSY% *} ${M_BUSY#* } "$M_FOREIGN"
 }
 
 # --- main ------------------------------------------------------------------

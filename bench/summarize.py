@@ -48,7 +48,8 @@ for k, rs in groups.items():
     spread = (max(rps) - min(rps)) / m * 100 if m else None
     summary[k] = dict(
         n=len(rs), rps=m, spread=spread,
-        mean=med([num(r["mean_us"]) for r in rs]), p99=med([num(r["p99_us"]) for r in rs]),
+        mean=med([num(r["mean_us"]) for r in rs]), p50=med([num(r.get("p50_us")) for r in rs]),
+        p99=med([num(r["p99_us"]) for r in rs]),
         errors=sum(int(num(r["errors"]) or 0) for r in rs),
         cpureq=med([num(r["proxy_cpu_us_per_req"]) for r in rs]),
         cpureq_all=[v for v in (num(r["proxy_cpu_us_per_req"]) for r in rs) if v is not None],
@@ -58,7 +59,7 @@ for k, rs in groups.items():
 def f(v, fmt="{:,.0f}"):
     return "-" if v is None else fmt.format(v)
 
-hdr = ["target", "test", "rate/s (median)", "vs direct", "spread", "mean us", "p99 us",
+hdr = ["target", "test", "rate/s (median)", "vs direct", "spread", "mean us", "p50 us", "p99 us",
        "errors", "proxy us/unit", "busy cpu0/1", "peak RSS MiB"]
 lines = []
 for t in targets:
@@ -70,7 +71,7 @@ for t in targets:
         ratio = s["rps"] / d["rps"] if d and d["rps"] and s["rps"] else None
         rss = med(hwm.get(t, [])) if t != "direct" else None
         lines.append([t, test, f(s["rps"]), f(ratio, "{:.2f}x"), f(s["spread"], "{:.0f}%"),
-                      f(s["mean"]), f(s["p99"]), str(s["errors"]),
+                      f(s["mean"]), f(s["p50"]), f(s["p99"]), str(s["errors"]),
                       (f(s["cpureq"], "{:.1f}") + (" ({:.1f}-{:.1f})".format(min(s["cpureq_all"]), max(s["cpureq_all"])) if len(s["cpureq_all"]) > 1 else "")), f(s["b0"]) + "/" + f(s["b1"]) + "%", f(rss / 1024 if rss else None, "{:.1f}")])
 
 def md_table(h, ls):
@@ -128,7 +129,7 @@ if "sluice" in targets and "sluice-nometrics" in targets:
 checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in this run)"
 versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
 checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""
-raw_h = ["target", "round", "test", "rps", "mean_us", "p99_us", "errors", "proxy_cpu_pct", "proxy_cpu_us_per_req",
+raw_h = ["target", "round", "test", "rps", "mean_us", "p50_us", "p99_us", "errors", "proxy_cpu_pct", "proxy_cpu_us_per_req",
          "cpu0_busy_pct", "cpu1_busy_pct", "bg_before", "others_pct", "proxy_sys_pct"]
 raw_l = [[r.get(c) or "" for c in raw_h] for r in rows]
 md = f"""# Proxy benchmark results ({Path(out).stem.replace('results-', '')})
