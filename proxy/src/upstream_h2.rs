@@ -1,7 +1,7 @@
 //! Upstream HTTP/2 (grpc, grpcs services) driven with the h2 crate directly instead of hyper's
 //! client. hyper's HTTP/2 client passes every request through a channel to its connection task and
 //! spawns two tasks per request (one pipes the request body, one waits for the response): on a
-//! unary gRPC call that was a sixth of the proxy's instructions (bench/callgrind.sh). Here the
+//! unary gRPC call that was an eighth of the proxy's instructions (bench/callgrind.sh). Here the
 //! request's own task sends the headers, pushes the body while it waits for the response headers,
 //! and spawns a task only when the body is still streaming once the response has arrived (client
 //! and bidirectional streaming calls).
@@ -145,8 +145,8 @@ impl H2Sender {
 
     /// Sends `req` and waits for the response headers, pushing the request body meanwhile.
     pub async fn send(&mut self, req: Request<RequestBody>) -> Result<Response<H2Body>, SendFailure> {
-        // Waits while the upstream's concurrent-stream limit is reached; fails when the connection
-        // is going away (GOAWAY, closed), before anything was sent.
+        // Fails when the connection is going away (GOAWAY read, closed), before anything was sent.
+        // (Streams over the upstream's concurrency limit wait in h2's queue once sent.)
         if let Err(error) = poll_fn(|cx| self.send.poll_ready(cx)).await {
             return Err(SendFailure { request: Some(req), error });
         }
