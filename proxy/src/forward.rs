@@ -16,10 +16,10 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::balancer::{ActiveGuard, PickContext};
-use crate::body::{BodyError, Limits, ProxyBody, UpstreamBody, UpstreamStream};
+use crate::body::{Limits, ProxyBody, UpstreamBody, UpstreamStream};
 use crate::grpc;
 use crate::observe::{Completion, LogDetails, Observer};
-use crate::pool::{Pool, Sender};
+use crate::pool::{Pool, Sender, Unanswered};
 use crate::request_body::RequestBody;
 use crate::respond::{error_response, ProxyError};
 use crate::router::{upstream_path, RouteRequest};
@@ -275,12 +275,9 @@ async fn forward(
                         .map_err(|mut e| Unanswered { request: e.take_message(), error: Box::new(e.into_error()) })
                 })
             }
-            Sender::H2(mut s) => futures_util::future::Either::Right(async move {
-                s.send(up)
-                    .await
-                    .map(|r| r.map(UpstreamStream::H2))
-                    .map_err(|f| Unanswered { request: f.request, error: Box::new(f.error) })
-            }),
+            Sender::H2(mut s) => {
+                futures_util::future::Either::Right(async move { s.send(up).await.map(|r| r.map(UpstreamStream::H2)) })
+            }
         };
         let wait = match deadline {
             Some(d) => svc.read_timeout.min(d.saturating_duration_since(sent_at)),
@@ -330,12 +327,6 @@ async fn forward(
         let body = UpstreamBody::new(rbody, grpc && h2, Limits { deadline, idle: svc.read_timeout }, d);
         return Ok(Response::from_parts(rparts, ProxyBody::Upstream(Box::new(body))));
     }
-}
-
-/// An upstream request that got no response; `request` is back when it never left.
-struct Unanswered {
-    request: Option<Request<RequestBody>>,
-    error: BodyError,
 }
 
 fn path_of(uri: &Uri) -> &str {

@@ -19,6 +19,7 @@ use rustls::pki_types::ServerName;
 use thiserror::Error;
 use tokio::net::TcpStream;
 
+use crate::body::BodyError;
 use crate::request_body::RequestBody;
 use crate::upstream_h2::H2Sender;
 
@@ -73,6 +74,13 @@ struct Key {
     /// SNI and the identity of the TLS config (pointer), so different verification settings never
     /// share a connection.
     tls: Option<(Arc<str>, usize)>,
+}
+
+/// An upstream request that got no response. `request` is given back when it never reached the
+/// upstream, so the caller may retry it on a fresh connection.
+pub struct Unanswered {
+    pub request: Option<http::Request<RequestBody>>,
+    pub error: BodyError,
 }
 
 /// A connection ready to take one request.

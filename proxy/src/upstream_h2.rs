@@ -24,7 +24,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame};
 
 use crate::body::BodyError;
-use crate::pool::{H2Tuning, Io};
+use crate::pool::{H2Tuning, Io, Unanswered};
 use crate::request_body::RequestBody;
 
 /// Streams opened before the upstream's SETTINGS say how many it allows (hyper's default).
@@ -96,13 +96,6 @@ impl H2Body {
     }
 }
 
-/// A request that got no response. `request` is given back when it never reached the upstream,
-/// so the caller may retry it on a fresh connection.
-pub struct SendFailure {
-    pub request: Option<Request<RequestBody>>,
-    pub error: h2::Error,
-}
-
 impl H2Sender {
     /// The HTTP/2 handshake over `io`; the connection is driven by a spawned task from then on.
     pub async fn handshake(io: Box<dyn Io>, tuning: &H2Tuning) -> Result<H2Sender, h2::Error> {
@@ -144,18 +137,18 @@ impl H2Sender {
     }
 
     /// Sends `req` and waits for the response headers, pushing the request body meanwhile.
-    pub async fn send(&mut self, req: Request<RequestBody>) -> Result<Response<H2Body>, SendFailure> {
+    pub async fn send(&mut self, req: Request<RequestBody>) -> Result<Response<H2Body>, Unanswered> {
         // Fails when the connection is going away (GOAWAY read, closed), before anything was sent.
         // (Streams over the upstream's concurrency limit wait in h2's queue once sent.)
         if let Err(error) = poll_fn(|cx| self.send.poll_ready(cx)).await {
-            return Err(SendFailure { request: Some(req), error });
+            return Err(Unanswered { request: Some(req), error: error.into() });
         }
         let (parts, body) = req.into_parts();
         let end_of_stream = body.is_end_stream();
         let (mut response, tx) = self
             .send
             .send_request(Request::from_parts(parts, ()), end_of_stream)
-            .map_err(|error| SendFailure { request: None, error })?;
+            .map_err(|error| Unanswered { request: None, error: error.into() })?;
         // Open from here: a call waiting long for its response headers keeps pings going too.
         let open = OpenStream::new(&self.conn);
         let mut pump = (!end_of_stream).then(|| BodyPump { body, tx });
@@ -173,7 +166,7 @@ impl H2Sender {
             tokio::spawn(p);
         }
         got.map(|r| r.map(|stream| H2Body { stream, data_done: false, _open: open }))
-            .map_err(|error| SendFailure { request: None, error })
+            .map_err(|error| Unanswered { request: None, error: error.into() })
     }
 }
 
