@@ -31,14 +31,8 @@ TLS_DIR=$OUT/tls; mkdir -p "$TLS_DIR"
     -subj /CN=localhost -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >/dev/null 2>&1
 BACKEND_PORT=18090; PORT=18095; TLS_PORT=18096   # apart from run.sh's ports
 
-PIDS=()
-stop_pid() { local p=$1 i; kill -0 "$p" 2>/dev/null || return 0; kill -TERM "$p" 2>/dev/null
-    for i in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; return 0; }
-cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-wait_port() { local i; for i in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+STOP_TRIES=100 WAIT_TRIES=600   # valgrind starts and stops slowly
+source "$HERE/lib.sh"
 
 BACKEND_THREADS=1 $BIN/bench-backend 127.0.0.1:$BACKEND_PORT 2>/dev/null &
 PIDS+=($!); wait_port $BACKEND_PORT || { echo "backend did not start" >&2; exit 1; }

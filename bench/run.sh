@@ -74,28 +74,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -subj /CN=localhost -keyout "$TLS_KEY" -out "$TLS_CERT" >/dev/null 2>&1
 cat "$TLS_CERT" "$TLS_KEY" > "$RUN/tls/combined.pem"
 
-PIDS=()
-stop_pid() {  # stop one process we started, by PID; escalate after 5 s
-    local p=$1 i
-    kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM "$p" 2>/dev/null
-    for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    return 0
-}
-cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_port() {  # wait up to 10 s for 127.0.0.1:$1 to accept
-    local i
-    for i in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 never opened" >&2; return 1
-}
+source "$HERE/lib.sh"
 tree_pids() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
 cpu_ticks() {  # utime+stime (or, with $2 = sys, stime only) of the process and its children, in clock ticks
     local p t=0 v f='$12 + $13'

@@ -17,14 +17,7 @@ BIN=backend/target/release
 [ -x "$PROXY" ] && [ -x $BIN/bench-backend ] || { echo "build first (run-all.sh builds everything)" >&2; exit 1; }
 OUT=$HERE/.run/scale; rm -rf "$OUT"; mkdir -p "$OUT"; chmod 700 "$OUT"
 BPORT=18091; PPORT=18098; SPORT=18099
-PIDS=()
-stop_pid() { local p=$1 i; kill -0 "$p" 2>/dev/null || return 0; kill -TERM "$p" 2>/dev/null
-    for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; return 0; }
-cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-wait_port() { local i; for i in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+source "$HERE/lib.sh"
 now_ms() { date +%s%3N; }
 kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }

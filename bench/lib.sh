@@ -1,0 +1,25 @@
+# Sourced by the bench scripts: they start and stop only their own processes, by PID.
+#   PIDS+=($!)            after starting a process; all are stopped on exit
+#   stop_pid PID          TERM, then KILL after STOP_TRIES tenths of a second (default 50)
+#   wait_port PORT        until 127.0.0.1:PORT accepts, up to WAIT_TRIES tenths (default 100)
+PIDS=()
+stop_pid() {
+    local p=$1 i
+    kill -0 "$p" 2>/dev/null || return 0
+    kill -TERM "$p" 2>/dev/null
+    for i in $(seq "${STOP_TRIES:-50}"); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    return 0
+}
+cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+wait_port() {
+    local i
+    for i in $(seq "${WAIT_TRIES:-100}"); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "port $1 never opened" >&2; return 1
+}
