@@ -209,6 +209,14 @@ impl SyncLoop {
         Desired::new(translation, snapshot, full_hash)
     }
 
+    /// The proxy runs `desired`: it becomes the last good config and its objects are reported applied.
+    fn mark_applied(&self, state: &mut State, desired: &Desired) {
+        state.applied_hash = Some(desired.hash.clone());
+        state.last_good = Some((desired.hash.clone(), desired.body.clone()));
+        self.ready.set_ready();
+        self.reporter.applied(&desired.translation);
+    }
+
     /// One round: bring the proxy to `desired`. `false` = retry later (with backoff).
     async fn sync(&self, desired: &mut Desired, state: &mut State) -> bool {
         for _ in 0..MAX_FALLBACK_ROUNDS {
@@ -221,10 +229,7 @@ impl SyncLoop {
             };
             if proxy_hash == desired.hash {
                 if state.applied_hash.as_deref() != Some(desired.hash.as_str()) {
-                    state.applied_hash = Some(desired.hash.clone());
-                    state.last_good = Some((desired.hash.clone(), desired.body.clone()));
-                    self.ready.set_ready();
-                    self.reporter.applied(&desired.translation);
+                    self.mark_applied(state, desired);
                 }
                 self.reporter.synced(&desired.snapshot);
                 return true;
@@ -248,10 +253,7 @@ impl SyncLoop {
                 Ok(_) => {
                     self.metrics.push(true, "", millis, desired.body.len(), unix_now());
                     tracing::info!(hash = %desired.hash, proxy_hash = %proxy_hash, "configuration pushed");
-                    state.applied_hash = Some(desired.hash.clone());
-                    state.last_good = Some((desired.hash.clone(), desired.body.clone()));
-                    self.ready.set_ready();
-                    self.reporter.applied(&desired.translation);
+                    self.mark_applied(state, desired);
                     self.reporter.synced(&desired.snapshot);
                     return true;
                 }
