@@ -93,17 +93,12 @@ pub fn fingerprint(path: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 
 /// Parses multi-document YAML text into `loaded` (`source` names the text in problems and logs).
 pub fn parse_documents(text: &str, source: &str, loaded: &mut Loaded) {
+    let file = ObjectRef { kind: "File".into(), namespace: String::new(), name: source.into(), uid: String::new() };
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let value = match serde_yaml_ng::Value::deserialize(doc) {
             Ok(v) => v,
             Err(e) => {
-                let object = ObjectRef {
-                    kind: "File".into(),
-                    namespace: String::new(),
-                    name: source.into(),
-                    uid: String::new(),
-                };
-                loaded.problems.push(Problem::new(&object, format!("documents[{i}]"), format!("invalid YAML: {e}")));
+                loaded.problems.push(Problem::new(&file, format!("documents[{i}]"), format!("invalid YAML: {e}")));
                 // The YAML stream cannot be resumed after a syntax error.
                 return;
             }
@@ -114,14 +109,8 @@ pub fn parse_documents(text: &str, source: &str, loaded: &mut Loaded) {
         match serde_json::to_value(&value) {
             Ok(json) => add_value(json, source, loaded),
             Err(e) => {
-                let object = ObjectRef {
-                    kind: "File".into(),
-                    namespace: String::new(),
-                    name: source.into(),
-                    uid: String::new(),
-                };
                 loaded.problems.push(Problem::new(
-                    &object,
+                    &file,
                     format!("documents[{i}]"),
                     format!("not a JSON-compatible document: {e}"),
                 ));
