@@ -223,13 +223,7 @@ async fn resource(
     let store = &app.store;
     match (method, name) {
         (Method::GET, None) => {
-            let filter = Filter {
-                group: rt.group.clone(),
-                plural: rt.plural.clone(),
-                namespace: (rt.namespaced && !namespace.is_empty()).then(|| namespace.clone()),
-                labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?,
-                fields: FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())?,
-            };
+            let filter = collection_filter(&rt, &namespace, &q)?;
             if truthy(&q, "watch") {
                 return Ok(watch_response(app, rt, filter, &q, shape));
             }
@@ -264,13 +258,7 @@ async fn resource(
         }
         (Method::DELETE, Some(name)) => store.delete(&rt, &namespace, &name, dry_run).map(|v| ok(&v)),
         (Method::DELETE, None) => {
-            let filter = Filter {
-                group: rt.group.clone(),
-                plural: rt.plural.clone(),
-                namespace: (rt.namespaced && !namespace.is_empty()).then(|| namespace.clone()),
-                labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?,
-                fields: FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())?,
-            };
+            let filter = collection_filter(&rt, &namespace, &q)?;
             let items = store.delete_collection(&rt, &filter, dry_run)?;
             Ok(ok(&json!({
                 "kind": rt.list_kind,
@@ -281,6 +269,18 @@ async fn resource(
         }
         (m, _) => Err(ApiError::method_not_allowed(format!("{m} is not supported on {path}"))),
     }
+}
+
+/// What a list, watch or collection delete selects: the namespace of the path (none for
+/// cluster-scoped kinds or all namespaces) and the query's label and field selectors.
+fn collection_filter(rt: &ResourceType, namespace: &str, q: &HashMap<String, String>) -> Result<Filter, ApiError> {
+    Ok(Filter {
+        group: rt.group.clone(),
+        plural: rt.plural.clone(),
+        namespace: (rt.namespaced && !namespace.is_empty()).then(|| namespace.to_string()),
+        labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?,
+        fields: FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())?,
+    })
 }
 
 fn watch_response(

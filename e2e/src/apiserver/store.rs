@@ -452,10 +452,34 @@ impl Store {
         }
     }
 
-    fn publish(&self, state: &mut State, ev: Event) {
-        let rv = ev.rv;
+    /// Records one change of `key` (at resourceVersion `rv`) and wakes the watchers.
+    fn publish(
+        &self,
+        state: &mut State,
+        rv: u64,
+        key: &ObjKey,
+        kind: EventType,
+        object: Value,
+        previous: Option<Value>,
+    ) {
+        let ev = Event {
+            rv,
+            group: key.group.clone(),
+            plural: key.plural.clone(),
+            namespace: key.namespace.clone(),
+            kind,
+            object: Arc::new(object),
+            previous: previous.map(Arc::new),
+        };
         state.record(self.history_limit, ev);
         self.latest.send_replace(rv);
+    }
+
+    /// Gives `object` the next resourceVersion, which it returns.
+    fn stamp(state: &mut State, object: &mut Value) -> u64 {
+        let rv = state.next_rv();
+        metadata_mut(object).insert("resourceVersion".into(), json!(rv.to_string()));
+        rv
     }
 
     /// POST: stores a new object.
@@ -541,17 +565,8 @@ impl Store {
         if resources::is_crd(&rt.group, &rt.plural) {
             state.crd_types.insert(name.clone(), resources::from_crd(&obj)?);
         }
-        state.objects.insert(key, Stored { value: obj.clone(), applied: BTreeMap::new() });
-        let ev = Event {
-            rv,
-            group: rt.group.clone(),
-            plural: rt.plural.clone(),
-            namespace,
-            kind: EventType::Added,
-            object: Arc::new(obj.clone()),
-            previous: None,
-        };
-        self.publish(state, ev);
+        state.objects.insert(key.clone(), Stored { value: obj.clone(), applied: BTreeMap::new() });
+        self.publish(state, rv, &key, EventType::Added, obj.clone(), None);
         Ok(obj)
     }
 
@@ -748,22 +763,12 @@ impl Store {
             state.objects.insert(key.clone(), Stored { value: new, applied: stored_applied });
             return self.remove_locked(state, rt, &key);
         }
-        let rv = state.next_rv();
-        metadata_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
+        let rv = Self::stamp(state, &mut new);
         if is_crd {
             state.crd_types.insert(key.name.clone(), resources::from_crd(&new)?);
         }
         state.objects.insert(key.clone(), Stored { value: new.clone(), applied: stored_applied });
-        let ev = Event {
-            rv,
-            group: key.group,
-            plural: key.plural,
-            namespace: key.namespace,
-            kind: EventType::Modified,
-            object: Arc::new(new.clone()),
-            previous: Some(Arc::new(old.value)),
-        };
-        self.publish(state, ev);
+        self.publish(state, rv, &key, EventType::Modified, new.clone(), Some(old.value));
         Ok(new)
     }
 
@@ -785,19 +790,9 @@ impl Store {
             let meta = metadata_mut(&mut marked);
             meta.insert("deletionTimestamp".into(), json!(clock::now_rfc3339()));
             meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-            let rv = state.next_rv();
-            metadata_mut(&mut marked).insert("resourceVersion".into(), json!(rv.to_string()));
+            let rv = Self::stamp(&mut state, &mut marked);
             state.objects.insert(key.clone(), Stored { value: marked.clone(), applied: old.applied });
-            let ev = Event {
-                rv,
-                group: key.group,
-                plural: key.plural,
-                namespace: key.namespace,
-                kind: EventType::Modified,
-                object: Arc::new(marked.clone()),
-                previous: Some(Arc::new(old.value)),
-            };
-            self.publish(&mut state, ev);
+            self.publish(&mut state, rv, &key, EventType::Modified, marked.clone(), Some(old.value));
             return Ok(render(rt, &marked));
         }
         self.remove_locked(&mut state, rt, &key)
@@ -823,19 +818,9 @@ impl Store {
         let Some(old) = state.objects.remove(key) else {
             return Err(ApiError::not_found(rt.subject(&key.name)));
         };
-        let rv = state.next_rv();
         let mut gone = old.value;
-        metadata_mut(&mut gone).insert("resourceVersion".into(), json!(rv.to_string()));
-        let ev = Event {
-            rv,
-            group: key.group.clone(),
-            plural: key.plural.clone(),
-            namespace: key.namespace.clone(),
-            kind: EventType::Deleted,
-            object: Arc::new(gone.clone()),
-            previous: None,
-        };
-        self.publish(state, ev);
+        let rv = Self::stamp(state, &mut gone);
+        self.publish(state, rv, key, EventType::Deleted, gone.clone(), None);
         let dependents: Vec<ObjKey> = if key.group.is_empty() && key.plural == "namespaces" {
             state.objects.keys().filter(|k| k.namespace == key.name).cloned().collect()
         } else if resources::is_crd(&key.group, &key.plural) {
@@ -851,19 +836,9 @@ impl Store {
         };
         for dep in dependents {
             if let Some(s) = state.objects.remove(&dep) {
-                let rv = state.next_rv();
                 let mut v = s.value;
-                metadata_mut(&mut v).insert("resourceVersion".into(), json!(rv.to_string()));
-                let ev = Event {
-                    rv,
-                    group: dep.group,
-                    plural: dep.plural,
-                    namespace: dep.namespace,
-                    kind: EventType::Deleted,
-                    object: Arc::new(v),
-                    previous: None,
-                };
-                self.publish(state, ev);
+                let rv = Self::stamp(state, &mut v);
+                self.publish(state, rv, &dep, EventType::Deleted, v, None);
             }
         }
         Ok(render(rt, &gone))
