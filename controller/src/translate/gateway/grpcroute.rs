@@ -16,9 +16,10 @@ use gateway_api::apis::standard::grpcroutes::{
 };
 use proxy_config::patterns::compile_path_regex;
 
-use super::backend_ref;
 use super::filters::{header_value_exact, header_value_regex};
-use super::model::{header_mods, route_view, Filters, MatchView, RouteKind, RouteView, RuleView};
+use super::model::{
+    header_mods, route_view, rule_backends, rule_matches, Filters, MatchView, RouteKind, RouteView, RuleView,
+};
 use crate::translate::Problem;
 
 /// The header every GRPCRoute route requires, and its condition (a gRPC content type).
@@ -31,25 +32,7 @@ pub(crate) fn view(route: &GrpcRoute, problems: &mut Vec<Problem>) -> RouteView 
 
 fn rule(namespace: &str, index: usize, r: &GrpcRouteRules) -> RuleView {
     let base = format!("spec.rules[{index}]");
-    let mut matches = Vec::new();
-    let mut dropped = None;
-    let list = r.matches.as_deref().unwrap_or_default();
-    if list.is_empty() {
-        matches.push(match_all(0));
-    }
-    for (mi, m) in list.iter().enumerate() {
-        match convert_match(mi, m) {
-            Ok(v) => matches.push(v),
-            Err((field, message)) => {
-                // One bad match makes the rule match something else than written: drop the rule.
-                dropped = Some((format!("{base}.matches[{mi}]{field}"), message));
-                break;
-            }
-        }
-    }
-    if dropped.is_some() {
-        matches.clear();
-    }
+    let (matches, dropped) = rule_matches(&base, r.matches.as_deref().unwrap_or_default(), match_all(0), convert_match);
     let mut filters = Filters::default();
     for (fi, f) in r.filters.iter().flatten().enumerate() {
         let field = format!("{base}.filters[{fi}]");
@@ -72,24 +55,7 @@ fn rule(namespace: &str, index: usize, r: &GrpcRouteRules) -> RuleView {
             }
         }
     }
-    let mut backends = Vec::new();
-    for (bi, b) in r.backend_refs.iter().flatten().enumerate() {
-        if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-            filters.ignored.push((
-                format!("{base}.backendRefs[{bi}].filters"),
-                "per-backend filters are not supported by sluice; ignored".into(),
-            ));
-        }
-        backends.push(backend_ref(
-            namespace,
-            b.group.as_deref(),
-            b.kind.as_deref(),
-            b.namespace.as_deref(),
-            &b.name,
-            b.port,
-            b.weight,
-        ));
-    }
+    let backends = rule_backends!(namespace, base, r, filters);
     RuleView { index, name: r.name.clone(), matches, filters, backends, dropped }
 }
 

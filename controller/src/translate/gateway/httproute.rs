@@ -12,9 +12,10 @@ use gateway_api::apis::standard::httproutes::{
 };
 use proxy_config::patterns::compile_path_regex;
 
-use super::backend_ref;
 use super::filters::{header_value_exact, header_value_regex};
-use super::model::{header_mods, route_view, Filters, MatchView, RouteKind, RouteView, RuleView};
+use super::model::{
+    header_mods, route_view, rule_backends, rule_matches, Filters, MatchView, RouteKind, RouteView, RuleView,
+};
 use crate::translate::Problem;
 
 /// Converts an HTTPRoute; problems name the fields that are ignored or dropped.
@@ -24,30 +25,18 @@ pub(crate) fn view(route: &HttpRoute, problems: &mut Vec<Problem>) -> RouteView 
 
 fn rule(namespace: &str, index: usize, r: &HttpRouteRules) -> RuleView {
     let base = format!("spec.rules[{index}]");
-    let mut matches = Vec::new();
-    let mut dropped = None;
-    let list = r.matches.as_deref().unwrap_or_default();
-    if list.is_empty() {
-        matches.push(MatchView {
+    let (matches, dropped) = rule_matches(
+        &base,
+        r.matches.as_deref().unwrap_or_default(),
+        MatchView {
             index: 0,
             paths: vec!["/".into()],
             methods: Vec::new(),
             headers: Default::default(),
             rank: [1, 1, 0, 0, 0],
-        });
-    }
-    for (mi, m) in list.iter().enumerate() {
-        match convert_match(mi, m) {
-            Ok(v) => matches.push(v),
-            Err((field, message)) => {
-                dropped = Some((format!("{base}.matches[{mi}]{field}"), message));
-                break;
-            }
-        }
-    }
-    if dropped.is_some() {
-        matches.clear();
-    }
+        },
+        convert_match,
+    );
     let mut filters = Filters::default();
     for (fi, f) in r.filters.iter().flatten().enumerate() {
         let field = format!("{base}.filters[{fi}]");
@@ -68,24 +57,7 @@ fn rule(namespace: &str, index: usize, r: &HttpRouteRules) -> RuleView {
             ref other => filters.ignored.push((field, format!("filter {other:?} is not supported by sluice; ignored"))),
         }
     }
-    let mut backends = Vec::new();
-    for (bi, b) in r.backend_refs.iter().flatten().enumerate() {
-        if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-            filters.ignored.push((
-                format!("{base}.backendRefs[{bi}].filters"),
-                "per-backend filters are not supported by sluice; ignored".into(),
-            ));
-        }
-        backends.push(backend_ref(
-            namespace,
-            b.group.as_deref(),
-            b.kind.as_deref(),
-            b.namespace.as_deref(),
-            &b.name,
-            b.port,
-            b.weight,
-        ));
-    }
+    let backends = rule_backends!(namespace, base, r, filters);
     RuleView { index, name: r.name.clone(), matches, filters, backends, dropped }
 }
 

@@ -90,6 +90,56 @@ macro_rules! header_mods {
 }
 pub(crate) use header_mods;
 
+/// The backend refs of a GRPCRoute or HTTPRoute rule `$rule` (resolved against `$namespace`);
+/// per-backend filters are reported in `$filters` as ignored. The generated types differ per
+/// route kind; their field names do not.
+macro_rules! rule_backends {
+    ($namespace:expr, $base:expr, $rule:expr, $filters:expr) => {{
+        let mut backends = Vec::new();
+        for (bi, b) in $rule.backend_refs.iter().flatten().enumerate() {
+            if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
+                $filters.ignored.push((
+                    format!("{}.backendRefs[{bi}].filters", $base),
+                    "per-backend filters are not supported by sluice; ignored".into(),
+                ));
+            }
+            backends.push($crate::translate::gateway::backend_ref(
+                $namespace,
+                b.group.as_deref(),
+                b.kind.as_deref(),
+                b.namespace.as_deref(),
+                &b.name,
+                b.port,
+                b.weight,
+            ));
+        }
+        backends
+    }};
+}
+pub(crate) use rule_backends;
+
+/// The matches of a rule: `default` when it lists none. One match that cannot be converted makes
+/// the rule match something other than written, so the rule is dropped: no matches, and the
+/// `(field, message)` of the first bad match.
+pub(crate) fn rule_matches<M>(
+    base: &str,
+    list: &[M],
+    default: MatchView,
+    convert: impl Fn(usize, &M) -> Result<MatchView, (String, String)>,
+) -> (Vec<MatchView>, Option<(String, String)>) {
+    if list.is_empty() {
+        return (vec![default], None);
+    }
+    let mut matches = Vec::with_capacity(list.len());
+    for (mi, m) in list.iter().enumerate() {
+        match convert(mi, m) {
+            Ok(v) => matches.push(v),
+            Err((field, message)) => return (Vec::new(), Some((format!("{base}.matches[{mi}]{field}"), message))),
+        }
+    }
+    (matches, None)
+}
+
 /// Builds the [`RouteView`] of a GRPCRoute or HTTPRoute: object, hostnames, parent refs and rules
 /// (converted by `$rule(namespace, index, rule)`). The generated spec types differ per route kind;
 /// their field names do not.
