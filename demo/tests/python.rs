@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use sluice_demo::{self_signed, spawn, BackendOptions};
 
+#[path = "support/grpc_shapes.rs"]
+mod grpc_shapes;
+use grpc_shapes::assert_all_shapes;
+
 const LIMIT: Duration = Duration::from_secs(180);
 
 fn script() -> PathBuf {
@@ -54,27 +58,6 @@ fn ensure_python() {
 async fn run_script(args: Vec<String>) -> Output {
     let run = tokio::process::Command::new("python3").arg(script()).args(args).kill_on_drop(true).output();
     tokio::time::timeout(LIMIT, run).await.expect("grpc_shapes.py finished in time").expect("run python3")
-}
-
-fn assert_all_shapes(output: &Output) {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "grpc_shapes.py failed ({:?})\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        lines,
-        [
-            "unary: ok (hello python)",
-            "server-streaming: ok (1000 replies)",
-            "client-streaming: ok (1000 messages)",
-            "bidi-streaming: ok (1000 messages)",
-            "all shapes ok",
-        ]
-    );
 }
 
 #[tokio::test]

@@ -3,12 +3,15 @@
 //! (`make test` installs them); the test fails loudly, never skips, when they are missing.
 
 mod common;
+#[path = "../../demo/tests/support/grpc_shapes.rs"]
+mod grpc_shapes;
 
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
+use grpc_shapes::assert_all_shapes;
 use sluice_demo::{methods, spawn, BackendOptions};
 
 fn script() -> PathBuf {
@@ -34,25 +37,6 @@ async fn python(args: &[String]) -> Output {
     .expect("python runs")
 }
 
-fn assert_shapes(out: &Output) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "grpc_shapes.py failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
-        [
-            "unary: ok (hello python)",
-            "server-streaming: ok (1000 replies)",
-            "client-streaming: ok (1000 messages)",
-            "bidi-streaming: ok (1000 messages)",
-            "all shapes ok",
-        ]
-    );
-}
-
 #[tokio::test]
 async fn grpcio_four_shapes_through_the_proxy_over_h2c_and_tls() {
     require_grpcio();
@@ -63,7 +47,7 @@ async fn grpcio_four_shapes_through_the_proxy_over_h2c_and_tls() {
     p.push_ok(&format!("{}{certs}", grpc_config(b.addr()))).await;
 
     let plain = python(&[script().display().to_string(), p.addr(0).to_string()]).await;
-    assert_shapes(&plain);
+    assert_all_shapes(&plain);
 
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("ca.pem");
@@ -78,7 +62,7 @@ async fn grpcio_four_shapes_through_the_proxy_over_h2c_and_tls() {
         p.addr(1).to_string(),
     ])
     .await;
-    assert_shapes(&tls);
+    assert_all_shapes(&tls);
     // The calls really went through the proxy to the backend.
     assert!(b.stats().started(methods::BIDI_HELLO) >= 2);
 }
