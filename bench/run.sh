@@ -76,15 +76,14 @@ cat "$TLS_CERT" "$TLS_KEY" > "$RUN/tls/combined.pem"
 
 source "$HERE/lib.sh"
 tree_pids() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
-cpu_ticks() {  # utime+stime (or, with $2 = sys, stime only) of the process and its children, in clock ticks
-    local p t=0 v f='$12 + $13'
-    [ -n "$1" ] || { echo 0; return; }
-    [ "${2:-}" = sys ] && f='$13'
+cpu_ticks() {  # "total sys": utime+stime and stime of the process and its children, in clock ticks
+    local p t=0 k=0 u v
+    [ -n "$1" ] || { echo 0 0; return; }
     for p in $(tree_pids "$1"); do
-        v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk "{print $f}")
-        t=$((t + ${v:-0}))
+        read -r u v < <(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13, $13}')
+        t=$((t + ${u:-0})); k=$((k + ${v:-0}))
     done
-    echo $t
+    echo $t $k
 }
 peak_rss_kb() {  # VmHWM summed over the process and its children
     local p t=0 v
@@ -189,13 +188,11 @@ child_ticks() { sed 's/.*) //' /proc/$$/stat | awk '{print $14 + $15}'; }  # rea
 # M_SYS (% of the proxy's CPU time spent in the kernel)
 measure() {
     local c0 c1 b0 b1 l0 l1 j0 j1 t0 t1 s0 s1 k0 k1
-    k0=$(cpu_ticks "$PROXY_PID" sys)
-    c0=$(cpu_ticks "$PROXY_PID"); b0=$(cpu_ticks "$BACKEND_PID"); l0=$(child_ticks)
+    read -r c0 k0 < <(cpu_ticks "$PROXY_PID"); read -r b0 _ < <(cpu_ticks "$BACKEND_PID"); l0=$(child_ticks)
     j0=$(task_jiffies); s0=$(cpu_snap); t0=$(date +%s%N)
     "$@"
     t1=$(date +%s%N); s1=$(cpu_snap); j1=$(task_jiffies)
-    l1=$(child_ticks); b1=$(cpu_ticks "$BACKEND_PID"); c1=$(cpu_ticks "$PROXY_PID")
-    k1=$(cpu_ticks "$PROXY_PID" sys)
+    l1=$(child_ticks); read -r b1 _ < <(cpu_ticks "$BACKEND_PID"); read -r c1 k1 < <(cpu_ticks "$PROXY_PID")
     M_SYS=$(awk -v k=$((k1 - k0)) -v c=$((c1 - c0)) 'BEGIN { if (c > 0) printf "%.0f", 100 * k / c; else print "NA" }')
     M_PROXY=$((c1 - c0)); M_WALL=$((t1 - t0)); M_BUSY=$(busy_pct "$s0" "$s1")
     M_FOREIGN=$(awk -v j=$((j1 - j0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) -v t="$TCK" -v w="$M_WALL" \
