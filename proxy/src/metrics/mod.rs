@@ -248,7 +248,7 @@ impl Metrics {
                 }
                 if let Some(code) = r.grpc_status {
                     let (svc, method) = r.grpc_call.unwrap_or(("", ""));
-                    self.grpc_series(rm, series, svc, method, code).inc();
+                    self.count_grpc_call(rm, series, svc, method, code);
                 }
             }
             None => {
@@ -262,11 +262,12 @@ impl Metrics {
         }
     }
 
-    /// The `sluice_grpc_requests_total` series of a routed call.
-    fn grpc_series(&self, rm: &RouteMetrics, series: &RouteSeries, svc: &str, method: &str, code: u8) -> IntCounter {
+    /// Counts a routed call in its `sluice_grpc_requests_total` series.
+    fn count_grpc_call(&self, rm: &RouteMetrics, series: &RouteSeries, svc: &str, method: &str, code: u8) {
         let mut cache = series.grpc.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(hit) = cache.iter().find(|g| g.code == code && *g.method == *method && *g.service == *svc) {
-            return hit.counter.clone();
+            hit.counter.inc();
+            return;
         }
         let (label_svc, label_method) = self.bounded_grpc_labels(&rm.route, svc, method);
         let counter = self.grpc_requests.with_label_values(&[
@@ -276,10 +277,10 @@ impl Metrics {
             label_method,
             &itoa_status(u16::from(code)),
         ]);
+        counter.inc();
         if cache.len() < GRPC_CACHE {
-            cache.push(GrpcSeries { service: svc.into(), method: method.into(), code, counter: counter.clone() });
+            cache.push(GrpcSeries { service: svc.into(), method: method.into(), code, counter });
         }
-        counter
     }
 
     /// The gRPC service and method labels of a routed call: themselves while fewer than
