@@ -14,11 +14,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::grpc::{self, Code};
 use crate::observe::Completion;
+use crate::upstream_h1::H1Body;
 use crate::upstream_h2::H2Body;
 
 /// The error type of [`ProxyBody`]: hyper aborts the stream/connection when it sees one.
@@ -80,8 +80,8 @@ pub struct Limits {
 
 /// An upstream response body as its connection delivers it.
 pub enum UpstreamStream {
-    /// From hyper's HTTP/1.1 client.
-    H1(Incoming),
+    /// From an HTTP/1.1 connection.
+    H1(H1Body),
     /// From an HTTP/2 stream.
     H2(H2Body),
 }
@@ -89,7 +89,7 @@ pub enum UpstreamStream {
 impl UpstreamStream {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self {
-            UpstreamStream::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpstreamStream::H1(b) => b.poll_frame(cx),
             UpstreamStream::H2(b) => b.poll_frame(cx),
         }
     }
@@ -251,7 +251,9 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.pending_trailers.is_none()
+        // An upstream body known to be empty (HEAD, 204, 304) is over before it is polled: hyper
+        // then sends no body and keeps the response's own content-length.
+        self.pending_trailers.is_none() && (self.done || self.inner.as_ref().is_some_and(UpstreamStream::is_end_stream))
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -31,4 +31,5 @@ pub mod state;
 pub mod status;
 pub mod tls;
 pub mod trust;
+pub mod upstream_h1;
 pub mod upstream_h2;

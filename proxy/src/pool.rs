@@ -5,26 +5,31 @@
 //!
 //! HTTP/2 (grpc, grpcs): one multiplexed connection per key, redialled when it closes (driven by
 //! `upstream_h2`).
-//! HTTP/1.1 (http, https): a LIFO list of connections per key; busy ones stay listed and are
-//! reused once their response has been read.
+//! HTTP/1.1 (http, https): a LIFO list of idle connections per key (`upstream_h1`). A request
+//! takes one out; its response body puts it back once complete. Idle connections nobody polls, so
+//! one is checked before reuse (an upstream may have closed it), and a sweeper closes those idle
+//! longer than [`H1_IDLE_TIMEOUT`] or closed by the upstream.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use thiserror::Error;
 use tokio::net::TcpStream;
 
 use crate::body::BodyError;
 use crate::request_body::RequestBody;
+use crate::upstream_h1::H1Conn;
 use crate::upstream_h2::H2Sender;
 
 /// Idle HTTP/1.1 connections kept per key.
 const MAX_IDLE_H1: usize = 256;
+/// How long an idle HTTP/1.1 connection is kept (Kong's `upstream_keepalive_idle_timeout`).
+pub const H1_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often idle HTTP/1.1 connections are checked.
+const H1_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum ConnectError {
@@ -77,15 +82,17 @@ struct Key {
 }
 
 /// An upstream request that got no response. `request` is given back when it never reached the
-/// upstream, so the caller may retry it on a fresh connection.
+/// upstream, so the caller may retry it on a fresh connection (boxed: that is rare, and a small
+/// error keeps every request's `Result` small).
 pub struct Unanswered {
-    pub request: Option<http::Request<RequestBody>>,
+    pub request: Option<Box<http::Request<RequestBody>>>,
     pub error: BodyError,
 }
 
 /// A connection ready to take one request.
 pub enum Sender {
-    H1(http1::SendRequest<RequestBody>),
+    /// An HTTP/1.1 connection, owned by the request, and where it goes back when done.
+    H1(H1Conn, H1Home),
     H2(H2Sender),
 }
 
@@ -158,9 +165,30 @@ struct H2Slot {
     dial: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Idle HTTP/1.1 connections per key, most recently used last.
+type H1Idle = Mutex<KeyMap<Vec<H1Conn>>>;
+
+/// Where an HTTP/1.1 connection returns when its exchange is complete.
+pub struct H1Home {
+    idle: Arc<H1Idle>,
+    key: Key,
+}
+
+impl H1Home {
+    pub fn put(self, mut conn: H1Conn) {
+        conn.idle_since = std::time::Instant::now();
+        let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(self.key).or_default();
+        if list.len() < MAX_IDLE_H1 {
+            list.push(conn);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Pool {
-    h1: Mutex<KeyMap<Vec<http1::SendRequest<RequestBody>>>>,
+    h1: Arc<H1Idle>,
+    h1_sweeper: std::sync::OnceLock<()>,
     h2: Mutex<KeyMap<H2Slot>>,
     pub tuning: H2Tuning,
 }
@@ -217,39 +245,43 @@ impl Pool {
             Ok(Sender::H2(s))
         } else {
             if !fresh {
+                let now = std::time::Instant::now();
                 let mut map = self.h1.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(list) = map.get_mut(&key) {
-                    // Most recently used first; closed connections met on the way are dropped.
-                    let mut i = list.len();
-                    while i > 0 {
-                        i -= 1;
-                        if list[i].is_closed() {
-                            list.swap_remove(i);
-                        } else if list[i].is_ready() {
-                            return Ok(Sender::H1(list.swap_remove(i)));
+                    // Most recently used first; stale or closed connections met on the way are dropped.
+                    while let Some(mut conn) = list.pop() {
+                        if now.duration_since(conn.idle_since) < H1_IDLE_TIMEOUT && conn.is_reusable() {
+                            conn.reused = true;
+                            return Ok(Sender::H1(conn, H1Home { idle: self.h1.clone(), key }));
                         }
                     }
                 }
             }
-            Ok(Sender::H1(Box::pin(self.dial_h1(host, port, transport, connect_timeout)).await?))
+            let conn = Box::pin(self.dial_h1(host, port, transport, connect_timeout)).await?;
+            Ok(Sender::H1(conn, H1Home { idle: self.h1.clone(), key }))
         }
     }
 
-    /// Gives an HTTP/1.1 connection back once its request was sent; it becomes usable again when
-    /// its response has been read.
-    pub fn put_h1(&self, host: &Arc<str>, port: u16, transport: &Transport, s: http1::SendRequest<RequestBody>) {
-        if s.is_closed() {
-            return;
-        }
-        let key = Self::key(host, port, transport);
-        let mut map = self.h1.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.entry(key).or_default();
-        if list.len() >= MAX_IDLE_H1 {
-            list.retain(|s| !s.is_closed());
-        }
-        if list.len() < MAX_IDLE_H1 {
-            list.push(s);
-        }
+    /// Closes idle HTTP/1.1 connections that timed out or that the upstream closed, every
+    /// [`H1_SWEEP_EVERY`] while the pool lives. Started with the first HTTP/1.1 connection.
+    fn start_h1_sweeper(&self) {
+        self.h1_sweeper.get_or_init(|| {
+            let idle = Arc::downgrade(&self.h1);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(H1_SWEEP_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(idle) = idle.upgrade() else { return };
+                    let now = std::time::Instant::now();
+                    let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
+                    map.retain(|_, list| {
+                        list.retain_mut(|c| now.duration_since(c.idle_since) < H1_IDLE_TIMEOUT && c.is_reusable());
+                        !list.is_empty()
+                    });
+                }
+            });
+        });
     }
 
     async fn connect(
@@ -310,18 +342,9 @@ impl Pool {
         port: u16,
         transport: &Transport,
         timeout: Duration,
-    ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
-        let io = Self::connect(host, port, transport, timeout).await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| ConnectError::Handshake { addr: format!("{host}:{port}"), source: Box::new(e) })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream h1 connection ended");
-            }
-        });
-        Ok(sender)
+    ) -> Result<H1Conn, ConnectError> {
+        self.start_h1_sweeper();
+        Ok(H1Conn::new(Self::connect(host, port, transport, timeout).await?))
     }
 }
 

@@ -141,7 +141,7 @@ impl H2Sender {
         // Fails when the connection is going away (GOAWAY read, closed), before anything was sent.
         // (Streams over the upstream's concurrency limit wait in h2's queue once sent.)
         if let Err(error) = poll_fn(|cx| self.send.poll_ready(cx)).await {
-            return Err(Unanswered { request: Some(req), error: error.into() });
+            return Err(Unanswered { request: Some(Box::new(req)), error: error.into() });
         }
         let (parts, body) = req.into_parts();
         let end_of_stream = body.is_end_stream();

@@ -1,0 +1,800 @@
+//! Upstream HTTP/1.1 (http, https services) on the request's own task. hyper's client runs each
+//! connection as a task of its own, hands it every request through a channel and the response
+//! back through a oneshot: on a keep-alive HTTP/1.1 request that was a third of the proxy's
+//! instructions (bench/callgrind.sh). Here the request's task writes the head (and the body) and
+//! parses the response head with httparse; the response body is read by whoever polls it (hyper's
+//! server, on that same task), and the connection goes back to the pool the moment the last byte
+//! of its response has been read.
+//!
+//! Framing follows RFC 9112 §6. A request carries its exact length as `content-length`, or is
+//! sent chunked when its length is unknown (an HTTP/2 client without `content-length`). A
+//! response is empty (HEAD, 204, 304), chunked, `content-length` long or close-delimited; 1xx
+//! interim responses are skipped. A connection is reused only after a complete exchange: the
+//! response framed by length or chunks, HTTP/1.1 without `connection: close`, the whole request
+//! body sent, and nothing unread left over.
+//!
+//! The request body is written while the response is read, so an upstream that answers early (a
+//! 413 before reading an upload) is heard; if it answers before the body is sent, the body keeps
+//! flowing while the response body is read, and the connection is closed if the response ends
+//! first.
+
+use std::fmt::Write as _;
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::poll_read_buf;
+
+use crate::body::BodyError;
+use crate::pool::{H1Home, Io, Unanswered};
+use crate::request_body::RequestBody;
+
+/// Largest response head (and chunked trailer block) accepted, as hyper's default buffer limit.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a response head (hyper's default).
+const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line (size plus extensions).
+const MAX_CHUNK_LINE: usize = 4096;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 8 * 1024;
+/// Request body frames up to this size are copied next to what is queued (one write for the head
+/// and a small body); larger ones are written from their own buffer.
+const COALESCE: usize = 16 * 1024;
+
+#[derive(Debug, Error)]
+pub enum H1Error {
+    #[error("upstream connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("upstream closed the connection before responding")]
+    ClosedBeforeResponse,
+    #[error("upstream closed the connection inside the response body")]
+    ClosedInBody,
+    #[error("invalid upstream response head: {0}")]
+    Parse(httparse::Error),
+    #[error("upstream response head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("invalid header '{0}' in upstream response")]
+    Header(String),
+    #[error("upstream response has an invalid content-length")]
+    ContentLength,
+    #[error("upstream answered 101 Switching Protocols, which was not asked for")]
+    Upgrade,
+    #[error("invalid chunked encoding in upstream response: {0}")]
+    Chunked(&'static str),
+    #[error("reading the request body: {0}")]
+    RequestBody(#[source] hyper::Error),
+    #[error("request body longer than its content-length")]
+    BodyTooLong,
+    #[error("request body shorter than its content-length")]
+    BodyTooShort,
+}
+
+/// One upstream HTTP/1.1 connection, owned by the request using it or idle in the pool.
+pub struct H1Conn {
+    io: Box<dyn Io>,
+    /// Bytes read and not yet consumed.
+    buf: BytesMut,
+    /// When it went back to the pool.
+    pub(crate) idle_since: Instant,
+    /// Taken from the pool (it served a request before), not freshly dialled.
+    pub(crate) reused: bool,
+}
+
+impl H1Conn {
+    pub fn new(io: Box<dyn Io>) -> Self {
+        H1Conn { io, buf: BytesMut::new(), idle_since: Instant::now(), reused: false }
+    }
+
+    /// Whether an idle connection can take a request: nothing arrived since its last response (no
+    /// EOF from an upstream that closed it, no stray bytes). Polls the socket once with a no-op
+    /// waker; tokio answers from its readiness state, mostly without a system call.
+    pub fn is_reusable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(Pin::new(&mut self.io).poll_read(&mut cx, &mut rb), Poll::Pending)
+    }
+
+    /// Sends `req` and waits for the response head. On failure the request is handed back when
+    /// it is safe to retry on another connection: nothing of its body was taken, the connection
+    /// had served requests before (an upstream's keep-alive close racing this request), and the
+    /// request was not written or is idempotent.
+    pub async fn send(mut self, req: Request<RequestBody>, home: H1Home) -> Result<Response<H1Body>, Unanswered> {
+        let (mut parts, body) = req.into_parts();
+        let mut writer = RequestWriter::new(&parts, body);
+        let mut received = false;
+        let head = poll_fn(|cx| exchange(&mut self, &mut writer, &mut parts, &mut received, cx)).await;
+        let head = match head {
+            Ok(head) => head,
+            Err(error) => {
+                let retry = self.reused
+                    && !writer.body_taken
+                    && !received
+                    && (!writer.head_written || parts.method.is_idempotent());
+                let request = retry.then(|| Box::new(Request::from_parts(parts, writer.body)));
+                return Err(Unanswered { request, error: Box::new(error) });
+            }
+        };
+        let ResponseHead { status, version, headers, framing, mut keep_alive } = head;
+        // A request whose write failed is not continued; its connection is not reused.
+        keep_alive &= writer.failed.is_none();
+        let writer = (!writer.done && writer.failed.is_none()).then(|| Box::new(writer));
+        let mut body = H1Body { conn: Some(self), home: Some(home), framing, writer, keep_alive };
+        if body.is_end_stream() {
+            body.release();
+        }
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.version_mut() = version;
+        *resp.headers_mut() = headers;
+        Ok(resp)
+    }
+}
+
+/// Drives one exchange until the response head is complete: writes what the writer has, reads
+/// what the upstream sends. A failed write is remembered but reading goes on, since an upstream
+/// that answered early and closed has its response in our receive buffer; a failed client body
+/// ends the exchange at once.
+fn exchange(
+    conn: &mut H1Conn,
+    writer: &mut RequestWriter,
+    parts: &mut http::request::Parts,
+    received: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Result<ResponseHead, H1Error>> {
+    if !writer.done && writer.failed.is_none() {
+        match writer.poll_write(&mut conn.io, cx) {
+            // The client's body failed: the upstream would wait for the rest forever.
+            Poll::Ready(Err(e)) if !matches!(e, H1Error::Io(_)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Err(e)) => writer.failed = Some(e),
+            _ => {}
+        }
+    }
+    loop {
+        if *received {
+            if let Some(head) = parse_head(&mut conn.buf, parts)? {
+                return Poll::Ready(Ok(head));
+            }
+        }
+        if conn.buf.len() >= MAX_HEAD {
+            return Poll::Ready(Err(H1Error::HeadTooLarge));
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)) {
+            Ok(0) => {
+                return Poll::Ready(Err(match (writer.failed.take(), conn.buf.is_empty()) {
+                    (Some(e), true) => e,
+                    (_, true) => H1Error::ClosedBeforeResponse,
+                    (_, false) => H1Error::Parse(httparse::Error::Status),
+                }))
+            }
+            Ok(_) => *received = true,
+            Err(e) => return Poll::Ready(Err(writer.failed.take().unwrap_or(H1Error::Io(e)))),
+        }
+    }
+}
+
+struct ResponseHead {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// Parses a complete response head off the front of `buf`, skipping 1xx interim responses.
+/// `None` while the head is incomplete. The response's fields go into the request's header map,
+/// emptied (as hyper's client does): no allocation, and the map hyper's server later reuses for
+/// the client's next request keeps a size that fits requests.
+fn parse_head(buf: &mut BytesMut, request: &mut http::request::Parts) -> Result<Option<ResponseHead>, H1Error> {
+    loop {
+        // Where each field's name and value sit in `buf`, so that once the head is split off and
+        // frozen the values are slices of it (no copy per header).
+        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let (len, code, http11, count) = {
+            let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let len = match httparse::ParserConfig::default()
+                .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+            {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(H1Error::Parse(e)),
+            };
+            let base = buf.as_ptr() as usize;
+            for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+                let name = h.name.as_ptr() as usize - base;
+                let value = h.value.as_ptr() as usize - base;
+                *span = (name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32);
+            }
+            (len, resp.code.unwrap_or(0), resp.version == Some(1), resp.headers.len())
+        };
+        if (100..200).contains(&code) {
+            if code == 101 {
+                return Err(H1Error::Upgrade);
+            }
+            buf.advance(len);
+            continue;
+        }
+        let status = StatusCode::from_u16(code).map_err(|_| H1Error::Parse(httparse::Error::Status))?;
+        let raw = buf.split_to(len).freeze();
+        let mut headers = std::mem::take(&mut request.headers);
+        headers.clear();
+        headers.reserve(count);
+        let mut framing = FramingHeaders::default();
+        for &(ns, ne, vs, ve) in &spans[..count] {
+            let name_bytes = &raw[ns as usize..ne as usize];
+            let bad = || H1Error::Header(String::from_utf8_lossy(name_bytes).into_owned());
+            let name = HeaderName::from_bytes(name_bytes).map_err(|_| bad())?;
+            let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize)).map_err(|_| bad())?;
+            framing.note(&name, &value)?;
+            headers.append(name, value);
+        }
+        let no_body =
+            request.method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let (kind, well_framed) = match (no_body, framing.chunked, framing.length) {
+            (true, _, _) => (Framing::Empty, true),
+            // Both transfer-encoding and content-length: chunked wins, but the connection is suspect.
+            (false, Some(true), length) => (Framing::Chunked(Chunked::Size), length.is_none()),
+            (false, Some(false), _) => (Framing::Close, false),
+            (false, None, Some(n)) => (Framing::Length(n), true),
+            (false, None, None) => (Framing::Close, false),
+        };
+        let keep_alive = well_framed && http11 && !framing.close;
+        let version = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
+        return Ok(Some(ResponseHead { status, version, headers, framing: kind, keep_alive }));
+    }
+}
+
+/// What a response's headers say about its framing and its connection.
+#[derive(Default)]
+struct FramingHeaders {
+    /// `transfer-encoding` present: whether its last coding is chunked.
+    chunked: Option<bool>,
+    length: Option<u64>,
+    /// `connection: close`.
+    close: bool,
+}
+
+impl FramingHeaders {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), H1Error> {
+        if name == TRANSFER_ENCODING {
+            let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
+            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONTENT_LENGTH {
+            // A list of equal values is one length (RFC 9110 §8.6); anything else is an error.
+            for part in value.as_bytes().split(|&b| b == b',') {
+                let n = parse_decimal(part.trim_ascii()).ok_or(H1Error::ContentLength)?;
+                if self.length.is_some_and(|m| m != n) {
+                    return Err(H1Error::ContentLength);
+                }
+                self.length = Some(n);
+            }
+        } else if name == CONNECTION {
+            self.close |= value.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        Ok(())
+    }
+}
+
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// How a response body is delimited.
+#[derive(Debug, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    /// Bytes still to come.
+    Length(u64),
+    Chunked(Chunked),
+    /// Until the upstream closes.
+    Close,
+    /// Complete (close-delimited and chunked bodies end here).
+    Done,
+}
+
+/// Where a chunked body's decoder stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Chunked {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Bytes left in the current chunk.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: the trailer section.
+    Trailers,
+}
+
+/// One decoding step of a chunked body over `buf`.
+enum Step {
+    /// Need more bytes.
+    More,
+    Data(Bytes),
+    Trailers(HeaderMap),
+    End,
+    /// Progress without output (a size line or a chunk's CRLF consumed).
+    Again,
+}
+
+impl Chunked {
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Step, H1Error> {
+        match self {
+            Chunked::Size => match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete((len, size))) => {
+                    buf.advance(len);
+                    *self = if size == 0 { Chunked::Trailers } else { Chunked::Data(size) };
+                    Ok(Step::Again)
+                }
+                Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => Ok(Step::More),
+                Ok(httparse::Status::Partial) => Err(H1Error::Chunked("chunk-size line too long")),
+                Err(_) => Err(H1Error::Chunked("invalid chunk size")),
+            },
+            Chunked::Data(left) => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                let n = (*left).min(buf.len() as u64) as usize;
+                *left -= n as u64;
+                if *left == 0 {
+                    *self = Chunked::DataEnd;
+                }
+                Ok(Step::Data(buf.split_to(n).freeze()))
+            }
+            Chunked::DataEnd => {
+                if buf.len() < 2 {
+                    return Ok(Step::More);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err(H1Error::Chunked("chunk data not followed by CRLF"));
+                }
+                buf.advance(2);
+                *self = Chunked::Size;
+                Ok(Step::Again)
+            }
+            Chunked::Trailers => {
+                if buf.starts_with(b"\r\n") {
+                    buf.advance(2);
+                    return Ok(Step::End);
+                }
+                let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match httparse::parse_headers(buf, &mut slots) {
+                    Ok(httparse::Status::Complete((len, fields))) => {
+                        let mut trailers = HeaderMap::with_capacity(fields.len());
+                        for h in fields {
+                            if let (Ok(n), Ok(v)) =
+                                (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+                            {
+                                trailers.append(n, v);
+                            }
+                        }
+                        buf.advance(len);
+                        Ok(Step::Trailers(trailers))
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Ok(Step::More),
+                    Ok(httparse::Status::Partial) => Err(H1Error::Chunked("trailer section too large")),
+                    Err(_) => Err(H1Error::Chunked("invalid trailer section")),
+                }
+            }
+        }
+    }
+}
+
+/// How the request body goes on the wire.
+enum Encoding {
+    /// Bytes still expected by the `content-length` sent.
+    Length(u64),
+    Chunked,
+}
+
+/// Writes a request: its head, then its body frame by frame, as the connection accepts them.
+struct RequestWriter {
+    body: RequestBody,
+    encoding: Encoding,
+    /// Queued bytes (the head, small body frames, chunk framing).
+    out: BytesMut,
+    /// A large body frame, written after `out`.
+    big: Option<Bytes>,
+    /// The body has ended (its end is queued).
+    body_ended: bool,
+    /// Everything is written and flushed.
+    done: bool,
+    /// A frame of the body was taken (it cannot be replayed).
+    body_taken: bool,
+    /// Bytes of the request reached the connection.
+    head_written: bool,
+    /// Poll the body once before the first write, so a small body leaves with the head.
+    coalesce: bool,
+    /// Chunked request trailers, sent in the last chunk.
+    trailers: Option<Box<HeaderMap>>,
+    /// A write that failed while the response was awaited.
+    failed: Option<H1Error>,
+}
+
+impl RequestWriter {
+    fn new(parts: &http::request::Parts, body: RequestBody) -> Self {
+        let empty = body.is_end_stream();
+        let encoding = match body.size_hint().exact() {
+            _ if empty => Encoding::Length(0),
+            Some(n) => Encoding::Length(n),
+            None => Encoding::Chunked,
+        };
+        let mut out = BytesMut::with_capacity(256 + parts.headers.len() * 48);
+        out.put_slice(parts.method.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(parts.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+        out.put_slice(b" HTTP/1.1\r\n");
+        for (name, value) in &parts.headers {
+            if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+                continue;
+            }
+            out.put_slice(name.as_str().as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(value.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        match encoding {
+            // RFC 9110 §8.6: a zero length is said only where a body is expected or was declared.
+            Encoding::Length(0)
+                if !(parts.headers.contains_key(CONTENT_LENGTH)
+                    || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)) => {}
+            Encoding::Length(n) => {
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
+            Encoding::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        }
+        out.put_slice(b"\r\n");
+        RequestWriter {
+            body,
+            encoding,
+            out,
+            big: None,
+            body_ended: empty,
+            done: false,
+            body_taken: false,
+            head_written: false,
+            coalesce: !empty,
+            trailers: None,
+            failed: None,
+        }
+    }
+
+    /// Writes until everything is sent (`Ready(Ok)`), the connection or the body has nothing to
+    /// give (`Pending`), or an error.
+    fn poll_write(&mut self, io: &mut Box<dyn Io>, cx: &mut Context<'_>) -> Poll<Result<(), H1Error>> {
+        loop {
+            if std::mem::take(&mut self.coalesce) {
+                if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+                    self.take_frame(frame)?;
+                }
+            }
+            while !self.out.is_empty() {
+                let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.out))?;
+                if n == 0 {
+                    return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()));
+                }
+                self.head_written = true;
+                self.out.advance(n);
+            }
+            while let Some(big) = self.big.as_mut() {
+                let n = ready!(Pin::new(&mut *io).poll_write(cx, big))?;
+                if n == 0 {
+                    return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()));
+                }
+                big.advance(n);
+                if big.is_empty() {
+                    self.big = None;
+                }
+            }
+            if self.body_ended {
+                ready!(Pin::new(&mut *io).poll_flush(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(frame) => self.take_frame(frame)?,
+                Poll::Pending => {
+                    // What is written must reach the upstream while the body is awaited (TLS).
+                    let _ = Pin::new(&mut *io).poll_flush(cx)?;
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Queues one polled body frame (or the body's end).
+    fn take_frame(&mut self, frame: Option<Result<Frame<Bytes>, hyper::Error>>) -> Result<(), H1Error> {
+        match frame {
+            Some(Ok(frame)) => {
+                self.body_taken = true;
+                match frame.into_data() {
+                    Ok(data) if data.is_empty() => {}
+                    Ok(data) => match &mut self.encoding {
+                        Encoding::Length(left) => {
+                            *left = left.checked_sub(data.len() as u64).ok_or(H1Error::BodyTooLong)?;
+                            self.queue(data);
+                        }
+                        Encoding::Chunked => {
+                            let _ = write!(self.out, "{:x}\r\n", data.len());
+                            self.out.put_slice(&data);
+                            self.out.put_slice(b"\r\n");
+                        }
+                    },
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            self.trailers = Some(Box::new(t));
+                        }
+                    }
+                }
+            }
+            Some(Err(e)) => return Err(H1Error::RequestBody(e)),
+            None => {
+                match self.encoding {
+                    Encoding::Length(0) => {}
+                    Encoding::Length(_) => return Err(H1Error::BodyTooShort),
+                    Encoding::Chunked => {
+                        self.out.put_slice(b"0\r\n");
+                        for (name, value) in self.trailers.iter().flat_map(|t| t.iter()) {
+                            self.out.put_slice(name.as_str().as_bytes());
+                            self.out.put_slice(b": ");
+                            self.out.put_slice(value.as_bytes());
+                            self.out.put_slice(b"\r\n");
+                        }
+                        self.out.put_slice(b"\r\n");
+                    }
+                }
+                self.body_ended = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, data: Bytes) {
+        if data.len() <= COALESCE && self.big.is_none() {
+            self.out.put_slice(&data);
+        } else {
+            // `out` is written before `big`, so anything queued after a big frame waits for it:
+            // the next frame is taken only once both are empty.
+            self.big = Some(data);
+        }
+    }
+}
+
+/// The body of an upstream HTTP/1.1 response. Holds the connection until the body is complete,
+/// then gives it back to the pool (or closes it when it cannot be reused).
+pub struct H1Body {
+    conn: Option<H1Conn>,
+    home: Option<H1Home>,
+    framing: Framing,
+    /// The rest of a request body still being sent (an early response; boxed, as that is rare).
+    writer: Option<Box<RequestWriter>>,
+    keep_alive: bool,
+}
+
+impl H1Body {
+    /// The body is complete: pool the connection if the exchange left it clean, else close it.
+    fn release(&mut self) {
+        let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) else {
+            return;
+        };
+        if self.keep_alive && self.writer.is_none() && conn.buf.is_empty() {
+            home.put(conn);
+        }
+        self.writer = None;
+    }
+
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(w) = self.writer.as_mut() {
+            match w.poll_write(&mut conn.io, cx) {
+                Poll::Ready(Ok(())) => self.writer = None,
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(error = %e, "request body after an early upstream response");
+                    self.writer = None;
+                    self.keep_alive = false;
+                }
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            let frame = match &mut self.framing {
+                Framing::Empty | Framing::Done => None,
+                Framing::Length(left) => {
+                    if conn.buf.is_empty() {
+                        match ready!(read_more(conn, cx)) {
+                            Ok(true) => continue,
+                            Ok(false) => return Poll::Ready(Some(Err(H1Error::ClosedInBody.into()))),
+                            Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                        }
+                    }
+                    let n = (*left).min(conn.buf.len() as u64) as usize;
+                    *left -= n as u64;
+                    Some(Frame::data(conn.buf.split_to(n).freeze()))
+                }
+                Framing::Close => {
+                    if conn.buf.is_empty() {
+                        match ready!(read_more(conn, cx)) {
+                            Ok(true) => continue,
+                            Ok(false) => {
+                                self.framing = Framing::Done;
+                                None
+                            }
+                            Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                        }
+                    } else {
+                        Some(Frame::data(conn.buf.split().freeze()))
+                    }
+                }
+                Framing::Chunked(state) => match state.step(&mut conn.buf) {
+                    Ok(Step::Again) => continue,
+                    Ok(Step::Data(d)) => Some(Frame::data(d)),
+                    Ok(Step::Trailers(t)) => {
+                        self.framing = Framing::Done;
+                        Some(Frame::trailers(t))
+                    }
+                    Ok(Step::End) => {
+                        self.framing = Framing::Done;
+                        None
+                    }
+                    Ok(Step::More) => match ready!(read_more(conn, cx)) {
+                        Ok(true) => continue,
+                        Ok(false) => return Poll::Ready(Some(Err(H1Error::ClosedInBody.into()))),
+                        Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                    },
+                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                },
+            };
+            if self.is_end_stream() {
+                self.release();
+            }
+            return Poll::Ready(frame.map(Ok));
+        }
+    }
+
+    pub fn is_end_stream(&self) -> bool {
+        matches!(self.framing, Framing::Empty | Framing::Done | Framing::Length(0))
+    }
+
+    pub fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Empty | Framing::Done => SizeHint::with_exact(0),
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// Reads into the connection's buffer: `Ok(true)` when bytes arrived, `Ok(false)` at EOF.
+fn read_more(conn: &mut H1Conn, cx: &mut Context<'_>) -> Poll<Result<bool, H1Error>> {
+    conn.buf.reserve(READ_CHUNK);
+    let n = ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf))?;
+    Poll::Ready(Ok(n > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: Method) -> http::request::Parts {
+        Request::builder().method(method).uri("/").body(()).unwrap().into_parts().0
+    }
+
+    fn head(raw: &str, method: Method) -> Result<Option<ResponseHead>, H1Error> {
+        parse_head(&mut BytesMut::from(raw), &mut parts(method))
+    }
+
+    fn framing(raw: &str) -> (Framing, bool) {
+        let h = head(raw, Method::GET).unwrap().expect("complete head");
+        (h.framing, h.keep_alive)
+    }
+
+    #[test]
+    fn framing_and_reuse_follow_rfc_9112() {
+        assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"), (Framing::Length(5), true));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n"), (Framing::Length(5), true));
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"),
+            (Framing::Chunked(Chunked::Size), true)
+        );
+        // Both: chunked wins, the connection is not trusted again.
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n"),
+            (Framing::Chunked(Chunked::Size), false)
+        );
+        assert_eq!(framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"), (Framing::Close, false));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), (Framing::Close, false));
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"),
+            (Framing::Length(0), false)
+        );
+        assert_eq!(framing("HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n"), (Framing::Length(2), false));
+        assert_eq!(framing("HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n"), (Framing::Empty, true));
+        assert_eq!(framing("HTTP/1.1 304 Not Modified\r\n\r\n"), (Framing::Empty, true));
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", Method::HEAD).unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Empty);
+        assert_eq!(h.headers["content-length"], "9");
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_bad_heads_are_errors() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nx-a: 1\r\ncontent-length: 2\r\n\r\nok",
+        );
+        let h = parse_head(&mut buf, &mut parts(Method::POST)).unwrap().unwrap();
+        assert_eq!((h.status, &h.headers["x-a"]), (StatusCode::CREATED, &HeaderValue::from_static("1")));
+        assert_eq!(&buf[..], b"ok", "the body stays in the buffer");
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-len", Method::GET).unwrap().is_none(), "partial head");
+        assert!(matches!(head("HTTP/1.1 101 Switching\r\n\r\n", Method::GET), Err(H1Error::Upgrade)));
+        for bad in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\n",
+        ] {
+            assert!(matches!(head(bad, Method::GET), Err(H1Error::ContentLength)), "{bad:?}");
+        }
+        assert!(matches!(head("NOT HTTP\r\n\r\n", Method::GET), Err(H1Error::Parse(_))));
+    }
+
+    /// Decodes `wire` fed in pieces of `step` bytes: (data, trailers, ended).
+    fn decode(wire: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>, bool), H1Error> {
+        let mut state = Chunked::Size;
+        let (mut buf, mut data, mut trailers) = (BytesMut::new(), Vec::new(), None);
+        let mut fed = 0;
+        loop {
+            match state.step(&mut buf)? {
+                Step::Again => {}
+                Step::Data(d) => data.extend_from_slice(&d),
+                Step::Trailers(t) => {
+                    trailers = Some(t);
+                    return Ok((data, trailers, true));
+                }
+                Step::End => return Ok((data, trailers, true)),
+                Step::More if fed < wire.len() => {
+                    let end = (fed + step).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..end]);
+                    fed = end;
+                }
+                Step::More => return Ok((data, trailers, false)),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_boundaries() {
+        let wire = b"5;name=value\r\nhello\r\n1\r\n,\r\nB\r\n 0123456789\r\n0\r\nx-sum: 1\r\nx-b: 2\r\n\r\n";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (data, trailers, ended) = decode(wire, step).unwrap();
+            assert_eq!(data, b"hello, 0123456789", "step {step}");
+            let t = trailers.expect("trailers");
+            assert_eq!(
+                (&t["x-sum"], &t["x-b"], ended),
+                (&HeaderValue::from_static("1"), &HeaderValue::from_static("2"), true)
+            );
+        }
+        let (data, trailers, ended) = decode(b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
+        assert_eq!((data.as_slice(), trailers.is_none(), ended), (&b"abc"[..], true, true));
+        assert!(!decode(b"3\r\nabc\r\n", 4).unwrap().2, "no last chunk: not ended");
+        for bad in [&b"zz\r\nhello\r\n"[..], b"3\r\nabcX\r\n", b"ffffffffffffffffff\r\n"] {
+            assert!(matches!(decode(bad, 64), Err(H1Error::Chunked(_))), "{bad:?}");
+        }
+        let long_line = [b'1'; MAX_CHUNK_LINE + 2];
+        assert!(matches!(decode(&long_line, MAX_CHUNK_LINE + 2), Err(H1Error::Chunked(_))));
+    }
+}

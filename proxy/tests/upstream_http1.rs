@@ -1,0 +1,423 @@
+//! The proxy's own HTTP/1.1 upstream client (src/upstream_h1.rs) against a scripted upstream that
+//! answers with exact bytes: every framing a response can have (content-length, chunked with
+//! extensions and trailers, close-delimited, HEAD/204/304, 1xx interim), request bodies with and
+//! without a length, an upstream that answers before reading the upload, one that closes kept-alive
+//! connections, and invalid responses. The number of upstream connections accepted shows which
+//! exchanges left the connection reusable.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the scripted upstream does with one request.
+struct Reply {
+    bytes: Vec<u8>,
+    /// Close the connection after writing the reply.
+    close: bool,
+}
+
+fn reply(bytes: impl Into<Vec<u8>>) -> Reply {
+    Reply { bytes: bytes.into(), close: false }
+}
+
+/// One request as the upstream received it.
+#[derive(Clone, Debug)]
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+type Script = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
+
+struct Upstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    /// `read_body: false` answers as soon as the request head is in (an early response).
+    async fn start(read_body: bool, script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script: Script = Arc::new(script);
+        let (a, s) = (accepted.clone(), seen.clone());
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                a.fetch_add(1, Ordering::SeqCst);
+                conns.spawn(serve(stream, read_body, script.clone(), s.clone()));
+            }
+        });
+        Upstream { addr, accepted, seen, task }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn serve(mut stream: TcpStream, read_body: bool, script: Script, seen: Arc<Mutex<Vec<Seen>>>) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(end) = read_until(&mut stream, &mut buf, b"\r\n\r\n").await else { return };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end + 4);
+        let mut req = Seen { head, body: Vec::new() };
+        if read_body {
+            if let Some(n) = req.header("content-length") {
+                let n: usize = n.parse().unwrap();
+                while buf.len() < n {
+                    if !read_some(&mut stream, &mut buf).await {
+                        return;
+                    }
+                }
+                req.body = buf.drain(..n).collect();
+            } else if req.header("transfer-encoding").is_some() {
+                // Chunks: size line, data, CRLF; the last one is followed by an (empty) trailer section.
+                loop {
+                    let Some(eol) = read_until(&mut stream, &mut buf, b"\r\n").await else { return };
+                    let line = String::from_utf8_lossy(&buf[..eol]).into_owned();
+                    buf.drain(..eol + 2);
+                    let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
+                    if size == 0 {
+                        let Some(end) = read_until(&mut stream, &mut buf, b"\r\n").await else { return };
+                        buf.drain(..end + 2);
+                        break;
+                    }
+                    while buf.len() < size + 2 {
+                        if !read_some(&mut stream, &mut buf).await {
+                            return;
+                        }
+                    }
+                    req.body.extend(buf.drain(..size));
+                    buf.drain(..2);
+                }
+            }
+        }
+        let r = script(&req);
+        seen.lock().unwrap().push(req);
+        if stream.write_all(&r.bytes).await.is_err() || r.close {
+            return;
+        }
+    }
+}
+
+/// Reads until `pat` is in `buf`; its offset, or `None` at EOF.
+async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, pat: &[u8]) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(pat.len()).position(|w| w == pat) {
+            return Some(i);
+        }
+        if !read_some(stream, buf).await {
+            return None;
+        }
+    }
+}
+
+/// Appends what one read returns; false at EOF or on error.
+async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    match stream.read(&mut chunk).await {
+        Ok(n) if n > 0 => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A proxy with one plain-HTTP service pointing at `upstream` on every path.
+async fn proxy_to(upstream: SocketAddr) -> TestProxy {
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    p.push_ok(&format!(
+        "_format_version: '3.0'\nservices:\n- name: up\n  protocol: http\n  host: {}\n  port: {}\n  retries: 2\n  routes:\n  - name: up\n    paths: ['/']\n",
+        upstream.ip(),
+        upstream.port()
+    ))
+    .await;
+    p
+}
+
+/// Sends requests one after another over one keep-alive client connection.
+struct Client {
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        Client { send }
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &'static [u8],
+    ) -> (u16, http::HeaderMap, Result<Bytes, String>) {
+        self.try_request(method, path, body).await.expect("response head")
+    }
+
+    /// `Err` when the response head never came.
+    async fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &'static [u8],
+    ) -> Result<(u16, http::HeaderMap, Result<Bytes, String>), hyper::Error> {
+        self.send.ready().await?;
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "up.example")
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.send.send_request(req)).await.unwrap()?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = match tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await.unwrap() {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) => Err(e.to_string()),
+        };
+        Ok((status, headers, body))
+    }
+}
+
+const OK_HELLO: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+
+#[tokio::test]
+async fn chunked_response_with_extensions_and_trailers_keeps_the_connection() {
+    let up = Upstream::start(true, |_| {
+        reply(
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-up: 1\r\n\r\n5;ext=1\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n0\r\nx-checksum: abc\r\n\r\n"[..],
+        )
+    })
+    .await;
+    let p = proxy_to(up.addr).await;
+    let mut c = Client::connect(p.addr(0)).await;
+    for _ in 0..3 {
+        let (status, headers, body) = c.request("GET", "/c", b"").await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["x-up"], "1");
+        assert_eq!(body.unwrap(), "hello, world");
+    }
+    // Trailers reach a client that can take them (HTTP/2).
+    let got = h2c(p.addr(0), get(&format!("http://{}/c", p.addr(0)), "up.example")).await.unwrap();
+    assert_eq!(got.body, "hello, world");
+    assert_eq!(got.trailers.expect("trailers forwarded")["x-checksum"], "abc");
+    assert_eq!(up.accepted(), 1, "a complete chunked exchange leaves the connection reusable");
+}
+
+#[tokio::test]
+async fn content_length_response_is_reused_and_the_request_head_is_what_the_client_sent() {
+    let up = Upstream::start(true, |_| reply(OK_HELLO)).await;
+    let p = proxy_to(up.addr).await;
+    let mut c = Client::connect(p.addr(0)).await;
+    for _ in 0..5 {
+        let (status, headers, body) = c.request("GET", "/a/b?q=1", b"").await;
+        assert_eq!((status, body.unwrap()), (200, Bytes::from_static(b"hello")));
+        assert_eq!(headers["content-length"], "5");
+    }
+    assert_eq!(up.accepted(), 1);
+    let seen = up.seen();
+    let first = &seen[0];
+    assert!(first.head.starts_with("GET /a/b?q=1 HTTP/1.1\r\n"), "{}", first.head);
+    assert_eq!(first.header("host").as_deref(), Some(&*up.addr.to_string()));
+    assert_eq!(first.header("x-forwarded-host").as_deref(), Some("up.example"));
+    assert_eq!(first.header("content-length"), None, "a GET without body says no length");
+    assert_eq!(first.header("transfer-encoding"), None);
+}
+
+#[tokio::test]
+async fn close_delimited_response_is_read_to_the_end_and_not_reused() {
+    let up = Upstream::start(true, |_| Reply {
+        bytes: b"HTTP/1.1 200 OK\r\nx-up: 1\r\n\r\nuntil the end".to_vec(),
+        close: true,
+    })
+    .await;
+    let p = proxy_to(up.addr).await;
+    let mut c = Client::connect(p.addr(0)).await;
+    for _ in 0..2 {
+        let (status, _, body) = c.request("GET", "/", b"").await;
+        assert_eq!((status, body.unwrap()), (200, Bytes::from_static(b"until the end")));
+    }
+    assert_eq!(up.accepted(), 2);
+}
+
+#[tokio::test]
+async fn head_204_304_and_interim_100_have_no_body_and_keep_the_connection() {
+    let up = Upstream::start(true, |req| {
+        let path = req.head.split(' ').nth(1).unwrap_or("");
+        reply(match (req.head.starts_with("HEAD"), path) {
+            (true, _) => &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"[..],
+            (false, "/204") => b"HTTP/1.1 204 No Content\r\n\r\n",
+            (false, "/304") => b"HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\netag: x\r\n\r\n",
+            (false, "/100") => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+            _ => OK_HELLO,
+        })
+    })
+    .await;
+    let p = proxy_to(up.addr).await;
+    let mut c = Client::connect(p.addr(0)).await;
+    let (status, headers, body) = c.request("HEAD", "/", b"").await;
+    assert_eq!((status, body.unwrap().len()), (200, 0));
+    assert_eq!(headers["content-length"], "5", "HEAD keeps the length of what GET would send");
+    let (status, _, body) = c.request("GET", "/204", b"").await;
+    assert_eq!((status, body.unwrap().len()), (204, 0));
+    let (status, _, body) = c.request("GET", "/304", b"").await;
+    assert_eq!((status, body.unwrap().len()), (304, 0));
+    let (status, _, body) = c.request("GET", "/100", b"").await;
+    assert_eq!((status, body.unwrap()), (200, Bytes::from_static(b"hello")));
+    let (status, _, body) = c.request("GET", "/", b"").await;
+    assert_eq!((status, body.unwrap()), (200, Bytes::from_static(b"hello")));
+    assert_eq!(up.accepted(), 1);
+}
+
+#[tokio::test]
+async fn request_bodies_go_with_their_length_or_chunked() {
+    let up = Upstream::start(true, |_| reply(OK_HELLO)).await;
+    let p = proxy_to(up.addr).await;
+    // HTTP/1.1 client with a length: the length goes upstream.
+    let mut c = Client::connect(p.addr(0)).await;
+    assert_eq!(c.request("POST", "/len", b"0123456789").await.0, 200);
+    // An empty POST still says its length.
+    assert_eq!(c.request("POST", "/empty", b"").await.0, 200);
+    // HTTP/2 client streaming a body without content-length: sent chunked.
+    let stream = TcpStream::connect(p.addr(0)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    let body = StreamBody::new(tokio_stream_from(rx));
+    let req = Request::builder().method("POST").uri(format!("http://{}/chunked", p.addr(0))).body(body).unwrap();
+    let resp = tokio::spawn(async move { send.send_request(req).await });
+    for part in ["first ", "second ", "third"] {
+        tx.send(Ok(Frame::data(Bytes::from(part)))).await.unwrap();
+    }
+    drop(tx);
+    let resp = resp.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "hello");
+
+    let seen = up.seen();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].header("content-length").as_deref(), Some("10"));
+    assert_eq!(seen[0].body, b"0123456789");
+    assert_eq!(seen[1].header("content-length").as_deref(), Some("0"));
+    assert_eq!(seen[2].header("transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(seen[2].header("content-length"), None);
+    assert_eq!(seen[2].body, b"first second third");
+}
+
+/// A receiver as a `Stream`, for `StreamBody`.
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn early_response_before_the_upload_is_read_reaches_the_client() {
+    let up = Upstream::start(false, |_| Reply {
+        bytes: b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo much".to_vec(),
+        close: true,
+    })
+    .await;
+    let p = proxy_to(up.addr).await;
+    static BIG: [u8; 4 << 20] = [7u8; 4 << 20];
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut c = Client::connect(p.addr(0)).await;
+        c.request("POST", "/upload", &BIG).await
+    })
+    .await
+    .expect("an early response must not wait for the upload");
+    assert_eq!(got.0, 413);
+    assert_eq!(got.2.unwrap(), "too much");
+}
+
+#[tokio::test]
+async fn upstream_closing_kept_alive_connections_costs_no_request() {
+    // Every response says keep-alive, then the upstream closes: the proxy either sees the close
+    // before reuse or retries the (idempotent, bodiless) request on a fresh connection.
+    let up = Upstream::start(true, |_| Reply { bytes: OK_HELLO.to_vec(), close: true }).await;
+    let p = proxy_to(up.addr).await;
+    let mut c = Client::connect(p.addr(0)).await;
+    for i in 0..50 {
+        let (status, _, body) = c.request("GET", "/", b"").await;
+        assert_eq!(status, 200, "request {i}");
+        assert_eq!(body.unwrap(), "hello");
+    }
+    assert_eq!(up.accepted(), 50);
+}
+
+#[tokio::test]
+async fn invalid_upstream_responses_are_502_and_a_short_body_is_cut() {
+    let up = Upstream::start(true, |req| {
+        let path = req.head.split(' ').nth(1).unwrap_or("").to_string();
+        let bytes: &[u8] = match path.as_str() {
+            "/garbage" => b"NOT HTTP AT ALL\r\n\r\n",
+            "/lengths" => b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
+            "/chunks" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            "/upgrade" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n",
+            "/short" => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
+            _ => OK_HELLO,
+        };
+        Reply { bytes: bytes.to_vec(), close: true }
+    })
+    .await;
+    let p = proxy_to(up.addr).await;
+    for path in ["/garbage", "/lengths", "/upgrade"] {
+        let got = h1(p.addr(0), get(path, "up.example")).await;
+        assert_eq!(got.status, 502, "{path}: {}", got.body);
+    }
+    // Invalid chunk framing and an upstream closing inside the body come after the status: the
+    // client's response is cut off (no head at all, or a body that fails), never complete.
+    for path in ["/chunks", "/short"] {
+        let mut c = Client::connect(p.addr(0)).await;
+        if let Ok((status, _, body)) = c.try_request("GET", path, b"").await {
+            assert_eq!(status, 200, "{path}");
+            assert!(body.is_err(), "{path}: a cut body must not look complete");
+        }
+    }
+    // The proxy is fine afterwards.
+    assert_eq!(h1(p.addr(0), get("/", "up.example")).await.status, 200);
+}
