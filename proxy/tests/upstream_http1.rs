@@ -19,7 +19,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the scripted upstream does with one request.
@@ -67,6 +67,15 @@ impl Drop for Upstream {
 impl Upstream {
     /// `read_body: false` answers as soon as the request head is in (an early response).
     async fn start(read_body: bool, script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Upstream {
+        Self::start_tls(read_body, None, script).await
+    }
+
+    /// The same behind TLS when `tls` is given.
+    async fn start_tls(
+        read_body: bool,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        script: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -78,7 +87,18 @@ impl Upstream {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 a.fetch_add(1, Ordering::SeqCst);
-                conns.spawn(serve(stream, read_body, script.clone(), s.clone()));
+                let (script, seen) = (script.clone(), s.clone());
+                match &tls {
+                    None => conns.spawn(serve(stream, read_body, script, seen)),
+                    Some(cfg) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
+                        conns.spawn(async move {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                serve(tls, read_body, script, seen).await;
+                            }
+                        })
+                    }
+                };
             }
         });
         Upstream { addr, accepted, seen, task }
@@ -93,7 +113,12 @@ impl Upstream {
     }
 }
 
-async fn serve(mut stream: TcpStream, read_body: bool, script: Script, seen: Arc<Mutex<Vec<Seen>>>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    read_body: bool,
+    script: Script,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
     let mut buf = Vec::new();
     loop {
         let Some(end) = read_until(&mut stream, &mut buf, b"\r\n\r\n").await else { return };
@@ -140,7 +165,7 @@ async fn serve(mut stream: TcpStream, read_body: bool, script: Script, seen: Arc
 }
 
 /// Reads until `pat` is in `buf`; its offset, or `None` at EOF.
-async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, pat: &[u8]) -> Option<usize> {
+async fn read_until<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>, pat: &[u8]) -> Option<usize> {
     loop {
         if let Some(i) = buf.windows(pat.len()).position(|w| w == pat) {
             return Some(i);
@@ -152,7 +177,7 @@ async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, pat: &[u8]) -> Op
 }
 
 /// Appends what one read returns; false at EOF or on error.
-async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+async fn read_some<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 16 * 1024];
     match stream.read(&mut chunk).await {
         Ok(n) if n > 0 => {
@@ -420,4 +445,38 @@ async fn invalid_upstream_responses_are_502_and_a_short_body_is_cut() {
     }
     // The proxy is fine afterwards.
     assert_eq!(h1(p.addr(0), get("/", "up.example")).await.status, 200);
+}
+
+#[tokio::test]
+async fn https_upstream_is_verified_and_its_tls_connection_kept_alive() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    install_provider();
+    let (ca, cert, key) = ca_and_leaf(&["backend.internal"]);
+    let certs = CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
+    let up = Upstream::start_tls(true, Some(Arc::new(tls)), |_| reply(OK_HELLO)).await;
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let config = |with_ca: bool| {
+        format!(
+            "_format_version: '3.0'\nservices:\n- name: s\n  protocol: https\n  host: backend.internal\n  port: 443\n  tls_verify: true\n{}  routes:\n  - name: r\n    paths: ['/']\nupstreams:\n- name: backend.internal\n  targets:\n  - target: {}\nca_certificates:\n- id: 11111111-1111-4111-8111-111111111111\n  cert: {}\n",
+            if with_ca { "  ca_certificates: [11111111-1111-4111-8111-111111111111]\n" } else { "" },
+            up.addr,
+            serde_json::to_string(&ca).unwrap()
+        )
+    };
+    p.push_ok(&config(true)).await;
+    let mut c = Client::connect(p.addr(0)).await;
+    for _ in 0..5 {
+        let (status, _, body) = c.request("POST", "/tls", b"over tls").await;
+        assert_eq!((status, body.unwrap()), (200, Bytes::from_static(b"hello")));
+    }
+    assert_eq!(up.accepted(), 1, "one TLS connection, kept alive");
+    let seen = up.seen();
+    assert_eq!(seen[4].body, b"over tls");
+    assert!(seen[4].header("host").unwrap().starts_with("backend.internal"), "{:?}", seen[4].header("host"));
+    // Verification without the CA: 502, never a plaintext fallback.
+    p.push_ok(&config(false)).await;
+    assert_eq!(c.request("GET", "/tls", b"").await.0, 502);
 }
