@@ -614,50 +614,21 @@ impl H1Body {
             }
         }
         loop {
-            let frame = match &mut self.framing {
-                Framing::Empty | Framing::Done => None,
-                Framing::Length(left) => {
-                    if conn.buf.is_empty() {
-                        match ready!(read_more(conn, cx)) {
-                            Ok(true) => continue,
-                            Ok(false) => return Poll::Ready(Some(Err(H1Error::ClosedInBody.into()))),
-                            Err(e) => return Poll::Ready(Some(Err(e.into()))),
-                        }
-                    }
-                    let n = (*left).min(conn.buf.len() as u64) as usize;
-                    *left -= n as u64;
-                    Some(Frame::data(conn.buf.split_to(n).freeze()))
-                }
-                Framing::Close => {
-                    if conn.buf.is_empty() {
-                        match ready!(read_more(conn, cx)) {
-                            Ok(true) => continue,
-                            Ok(false) => {
-                                self.framing = Framing::Done;
-                                None
-                            }
-                            Err(e) => return Poll::Ready(Some(Err(e.into()))),
-                        }
-                    } else {
-                        Some(Frame::data(conn.buf.split().freeze()))
-                    }
-                }
-                Framing::Chunked(state) => match state.step(&mut conn.buf) {
-                    Ok(Step::Again) => continue,
-                    Ok(Step::Data(d)) => Some(Frame::data(d)),
-                    Ok(Step::Trailers(t)) => {
-                        self.framing = Framing::Done;
-                        Some(Frame::trailers(t))
-                    }
-                    Ok(Step::End) => {
+            let decoded = match decode(&mut self.framing, &mut conn.buf) {
+                Ok(d) => d,
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            };
+            let frame = match decoded {
+                Decoded::Frame(f) => Some(f),
+                Decoded::End => None,
+                Decoded::NeedMore => match ready!(read_more(conn, cx)) {
+                    Ok(true) => continue,
+                    // A close-delimited body ends here; any other framing was cut short.
+                    Ok(false) if self.framing == Framing::Close => {
                         self.framing = Framing::Done;
                         None
                     }
-                    Ok(Step::More) => match ready!(read_more(conn, cx)) {
-                        Ok(true) => continue,
-                        Ok(false) => return Poll::Ready(Some(Err(H1Error::ClosedInBody.into()))),
-                        Err(e) => return Poll::Ready(Some(Err(e.into()))),
-                    },
+                    Ok(false) => return Poll::Ready(Some(Err(H1Error::ClosedInBody.into()))),
                     Err(e) => return Poll::Ready(Some(Err(e.into()))),
                 },
             };
@@ -679,6 +650,69 @@ impl H1Body {
             _ => SizeHint::default(),
         }
     }
+}
+
+/// What the bytes buffered so far give of a response body.
+enum Decoded {
+    Frame(Frame<Bytes>),
+    End,
+    NeedMore,
+}
+
+/// Takes the next frame of a body framed as `framing` off the front of `buf`.
+fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Decoded, H1Error> {
+    loop {
+        return Ok(match framing {
+            Framing::Empty | Framing::Done | Framing::Length(0) => Decoded::End,
+            _ if buf.is_empty() => Decoded::NeedMore,
+            Framing::Length(left) => {
+                let n = (*left).min(buf.len() as u64) as usize;
+                *left -= n as u64;
+                Decoded::Frame(Frame::data(buf.split_to(n).freeze()))
+            }
+            Framing::Close => Decoded::Frame(Frame::data(buf.split().freeze())),
+            Framing::Chunked(state) => match state.step(buf)? {
+                Step::Again => continue,
+                Step::Data(d) => Decoded::Frame(Frame::data(d)),
+                Step::Trailers(t) => {
+                    *framing = Framing::Done;
+                    Decoded::Frame(Frame::trailers(t))
+                }
+                Step::End => {
+                    *framing = Framing::Done;
+                    Decoded::End
+                }
+                Step::More => Decoded::NeedMore,
+            },
+        });
+    }
+}
+
+/// A whole upstream response as the proxy reads it, from bytes in memory (the end of `wire` is
+/// the connection's end): status, headers, body, trailers. For the fuzz target `upstream_h1`.
+#[doc(hidden)]
+pub fn decode_response(
+    wire: &[u8],
+    method: Method,
+) -> Result<(StatusCode, HeaderMap, Vec<u8>, Option<HeaderMap>), H1Error> {
+    let mut buf = BytesMut::from(wire);
+    let mut request =
+        Request::builder().method(method).body(()).map_err(|_| H1Error::ClosedBeforeResponse)?.into_parts().0;
+    let head = parse_head(&mut buf, &mut request)?.ok_or(H1Error::ClosedBeforeResponse)?;
+    let mut framing = head.framing;
+    let (mut body, mut trailers) = (Vec::new(), None);
+    loop {
+        match decode(&mut framing, &mut buf)? {
+            Decoded::Frame(f) => match f.into_data() {
+                Ok(d) => body.extend_from_slice(&d),
+                Err(f) => trailers = f.into_trailers().ok(),
+            },
+            Decoded::End => break,
+            Decoded::NeedMore if framing == Framing::Close => break,
+            Decoded::NeedMore => return Err(H1Error::ClosedInBody),
+        }
+    }
+    Ok((head.status, head.headers, body, trailers))
 }
 
 /// Reads into the connection's buffer: `Ok(true)` when bytes arrived, `Ok(false)` at EOF.
@@ -753,7 +787,7 @@ mod tests {
     }
 
     /// Decodes `wire` fed in pieces of `step` bytes: (data, trailers, ended).
-    fn decode(wire: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>, bool), H1Error> {
+    fn decode_chunked(wire: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>, bool), H1Error> {
         let mut state = Chunked::Size;
         let (mut buf, mut data, mut trailers) = (BytesMut::new(), Vec::new(), None);
         let mut fed = 0;
@@ -780,7 +814,7 @@ mod tests {
     fn chunked_bodies_decode_whatever_the_read_boundaries() {
         let wire = b"5;name=value\r\nhello\r\n1\r\n,\r\nB\r\n 0123456789\r\n0\r\nx-sum: 1\r\nx-b: 2\r\n\r\n";
         for step in [1, 2, 3, 7, wire.len()] {
-            let (data, trailers, ended) = decode(wire, step).unwrap();
+            let (data, trailers, ended) = decode_chunked(wire, step).unwrap();
             assert_eq!(data, b"hello, 0123456789", "step {step}");
             let t = trailers.expect("trailers");
             assert_eq!(
@@ -788,13 +822,34 @@ mod tests {
                 (&HeaderValue::from_static("1"), &HeaderValue::from_static("2"), true)
             );
         }
-        let (data, trailers, ended) = decode(b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
+        let (data, trailers, ended) = decode_chunked(b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
         assert_eq!((data.as_slice(), trailers.is_none(), ended), (&b"abc"[..], true, true));
-        assert!(!decode(b"3\r\nabc\r\n", 4).unwrap().2, "no last chunk: not ended");
+        assert!(!decode_chunked(b"3\r\nabc\r\n", 4).unwrap().2, "no last chunk: not ended");
         for bad in [&b"zz\r\nhello\r\n"[..], b"3\r\nabcX\r\n", b"ffffffffffffffffff\r\n"] {
-            assert!(matches!(decode(bad, 64), Err(H1Error::Chunked(_))), "{bad:?}");
+            assert!(matches!(decode_chunked(bad, 64), Err(H1Error::Chunked(_))), "{bad:?}");
         }
         let long_line = [b'1'; MAX_CHUNK_LINE + 2];
-        assert!(matches!(decode(&long_line, MAX_CHUNK_LINE + 2), Err(H1Error::Chunked(_))));
+        assert!(matches!(decode_chunked(&long_line, MAX_CHUNK_LINE + 2), Err(H1Error::Chunked(_))));
+    }
+
+    #[test]
+    fn whole_responses_decode_by_their_framing() {
+        let ok = |wire: &str, method: Method| decode_response(wire.as_bytes(), method).unwrap();
+        let (status, headers, body, _) = ok("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabcEXTRA", Method::GET);
+        assert_eq!((status, headers.len(), body.as_slice()), (StatusCode::OK, 1, &b"abc"[..]));
+        let (_, _, body, _) = ok("HTTP/1.1 200 OK\r\n\r\nuntil the end", Method::GET);
+        assert_eq!(body, b"until the end");
+        let (_, _, body, trailers) =
+            ok("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nt: 1\r\n\r\n", Method::GET);
+        assert_eq!((body.as_slice(), &trailers.unwrap()["t"]), (&b"ab"[..], &HeaderValue::from_static("1")));
+        let (_, _, body, _) = ok("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n", Method::HEAD);
+        assert!(body.is_empty());
+        for cut in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab",
+        ] {
+            assert!(matches!(decode_response(cut.as_bytes(), Method::GET), Err(H1Error::ClosedInBody)), "{cut:?}");
+        }
+        assert!(matches!(decode_response(b"HTTP/1.1 200 OK\r\n", Method::GET), Err(H1Error::ClosedBeforeResponse)));
     }
 }
