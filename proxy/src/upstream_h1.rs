@@ -53,7 +53,7 @@ const COALESCE: usize = 16 * 1024;
 pub enum H1Error {
     #[error("upstream connection: {0}")]
     Io(#[from] std::io::Error),
-    #[error("upstream closed the connection before responding")]
+    #[error("upstream closed the connection before a complete response head")]
     ClosedBeforeResponse,
     #[error("upstream closed the connection inside the response body")]
     ClosedInBody,
@@ -173,11 +173,11 @@ fn exchange(
         conn.buf.reserve(READ_CHUNK);
         match ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)) {
             Ok(0) => {
-                return Poll::Ready(Err(match (writer.failed.take(), conn.buf.is_empty()) {
-                    (Some(e), true) => e,
-                    (_, true) => H1Error::ClosedBeforeResponse,
-                    (_, false) => H1Error::Parse(httparse::Error::Status),
-                }))
+                // A write that failed says more than the EOF it led to.
+                return Poll::Ready(Err(match writer.failed.take() {
+                    Some(e) if conn.buf.is_empty() => e,
+                    _ => H1Error::ClosedBeforeResponse,
+                }));
             }
             Ok(_) => *received = true,
             Err(e) => return Poll::Ready(Err(writer.failed.take().unwrap_or(H1Error::Io(e)))),
