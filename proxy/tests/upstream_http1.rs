@@ -480,3 +480,23 @@ async fn https_upstream_is_verified_and_its_tls_connection_kept_alive() {
     p.push_ok(&config(false)).await;
     assert_eq!(c.request("GET", "/tls", b"").await.0, 502);
 }
+
+#[tokio::test]
+async fn expect_100_continue_gets_the_body_through() {
+    let up = Upstream::start(true, |_| reply(OK_HELLO)).await;
+    let p = proxy_to(up.addr).await;
+    let mut tcp = TcpStream::connect(p.addr(0)).await.unwrap();
+    tcp.write_all(b"POST /up HTTP/1.1\r\nhost: up.example\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    // The body is sent only once the proxy says 100 Continue.
+    let mut got = Vec::new();
+    let interim =
+        tokio::time::timeout(Duration::from_secs(10), read_until(&mut tcp, &mut got, b"\r\n\r\n")).await.unwrap();
+    assert!(interim.is_some() && got.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&got));
+    got.clear();
+    tcp.write_all(b"ping").await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), read_until(&mut tcp, &mut got, b"hello")).await.unwrap();
+    assert!(end.is_some() && got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert_eq!(up.seen()[0].body, b"ping");
+}
