@@ -165,6 +165,11 @@ struct H2Slot {
     dial: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Whether an idle HTTP/1.1 connection may still serve: not idle too long, not closed by the upstream.
+fn h1_usable(conn: &mut H1Conn, now: std::time::Instant) -> bool {
+    now.duration_since(conn.idle_since) < H1_IDLE_TIMEOUT && conn.is_reusable()
+}
+
 /// Idle HTTP/1.1 connections per key, most recently used last.
 type H1Idle = Mutex<KeyMap<Vec<H1Conn>>>;
 
@@ -250,7 +255,7 @@ impl Pool {
                 if let Some(list) = map.get_mut(&key) {
                     // Most recently used first; stale or closed connections met on the way are dropped.
                     while let Some(mut conn) = list.pop() {
-                        if now.duration_since(conn.idle_since) < H1_IDLE_TIMEOUT && conn.is_reusable() {
+                        if h1_usable(&mut conn, now) {
                             conn.reused = true;
                             return Ok(Sender::H1(conn, H1Home { idle: self.h1.clone(), key }));
                         }
@@ -276,7 +281,7 @@ impl Pool {
                     let now = std::time::Instant::now();
                     let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
                     map.retain(|_, list| {
-                        list.retain_mut(|c| now.duration_since(c.idle_since) < H1_IDLE_TIMEOUT && c.is_reusable());
+                        list.retain_mut(|c| h1_usable(c, now));
                         !list.is_empty()
                     });
                 }

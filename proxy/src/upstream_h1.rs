@@ -443,10 +443,7 @@ impl RequestWriter {
             if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
                 continue;
             }
-            out.put_slice(name.as_str().as_bytes());
-            out.put_slice(b": ");
-            out.put_slice(value.as_bytes());
-            out.put_slice(b"\r\n");
+            put_field(&mut out, name, value);
         }
         match encoding {
             // RFC 9110 §8.6: a zero length is said only where a body is expected or was declared.
@@ -483,23 +480,13 @@ impl RequestWriter {
                     self.take_frame(frame)?;
                 }
             }
-            while !self.out.is_empty() {
-                let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.out))?;
-                if n == 0 {
-                    return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()));
-                }
-                self.head_written = true;
-                self.out.advance(n);
-            }
-            while let Some(big) = self.big.as_mut() {
-                let n = ready!(Pin::new(&mut *io).poll_write(cx, big))?;
-                if n == 0 {
-                    return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()));
-                }
-                big.advance(n);
-                if big.is_empty() {
-                    self.big = None;
-                }
+            let queued = self.out.len();
+            let written = poll_write_all(io, cx, &mut self.out);
+            self.head_written |= self.out.len() < queued;
+            ready!(written)?;
+            if let Some(big) = self.big.as_mut() {
+                ready!(poll_write_all(io, cx, big))?;
+                self.big = None;
             }
             if self.body_ended {
                 ready!(Pin::new(&mut *io).poll_flush(cx))?;
@@ -550,10 +537,7 @@ impl RequestWriter {
                     Encoding::Chunked => {
                         self.out.put_slice(b"0\r\n");
                         for (name, value) in self.trailers.iter().flat_map(|t| t.iter()) {
-                            self.out.put_slice(name.as_str().as_bytes());
-                            self.out.put_slice(b": ");
-                            self.out.put_slice(value.as_bytes());
-                            self.out.put_slice(b"\r\n");
+                            put_field(&mut self.out, name, value);
                         }
                         self.out.put_slice(b"\r\n");
                     }
@@ -573,6 +557,26 @@ impl RequestWriter {
             self.big = Some(data);
         }
     }
+}
+
+/// Appends one `name: value` line of a head or trailer section.
+fn put_field(out: &mut BytesMut, name: &HeaderName, value: &HeaderValue) {
+    out.put_slice(name.as_str().as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// Writes `buf` until it is empty (consumed as it goes), or `Pending` with the rest kept.
+fn poll_write_all(io: &mut Box<dyn Io>, cx: &mut Context<'_>, buf: &mut impl Buf) -> Poll<std::io::Result<()>> {
+    while buf.has_remaining() {
+        let n = ready!(Pin::new(&mut *io).poll_write(cx, buf.chunk()))?;
+        if n == 0 {
+            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+        }
+        buf.advance(n);
+    }
+    Poll::Ready(Ok(()))
 }
 
 /// The body of an upstream HTTP/1.1 response. Holds the connection until the body is complete,
