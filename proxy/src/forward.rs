@@ -12,7 +12,6 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::balancer::{ActiveGuard, PickContext};
@@ -20,7 +19,7 @@ use crate::body::{Limits, ProxyBody, UpstreamBody, UpstreamStream};
 use crate::grpc;
 use crate::observe::{Completion, LogDetails, Observer};
 use crate::pool::{Pool, Sender, Unanswered};
-use crate::request_body::RequestBody;
+use crate::request_body::{ClientBody, RequestBody};
 use crate::respond::{error_response, ProxyError};
 use crate::router::{upstream_path, RouteRequest};
 use crate::state::{Runtime, State};
@@ -48,7 +47,7 @@ pub struct Shared {
 
 /// The hyper service function of proxy listeners.
 pub async fn serve(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
 ) -> Result<Response<ProxyBody>, Infallible> {
@@ -101,7 +100,7 @@ fn host_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Shared,
     rt: &Runtime,
@@ -203,7 +202,7 @@ async fn forward(
     .map_err(|_| ProxyError::BadRequest)?;
 
     let (body, counter) = RequestBody::new(body);
-    if let Some(d) = done.as_mut() {
+    if let (Some(d), Some(counter)) = (done.as_mut(), counter) {
         d.set_request_counter(counter);
     }
     let mut up = Request::new(body);
@@ -496,15 +495,13 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 impl crate::server::Handler for Shared {
-    async fn call(
+    // `serve` itself, not a future awaiting it: one state machine less to build and move.
+    fn call(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: Arc<ConnInfo>,
-    ) -> Result<Response<ProxyBody>, Infallible> {
-        // Boxed: hyper spawns a task per HTTP/2 stream around this future and tokio moves the
-        // task's future several times while setting it up; a pointer is cheaper to move than
-        // the whole request state machine.
-        Box::pin(serve(req, conn, self)).await
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
+        serve(req, conn, self)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The request body as it goes upstream: the client's body streamed frame by frame (trailers
+//! The request body as the client sends it ([`ClientBody`]: hyper's HTTP/2 stream, or sluice's own
+//! HTTP/1.1 reader), and as it goes upstream ([`RequestBody`]): streamed frame by frame (trailers
 //! included), counting bytes for `kong_bandwidth_bytes{direction="ingress"}` and the access log.
 
 use std::pin::Pin;
@@ -9,29 +10,82 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use thiserror::Error;
 
-/// The client's body plus a shared byte counter.
+use crate::downstream_h1::{H1BodyError, H1RequestBody};
+
+/// A request body as it arrives.
+pub enum ClientBody {
+    /// An HTTP/1.x request without a body.
+    Empty,
+    /// An HTTP/1.x request body, read by the connection's loop in [`crate::downstream_h1`].
+    H1(H1RequestBody),
+    /// An HTTP/2 stream's body, read by hyper.
+    H2(Incoming),
+}
+
+#[derive(Debug, Error)]
+pub enum ClientBodyError {
+    #[error(transparent)]
+    H1(#[from] H1BodyError),
+    #[error(transparent)]
+    H2(#[from] hyper::Error),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::H1(b) => b.poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into))),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::H1(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::H1(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
+        }
+    }
+}
+
+/// The client's body plus a shared byte counter (none for a body known to be empty).
 pub struct RequestBody {
-    inner: Incoming,
-    counter: Arc<AtomicU64>,
+    inner: ClientBody,
+    counter: Option<Arc<AtomicU64>>,
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming) -> (Self, Arc<AtomicU64>) {
-        let counter = Arc::new(AtomicU64::new(0));
+    pub fn new(inner: ClientBody) -> (Self, Option<Arc<AtomicU64>>) {
+        let counter = (!inner.is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
         (RequestBody { inner, counter: counter.clone() }, counter)
     }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
+        if let (Poll::Ready(Some(Ok(frame))), Some(counter)) = (&polled, &self.counter) {
             if let Some(d) = frame.data_ref() {
-                self.counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+                counter.fetch_add(d.len() as u64, Ordering::Relaxed);
             }
         }
         polled

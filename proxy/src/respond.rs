@@ -36,6 +36,9 @@ pub enum ProxyError {
     Terminated { status: u16, message: String, body: Option<(String, String)> },
     #[error("Bad request")]
     BadRequest,
+    /// An HTTP/1.1 request head over `max_header_list_size` (HTTP/2's is answered by h2).
+    #[error("Request header or cookie too large")]
+    HeadTooLarge,
 }
 
 impl ProxyError {
@@ -53,6 +56,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout | ProxyError::DeadlineExceeded => 504,
             ProxyError::Terminated { status, .. } => *status,
             ProxyError::BadRequest => 400,
+            ProxyError::HeadTooLarge => 431,
         }
     }
 
@@ -67,7 +71,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout | ProxyError::DeadlineExceeded => Code::DeadlineExceeded,
             ProxyError::Terminated { status, .. } => kong_grpc_code(*status),
             ProxyError::NotGrpc | ProxyError::GrpcOverHttp1 | ProxyError::HttpsRequired { .. } => Code::Internal,
-            ProxyError::BadRequest => Code::Internal,
+            ProxyError::BadRequest | ProxyError::HeadTooLarge => Code::Internal,
         }
     }
 

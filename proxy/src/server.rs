@@ -1,5 +1,6 @@
 //! Downstream connections: accept, (PROXY protocol), (TLS with SNI and ALPN), protocol detection,
-//! and one hyper connection per socket with sluice's HTTP/1.1 and HTTP/2 limits. Every step before
+//! and one connection per socket with sluice's limits: hyper's server for HTTP/2, sluice's own
+//! [`crate::downstream_h1`] for HTTP/1.x. Every step before
 //! the first request is bounded by the handshake timeout; shutdown asks each connection to finish
 //! gracefully (GOAWAY for h2, `Connection: close` for h1). Each h2 connection carries a
 //! [`ResetTracker`] and is cut with GOAWAY(ENHANCE_YOUR_CALM) when premature resets dominate
@@ -12,8 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,9 +23,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use crate::body::ProxyBody;
+use crate::downstream_h1::{self, H1Limits};
 use crate::forward::ConnInfo;
 use crate::metrics::Metrics;
 use crate::rapid_reset::{CalmIo, Guarded, ResetTracker};
+use crate::request_body::ClientBody;
 use crate::settings::ConnLimits;
 use crate::sniff::{sniff, Detected, Prefixed};
 
@@ -33,7 +35,7 @@ use crate::sniff::{sniff, Detected, Prefixed};
 pub trait Handler: Send + Sync + 'static {
     fn call(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static;
 }
@@ -46,9 +48,6 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
     pub proxy_protocol: bool,
 }
-
-/// hyper's HTTP/1 read/write buffer limit (8 KiB + 100 × 4 KiB).
-const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
 
 /// How long a connection cut for abuse may take to send its GOAWAY before it is dropped.
 const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -209,6 +208,28 @@ pub async fn serve_http<I, H>(
     handler: Arc<H>,
     limits: &ConnLimits,
     metrics: &Metrics,
+    shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    H: Handler,
+{
+    if h2 {
+        serve_h2(io, conn, handler, limits, metrics, shutdown).await;
+        return;
+    }
+    let h1 = H1Limits { header_timeout: limits.h1_header_timeout, max_head: limits.max_header_list_size as usize };
+    if let Err(e) = downstream_h1::serve(io, Arc::new(conn), handler, h1, shutdown).await {
+        tracing::debug!(error = %e, "h1 connection ended with error");
+    }
+}
+
+/// hyper's HTTP/2 server with sluice's limits and the Rapid Reset guard.
+async fn serve_h2<I, H>(
+    io: I,
+    conn: ConnInfo,
+    handler: Arc<H>,
+    limits: &ConnLimits,
+    metrics: &Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -216,74 +237,55 @@ pub async fn serve_http<I, H>(
 {
     let client = conn.client;
     let conn = Arc::new(conn);
-    let resets = h2.then(|| Arc::new(ResetTracker::new(limits, metrics.h2_resets.with_label_values(&["rapid_reset"]))));
+    let resets = Arc::new(ResetTracker::new(limits, metrics.h2_resets.with_label_values(&["rapid_reset"])));
     let svc = {
         let resets = resets.clone();
-        service_fn(move |req| {
-            let guard = resets.as_ref().map(|r| r.start());
-            let fut = handler.clone().call(req, conn.clone());
+        service_fn(move |req: Request<hyper::body::Incoming>| {
+            let guard = resets.start();
+            // Boxed: hyper spawns a task per stream around this future and tokio moves the task's
+            // future several times while setting it up; a pointer is cheaper to move than the
+            // whole request state machine. (HTTP/1.x polls it in place.)
+            let fut = Box::pin(handler.clone().call(req.map(ClientBody::H2), conn.clone()));
             async move {
                 let resp = fut.await?;
-                Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, guard)))
+                Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, Some(guard))))
             }
         })
     };
-    if let Some(resets) = resets {
-        let mut b = http2::Builder::new(TokioExecutor::new());
-        b.timer(TokioTimer::new())
-            .max_concurrent_streams(limits.h2_max_concurrent_streams)
-            .initial_stream_window_size(limits.h2_stream_window)
-            .initial_connection_window_size(limits.h2_connection_window)
-            .max_header_list_size(limits.max_header_list_size)
-            .keep_alive_interval(limits.h2_keepalive_interval)
-            .keep_alive_timeout(limits.h2_keepalive_timeout);
-        let io = TokioIo::new(CalmIo::new(io, resets.clone()));
-        let c = b.serve_connection(io, svc);
-        tokio::pin!(c);
-        tokio::select! {
-            r = c.as_mut() => {
-                if resets.is_tripped() {
-                    tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
-                } else if let Err(e) = r {
-                    tracing::debug!(error = %e, "h2 connection ended with error");
-                }
-            }
-            _ = shutdown.changed() => {
-                c.as_mut().graceful_shutdown();
-                let _ = c.await;
-            }
-            _ = resets.idle_for(limits.h2_idle_timeout) => {
-                tracing::debug!(%client, "idle HTTP/2 connection closed");
-                // A stream that raced the GOAWAY still runs to its end.
-                c.as_mut().graceful_shutdown();
-                let _ = c.await;
-            }
-            _ = resets.tripped() => {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .initial_stream_window_size(limits.h2_stream_window)
+        .initial_connection_window_size(limits.h2_connection_window)
+        .max_header_list_size(limits.max_header_list_size)
+        .keep_alive_interval(limits.h2_keepalive_interval)
+        .keep_alive_timeout(limits.h2_keepalive_timeout);
+    let io = TokioIo::new(CalmIo::new(io, resets.clone()));
+    let c = b.serve_connection(io, svc);
+    tokio::pin!(c);
+    tokio::select! {
+        r = c.as_mut() => {
+            if resets.is_tripped() {
                 tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
-                // hyper writes its GOAWAY now; CalmIo turns it into ENHANCE_YOUR_CALM and fails the I/O.
-                c.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(CUT_GRACE, c).await;
+            } else if let Err(e) = r {
+                tracing::debug!(error = %e, "h2 connection ended with error");
             }
         }
-    } else {
-        let c = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.h1_header_timeout)
-            // The head limit is exact (431 past it); the buffer stays at hyper's default unless
-            // the limit needs more.
-            .max_header_size(limits.max_header_list_size as usize)
-            .max_buf_size((limits.max_header_list_size as usize).max(HYPER_DEFAULT_MAX_BUF))
-            .keep_alive(true)
-            // One flat buffer per response (head and body copied together, one write) instead of
-            // hyper's queue of buffers for writev: fewer instructions per response.
-            .writev(false)
-            .serve_connection(TokioIo::new(io), svc);
-        tokio::pin!(c);
-        tokio::select! {
-            r = c.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "h1 connection ended with error"); } return; }
-            _ = shutdown.changed() => {}
+        _ = shutdown.changed() => {
+            c.as_mut().graceful_shutdown();
+            let _ = c.await;
         }
-        c.as_mut().graceful_shutdown();
-        let _ = c.await;
+        _ = resets.idle_for(limits.h2_idle_timeout) => {
+            tracing::debug!(%client, "idle HTTP/2 connection closed");
+            // A stream that raced the GOAWAY still runs to its end.
+            c.as_mut().graceful_shutdown();
+            let _ = c.await;
+        }
+        _ = resets.tripped() => {
+            tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
+            // hyper writes its GOAWAY now; CalmIo turns it into ENHANCE_YOUR_CALM and fails the I/O.
+            c.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CUT_GRACE, c).await;
+        }
     }
 }

@@ -5,10 +5,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::body::ProxyBody;
 use crate::forward::ConnInfo;
+use crate::request_body::ClientBody;
 use crate::respond::json_response;
 use crate::server::Handler;
 use crate::state::State;
@@ -20,7 +20,7 @@ pub struct StatusHandler {
 impl Handler for StatusHandler {
     async fn call(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         _conn: Arc<ConnInfo>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         Ok(self.respond(req.method(), req.uri().path()))

@@ -26,7 +26,7 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use thiserror::Error;
@@ -34,15 +34,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
 use crate::body::BodyError;
+use crate::h1_wire::{
+    decode, poll_write_all, put_field, Chunked, Decoded, Framing, FramingHeaders, WireError, MAX_HEAD, MAX_HEADERS,
+};
 use crate::pool::{H1Home, Io, Unanswered};
-use crate::request_body::RequestBody;
+use crate::request_body::{ClientBodyError, RequestBody};
 
-/// Largest response head (and chunked trailer block) accepted, as hyper's default buffer limit.
-const MAX_HEAD: usize = 64 * 1024;
-/// Most header fields in a response head (hyper's default).
-const MAX_HEADERS: usize = 100;
-/// Longest chunk-size line (size plus extensions).
-const MAX_CHUNK_LINE: usize = 4096;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
 /// Request body frames up to this size are copied next to what is queued (one write for the head
@@ -63,14 +60,12 @@ pub enum H1Error {
     HeadTooLarge,
     #[error("invalid header '{0}' in upstream response")]
     Header(String),
-    #[error("upstream response has an invalid content-length")]
-    ContentLength,
+    #[error("upstream response: {0}")]
+    Wire(#[from] WireError),
     #[error("upstream answered 101 Switching Protocols, which was not asked for")]
     Upgrade,
-    #[error("invalid chunked encoding in upstream response: {0}")]
-    Chunked(&'static str),
     #[error("reading the request body: {0}")]
-    RequestBody(#[source] hyper::Error),
+    RequestBody(#[source] ClientBodyError),
     #[error("request body longer than its content-length")]
     BodyTooLong,
     #[error("request body shorter than its content-length")]
@@ -257,144 +252,6 @@ fn parse_head(buf: &mut BytesMut, request: &mut http::request::Parts) -> Result<
     }
 }
 
-/// What a response's headers say about its framing and its connection.
-#[derive(Default)]
-struct FramingHeaders {
-    /// `transfer-encoding` present: whether its last coding is chunked.
-    chunked: Option<bool>,
-    length: Option<u64>,
-    /// `connection: close`.
-    close: bool,
-}
-
-impl FramingHeaders {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), H1Error> {
-        if name == TRANSFER_ENCODING {
-            let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
-            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == CONTENT_LENGTH {
-            // A list of equal values is one length (RFC 9110 §8.6); anything else is an error.
-            for part in value.as_bytes().split(|&b| b == b',') {
-                let n = parse_decimal(part.trim_ascii()).ok_or(H1Error::ContentLength)?;
-                if self.length.is_some_and(|m| m != n) {
-                    return Err(H1Error::ContentLength);
-                }
-                self.length = Some(n);
-            }
-        } else if name == CONNECTION {
-            self.close |= value.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
-        }
-        Ok(())
-    }
-}
-
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
-}
-
-/// How a response body is delimited.
-#[derive(Debug, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    /// Bytes still to come.
-    Length(u64),
-    Chunked(Chunked),
-    /// Until the upstream closes.
-    Close,
-    /// Complete (close-delimited and chunked bodies end here).
-    Done,
-}
-
-/// Where a chunked body's decoder stands.
-#[derive(Debug, PartialEq, Eq)]
-enum Chunked {
-    /// Expecting a chunk-size line.
-    Size,
-    /// Bytes left in the current chunk.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: the trailer section.
-    Trailers,
-}
-
-/// One decoding step of a chunked body over `buf`.
-enum Step {
-    /// Need more bytes.
-    More,
-    Data(Bytes),
-    Trailers(HeaderMap),
-    End,
-    /// Progress without output (a size line or a chunk's CRLF consumed).
-    Again,
-}
-
-impl Chunked {
-    fn step(&mut self, buf: &mut BytesMut) -> Result<Step, H1Error> {
-        match self {
-            Chunked::Size => match httparse::parse_chunk_size(buf) {
-                Ok(httparse::Status::Complete((len, size))) => {
-                    buf.advance(len);
-                    *self = if size == 0 { Chunked::Trailers } else { Chunked::Data(size) };
-                    Ok(Step::Again)
-                }
-                Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => Ok(Step::More),
-                Ok(httparse::Status::Partial) => Err(H1Error::Chunked("chunk-size line too long")),
-                Err(_) => Err(H1Error::Chunked("invalid chunk size")),
-            },
-            Chunked::Data(left) => {
-                if buf.is_empty() {
-                    return Ok(Step::More);
-                }
-                let n = (*left).min(buf.len() as u64) as usize;
-                *left -= n as u64;
-                if *left == 0 {
-                    *self = Chunked::DataEnd;
-                }
-                Ok(Step::Data(buf.split_to(n).freeze()))
-            }
-            Chunked::DataEnd => {
-                if buf.len() < 2 {
-                    return Ok(Step::More);
-                }
-                if &buf[..2] != b"\r\n" {
-                    return Err(H1Error::Chunked("chunk data not followed by CRLF"));
-                }
-                buf.advance(2);
-                *self = Chunked::Size;
-                Ok(Step::Again)
-            }
-            Chunked::Trailers => {
-                if buf.starts_with(b"\r\n") {
-                    buf.advance(2);
-                    return Ok(Step::End);
-                }
-                let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match httparse::parse_headers(buf, &mut slots) {
-                    Ok(httparse::Status::Complete((len, fields))) => {
-                        let mut trailers = HeaderMap::with_capacity(fields.len());
-                        for h in fields {
-                            if let (Ok(n), Ok(v)) =
-                                (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
-                            {
-                                trailers.append(n, v);
-                            }
-                        }
-                        buf.advance(len);
-                        Ok(Step::Trailers(trailers))
-                    }
-                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Ok(Step::More),
-                    Ok(httparse::Status::Partial) => Err(H1Error::Chunked("trailer section too large")),
-                    Err(_) => Err(H1Error::Chunked("invalid trailer section")),
-                }
-            }
-        }
-    }
-}
-
 /// How the request body goes on the wire.
 enum Encoding {
     /// Bytes still expected by the `content-length` sent.
@@ -505,7 +362,7 @@ impl RequestWriter {
     }
 
     /// Queues one polled body frame (or the body's end).
-    fn take_frame(&mut self, frame: Option<Result<Frame<Bytes>, hyper::Error>>) -> Result<(), H1Error> {
+    fn take_frame(&mut self, frame: Option<Result<Frame<Bytes>, ClientBodyError>>) -> Result<(), H1Error> {
         match frame {
             Some(Ok(frame)) => {
                 self.body_taken = true;
@@ -557,26 +414,6 @@ impl RequestWriter {
             self.big = Some(data);
         }
     }
-}
-
-/// Appends one `name: value` line of a head or trailer section.
-fn put_field(out: &mut BytesMut, name: &HeaderName, value: &HeaderValue) {
-    out.put_slice(name.as_str().as_bytes());
-    out.put_slice(b": ");
-    out.put_slice(value.as_bytes());
-    out.put_slice(b"\r\n");
-}
-
-/// Writes `buf` until it is empty (consumed as it goes), or `Pending` with the rest kept.
-fn poll_write_all(io: &mut Box<dyn Io>, cx: &mut Context<'_>, buf: &mut impl Buf) -> Poll<std::io::Result<()>> {
-    while buf.has_remaining() {
-        let n = ready!(Pin::new(&mut *io).poll_write(cx, buf.chunk()))?;
-        if n == 0 {
-            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-        }
-        buf.advance(n);
-    }
-    Poll::Ready(Ok(()))
 }
 
 /// The body of an upstream HTTP/1.1 response. Holds the connection until the body is complete,
@@ -653,42 +490,6 @@ impl H1Body {
             Framing::Length(n) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
         }
-    }
-}
-
-/// What the bytes buffered so far give of a response body.
-enum Decoded {
-    Frame(Frame<Bytes>),
-    End,
-    NeedMore,
-}
-
-/// Takes the next frame of a body framed as `framing` off the front of `buf`.
-fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Decoded, H1Error> {
-    loop {
-        return Ok(match framing {
-            Framing::Empty | Framing::Done | Framing::Length(0) => Decoded::End,
-            _ if buf.is_empty() => Decoded::NeedMore,
-            Framing::Length(left) => {
-                let n = (*left).min(buf.len() as u64) as usize;
-                *left -= n as u64;
-                Decoded::Frame(Frame::data(buf.split_to(n).freeze()))
-            }
-            Framing::Close => Decoded::Frame(Frame::data(buf.split().freeze())),
-            Framing::Chunked(state) => match state.step(buf)? {
-                Step::Again => continue,
-                Step::Data(d) => Decoded::Frame(Frame::data(d)),
-                Step::Trailers(t) => {
-                    *framing = Framing::Done;
-                    Decoded::Frame(Frame::trailers(t))
-                }
-                Step::End => {
-                    *framing = Framing::Done;
-                    Decoded::End
-                }
-                Step::More => Decoded::NeedMore,
-            },
-        });
     }
 }
 
@@ -785,55 +586,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\n",
         ] {
-            assert!(matches!(head(bad, Method::GET), Err(H1Error::ContentLength)), "{bad:?}");
+            assert!(matches!(head(bad, Method::GET), Err(H1Error::Wire(WireError::ContentLength))), "{bad:?}");
         }
         assert!(matches!(head("NOT HTTP\r\n\r\n", Method::GET), Err(H1Error::Parse(_))));
-    }
-
-    /// Decodes `wire` fed in pieces of `step` bytes: (data, trailers, ended).
-    fn decode_chunked(wire: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>, bool), H1Error> {
-        let mut state = Chunked::Size;
-        let (mut buf, mut data, mut trailers) = (BytesMut::new(), Vec::new(), None);
-        let mut fed = 0;
-        loop {
-            match state.step(&mut buf)? {
-                Step::Again => {}
-                Step::Data(d) => data.extend_from_slice(&d),
-                Step::Trailers(t) => {
-                    trailers = Some(t);
-                    return Ok((data, trailers, true));
-                }
-                Step::End => return Ok((data, trailers, true)),
-                Step::More if fed < wire.len() => {
-                    let end = (fed + step).min(wire.len());
-                    buf.extend_from_slice(&wire[fed..end]);
-                    fed = end;
-                }
-                Step::More => return Ok((data, trailers, false)),
-            }
-        }
-    }
-
-    #[test]
-    fn chunked_bodies_decode_whatever_the_read_boundaries() {
-        let wire = b"5;name=value\r\nhello\r\n1\r\n,\r\nB\r\n 0123456789\r\n0\r\nx-sum: 1\r\nx-b: 2\r\n\r\n";
-        for step in [1, 2, 3, 7, wire.len()] {
-            let (data, trailers, ended) = decode_chunked(wire, step).unwrap();
-            assert_eq!(data, b"hello, 0123456789", "step {step}");
-            let t = trailers.expect("trailers");
-            assert_eq!(
-                (&t["x-sum"], &t["x-b"], ended),
-                (&HeaderValue::from_static("1"), &HeaderValue::from_static("2"), true)
-            );
-        }
-        let (data, trailers, ended) = decode_chunked(b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
-        assert_eq!((data.as_slice(), trailers.is_none(), ended), (&b"abc"[..], true, true));
-        assert!(!decode_chunked(b"3\r\nabc\r\n", 4).unwrap().2, "no last chunk: not ended");
-        for bad in [&b"zz\r\nhello\r\n"[..], b"3\r\nabcX\r\n", b"ffffffffffffffffff\r\n"] {
-            assert!(matches!(decode_chunked(bad, 64), Err(H1Error::Chunked(_))), "{bad:?}");
-        }
-        let long_line = [b'1'; MAX_CHUNK_LINE + 2];
-        assert!(matches!(decode_chunked(&long_line, MAX_CHUNK_LINE + 2), Err(H1Error::Chunked(_))));
     }
 
     #[test]

@@ -1,0 +1,943 @@
+//! Downstream HTTP/1.x: the server side of a client's HTTP/1.0 or HTTP/1.1 connection, run on the
+//! connection's task. hyper's server spent about 10,000 instructions per keep-alive request around
+//! the proxy's own work (bench/callgrind.sh: a boxed header timer per request, a read buffer
+//! re-allocated per request, its dispatcher); this loop does the same job with one timer per
+//! connection and one read buffer.
+//!
+//! One request at a time: its head is parsed with httparse into an `http::Request`, the handler's
+//! future is polled here, and the response is written as its body yields. Pipelined requests wait
+//! in the read buffer. A request body (RFC 9112 §6: `content-length`, or chunked) is read by this
+//! loop when the request's [`H1RequestBody`] asks for more, from whichever task polls it. The
+//! response is framed by its `content-length`, else chunked (HTTP/1.1) or by closing (HTTP/1.0);
+//! HEAD, 1xx, 204 and 304 responses have no body. hyper's rules are kept: a request head must
+//! arrive within the header timeout (also the keep-alive idle limit), a head over the limit gets
+//! 431, a malformed one 400, both `transfer-encoding` and `content-length` mean chunked and a
+//! closed connection afterwards, `expect: 100-continue` is answered when the body is first read,
+//! and a response is given `date` when it has none. A body left unread closes the connection.
+
+use std::future::{poll_fn, Future};
+use std::mem::MaybeUninit;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+use tokio_util::io::poll_read_buf;
+
+use crate::body::{BodyError, ProxyBody};
+use crate::forward::ConnInfo;
+use crate::h1_wire::{
+    decode, poll_write_all, put_field, Chunked, Decoded, Framing, FramingHeaders, WireError, MAX_HEADERS,
+};
+use crate::request_body::ClientBody;
+use crate::respond::{error_response, ProxyError};
+use crate::server::Handler;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 8 * 1024;
+/// Response body frames up to this size are copied next to what is queued (one write for a head
+/// and a small body); larger ones are written from their own buffer.
+const COALESCE: usize = 16 * 1024;
+/// How long a connection closed with request bytes unread keeps reading (and dropping) them, so
+/// that its response is not lost to a TCP reset (nginx's lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Why a connection ended without a clean close.
+#[derive(Debug, Error)]
+pub enum H1ServerError {
+    #[error("client connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid request head: {0}")]
+    Parse(httparse::Error),
+    #[error("request head larger than {0} bytes")]
+    HeadTooLarge(usize),
+    #[error("invalid request target")]
+    Target,
+    #[error("invalid method")]
+    Method,
+    #[error("invalid header '{0}'")]
+    Header(String),
+    #[error("more than one host header")]
+    DuplicateHost,
+    #[error("request framing: {0}")]
+    Wire(#[from] WireError),
+    #[error("transfer-encoding on an HTTP/1.0 request")]
+    TransferEncodingOnHttp10,
+    #[error("transfer-encoding whose last coding is not chunked")]
+    NotChunked,
+    #[error("client closed the connection inside the request head")]
+    ClosedInHead,
+    #[error("request head not complete within the header timeout")]
+    HeaderTimeout,
+    #[error("response body: {0}")]
+    ResponseBody(BodyError),
+    #[error("response body shorter than its content-length")]
+    ResponseTooShort,
+    #[error("response body longer than its content-length")]
+    ResponseTooLong,
+}
+
+impl H1ServerError {
+    /// The answer a client gets before its connection is closed; `None`: closed without one.
+    fn rejection(&self) -> Option<ProxyError> {
+        match self {
+            H1ServerError::HeadTooLarge(_) | H1ServerError::Parse(httparse::Error::TooManyHeaders) => {
+                Some(ProxyError::HeadTooLarge)
+            }
+            H1ServerError::Parse(_)
+            | H1ServerError::Target
+            | H1ServerError::Method
+            | H1ServerError::Header(_)
+            | H1ServerError::DuplicateHost
+            | H1ServerError::Wire(_)
+            | H1ServerError::TransferEncodingOnHttp10
+            | H1ServerError::NotChunked => Some(ProxyError::BadRequest),
+            _ => None,
+        }
+    }
+}
+
+/// A request body that failed: the client's bytes broke the framing, or the connection ended.
+#[derive(Debug, Clone, Error)]
+pub enum H1BodyError {
+    #[error("request body: {0}")]
+    Wire(#[from] WireError),
+    #[error("client closed the connection inside the request body")]
+    Closed,
+    #[error("client connection failed inside the request body: {0}")]
+    Io(std::io::ErrorKind),
+}
+
+/// How one connection is served.
+pub struct H1Limits {
+    /// Time to read a request head, counted from when the connection starts waiting for it.
+    pub header_timeout: Duration,
+    /// Largest request head (431 beyond it).
+    pub max_head: usize,
+}
+
+/// A parsed request head, before its body is attached.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub parts: http::request::Parts,
+    /// `None`: no body.
+    pub body: Option<Framing>,
+    /// The client lets the connection stay open after this request.
+    pub keep_alive: bool,
+    /// `expect: 100-continue` on an HTTP/1.1 request with a body.
+    pub expect_continue: bool,
+}
+
+/// Serves one HTTP/1.x connection until the client closes it, an error, the header timeout, or
+/// `shutdown` (which lets the request in flight finish and closes after it).
+pub async fn serve<I, H>(
+    io: I,
+    conn: Arc<ConnInfo>,
+    handler: Arc<H>,
+    limits: H1Limits,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), H1ServerError>
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    H: Handler,
+{
+    let mut c = Conn {
+        io,
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        wbuf: BytesMut::new(),
+        big: None,
+        spare: HeaderMap::new(),
+    };
+    // One timer for the connection's life, moved only when it fires early (see `poll_head`).
+    let mut timer = Box::pin(tokio::time::sleep(limits.header_timeout));
+    // Polled once, so that the task is woken at shutdown; from then on the flag is read instead
+    // (a watch borrow is cheaper than polling the future on every request).
+    let mut stopping = shutdown.clone();
+    let mut stop = pin!(async move {
+        let _ = stopping.changed().await;
+    });
+    let mut watching = false;
+    let stopped = |shutdown: &watch::Receiver<bool>| *shutdown.borrow() || shutdown.has_changed().is_err();
+    loop {
+        let deadline = Instant::now() + limits.header_timeout;
+        let head = poll_fn(|cx| {
+            if !watching {
+                watching = true;
+                let _ = stop.as_mut().poll(cx);
+            }
+            if c.rbuf.is_empty() && stopped(&shutdown) {
+                return Poll::Ready(Ok(None));
+            }
+            c.poll_head(cx, limits.max_head, deadline, timer.as_mut())
+        })
+        .await;
+        let head = match head {
+            Ok(Some(head)) => head,
+            Ok(None) => return c.close().await,
+            Err(e) => {
+                if let Some(reject) = e.rejection() {
+                    let resp = error_response(&reject, false);
+                    let mut w = ResponseWriter::new(&resp, false, false, false);
+                    c.put_head(&resp, &mut w);
+                    let mut body = resp.into_body();
+                    let _ = poll_fn(|cx| c.poll_body(cx, &mut w, Pin::new(&mut body))).await;
+                    c.linger().await;
+                }
+                return Err(e);
+            }
+        };
+        let RequestHead { parts, body, keep_alive, expect_continue } = head;
+        let is_head = parts.method == Method::HEAD;
+        let http10 = parts.version == Version::HTTP_10;
+        let pipe = body.map(|framing| Arc::new(Pipe::new(framing, expect_continue)));
+        let client_body = match &pipe {
+            Some(p) => ClientBody::H1(H1RequestBody::new(p.clone())),
+            None => ClientBody::Empty,
+        };
+        let mut fut = pin!(handler.clone().call(Request::from_parts(parts, client_body), conn.clone()));
+        let resp = poll_fn(|cx| loop {
+            if let Poll::Ready(resp) = fut.as_mut().poll(cx) {
+                return Poll::Ready(resp.unwrap_or_else(|never| match never {}));
+            }
+            match &pipe {
+                Some(p) if c.feed(p, cx) => continue,
+                _ => return Poll::Pending,
+            }
+        })
+        .await;
+        let keep_alive = keep_alive && !stopped(&shutdown);
+        let mut w = ResponseWriter::new(&resp, is_head, http10, keep_alive);
+        c.put_head(&resp, &mut w);
+        let (parts, mut body) = resp.into_parts();
+        c.spare = parts.headers;
+        // The request body may still be read (by the upstream exchange inside the response body).
+        poll_fn(|cx| loop {
+            if let Poll::Ready(r) = c.poll_body(cx, &mut w, Pin::new(&mut body)) {
+                return Poll::Ready(r);
+            }
+            match &pipe {
+                Some(p) if c.feed(p, cx) => continue,
+                _ => return Poll::Pending,
+            }
+        })
+        .await?;
+        drop(body);
+        let body_read = pipe.as_ref().is_none_or(|p| c.finish_body(p));
+        if !body_read {
+            c.linger().await;
+            return Ok(());
+        }
+        if !w.keep_alive {
+            return c.close().await;
+        }
+    }
+}
+
+/// The connection's I/O and buffers.
+struct Conn<I> {
+    io: I,
+    /// Bytes read and not yet consumed (the head being parsed, body bytes, pipelined requests).
+    rbuf: BytesMut,
+    /// Queued response bytes (the head, small body frames, chunk framing).
+    wbuf: BytesMut,
+    /// A large body frame, written after `wbuf`.
+    big: Option<Bytes>,
+    /// The last response's header map, emptied into the next request's (no allocation per request).
+    spare: HeaderMap,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
+    /// Reads until a whole request head is buffered. `Ok(None)`: the client closed between requests.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        max_head: usize,
+        deadline: Instant,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Poll<Result<Option<RequestHead>, H1ServerError>> {
+        loop {
+            if !self.rbuf.is_empty() {
+                if let Some(head) = parse_request(&mut self.rbuf, max_head, &mut self.spare)? {
+                    return Poll::Ready(Ok(Some(head)));
+                }
+            }
+            self.rbuf.reserve(READ_CHUNK);
+            match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) if self.rbuf.is_empty() => return Poll::Ready(Ok(None)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(H1ServerError::ClosedInHead)),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => break,
+            }
+        }
+        // The timer is set for an earlier request's deadline (or the connection's first); when it
+        // fires before this one's, it moves. Requests that arrive in time never touch it.
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return Poll::Ready(Err(H1ServerError::HeaderTimeout));
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+
+    /// Reads the request body for its [`H1RequestBody`] while that wants a frame. True when a
+    /// frame (or the body's end or failure) was handed over.
+    fn feed(&mut self, pipe: &Pipe, cx: &mut Context<'_>) -> bool {
+        let mut s = pipe.lock();
+        if s.finished() {
+            return false;
+        }
+        if !s.conn_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.conn_waker = Some(cx.waker().clone());
+        }
+        if !s.wanted || s.frame.is_some() {
+            return false;
+        }
+        if std::mem::take(&mut s.expect_continue) && self.rbuf.is_empty() {
+            self.wbuf.put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        if !self.wbuf.is_empty() {
+            if let Poll::Ready(Err(e)) = poll_write_all(&mut self.io, cx, &mut self.wbuf) {
+                s.fail(H1BodyError::Io(e.kind()));
+                return true;
+            }
+        }
+        loop {
+            match decode(&mut s.framing, &mut self.rbuf) {
+                Ok(Decoded::Frame(frame)) => {
+                    s.frame = Some(frame);
+                    s.ended = matches!(s.framing, Framing::Length(0) | Framing::Done);
+                    s.deliver();
+                    return true;
+                }
+                Ok(Decoded::End) => {
+                    s.ended = true;
+                    s.deliver();
+                    return true;
+                }
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => {
+                    s.fail(e.into());
+                    return true;
+                }
+            }
+            self.rbuf.reserve(READ_CHUNK);
+            match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) => {
+                    s.fail(H1BodyError::Closed);
+                    return true;
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    s.fail(H1BodyError::Io(e.kind()));
+                    return true;
+                }
+                Poll::Pending => return false,
+            }
+        }
+    }
+
+    /// After the response: whether the request body is wholly consumed (what is buffered is
+    /// decoded and dropped), so that the next request starts at the front of the buffer.
+    fn finish_body(&mut self, pipe: &Pipe) -> bool {
+        let mut s = pipe.lock();
+        if s.failed {
+            return false;
+        }
+        if s.ended {
+            return true;
+        }
+        loop {
+            match decode(&mut s.framing, &mut self.rbuf) {
+                Ok(Decoded::Frame(_)) => {}
+                Ok(Decoded::End) => return true,
+                Ok(Decoded::NeedMore) | Err(_) => return false,
+            }
+        }
+    }
+
+    /// Queues the response head.
+    fn put_head(&mut self, resp: &Response<ProxyBody>, w: &mut ResponseWriter) {
+        let out = &mut self.wbuf;
+        out.reserve(128 + resp.headers().len() * 48);
+        let status = resp.status();
+        out.put_slice(b"HTTP/1.1 ");
+        out.put_slice(status.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.put_slice(b"\r\n");
+        for (name, value) in resp.headers() {
+            if name == TRANSFER_ENCODING || name == CONNECTION || (name == CONTENT_LENGTH && w.drop_length) {
+                continue;
+            }
+            put_field(out, name, value);
+        }
+        match w.framing {
+            Out::Length(n) if w.add_length => {
+                out.put_slice(b"content-length: ");
+                out.put_slice(itoa(n, &mut [0u8; 20]));
+                out.put_slice(b"\r\n");
+            }
+            Out::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+            _ => {}
+        }
+        if !resp.headers().contains_key(DATE) {
+            out.put_slice(b"date: ");
+            put_date(out);
+            out.put_slice(b"\r\n");
+        }
+        if !w.keep_alive {
+            out.put_slice(b"connection: close\r\n");
+        } else if w.http10 {
+            out.put_slice(b"connection: keep-alive\r\n");
+        }
+        out.put_slice(b"\r\n");
+    }
+
+    /// Writes the response body as it yields, then flushes. A body that fails or breaks its
+    /// `content-length` ends the connection (the client sees a cut response, never a whole one).
+    fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        w: &mut ResponseWriter,
+        mut body: Pin<&mut ProxyBody>,
+    ) -> Poll<Result<(), H1ServerError>> {
+        loop {
+            if w.done || self.big.is_some() || self.wbuf.len() >= COALESCE {
+                ready!(self.poll_write_out(cx))?;
+                if w.done {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if w.framing == Out::None {
+                w.done = true;
+                continue;
+            }
+            match body.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    match &mut w.framing {
+                        Out::Length(left) => {
+                            *left = left.checked_sub(data.len() as u64).ok_or(H1ServerError::ResponseTooLong)?;
+                            self.queue(data);
+                        }
+                        Out::Chunked => {
+                            self.wbuf.put_slice(hex(data.len(), &mut [0u8; 16]));
+                            self.wbuf.put_slice(b"\r\n");
+                            self.queue(data);
+                            if self.big.is_some() {
+                                // The CRLF after a large chunk's data goes out after it.
+                                w.crlf_after_big = true;
+                            } else {
+                                self.wbuf.put_slice(b"\r\n");
+                            }
+                        }
+                        Out::Close | Out::None => self.queue(data),
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(H1ServerError::ResponseBody(e))),
+                Poll::Ready(None) => {
+                    match w.framing {
+                        Out::Length(0) | Out::Close | Out::None => {}
+                        Out::Length(_) => return Poll::Ready(Err(H1ServerError::ResponseTooShort)),
+                        Out::Chunked => self.wbuf.put_slice(b"0\r\n\r\n"),
+                    }
+                    w.done = true;
+                }
+                Poll::Pending => {
+                    // What is queued leaves while the body is awaited.
+                    ready!(self.poll_write_out(cx))?;
+                    return Poll::Pending;
+                }
+            }
+            if w.crlf_after_big && self.big.is_none() {
+                w.crlf_after_big = false;
+                self.wbuf.put_slice(b"\r\n");
+            }
+        }
+    }
+
+    fn queue(&mut self, data: Bytes) {
+        if data.len() <= COALESCE && self.big.is_none() {
+            self.wbuf.put_slice(&data);
+        } else {
+            // `wbuf` is written before `big`; the writer takes no frame while `big` waits.
+            self.big = Some(data);
+        }
+    }
+
+    /// Writes `wbuf`, then `big`, then flushes.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(poll_write_all(&mut self.io, cx, &mut self.wbuf))?;
+        if let Some(big) = self.big.as_mut() {
+            ready!(poll_write_all(&mut self.io, cx, big))?;
+            self.big = None;
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Ends the connection: what is queued is written and the write side shut down.
+    async fn close(mut self) -> Result<(), H1ServerError> {
+        poll_fn(|cx| self.poll_write_out(cx)).await?;
+        let _ = self.io.shutdown().await;
+        Ok(())
+    }
+
+    /// Ends a connection whose client may still be sending (a body left unread, a rejected
+    /// head): shuts the write side down, then reads and drops what comes for up to [`LINGER`],
+    /// so that the response is not lost to the reset a close with unread bytes causes.
+    async fn linger(mut self) {
+        if poll_fn(|cx| self.poll_write_out(cx)).await.is_err() || self.io.shutdown().await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut sink = [0u8; 8192];
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut self.io, &mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// How the response body goes on the wire.
+#[derive(Debug, PartialEq, Eq)]
+enum Out {
+    /// No body (HEAD, 1xx, 204, 304, or an empty one).
+    None,
+    /// Bytes still owed to the `content-length` sent.
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (an HTTP/1.0 client, length unknown).
+    Close,
+}
+
+/// What the response head says about the body and the connection.
+struct ResponseWriter {
+    framing: Out,
+    /// `content-length` is written by us (the response had none).
+    add_length: bool,
+    /// The response's own `content-length` is not written (it cannot be trusted).
+    drop_length: bool,
+    keep_alive: bool,
+    http10: bool,
+    done: bool,
+    /// A large chunk is being written; its closing CRLF is queued once it is out.
+    crlf_after_big: bool,
+}
+
+impl ResponseWriter {
+    fn new(resp: &Response<ProxyBody>, is_head: bool, http10: bool, mut keep_alive: bool) -> Self {
+        let status = resp.status();
+        let body = resp.body();
+        let declared = resp.headers().get(CONTENT_LENGTH).map(|v| crate::h1_wire::parse_decimal(v.as_bytes()));
+        let mut add_length = false;
+        let mut drop_length = false;
+        let framing = if status.is_informational() || status == StatusCode::NO_CONTENT {
+            drop_length = true;
+            Out::None
+        } else if is_head || status == StatusCode::NOT_MODIFIED {
+            Out::None
+        } else {
+            match declared {
+                Some(Some(n)) => Out::Length(n),
+                declared => {
+                    drop_length = declared.is_some();
+                    add_length = true;
+                    if body.is_end_stream() {
+                        Out::Length(0)
+                    } else if let Some(n) = body.size_hint().exact() {
+                        Out::Length(n)
+                    } else if http10 {
+                        add_length = false;
+                        keep_alive = false;
+                        Out::Close
+                    } else {
+                        add_length = false;
+                        Out::Chunked
+                    }
+                }
+            }
+        };
+        ResponseWriter { framing, add_length, drop_length, keep_alive, http10, done: false, crlf_after_big: false }
+    }
+}
+
+/// Parses a complete request head off the front of `buf`, its fields into `spare` (taken and
+/// emptied first). `None` while it is incomplete.
+pub fn parse_request(
+    buf: &mut BytesMut,
+    max_head: usize,
+    spare: &mut HeaderMap,
+) -> Result<Option<RequestHead>, H1ServerError> {
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (len, method, target, http11, count) = {
+        let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut slots) {
+            Ok(httparse::Status::Complete(len)) if len > max_head => return Err(H1ServerError::HeadTooLarge(max_head)),
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > max_head => return Err(H1ServerError::HeadTooLarge(max_head)),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(H1ServerError::Parse(e)),
+        };
+        let base = buf.as_ptr() as usize;
+        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            *span = (name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32);
+        }
+        let method = req.method.map(|m| m.as_ptr() as usize - base..m.as_ptr() as usize - base + m.len());
+        let target = req.path.map(|p| p.as_ptr() as usize - base..p.as_ptr() as usize - base + p.len());
+        (len, method, target, req.version == Some(1), req.headers.len())
+    };
+    let raw = buf.split_to(len).freeze();
+    let method = method.and_then(|m| Method::from_bytes(&raw[m]).ok()).ok_or(H1ServerError::Method)?;
+    let uri = target.and_then(|t| Uri::from_maybe_shared(raw.slice(t)).ok()).ok_or(H1ServerError::Target)?;
+    // Room for the X-Forwarded-* and X-Real-IP fields the proxy adds: the map never grows.
+    let mut headers = std::mem::take(spare);
+    headers.clear();
+    headers.reserve(count + 6);
+    let mut framing = FramingHeaders::default();
+    let mut hosts = 0;
+    let mut expect_continue = false;
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name_bytes = &raw[ns as usize..ne as usize];
+        let bad = || H1ServerError::Header(String::from_utf8_lossy(name_bytes).into_owned());
+        let name = HeaderName::from_bytes(name_bytes).map_err(|_| bad())?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize)).map_err(|_| bad())?;
+        framing.note(&name, &value)?;
+        if name == HOST {
+            hosts += 1;
+        } else if name == EXPECT {
+            expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+        }
+        headers.append(name, value);
+    }
+    if hosts > 1 {
+        return Err(H1ServerError::DuplicateHost);
+    }
+    let mut keep_alive = if http11 { !framing.close } else { framing.keep_alive && !framing.close };
+    let body = match (framing.chunked, framing.length) {
+        (Some(_), _) if !http11 => return Err(H1ServerError::TransferEncodingOnHttp10),
+        (Some(false), _) => return Err(H1ServerError::NotChunked),
+        (Some(true), length) => {
+            // Both: chunked wins and the connection ends after this request (RFC 9112 §6.3).
+            if length.is_some() {
+                headers.remove(CONTENT_LENGTH);
+                keep_alive = false;
+            }
+            Some(Framing::Chunked(Chunked::Size))
+        }
+        (None, Some(0)) | (None, None) => None,
+        (None, Some(n)) => Some(Framing::Length(n)),
+    };
+    let mut parts = Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
+    parts.headers = headers;
+    Ok(Some(RequestHead { parts, expect_continue: expect_continue && http11 && body.is_some(), body, keep_alive }))
+}
+
+/// A whole request as the proxy reads it, from bytes in memory: head, then body by its framing
+/// (`None` for the body when the bytes end inside it). For the fuzz target `downstream_h1`.
+#[doc(hidden)]
+pub fn decode_request(wire: &[u8], max_head: usize) -> Result<Option<(RequestHead, Option<Vec<u8>>)>, H1ServerError> {
+    let mut buf = BytesMut::from(wire);
+    let Some(mut head) = parse_request(&mut buf, max_head, &mut HeaderMap::new())? else {
+        return Ok(None);
+    };
+    let mut body = Vec::new();
+    if let Some(framing) = head.body.as_mut() {
+        loop {
+            match decode(framing, &mut buf)? {
+                Decoded::Frame(f) => {
+                    if let Some(d) = f.data_ref() {
+                        body.extend_from_slice(d);
+                    }
+                }
+                Decoded::End => break,
+                Decoded::NeedMore => return Ok(Some((head, None))),
+            }
+        }
+    }
+    Ok(Some((head, Some(body))))
+}
+
+/// The state a request body shares with the connection loop that reads it.
+pub struct Pipe {
+    state: Mutex<PipeState>,
+}
+
+struct PipeState {
+    framing: Framing,
+    /// Decoded and not yet taken.
+    frame: Option<Frame<Bytes>>,
+    /// The body's last frame is decoded (it may still wait in `frame`).
+    ended: bool,
+    failed: bool,
+    error: Option<H1BodyError>,
+    /// The body was polled and waits for a frame.
+    wanted: bool,
+    /// `100 Continue` is owed before the first read.
+    expect_continue: bool,
+    /// Size of a `content-length` body not yet handed over.
+    remaining: Option<u64>,
+    body_waker: Option<Waker>,
+    conn_waker: Option<Waker>,
+}
+
+impl Pipe {
+    fn new(framing: Framing, expect_continue: bool) -> Self {
+        let remaining = match framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        Pipe {
+            state: Mutex::new(PipeState {
+                framing,
+                frame: None,
+                ended: false,
+                failed: false,
+                error: None,
+                wanted: false,
+                expect_continue,
+                remaining,
+                body_waker: None,
+                conn_waker: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PipeState> {
+        // Nothing panics while holding it; a poisoned pipe is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PipeState {
+    fn finished(&self) -> bool {
+        self.ended || self.failed
+    }
+
+    fn deliver(&mut self) {
+        self.wanted = false;
+        if let Some(w) = self.body_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn fail(&mut self, e: H1BodyError) {
+        self.failed = true;
+        self.error = Some(e);
+        self.deliver();
+    }
+}
+
+/// An HTTP/1.x request body: frames decoded by the connection loop as they are asked for.
+pub struct H1RequestBody {
+    pipe: Arc<Pipe>,
+    done: bool,
+}
+
+impl H1RequestBody {
+    fn new(pipe: Arc<Pipe>) -> Self {
+        H1RequestBody { pipe, done: false }
+    }
+
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, H1BodyError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let mut s = self.pipe.lock();
+        if let Some(frame) = s.frame.take() {
+            if let (Some(left), Some(d)) = (s.remaining.as_mut(), frame.data_ref()) {
+                *left = left.saturating_sub(d.len() as u64);
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if let Some(e) = s.error.take() {
+            self.done = true;
+            return Poll::Ready(Some(Err(e)));
+        }
+        if s.finished() {
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        s.wanted = true;
+        if !s.body_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.body_waker = Some(cx.waker().clone());
+        }
+        // The connection loop is woken unless it is this very task (it reads after this poll).
+        let conn = s.conn_waker.as_ref().filter(|w| !w.will_wake(cx.waker())).cloned();
+        drop(s);
+        if let Some(w) = conn {
+            w.wake();
+        }
+        Poll::Pending
+    }
+
+    pub fn is_end_stream(&self) -> bool {
+        if self.done {
+            return true;
+        }
+        let s = self.pipe.lock();
+        s.ended && s.frame.is_none()
+    }
+
+    pub fn size_hint(&self) -> SizeHint {
+        match self.pipe.lock().remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for H1RequestBody {
+    fn drop(&mut self) {
+        // Nobody reads the rest; the connection loop stops waiting for the body to ask.
+        let conn = self.pipe.lock().conn_waker.take();
+        if let Some(w) = conn {
+            w.wake();
+        }
+    }
+}
+
+/// The decimal digits of `n`.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// The lowercase hex digits of `n` (a chunk size).
+fn hex(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Appends the current time as an HTTP date, formatted once per second per thread.
+fn put_date(out: &mut BytesMut) {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, [u8; 29])> = const { std::cell::RefCell::new((0, [0; 29])) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                c.1.copy_from_slice(text.as_bytes());
+                c.0 = secs;
+            }
+        }
+        out.put_slice(&c.1);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Option<RequestHead>, H1ServerError> {
+        parse_request(&mut BytesMut::from(raw), 64 << 10, &mut HeaderMap::new())
+    }
+
+    fn ok(raw: &str) -> RequestHead {
+        head(raw).unwrap().expect("complete head")
+    }
+
+    #[test]
+    fn request_heads_parse_with_their_framing_and_keep_alive() {
+        let h = ok("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\n\r\n");
+        assert_eq!((h.parts.method, h.parts.uri.path(), h.parts.uri.query()), (Method::GET, "/a", Some("b=1")));
+        assert_eq!(
+            (h.parts.headers["host"].as_bytes(), h.body.is_none(), h.keep_alive),
+            (&b"example.com"[..], true, true)
+        );
+        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").body, Some(Framing::Length(5)));
+        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").body, None);
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").body,
+            Some(Framing::Chunked(Chunked::Size))
+        );
+        let both = ok("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(
+            (both.body, both.keep_alive, both.parts.headers.contains_key("content-length")),
+            (Some(Framing::Chunked(Chunked::Size)), false, false)
+        );
+        assert!(!ok("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        let abs = ok("GET http://example.com:8080/x HTTP/1.1\r\n\r\n");
+        assert_eq!((abs.parts.uri.host(), abs.parts.uri.path()), (Some("example.com"), "/x"));
+        assert!(ok("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expect_continue);
+        assert!(!ok("GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect_continue, "no body, nothing to continue");
+        assert!(head("GET / HTTP/1.1\r\nHost: a").unwrap().is_none(), "partial");
+    }
+
+    #[test]
+    fn bad_heads_are_named_and_answered() {
+        let status = |raw: &str| head(raw).err().and_then(|e| e.rejection()).map(|r| r.http_status());
+        for raw in [
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            "GET /\x01 HTTP/1.1\r\n\r\n",
+            "GET / HTTP/2.0\r\n\r\n",
+        ] {
+            assert_eq!(status(raw), Some(400), "{raw:?}");
+        }
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(70 << 10));
+        assert_eq!(status(&big), Some(431));
+        assert_eq!(status(&big[..60 << 10]), None, "a partial head within the limit waits");
+        assert_eq!(status(&big[..(66 << 10)]), Some(431), "a partial head past the limit is rejected early");
+        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("x-{i}: 1\r\n")).collect();
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Some(431));
+    }
+
+    #[test]
+    fn numbers_and_dates_are_written_plainly() {
+        assert_eq!(itoa(0, &mut [0; 20]), b"0");
+        assert_eq!(itoa(u64::MAX, &mut [0; 20]), u64::MAX.to_string().as_bytes());
+        assert_eq!(hex(0x1f40, &mut [0; 16]), b"1f40");
+        assert_eq!(hex(usize::MAX, &mut [0; 16]), format!("{:x}", usize::MAX).as_bytes());
+        let mut out = BytesMut::new();
+        put_date(&mut out);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(httpdate::parse_http_date(text).is_ok(), "{text}");
+    }
+}

@@ -1,0 +1,283 @@
+//! HTTP/1.1 on the wire, shared by both halves of the proxy ([`crate::upstream_h1`] and
+//! [`crate::downstream_h1`]): what the framing headers say (RFC 9112 §6), body framing and the
+//! chunked decoder, and the small writing helpers. Nothing here does I/O but `poll_write_all`.
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body::Frame;
+use thiserror::Error;
+use tokio::io::AsyncWrite;
+
+/// Largest head (and chunked trailer block) accepted from an upstream, as hyper's default buffer limit.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a head (hyper's default).
+pub const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line (size plus extensions).
+pub const MAX_CHUNK_LINE: usize = 4096;
+
+/// A message whose framing cannot be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum WireError {
+    #[error("invalid content-length")]
+    ContentLength,
+    #[error("invalid chunked encoding: {0}")]
+    Chunked(&'static str),
+}
+
+/// What a message's headers say about its framing and its connection.
+#[derive(Default)]
+pub struct FramingHeaders {
+    /// `transfer-encoding` present: whether its last coding is chunked.
+    pub chunked: Option<bool>,
+    pub length: Option<u64>,
+    /// `connection: close`.
+    pub close: bool,
+    /// `connection: keep-alive` (what keeps an HTTP/1.0 connection open).
+    pub keep_alive: bool,
+}
+
+impl FramingHeaders {
+    pub fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), WireError> {
+        if name == TRANSFER_ENCODING {
+            let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
+            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONTENT_LENGTH {
+            // A list of equal values is one length (RFC 9110 §8.6); anything else is an error.
+            for part in value.as_bytes().split(|&b| b == b',') {
+                let n = parse_decimal(part.trim_ascii()).ok_or(WireError::ContentLength)?;
+                if self.length.is_some_and(|m| m != n) {
+                    return Err(WireError::ContentLength);
+                }
+                self.length = Some(n);
+            }
+        } else if name == CONNECTION {
+            for token in value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// How a message body is delimited.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Framing {
+    Empty,
+    /// Bytes still to come.
+    Length(u64),
+    Chunked(Chunked),
+    /// Until the upstream closes.
+    Close,
+    /// Complete (close-delimited and chunked bodies end here).
+    Done,
+}
+
+/// Where a chunked body's decoder stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunked {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Bytes left in the current chunk.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: the trailer section.
+    Trailers,
+}
+
+/// One decoding step of a chunked body over `buf`.
+pub enum Step {
+    /// Need more bytes.
+    More,
+    Data(Bytes),
+    Trailers(HeaderMap),
+    End,
+    /// Progress without output (a size line or a chunk's CRLF consumed).
+    Again,
+}
+
+impl Chunked {
+    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, WireError> {
+        match self {
+            Chunked::Size => match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete((len, size))) => {
+                    buf.advance(len);
+                    *self = if size == 0 { Chunked::Trailers } else { Chunked::Data(size) };
+                    Ok(Step::Again)
+                }
+                Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => Ok(Step::More),
+                Ok(httparse::Status::Partial) => Err(WireError::Chunked("chunk-size line too long")),
+                Err(_) => Err(WireError::Chunked("invalid chunk size")),
+            },
+            Chunked::Data(left) => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                let n = (*left).min(buf.len() as u64) as usize;
+                *left -= n as u64;
+                if *left == 0 {
+                    *self = Chunked::DataEnd;
+                }
+                Ok(Step::Data(buf.split_to(n).freeze()))
+            }
+            Chunked::DataEnd => {
+                if buf.len() < 2 {
+                    return Ok(Step::More);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err(WireError::Chunked("chunk data not followed by CRLF"));
+                }
+                buf.advance(2);
+                *self = Chunked::Size;
+                Ok(Step::Again)
+            }
+            Chunked::Trailers => {
+                if buf.starts_with(b"\r\n") {
+                    buf.advance(2);
+                    return Ok(Step::End);
+                }
+                let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match httparse::parse_headers(buf, &mut slots) {
+                    Ok(httparse::Status::Complete((len, fields))) => {
+                        let mut trailers = HeaderMap::with_capacity(fields.len());
+                        for h in fields {
+                            if let (Ok(n), Ok(v)) =
+                                (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+                            {
+                                trailers.append(n, v);
+                            }
+                        }
+                        buf.advance(len);
+                        Ok(Step::Trailers(trailers))
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Ok(Step::More),
+                    Ok(httparse::Status::Partial) => Err(WireError::Chunked("trailer section too large")),
+                    Err(_) => Err(WireError::Chunked("invalid trailer section")),
+                }
+            }
+        }
+    }
+}
+
+/// Appends one `name: value` line of a head or trailer section.
+pub fn put_field(out: &mut BytesMut, name: &HeaderName, value: &HeaderValue) {
+    out.put_slice(name.as_str().as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// Writes `buf` until it is empty (consumed as it goes), or `Pending` with the rest kept.
+pub fn poll_write_all<W: AsyncWrite + Unpin + ?Sized>(
+    io: &mut W,
+    cx: &mut Context<'_>,
+    buf: &mut impl Buf,
+) -> Poll<std::io::Result<()>> {
+    while buf.has_remaining() {
+        let n = ready!(Pin::new(&mut *io).poll_write(cx, buf.chunk()))?;
+        if n == 0 {
+            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+        }
+        buf.advance(n);
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// What the bytes buffered so far give of a body.
+pub enum Decoded {
+    Frame(Frame<Bytes>),
+    End,
+    NeedMore,
+}
+
+/// Takes the next frame of a body framed as `framing` off the front of `buf`.
+pub fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Decoded, WireError> {
+    loop {
+        return Ok(match framing {
+            Framing::Empty | Framing::Done | Framing::Length(0) => Decoded::End,
+            _ if buf.is_empty() => Decoded::NeedMore,
+            Framing::Length(left) => {
+                let n = (*left).min(buf.len() as u64) as usize;
+                *left -= n as u64;
+                Decoded::Frame(Frame::data(buf.split_to(n).freeze()))
+            }
+            Framing::Close => Decoded::Frame(Frame::data(buf.split().freeze())),
+            Framing::Chunked(state) => match state.step(buf)? {
+                Step::Again => continue,
+                Step::Data(d) => Decoded::Frame(Frame::data(d)),
+                Step::Trailers(t) => {
+                    *framing = Framing::Done;
+                    Decoded::Frame(Frame::trailers(t))
+                }
+                Step::End => {
+                    *framing = Framing::Done;
+                    Decoded::End
+                }
+                Step::More => Decoded::NeedMore,
+            },
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `wire` fed in pieces of `step` bytes: (data, trailers, ended).
+    fn decode_chunked(wire: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>, bool), WireError> {
+        let mut state = Chunked::Size;
+        let (mut buf, mut data, mut trailers) = (BytesMut::new(), Vec::new(), None);
+        let mut fed = 0;
+        loop {
+            match state.step(&mut buf)? {
+                Step::Again => {}
+                Step::Data(d) => data.extend_from_slice(&d),
+                Step::Trailers(t) => {
+                    trailers = Some(t);
+                    return Ok((data, trailers, true));
+                }
+                Step::End => return Ok((data, trailers, true)),
+                Step::More if fed < wire.len() => {
+                    let end = (fed + step).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..end]);
+                    fed = end;
+                }
+                Step::More => return Ok((data, trailers, false)),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_boundaries() {
+        let wire = b"5;name=value\r\nhello\r\n1\r\n,\r\nB\r\n 0123456789\r\n0\r\nx-sum: 1\r\nx-b: 2\r\n\r\n";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (data, trailers, ended) = decode_chunked(wire, step).unwrap();
+            assert_eq!(data, b"hello, 0123456789", "step {step}");
+            let t = trailers.expect("trailers");
+            assert_eq!(
+                (&t["x-sum"], &t["x-b"], ended),
+                (&HeaderValue::from_static("1"), &HeaderValue::from_static("2"), true)
+            );
+        }
+        let (data, trailers, ended) = decode_chunked(b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
+        assert_eq!((data.as_slice(), trailers.is_none(), ended), (&b"abc"[..], true, true));
+        assert!(!decode_chunked(b"3\r\nabc\r\n", 4).unwrap().2, "no last chunk: not ended");
+        for bad in [&b"zz\r\nhello\r\n"[..], b"3\r\nabcX\r\n", b"ffffffffffffffffff\r\n"] {
+            assert!(matches!(decode_chunked(bad, 64), Err(WireError::Chunked(_))), "{bad:?}");
+        }
+        let long_line = [b'1'; MAX_CHUNK_LINE + 2];
+        assert!(matches!(decode_chunked(&long_line, MAX_CHUNK_LINE + 2), Err(WireError::Chunked(_))));
+    }
+}
