@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::buf::Chain;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -248,8 +249,8 @@ struct Conn<I> {
     rbuf: BytesMut,
     /// Queued response bytes (the head, small body frames, chunk framing).
     wbuf: BytesMut,
-    /// A large body frame, written after `wbuf`.
-    big: Option<Bytes>,
+    /// A large body frame and its tail, written after `wbuf`.
+    big: Option<Chain<Bytes, Bytes>>,
     /// The last response's header map, emptied into the next request's (no allocation per request).
     spare: HeaderMap,
 }
@@ -431,20 +432,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     match &mut w.framing {
                         Out::Length(left) => {
                             *left = left.checked_sub(data.len() as u64).ok_or(H1ServerError::ResponseTooLong)?;
-                            self.queue(data);
+                            self.queue(data, b"");
                         }
                         Out::Chunked => {
                             self.wbuf.put_slice(hex(data.len(), &mut [0u8; 16]));
                             self.wbuf.put_slice(b"\r\n");
-                            self.queue(data);
-                            if self.big.is_some() {
-                                // The CRLF after a large chunk's data goes out after it.
-                                w.crlf_after_big = true;
-                            } else {
-                                self.wbuf.put_slice(b"\r\n");
-                            }
+                            self.queue(data, b"\r\n");
                         }
-                        Out::Close | Out::None => self.queue(data),
+                        Out::Close | Out::None => self.queue(data, b""),
                     }
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(H1ServerError::ResponseBody(e))),
@@ -462,19 +457,17 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     return Poll::Pending;
                 }
             }
-            if w.crlf_after_big && self.big.is_none() {
-                w.crlf_after_big = false;
-                self.wbuf.put_slice(b"\r\n");
-            }
         }
     }
 
-    fn queue(&mut self, data: Bytes) {
+    /// Queues a body frame and what follows it on the wire (`tail`: a chunk's CRLF).
+    fn queue(&mut self, data: Bytes, tail: &'static [u8]) {
         if data.len() <= COALESCE && self.big.is_none() {
             self.wbuf.put_slice(&data);
+            self.wbuf.put_slice(tail);
         } else {
             // `wbuf` is written before `big`; the writer takes no frame while `big` waits.
-            self.big = Some(data);
+            self.big = Some(data.chain(Bytes::from_static(tail)));
         }
     }
 
@@ -537,8 +530,6 @@ struct ResponseWriter {
     keep_alive: bool,
     http10: bool,
     done: bool,
-    /// A large chunk is being written; its closing CRLF is queued once it is out.
-    crlf_after_big: bool,
 }
 
 impl ResponseWriter {
@@ -574,7 +565,7 @@ impl ResponseWriter {
                 }
             }
         };
-        ResponseWriter { framing, add_length, drop_length, keep_alive, http10, done: false, crlf_after_big: false }
+        ResponseWriter { framing, add_length, drop_length, keep_alive, http10, done: false }
     }
 }
 
@@ -655,10 +646,14 @@ pub fn parse_request(
     Ok(Some(RequestHead { parts, expect_continue: expect_continue && http11 && body.is_some(), body, keep_alive }))
 }
 
+/// A request head and its body (`None`: the bytes ended inside it).
+#[doc(hidden)]
+pub type DecodedRequest = (RequestHead, Option<Vec<u8>>);
+
 /// A whole request as the proxy reads it, from bytes in memory: head, then body by its framing
 /// (`None` for the body when the bytes end inside it). For the fuzz target `downstream_h1`.
 #[doc(hidden)]
-pub fn decode_request(wire: &[u8], max_head: usize) -> Result<Option<(RequestHead, Option<Vec<u8>>)>, H1ServerError> {
+pub fn decode_request(wire: &[u8], max_head: usize) -> Result<Option<DecodedRequest>, H1ServerError> {
     let mut buf = BytesMut::from(wire);
     let Some(mut head) = parse_request(&mut buf, max_head, &mut HeaderMap::new())? else {
         return Ok(None);
@@ -927,6 +922,39 @@ mod tests {
         assert_eq!(status(&big[..(66 << 10)]), Some(431), "a partial head past the limit is rejected early");
         let many: String = (0..MAX_HEADERS + 1).map(|i| format!("x-{i}: 1\r\n")).collect();
         assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Some(431));
+    }
+
+    /// Writes `body` framed as `framing` through a fresh connection; what the client receives.
+    async fn written(framing: Out, body: ProxyBody) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let (io, mut client) = tokio::io::duplex(1 << 20);
+        let mut c = Conn { io, rbuf: BytesMut::new(), wbuf: BytesMut::new(), big: None, spare: HeaderMap::new() };
+        let mut w = ResponseWriter {
+            framing,
+            add_length: false,
+            drop_length: false,
+            keep_alive: true,
+            http10: false,
+            done: false,
+        };
+        let mut body = body;
+        poll_fn(|cx| c.poll_body(cx, &mut w, Pin::new(&mut body))).await.unwrap();
+        drop(c);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn frames_above_the_copy_size_keep_their_framing() {
+        let big = vec![b'x'; COALESCE + 1];
+        let mut want = format!("{:x}\r\n", big.len()).into_bytes();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert!(written(Out::Chunked, ProxyBody::full(big.clone())).await == want, "chunked");
+        let small = written(Out::Chunked, ProxyBody::full(&b"hello"[..])).await;
+        assert_eq!(small, b"5\r\nhello\r\n0\r\n\r\n");
+        assert!(written(Out::Length(big.len() as u64), ProxyBody::full(big.clone())).await == big, "length");
     }
 
     #[test]

@@ -154,6 +154,11 @@ async fn request_bodies_by_length_and_by_chunks_reach_the_upstream_whole() {
 /// An upstream answering every request with `response` (read until the head's end; bodies are
 /// not expected) and keeping the connection open.
 async fn fixed_upstream(response: &'static [u8]) -> SocketAddr {
+    fixed_upstream_bytes(response.to_vec()).await
+}
+
+async fn fixed_upstream_bytes(response: Vec<u8>) -> SocketAddr {
+    let response: &'static [u8] = Vec::leak(response);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -262,5 +267,31 @@ async fn the_header_timeout_closes_idle_and_slow_connections() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         c.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n").await.unwrap();
         assert_eq!(read_response(&mut c, false).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn large_and_small_chunks_keep_their_framing() {
+    // Chunks larger and smaller than one read of the upstream, in a row, on a kept-alive connection.
+    let sizes = [40_000usize, 5, 70_000, 1, 20_000];
+    let mut wire = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let mut want = Vec::new();
+    for (i, n) in sizes.iter().enumerate() {
+        let piece = vec![b'a' + i as u8; *n];
+        wire.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        wire.extend_from_slice(&piece);
+        wire.extend_from_slice(b"\r\n");
+        want.extend_from_slice(&piece);
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    let up = fixed_upstream_bytes(wire).await;
+    let proxy = TestProxy::start("127.0.0.1:0", &[]).await;
+    proxy.push_ok(&basic_config(up, up)).await;
+    let mut c = connect(proxy.addr(0)).await;
+    for _ in 0..2 {
+        c.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n").await.unwrap();
+        let r = read_response(&mut c, false).await;
+        assert_eq!(r.headers.get("transfer-encoding").map(String::as_str), Some("chunked"));
+        assert!(r.body == want, "body of {} bytes differs from the {} sent", r.body.len(), want.len());
     }
 }
