@@ -11,7 +11,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE"
 ./setup.sh
-(cd .. && cargo build --release -p proxy -p controller)
+# One cargo call per binary, as the Dockerfile: built together, the controller's features of shared
+# crates (tracing's `log`) reach the proxy and cost it 8% more instructions per gRPC call.
+(cd .. && cargo build --release -p proxy && cargo build --release -p controller)
 RUNS=${RUNS:-3}
 # shellcheck disable=SC2086
 ./run.sh -r "$RUNS" ${TARGETS:-all sluice-nometrics}
