@@ -36,7 +36,8 @@ use tokio_util::io::poll_read_buf;
 use crate::body::{BodyError, ProxyBody};
 use crate::forward::ConnInfo;
 use crate::h1_wire::{
-    decode, poll_write_all, put_field, Chunked, Decoded, Framing, FramingHeaders, WireError, MAX_HEADERS,
+    decode, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders, WireError,
+    MAX_HEADERS,
 };
 use crate::request_body::ClientBody;
 use crate::respond::{error_response, ProxyError};
@@ -576,7 +577,7 @@ pub fn parse_request(
     max_head: usize,
     spare: &mut HeaderMap,
 ) -> Result<Option<RequestHead>, H1ServerError> {
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut spans: [FieldSpan; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
     let (len, method, target, http11, count) = {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
@@ -587,12 +588,8 @@ pub fn parse_request(
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(H1ServerError::Parse(e)),
         };
+        field_spans(buf, req.headers, &mut spans);
         let base = buf.as_ptr() as usize;
-        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            *span = (name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32);
-        }
         let method = req.method.map(|m| m.as_ptr() as usize - base..m.as_ptr() as usize - base + m.len());
         let target = req.path.map(|p| p.as_ptr() as usize - base..p.as_ptr() as usize - base + p.len());
         (len, method, target, req.version == Some(1), req.headers.len())

@@ -19,6 +19,20 @@ pub const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line (size plus extensions).
 pub const MAX_CHUNK_LINE: usize = 4096;
 
+/// Where a parsed field's name and value sit in the head's buffer (name start, end, value start,
+/// end), so that once the head is split off and frozen they are slices of it (no copy per field).
+pub type FieldSpan = (u32, u32, u32, u32);
+
+/// Records the spans of `fields`, parsed by httparse out of `buf`, into `spans`.
+pub fn field_spans(buf: &[u8], fields: &[httparse::Header<'_>], spans: &mut [FieldSpan]) {
+    let base = buf.as_ptr() as usize;
+    for (span, h) in spans.iter_mut().zip(fields) {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        *span = (name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32);
+    }
+}
+
 /// A message whose framing cannot be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum WireError {

@@ -35,7 +35,8 @@ use tokio_util::io::poll_read_buf;
 
 use crate::body::BodyError;
 use crate::h1_wire::{
-    decode, poll_write_all, put_field, Chunked, Decoded, Framing, FramingHeaders, WireError, MAX_HEAD, MAX_HEADERS,
+    decode, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders, WireError,
+    MAX_HEAD, MAX_HEADERS,
 };
 use crate::pool::{H1Home, Io, Unanswered};
 use crate::request_body::{ClientBodyError, RequestBody};
@@ -194,9 +195,7 @@ struct ResponseHead {
 /// the client's next request keeps a size that fits requests.
 fn parse_head(buf: &mut BytesMut, request: &mut http::request::Parts) -> Result<Option<ResponseHead>, H1Error> {
     loop {
-        // Where each field's name and value sit in `buf`, so that once the head is split off and
-        // frozen the values are slices of it (no copy per header).
-        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let mut spans: [FieldSpan; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
         let (len, code, http11, count) = {
             let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut []);
@@ -207,12 +206,7 @@ fn parse_head(buf: &mut BytesMut, request: &mut http::request::Parts) -> Result<
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(e) => return Err(H1Error::Parse(e)),
             };
-            let base = buf.as_ptr() as usize;
-            for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-                let name = h.name.as_ptr() as usize - base;
-                let value = h.value.as_ptr() as usize - base;
-                *span = (name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32);
-            }
+            field_spans(buf, resp.headers, &mut spans);
             (len, resp.code.unwrap_or(0), resp.version == Some(1), resp.headers.len())
         };
         if (100..200).contains(&code) {
