@@ -18,7 +18,7 @@ use crate::balancer::{ActiveGuard, PickContext};
 use crate::body::{Limits, ProxyBody, UpstreamBody, UpstreamStream};
 use crate::grpc;
 use crate::observe::{Completion, LogDetails, Observer};
-use crate::pool::{Pool, Sender, Unanswered};
+use crate::pool::{Pool, Sender, TimedOut, Unanswered};
 use crate::request_body::{ClientBody, RequestBody};
 use crate::respond::{error_response, ProxyError};
 use crate::router::{upstream_path, RouteRequest};
@@ -269,17 +269,19 @@ async fn forward(
             None => svc.read_timeout,
         };
         // One timeout per protocol, each awaited where it is made: the send futures are large,
-        // and every move of one (into a wrapper, into the timeout) is a memcpy per request.
+        // and every move of one (into a wrapper, into the timeout) is a memcpy per request. An
+        // HTTP/1.1 connection keeps a timer of its own (cheaper than one per request).
         let sent = match sender {
             Sender::H1(conn, home) => {
-                tokio::time::timeout(wait, conn.send(up, home)).await.map(|r| r.map(|r| r.map(UpstreamStream::H1)))
+                conn.send(up, home, sent_at + wait).await.map(|r| r.map(|r| r.map(UpstreamStream::H1)))
             }
-            Sender::H2(mut s) => {
-                tokio::time::timeout(wait, s.send(up)).await.map(|r| r.map(|r| r.map(UpstreamStream::H2)))
-            }
+            Sender::H2(mut s) => tokio::time::timeout(wait, s.send(up))
+                .await
+                .map(|r| r.map(|r| r.map(UpstreamStream::H2)))
+                .map_err(|_| TimedOut),
         };
         let resp = match sent {
-            Err(_) => {
+            Err(TimedOut) => {
                 return Err(if deadline.is_some_and(|d| d <= Instant::now() + Duration::from_millis(1)) {
                     ProxyError::DeadlineExceeded
                 } else {

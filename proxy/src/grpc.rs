@@ -130,8 +130,10 @@ pub fn code_for_reset(reason: h2::Reason) -> Code {
 /// path is not shaped like one (such paths never become labels).
 pub fn service_and_method(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix('/')?;
-    let (service, method) = rest.split_once('/')?;
-    if service.is_empty() || method.is_empty() || method.contains('/') {
+    // Bytes, not `split_once('/')`: this runs for every gRPC call, and a char searcher costs more.
+    let slash = rest.bytes().position(|b| b == b'/')?;
+    let (service, method) = (&rest[..slash], &rest[slash + 1..]);
+    if service.is_empty() || method.is_empty() || method.as_bytes().contains(&b'/') {
         return None;
     }
     Some((service, method))

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use proxy::settings::Settings;
 
+/// mimalloc instead of glibc malloc: -6.7% instructions per gRPC call (see proxy/Cargo.toml).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(s) => s,

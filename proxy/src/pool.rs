@@ -89,6 +89,10 @@ pub struct Unanswered {
     pub error: BodyError,
 }
 
+/// No response head within the read timeout (or before the gRPC deadline).
+#[derive(Debug)]
+pub struct TimedOut;
+
 /// A connection ready to take one request.
 pub enum Sender {
     /// An HTTP/1.1 connection, owned by the request, and where it goes back when done.

@@ -500,3 +500,50 @@ async fn expect_100_continue_gets_the_body_through() {
     assert!(end.is_some() && got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
     assert_eq!(up.seen()[0].body, b"ping");
 }
+
+/// The read timeout on kept-alive connections. Each upstream connection keeps one timer, left at
+/// an earlier request's deadline and moved only when needed (src/upstream_h1.rs, `poll_deadline`):
+/// a shorter timeout after a longer one on the same connection still fires in time, a timer left
+/// from the previous request does not cut the next one short, and a connection whose response
+/// timed out is not used again.
+#[tokio::test]
+async fn read_timeout_holds_on_kept_alive_connections() {
+    // `/slow` is never answered; the connection stays open.
+    let up =
+        Upstream::start(true, |req| if req.head.starts_with("GET /slow ") { reply(&b""[..]) } else { reply(OK_HELLO) })
+            .await;
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let service = |name: &str, read_timeout: u64| {
+        format!(
+            "- name: {name}\n  protocol: http\n  host: {}\n  port: {}\n  read_timeout: {read_timeout}\n  routes:\n  - name: {name}\n    paths: ['/{name}']\n",
+            up.addr.ip(),
+            up.addr.port()
+        )
+    };
+    p.push_ok(&format!("_format_version: '3.0'\nservices:\n{}{}", service("long", 30_000), service("short", 400)))
+        .await;
+    let mut c = Client::connect(p.addr(0)).await;
+
+    // The connection's timer is armed 30 s ahead; the next request on it allows 400 ms.
+    assert_eq!(c.request("GET", "/long/fast", b"").await.0, 200);
+    let sent = std::time::Instant::now();
+    assert_eq!(c.request("GET", "/short/slow", b"").await.0, 504);
+    let waited = sent.elapsed();
+    assert!(waited >= Duration::from_millis(400), "timed out early, after {waited:?}");
+    assert!(waited < Duration::from_secs(20), "the 30 s timer of the previous request was kept: {waited:?}");
+    assert_eq!(up.accepted(), 1, "both services share the kept-alive connection");
+
+    // A fresh connection: its timer stands at the first request's deadline, then fires while the
+    // second request waits, and must not end it before its own 400 ms.
+    assert_eq!(c.request("GET", "/short/fast", b"").await.0, 200);
+    assert_eq!(up.accepted(), 2, "the connection that timed out was not reused");
+    // Not a wait for readiness: time has to pass so that the first deadline falls inside the next request.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = std::time::Instant::now();
+    assert_eq!(c.request("GET", "/short/slow", b"").await.0, 504);
+    let waited = sent.elapsed();
+    assert!(waited >= Duration::from_millis(400), "cut short by the previous request's timer, after {waited:?}");
+
+    assert_eq!(c.request("GET", "/long/fast", b"").await.0, 200);
+    assert_eq!(up.accepted(), 3);
+}

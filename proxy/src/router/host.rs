@@ -16,8 +16,9 @@ pub(crate) fn split_host_port(host: &str) -> (&str, Option<u16>) {
             None => (host, None),
         };
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => (name, port.parse().ok()),
+    // Bytes, not `rsplit_once(':')`: a char searcher per request is measurable.
+    match host.bytes().rposition(|b| b == b':') {
+        Some(i) if !host.as_bytes()[..i].contains(&b':') => (&host[..i], host[i + 1..].parse().ok()),
         _ => (host, None),
     }
 }
