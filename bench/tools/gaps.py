@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Gaps in a busy loop's own progress (usage: gaps.py SECONDS): how often and how long this vCPU is
 not running although the loop wants it. Run pinned (taskset -c N), alone and with the other core
-busy, to see the machine's stalls that the benchmarks' tails are made of (bench/RESULTS.md)."""
+busy, to see the machine's stalls (bench/RESULTS.md, the HTTP/1.1 tail)."""
 import time, sys
 end = time.perf_counter() + float(sys.argv[1]); last = time.perf_counter(); gaps = []
 while True:
