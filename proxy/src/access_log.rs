@@ -7,7 +7,9 @@
 //! Waking it per line (a channel send per request) cost 1.3 context switches per request on each
 //! side, and with the proxy on one core half its HTTP/1.1 throughput (bench/RESULTS.md, "Late").
 
+use std::cell::RefCell;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -158,7 +160,11 @@ impl AccessLog {
 
     /// Queues one entry; never blocks (but for the moment the batch is locked).
     pub fn write(&self, entry: &Entry<'_>) {
-        let mut line = serde_json::to_vec(entry).unwrap_or_default();
+        // Room for a typical line: no regrowth while serde writes it.
+        let mut line = Vec::with_capacity(384);
+        if serde_json::to_writer(&mut line, entry).is_err() {
+            return;
+        }
         line.push(b'\n');
         let q = &*self.handle.queue;
         let mut batch = q.lock();
@@ -182,9 +188,54 @@ impl AccessLog {
     }
 }
 
-/// RFC 3339 UTC timestamp with milliseconds, without a date crate.
+/// The last timestamp and client address rendered on this thread: requests finishing in the same
+/// millisecond, or from the same client, reuse the text instead of formatting it again. With the
+/// line's buffer sized up front: 31,956 -> 29,128 instructions per logged HTTP/1.1 request
+/// (bench/callgrind.sh with KONG_PROXY_ACCESS_LOG set; 50 clients, so the address mostly misses).
+#[derive(Default)]
+struct Rendered {
+    stamp: Option<(u128, String)>,
+    client: Option<(SocketAddr, String)>,
+}
+
+thread_local! {
+    static RENDERED: RefCell<Rendered> = RefCell::new(Rendered::default());
+}
+
+/// RFC 3339 UTC timestamp of now, with milliseconds.
 pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let ms = now.as_millis();
+    RENDERED.with(|r| {
+        let mut r = r.borrow_mut();
+        match &r.stamp {
+            Some((last, text)) if *last == ms => text.clone(),
+            _ => {
+                let text = rfc3339(now);
+                r.stamp = Some((ms, text.clone()));
+                text
+            }
+        }
+    })
+}
+
+/// `ip:port` of a client, as `SocketAddr` displays it.
+pub fn client_text(addr: SocketAddr) -> String {
+    RENDERED.with(|r| {
+        let mut r = r.borrow_mut();
+        match &r.client {
+            Some((last, text)) if *last == addr => text.clone(),
+            _ => {
+                let text = addr.to_string();
+                r.client = Some((addr, text.clone()));
+                text
+            }
+        }
+    })
+}
+
+/// RFC 3339 UTC timestamp with milliseconds of a time since the Unix epoch, without a date crate.
+fn rfc3339(now: Duration) -> String {
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -342,5 +393,19 @@ mod tests {
         let t = super::now_rfc3339();
         assert_eq!(t.len(), 24, "{t}");
         assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T", "{t}");
+        // Known instants, including a leap day and the last millisecond of a year.
+        assert_eq!(rfc3339(Duration::from_millis(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(Duration::from_millis(951_782_400_123)), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(Duration::from_millis(1_798_761_599_999)), "2026-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn rendered_text_follows_the_address() {
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let b: SocketAddr = "[::1]:2000".parse().unwrap();
+        assert_eq!(client_text(a), "127.0.0.1:1000");
+        assert_eq!(client_text(a), "127.0.0.1:1000");
+        assert_eq!(client_text(b), "[::1]:2000");
+        assert_eq!(client_text(a), "127.0.0.1:1000");
     }
 }

@@ -154,7 +154,7 @@ impl Completion {
         if let (Some(log), Some(d)) = (&self.observer.access_log, &self.details) {
             log.write(&Entry {
                 time: access_log::now_rfc3339(),
-                client: self.client.to_string(),
+                client: access_log::client_text(self.client),
                 method: d.method.as_str(),
                 host: &d.host,
                 path: &d.path,
