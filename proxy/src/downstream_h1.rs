@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::buf::Chain;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -36,8 +36,8 @@ use tokio_util::io::poll_read_buf;
 use crate::body::{BodyError, ProxyBody};
 use crate::forward::ConnInfo;
 use crate::h1_wire::{
-    decode, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders, WireError,
-    MAX_HEADERS,
+    decode, field_at, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders,
+    WireError, MAX_HEADERS,
 };
 use crate::request_body::ClientBody;
 use crate::respond::{error_response, ProxyError};
@@ -604,11 +604,8 @@ pub fn parse_request(
     let mut framing = FramingHeaders::default();
     let mut hosts = 0;
     let mut expect_continue = false;
-    for &(ns, ne, vs, ve) in &spans[..count] {
-        let name_bytes = &raw[ns as usize..ne as usize];
-        let bad = || H1ServerError::Header(String::from_utf8_lossy(name_bytes).into_owned());
-        let name = HeaderName::from_bytes(name_bytes).map_err(|_| bad())?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize)).map_err(|_| bad())?;
+    for span in &spans[..count] {
+        let (name, value) = field_at(&raw, span).map_err(H1ServerError::Header)?;
         framing.note(&name, &value)?;
         if name == HOST {
             hosts += 1;

@@ -33,6 +33,18 @@ pub fn field_spans(buf: &[u8], fields: &[httparse::Header<'_>], spans: &mut [Fie
     }
 }
 
+/// The field at `span` of a frozen head, as a name and a value sharing the head's bytes. `Err` holds
+/// the field's name (lossily decoded) when the name or the value is not valid.
+// Inlined into both parsers: as a call it cost 1.3% of an HTTP/1.1 request (bench/callgrind.sh).
+#[inline(always)]
+pub fn field_at(raw: &Bytes, &(ns, ne, vs, ve): &FieldSpan) -> Result<(HeaderName, HeaderValue), String> {
+    let name_bytes = &raw[ns as usize..ne as usize];
+    let bad = || String::from_utf8_lossy(name_bytes).into_owned();
+    let name = HeaderName::from_bytes(name_bytes).map_err(|_| bad())?;
+    let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize)).map_err(|_| bad())?;
+    Ok((name, value))
+}
+
 /// A message whose framing cannot be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum WireError {

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -36,8 +36,8 @@ use tokio_util::io::poll_read_buf;
 
 use crate::body::BodyError;
 use crate::h1_wire::{
-    decode, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders, WireError,
-    MAX_HEAD, MAX_HEADERS,
+    decode, field_at, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders,
+    WireError, MAX_HEAD, MAX_HEADERS,
 };
 use crate::pool::{H1Home, Io, TimedOut, Unanswered};
 use crate::request_body::{ClientBodyError, RequestBody};
@@ -263,11 +263,8 @@ fn parse_head(buf: &mut BytesMut, request: &mut http::request::Parts) -> Result<
         headers.clear();
         headers.reserve(count);
         let mut framing = FramingHeaders::default();
-        for &(ns, ne, vs, ve) in &spans[..count] {
-            let name_bytes = &raw[ns as usize..ne as usize];
-            let bad = || H1Error::Header(String::from_utf8_lossy(name_bytes).into_owned());
-            let name = HeaderName::from_bytes(name_bytes).map_err(|_| bad())?;
-            let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize)).map_err(|_| bad())?;
+        for span in &spans[..count] {
+            let (name, value) = field_at(&raw, span).map_err(H1Error::Header)?;
             framing.note(&name, &value)?;
             headers.append(name, value);
         }
@@ -565,6 +562,7 @@ fn read_more(conn: &mut H1Conn, cx: &mut Context<'_>) -> Poll<Result<bool, H1Err
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn parts(method: Method) -> http::request::Parts {
         Request::builder().method(method).uri("/").body(()).unwrap().into_parts().0
