@@ -6,6 +6,7 @@
 #                                  sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
 # Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
 #   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs"  TLS=1
+#   FIXED=1 FIXED_PCT=50 FIXED_SECS=5: then latency at equal load (see "equal load" below)
 #   sluice*: SLUICE_PROXY, SLUICE_CONTROLLER (default: ../target/release/...; copied to .run/bin)
 #   ours:  OURS_CMD="path/to/proxy --flags" OURS_NAME=label (started with exec, pinned like the peers;
 #          gets BACKEND_ADDR, OURS_PORT, OURS_TLS_PORT, TLS_CERT, TLS_KEY in its env)
@@ -34,6 +35,7 @@ GRPC_N=${GRPC_N:-200000}; GRPC_C=10; GRPC_M=5          # 10 conns x 5 streams = 
 HTTP_SECS=${HTTP_SECS:-10}; HTTP_C=50
 STREAM_N=${STREAM_N:-5000}; STREAM_MSGS=${STREAM_MSGS:-100}; export STREAM_MSGS
 HS_SECS=${HS_SECS:-5}; HS_CLIENTS=${HS_CLIENTS:-4}
+FIXED=${FIXED:-1}; FIXED_PCT=${FIXED_PCT:-50}; FIXED_SECS=${FIXED_SECS:-5}
 TESTS=${TESTS:-grpc http1 grpc-tls grpc-stream tls-hs}
 has_test() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 TLS=${TLS:-1}
@@ -209,18 +211,25 @@ run_clean() {
     done
 }
 
+# gRPC load: 10 connections x 5 streams, one 105-byte gRPC frame per call.
+GRPC_LOAD=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers')
+log_latency() {  # h2load --log-file -> "mean p50 p99" of the request times (us)
+    cut -f3 "$1" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d %d\n", s / NR, a[int((NR + 1) / 2)], a[int(NR * 0.99)]; else print "NA NA NA"}'
+}
+
 # gRPC unary via h2load; $3 = scheme (http = h2c prior knowledge, https = TLS + ALPN h2)
 bench_grpc() {
     local target=$1 round=$2 scheme=$3 addr=$4 test=$5 out=$RUN/$target-$round-$5
     local url=$scheme://$addr/bench.Echo/Echo
-    local h2=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers')
+    local h2=("${GRPC_LOAD[@]}")
     timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n 10000 "$url" > "$out.warm" 2>&1
-    run_clean eval 'timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
+    # h2load appends to a log file: removed in the measured command, which run_clean may redo.
+    run_clean eval 'rm -f "$out.log"; timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
     local rps ok s2xx mean p50 p99 err
     rps=$(awk '/^finished in/ {print $4}' "$out.txt" | tr -d ',')
     ok=$(awk '/^requests:/ {print $8}' "$out.txt")
     s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
-    read -r mean p50 p99 < <(cut -f3 "$out.log" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d %d\n", s / NR, a[int((NR + 1) / 2)], a[int(NR * 0.99)]; else print "NA NA NA"}')
+    read -r mean p50 p99 < <(log_latency "$out.log")
     err=$(( GRPC_N - ${ok:-0} + GRPC_N - ${s2xx:-0} ))
     rm -f "$out.log"
     emit "$target" "$round" "$test" "${rps:-0}" "$mean" "$p50" "$p99" "$err" "$GRPC_N"
@@ -246,14 +255,14 @@ bench_http1() {
 bench_stream() {
     local target=$1 round=$2 addr=$3 out=$RUN/$1-$2-grpc-stream
     local url=http://$addr/bench.Echo/Stream
-    local h2=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers')
+    local h2=("${GRPC_LOAD[@]}")
     timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n $(( STREAM_N / 10 + 50 )) "$url" > "$out.warm" 2>&1
-    run_clean eval 'timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$STREAM_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
+    run_clean eval 'rm -f "$out.log"; timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$STREAM_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
     local rps ok s2xx mean p50 p99 err
     rps=$(awk -v m="$STREAM_MSGS" '/^finished in/ {gsub(",", "", $4); printf "%.2f", $4 * m}' "$out.txt")
     ok=$(awk '/^requests:/ {print $8}' "$out.txt")
     s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
-    read -r mean p50 p99 < <(cut -f3 "$out.log" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d %d\n", s / NR, a[int((NR + 1) / 2)], a[int(NR * 0.99)]; else print "NA NA NA"}')
+    read -r mean p50 p99 < <(log_latency "$out.log")
     err=$(( STREAM_N - ${ok:-0} + STREAM_N - ${s2xx:-0} ))
     rm -f "$out.log"
     emit "$target" "$round" grpc-stream "${rps:-0}" "$mean" "$p50" "$p99" "$err" $(( STREAM_N * STREAM_MSGS ))
@@ -279,6 +288,42 @@ bench_hs() {
     err=$(cat "$out".[0-9]*.txt | grep -ci 'error' || true)
     rps=$(awk -v n="$n" -v w="$M_WALL" 'BEGIN {printf "%.2f", n / (w / 1e9)}')
     emit "$target" "$round" tls-hs "$rps" NA NA NA "${err:-0}" "$n"
+}
+
+# Equal load: TEST at RATE (requests/s; messages/s for grpc-stream) offered open loop (h2load
+# --rps: each client sends on schedule, whatever the replies do), recorded as test "TEST-fixed".
+bench_fixed() {  # target round test url rate
+    local target=$1 round=$2 test=$3 url=$4 rate=$5 out=$RUN/$1-$2-$3-fixed
+    local load clients=$GRPC_C unit=1
+    case $test in
+        http1) load=(h2load --h1 -t 1 -c $HTTP_C); clients=$HTTP_C ;;
+        grpc-stream) load=("${GRPC_LOAD[@]}"); unit=$STREAM_MSGS ;;
+        *) load=("${GRPC_LOAD[@]}") ;;
+    esac
+    local per; per=$(awk -v r="$rate" -v u="$unit" -v c="$clients" 'BEGIN {printf "%.2f", r / u / c}')
+    timeout 30 "${SIDE_CPU[@]}" "${load[@]}" --rps="$per" -D 1 "$url" > "$out.warm" 2>&1
+    run_clean eval 'rm -f "$out.log"; timeout $((FIXED_SECS + 30)) "${SIDE_CPU[@]}" "${load[@]}" --rps="$per" -D "$FIXED_SECS" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
+    local rps done s2xx mean p50 p99
+    rps=$(awk -v u="$unit" '/^finished in/ {gsub(",", "", $4); printf "%.2f", $4 * u}' "$out.txt")
+    done=$(awk '/^requests:/ {print $6}' "$out.txt")
+    s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
+    read -r mean p50 p99 < <(log_latency "$out.log")
+    rm -f "$out.log"
+    emit "$target" "$round" "$test-fixed" "${rps:-0}" "$mean" "$p50" "$p99" $(( ${done:-0} - ${s2xx:-0} )) $(( ${done:-0} * unit ))
+}
+# The rate for TEST: FIXED_PCT% of the lowest median req/s (msg/s) among the proxies (not direct)
+# in the closed-loop rounds of this run; 0 when TEST did not run.
+fixed_rate() {
+    python3 - "$RAW" "$1" "$FIXED_PCT" <<'PY'
+import csv, statistics, sys
+from collections import defaultdict
+raw, test, pct = sys.argv[1], sys.argv[2], float(sys.argv[3])
+rates = defaultdict(list)
+for r in csv.DictReader(open(raw), delimiter="\t"):
+    if r["test"] == test and r["target"] != "direct" and float(r["rps"] or 0) > 0:
+        rates[r["target"]].append(float(r["rps"]))
+print(round(min(statistics.median(v) for v in rates.values()) * pct / 100) if rates else 0)
+PY
 }
 
 emit() {  # target round test rps mean p50 p99 errors requests   (+ M_* from measure)
@@ -339,6 +384,43 @@ for round in $(seq "$RUNS"); do
     done
 done
 
+# --- equal load --------------------------------------------------------------------------------
+# The rounds above are closed loop: each proxy runs as fast as it goes. A fast one keeps both cores
+# busy, and then its p99 is mostly h2load/wrk and the backend waiting for each other on core 0
+# (RESULTS.md, "Latency at equal load"). Here every target gets the same offered rate per test,
+# FIXED_PCT% of what the slowest proxy managed above, so latency is compared at equal load.
+if [ "$FIXED" = 1 ]; then
+    FIXED_TESTS=(); FIXED_RATES=(); : > "$RUN/fixed-rates.tsv"
+    for t in grpc http1 grpc-tls grpc-stream; do
+        has_test "$t" || continue
+        r=$(fixed_rate "$t"); [ "${r:-0}" -gt 0 ] || continue
+        FIXED_TESTS+=("$t"); FIXED_RATES+=("$r"); printf '%s\t%s\n' "$t" "$r" >> "$RUN/fixed-rates.tsv"
+    done
+    [ ${#FIXED_TESTS[@]} -gt 0 ] && echo "== equal load: ${FIXED_TESTS[*]} at ${FIXED_RATES[*]} /s (${FIXED_PCT}% of the slowest proxy)"
+    for round in $(seq "$RUNS"); do
+        [ ${#FIXED_TESTS[@]} -gt 0 ] || break
+        for target in "${TARGETS[@]}"; do
+            echo "== $target round $round, equal load"
+            if ! start_target "$target"; then
+                echo "  $target: failed to start (see .run/)" | tee -a "$CHECKS"
+                [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"; continue
+            fi
+            name=$target; [ "$target" = ours ] && name=${OURS_NAME:-ours}
+            for i in "${!FIXED_TESTS[@]}"; do
+                t=${FIXED_TESTS[$i]}
+                case $t in
+                    grpc) bench_fixed "$name" "$round" grpc "http://$GRPC_ADDR/bench.Echo/Echo" "${FIXED_RATES[$i]}" ;;
+                    http1) bench_fixed "$name" "$round" http1 "http://$HTTP_ADDR/" "${FIXED_RATES[$i]}" ;;
+                    grpc-tls) [ "$TLS" = 1 ] && [ -n "$TLS_ADDR" ] && \
+                        bench_fixed "$name" "$round" grpc-tls "https://$TLS_ADDR/bench.Echo/Echo" "${FIXED_RATES[$i]}" ;;
+                    grpc-stream) bench_fixed "$name" "$round" grpc-stream "http://$GRPC_ADDR/bench.Echo/Stream" "${FIXED_RATES[$i]}" ;;
+                esac
+            done
+            [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"
+        done
+    done
+fi
+
 stop_pid "$BACKEND_PID"
 {
     echo "h2load: $(h2load --version | head -1)"; echo "wrk: $(wrk -v 2>&1 | head -1)"
@@ -350,4 +432,4 @@ stop_pid "$BACKEND_PID"
     echo "sluice: $(cd "$HERE/.." && git rev-parse --short HEAD 2>/dev/null) (working tree$(cd "$HERE/.." && git diff --quiet HEAD -- proxy controller proxy-config 2>/dev/null || echo ' with uncommitted changes'))"
 } > "$RUN/versions.txt"
 SUFFIX=""; [ "$PIN" = 1 ] || SUFFIX=-nopin
-python3 summarize.py "$RUN" "PIN=$PIN GRPC_N=$GRPC_N HTTP_SECS=$HTTP_SECS STREAM_N=$STREAM_N STREAM_MSGS=$STREAM_MSGS HS_SECS=$HS_SECS HS_CLIENTS=$HS_CLIENTS RUNS=$RUNS TESTS='$TESTS'" "${OUT:-results-$(date +%F)$SUFFIX.md}"
+python3 summarize.py "$RUN" "PIN=$PIN GRPC_N=$GRPC_N HTTP_SECS=$HTTP_SECS STREAM_N=$STREAM_N STREAM_MSGS=$STREAM_MSGS HS_SECS=$HS_SECS HS_CLIENTS=$HS_CLIENTS RUNS=$RUNS TESTS='$TESTS' FIXED=$FIXED FIXED_PCT=$FIXED_PCT FIXED_SECS=$FIXED_SECS" "${OUT:-results-$(date +%F)$SUFFIX.md}"
