@@ -303,13 +303,15 @@ bench_fixed() {  # target round test url rate
     local per; per=$(awk -v r="$rate" -v u="$unit" -v c="$clients" 'BEGIN {printf "%.2f", r / u / c}')
     timeout 30 "${SIDE_CPU[@]}" "${load[@]}" --rps="$per" -D 1 "$url" > "$out.warm" 2>&1
     run_clean eval 'rm -f "$out.log"; timeout $((FIXED_SECS + 30)) "${SIDE_CPU[@]}" "${load[@]}" --rps="$per" -D "$FIXED_SECS" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
-    local rps done s2xx mean p50 p99
+    # Errors: failed requests and replies other than 2xx. (Not done - 2xx: a reply whose status
+    # arrived just before the end is counted in 2xx but not yet done.)
+    local rps done err mean p50 p99
     rps=$(awk -v u="$unit" '/^finished in/ {gsub(",", "", $4); printf "%.2f", $4 * u}' "$out.txt")
     done=$(awk '/^requests:/ {print $6}' "$out.txt")
-    s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
+    err=$(awk '/^requests:/ {f = $10} /^status codes:/ {n = $5 + $7 + $9} END {print f + n}' "$out.txt")
     read -r mean p50 p99 < <(log_latency "$out.log")
     rm -f "$out.log"
-    emit "$target" "$round" "$test-fixed" "${rps:-0}" "$mean" "$p50" "$p99" $(( ${done:-0} - ${s2xx:-0} )) $(( ${done:-0} * unit ))
+    emit "$target" "$round" "$test-fixed" "${rps:-0}" "$mean" "$p50" "$p99" "${err:-0}" $(( ${done:-0} * unit ))
 }
 # The rate for TEST: FIXED_PCT% of the lowest median req/s (msg/s) among the proxies (not direct)
 # in the closed-loop rounds of this run; 0 when TEST did not run.
