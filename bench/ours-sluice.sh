@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs sluice-proxy with a pushed config (POST /config on the admin socket; OURS_PUSH=0: read at
 # start from KONG_DECLARATIVE_CONFIG instead): the `sluice` and `sluice-nometrics` targets of
-# run.sh (also usable as OURS_CMD). SLUICE_METRICS=off turns the metrics off.
+# run.sh (also usable as OURS_CMD). SLUICE_METRICS=off turns the metrics off; OURS_CONFIG=file pushes
+# that config instead of the one below.
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
 set -eu
 : "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
 BIN=${SLUICE_PROXY:-$(dirname "$0")/../target/release/sluice-proxy}
 DIR=$(mktemp -d -p "${OURS_TMP:-/tmp}" ours-sluice-XXXXXX)
 HOST=${BACKEND_ADDR%:*} PORT=${BACKEND_ADDR##*:}
+if [ -n "${OURS_CONFIG:-}" ]; then cp "$OURS_CONFIG" "$DIR/kong.yaml"; else  # another config, e.g. the controller's (--dump)
 cat >"$DIR/kong.yaml" <<CONF
 _format_version: "3.0"
 services:
@@ -28,6 +30,7 @@ services:
     protocols: [http, https]
     paths: [/]
 CONF
+fi
 LISTEN="127.0.0.1:$OURS_PORT http2"
 [ -n "${OURS_TLS_PORT:-}" ] && LISTEN="$LISTEN, 127.0.0.1:$OURS_TLS_PORT http2 ssl"
 export KONG_PROXY_LISTEN=$LISTEN SLUICE_ADMIN_SOCKET=$DIR/admin.sock

@@ -48,7 +48,9 @@ impl TargetHealth {
     }
 
     pub fn is_healthy(&self) -> bool {
-        self.open_until_ms.load(Ordering::Relaxed) <= self.now_ms()
+        // 0: never opened, or closed again by a success; no need to read the clock.
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        until == 0 || until <= self.now_ms()
     }
 
     /// A connection to the target failed (refused, timed out, TLS failed).

@@ -293,6 +293,43 @@ async fn content_length_response_is_reused_and_the_request_head_is_what_the_clie
 }
 
 #[tokio::test]
+async fn preserve_host_and_a_root_service_path_send_the_request_as_it_came() {
+    let up = Upstream::start(true, |_| reply(OK_HELLO)).await;
+    let (ip, port) = (up.addr.ip(), up.addr.port());
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    p.push_ok(&format!(
+        "_format_version: '3.0'\nservices:\n\
+         - name: root\n  protocol: http\n  host: {ip}\n  port: {port}\n  path: /\n  routes:\n\
+         \x20 - name: root\n    paths: ['/']\n    strip_path: false\n    preserve_host: true\n\
+         - name: based\n  protocol: http\n  host: {ip}\n  port: {port}\n  path: /base\n  routes:\n\
+         \x20 - name: based\n    paths: ['/b/']\n    strip_path: false\n"
+    ))
+    .await;
+    let mut c = Client::connect(p.addr(0)).await;
+    for path in ["/a/b?q=1", "/", "/b/x?y=2"] {
+        let (status, _, body) = c.request("GET", path, b"").await;
+        assert_eq!((status, body.unwrap()), (200, Bytes::from_static(b"hello")), "{path}");
+    }
+    // Another client host right after: the upstream gets that one, not the previous request's.
+    let mut raw = TcpStream::connect(p.addr(0)).await.unwrap();
+    raw.write_all(b"GET /other HTTP/1.1\r\nhost: other.example:8080\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut raw, &mut buf, b"hello").await.expect("a response");
+    let seen: Vec<(String, Option<String>)> =
+        up.seen().iter().map(|s| (s.head.lines().next().unwrap_or("").to_string(), s.header("host"))).collect();
+    let want = |line: &str, host: &str| (line.to_string(), Some(host.to_string()));
+    assert_eq!(
+        seen,
+        vec![
+            want("GET /a/b?q=1 HTTP/1.1", "up.example"),
+            want("GET / HTTP/1.1", "up.example"),
+            want("GET /base/b/x?y=2 HTTP/1.1", &up.addr.to_string()),
+            want("GET /other HTTP/1.1", "other.example:8080"),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn close_delimited_response_is_read_to_the_end_and_not_reused() {
     let up = Upstream::start(true, |_| Reply {
         bytes: b"HTTP/1.1 200 OK\r\nx-up: 1\r\n\r\nuntil the end".to_vec(),
