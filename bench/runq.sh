@@ -21,7 +21,7 @@ PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done' EXIT
 taskset -c 0 backend/target/release/bench-backend 127.0.0.1:18080 2>/dev/null & BACKEND=$!; PIDS+=($BACKEND)
 wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; return 1; }
-waited_ns() { awk '{s += $2} END {print s + 0}' /proc/"$1"/task/*/schedstat 2>/dev/null; }  # run-queue wait, all threads
+waited_ns() { awk '{s += $2} END {printf "%.0f\n", s}' /proc/"$1"/task/*/schedstat 2>/dev/null; }  # run-queue wait, all threads
 steal() { awk '$1 == "cpu0" || $1 == "cpu1" {s += $9} END {print s}' /proc/stat; }
 for round in $(seq "$ROUNDS"); do
     for t in "$@"; do
