@@ -17,6 +17,8 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::memo;
+
 /// Lines waiting to be written before new ones are dropped.
 const QUEUE: usize = 16 * 1024;
 /// How long a line may wait for others to be written with it.
@@ -206,32 +208,12 @@ thread_local! {
 pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let ms = now.as_millis();
-    RENDERED.with(|r| {
-        let mut r = r.borrow_mut();
-        match &r.stamp {
-            Some((last, text)) if *last == ms => text.clone(),
-            _ => {
-                let text = rfc3339(now);
-                r.stamp = Some((ms, text.clone()));
-                text
-            }
-        }
-    })
+    RENDERED.with(|r| memo::last(&mut r.borrow_mut().stamp, ms, |_| rfc3339(now)))
 }
 
 /// `ip:port` of a client, as `SocketAddr` displays it.
 pub fn client_text(addr: SocketAddr) -> String {
-    RENDERED.with(|r| {
-        let mut r = r.borrow_mut();
-        match &r.client {
-            Some((last, text)) if *last == addr => text.clone(),
-            _ => {
-                let text = addr.to_string();
-                r.client = Some((addr, text.clone()));
-                text
-            }
-        }
-    })
+    RENDERED.with(|r| memo::last(&mut r.borrow_mut().client, addr, |a| a.to_string()))
 }
 
 /// RFC 3339 UTC timestamp with milliseconds of a time since the Unix epoch, without a date crate.

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::balancer::{ActiveGuard, PickContext};
 use crate::body::{Limits, ProxyBody, UpstreamBody, UpstreamStream};
 use crate::grpc;
+use crate::memo;
 use crate::observe::{Completion, LogDetails, Observer};
 use crate::pool::{Pool, Sender, TimedOut, Unanswered};
 use crate::request_body::{ClientBody, RequestBody};
@@ -451,25 +452,11 @@ thread_local! {
 
 impl ForwardedValues {
     fn ip(&mut self, ip: IpAddr) -> HeaderValue {
-        match &self.ip {
-            Some((last, v)) if *last == ip => v.clone(),
-            _ => {
-                let v = ip_value(ip);
-                self.ip = Some((ip, v.clone()));
-                v
-            }
-        }
+        memo::last(&mut self.ip, ip, ip_value)
     }
 
     fn port(&mut self, port: u16) -> HeaderValue {
-        match &self.port {
-            Some((last, v)) if *last == port => v.clone(),
-            _ => {
-                let v = HeaderValue::from(port);
-                self.port = Some((port, v.clone()));
-                v
-            }
-        }
+        memo::last(&mut self.port, port, HeaderValue::from)
     }
 
     /// `None` when `value` is not a valid authority.

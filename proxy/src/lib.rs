@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod h1_wire;
 pub mod listen;
 pub mod logging;
+pub mod memo;
 pub mod metrics;
 pub mod observe;
 pub mod plugins;
