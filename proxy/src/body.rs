@@ -21,7 +21,8 @@ use crate::observe::Completion;
 use crate::upstream_h1::H1Body;
 use crate::upstream_h2::H2Body;
 
-/// The error type of [`ProxyBody`]: hyper aborts the stream/connection when it sees one.
+/// The error type of [`ProxyBody`]: the downstream side resets the stream (h2) or closes the
+/// connection (HTTP/1.1) when it sees one.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Every response body sluice produces.
@@ -251,8 +252,8 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        // An upstream body known to be empty (HEAD, 204, 304) is over before it is polled: hyper
-        // then sends no body and keeps the response's own content-length.
+        // An upstream body known to be empty (HEAD, 204, 304) is over before it is polled: the
+        // downstream side then sends no body and keeps the response's own content-length.
         self.pending_trailers.is_none() && (self.done || self.inner.as_ref().is_some_and(UpstreamStream::is_end_stream))
     }
 
@@ -275,7 +276,7 @@ impl Drop for UpstreamBody {
     }
 }
 
-/// The HTTP/2 reset reason behind an error (an h2 error, or a hyper error caused by one), if any.
+/// The HTTP/2 reset reason behind an error (an h2 error, or an error caused by one), if any.
 pub fn h2_reason(e: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {

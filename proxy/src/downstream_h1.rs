@@ -834,24 +834,9 @@ fn hex(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
     }
 }
 
-/// Appends the current time as an HTTP date, formatted once per second per thread.
+/// Appends the current time as an HTTP date.
 fn put_date(out: &mut BytesMut) {
-    thread_local! {
-        static CACHED: std::cell::RefCell<(u64, [u8; 29])> = const { std::cell::RefCell::new((0, [0; 29])) };
-    }
-    let now = std::time::SystemTime::now();
-    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHED.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.0 != secs {
-            let text = httpdate::fmt_http_date(now);
-            if text.len() == 29 {
-                c.1.copy_from_slice(text.as_bytes());
-                c.0 = secs;
-            }
-        }
-        out.put_slice(&c.1);
-    });
+    crate::http_date::with_now(|v| out.put_slice(v.as_bytes()));
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! whole data plane in-process on `127.0.0.1:0`.
 //!
 //! The life of a request: [`server`] accepts (PROXY protocol, TLS, [`sniff`]) and serves HTTP/2
-//! with hyper or HTTP/1.x with [`downstream_h1`] → [`forward`] routes
+//! with [`downstream_h2`] or HTTP/1.x with [`downstream_h1`] → [`forward`] routes
 //! with [`router`] on the [`state`] snapshot, applies Kong's checks and [`plugins`], picks a target
 //! with [`balancer`], sends through [`pool`] → [`body`] streams the answer back; failures become
 //! responses in [`respond`]; [`observe`] feeds [`metrics`] and the [`access_log`].
@@ -13,9 +13,12 @@ pub mod app;
 pub mod balancer;
 pub mod body;
 pub mod downstream_h1;
+pub mod downstream_h2;
 pub mod forward;
 pub mod grpc;
 pub mod h1_wire;
+pub mod h2_body;
+pub mod http_date;
 pub mod listen;
 pub mod logging;
 pub mod memo;

@@ -1,29 +1,26 @@
 //! HTTP/2 Rapid Reset protection (CVE-2023-44487) for downstream connections.
 //!
-//! hyper accepts every new stream at once and runs our service for it, so the h2 crate's own
-//! limit (`max_pending_accept_reset_streams`, streams reset before the application accepted them)
-//! does not see a client that opens a stream, lets the proxy start the upstream call, then resets
-//! it. Like Envoy's premature-reset check, each h2 connection gets a [`ResetTracker`]: every
-//! stream takes a [`StreamGuard`]; a guard dropped before the response ended and within
-//! `h2_reset_lifetime` of its start is a premature reset. Once `h2_reset_min_streams` streams were
-//! seen and at least `h2_reset_percent` % of them were premature resets, the connection is cut.
-//! The counts are halved whenever they reach twice the minimum, so they describe the recent
-//! streams of the connection (a client cannot bank good requests and then reset freely).
+//! The h2 server ([`crate::downstream_h2`]) accepts every new stream at once and runs our handler
+//! for it, so the h2 crate's own limit (`max_pending_accept_reset_streams`, streams reset before
+//! the application accepted them) does not see a client that opens a stream, lets the proxy start
+//! the upstream call, then resets it. Like Envoy's premature-reset check, each h2 connection gets a
+//! [`ResetTracker`]: every stream takes a [`StreamGuard`]; a guard dropped before the response
+//! ended and within `h2_reset_lifetime` of its start is a premature reset. Once
+//! `h2_reset_min_streams` streams were seen and at least `h2_reset_percent` % of them were
+//! premature resets, the connection is cut: GOAWAY(ENHANCE_YOUR_CALM) from h2, and every stream on
+//! it ends (their upstream calls are cancelled). Each cut counts in
+//! `sluice_h2_resets_total{reason="rapid_reset"}`. The counts are halved whenever they reach twice
+//! the minimum, so they describe the recent streams of the connection (a client cannot bank good
+//! requests and then reset freely).
 //!
 //! The same guards count the connection's open streams, so the connection task can close an h2
 //! connection that has had none for `h2_idle_timeout` ([`ResetTracker::idle_for`]).
 //!
-//! Cutting: hyper can only send GOAWAY(NO_ERROR), so the connection's I/O is wrapped in
-//! [`CalmIo`], which tracks HTTP/2 frame boundaries of both directions. When the tracker trips,
-//! the connection task asks hyper for a graceful shutdown; the GOAWAY hyper then writes is
-//! replaced, at a frame boundary, by GOAWAY(last stream id, ENHANCE_YOUR_CALM, "too_many_resets"),
-//! after which the I/O fails so hyper drops the connection and every stream on it (their upstream
-//! calls are cancelled). Each cut counts in `sluice_h2_resets_total{reason="rapid_reset"}`.
-//!
 //! Whenever an h2 connection is closed by us before the client closed its side (this cut, h2's
 //! own GOAWAYs for CONTINUATION floods or pending-accept resets, shutdown), the socket lingers up
-//! to 1 s, half-closed and discarding input, so the client reads the GOAWAY instead of getting a
-//! TCP reset for the bytes it had in flight (the same reason nginx has `lingering_close`).
+//! to 1 s ([`Lingering`]), half-closed and discarding input, so the client reads the GOAWAY instead
+//! of getting a TCP reset for the bytes it had in flight (the same reason nginx has
+//! `lingering_close`).
 
 use std::io;
 use std::pin::Pin;
@@ -41,11 +38,6 @@ use tokio::time::Instant;
 
 use crate::settings::ConnLimits;
 
-/// HTTP/2 frame type GOAWAY and error code ENHANCE_YOUR_CALM (RFC 9113 §6.8, §7).
-const GOAWAY: u8 = 0x7;
-const HEADERS: u8 = 0x1;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
-const DEBUG_DATA: &[u8] = b"sluice_rapid_reset";
 /// How long a cut connection keeps reading (and discarding) before the socket closes.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -208,122 +200,24 @@ impl<B: Body<Data = Bytes>> Body for Guarded<B> {
     }
 }
 
-/// Follows HTTP/2 frame boundaries in a byte stream.
-#[derive(Default)]
-struct Frames {
-    /// Bytes of the client preface still to skip (inbound only).
-    preface: usize,
-    header: [u8; 9],
-    header_len: usize,
-    /// Payload bytes of the current frame still to come.
-    payload_left: usize,
-    /// Highest client stream id that opened with HEADERS (inbound only).
-    last_stream: u32,
-}
-
-impl Frames {
-    fn at_boundary(&self) -> bool {
-        self.preface == 0 && self.header_len == 0 && self.payload_left == 0
-    }
-
-    /// How many bytes may pass before the next boundary (at most `want`).
-    fn to_boundary(&self, want: usize) -> usize {
-        if self.payload_left > 0 {
-            want.min(self.payload_left)
-        } else {
-            // Mid-header: finish the header first; its length tells the rest.
-            want.min(9 - self.header_len)
-        }
-    }
-
-    fn feed(&mut self, mut b: &[u8]) {
-        while !b.is_empty() {
-            if self.preface > 0 {
-                let n = self.preface.min(b.len());
-                self.preface -= n;
-                b = &b[n..];
-            } else if self.payload_left > 0 {
-                let n = self.payload_left.min(b.len());
-                self.payload_left -= n;
-                b = &b[n..];
-            } else {
-                let n = (9 - self.header_len).min(b.len());
-                self.header[self.header_len..self.header_len + n].copy_from_slice(&b[..n]);
-                self.header_len += n;
-                b = &b[n..];
-                if self.header_len == 9 {
-                    let h = &self.header;
-                    self.payload_left = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
-                    let id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
-                    if h[3] == HEADERS && id % 2 == 1 && id > self.last_stream {
-                        self.last_stream = id;
-                    }
-                    self.header_len = 0;
-                }
-            }
-        }
-    }
-}
-
-fn goaway_frame(last_stream: u32) -> Vec<u8> {
-    let len = 8 + DEBUG_DATA.len();
-    let mut f = Vec::with_capacity(9 + len);
-    f.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, GOAWAY, 0, 0, 0, 0, 0]);
-    f.extend_from_slice(&(last_stream & 0x7fff_ffff).to_be_bytes());
-    f.extend_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
-    f.extend_from_slice(DEBUG_DATA);
-    f
-}
-
-/// The I/O of an h2 connection that can end it with GOAWAY(ENHANCE_YOUR_CALM).
-pub struct CalmIo<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> {
+/// The I/O of an h2 connection, which lingers when dropped before the client closed its side.
+pub struct Lingering<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> {
     inner: Option<I>,
-    tracker: Arc<ResetTracker>,
-    inbound: Frames,
-    outbound: Frames,
-    /// The GOAWAY being written and how much of it went out.
-    goaway: Option<(Vec<u8>, usize)>,
-    sent: bool,
     /// The client closed its side: nothing to linger for.
     eof: bool,
 }
 
-impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> CalmIo<I> {
-    /// Wraps `io`, which must start with the client preface on reads (as hyper's h2 server expects).
-    pub fn new(io: I, tracker: Arc<ResetTracker>) -> Self {
-        CalmIo {
-            inner: Some(io),
-            tracker,
-            inbound: Frames { preface: 24, ..Frames::default() },
-            outbound: Frames::default(),
-            goaway: None,
-            sent: false,
-            eof: false,
-        }
+impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> Lingering<I> {
+    pub fn new(io: I) -> Self {
+        Lingering { inner: Some(io), eof: false }
     }
 
-    fn aborted() -> io::Error {
-        io::Error::new(io::ErrorKind::ConnectionAborted, "HTTP/2 rapid reset: connection cut with ENHANCE_YOUR_CALM")
-    }
-
-    /// Writes the GOAWAY (at a frame boundary), flushes, then fails the I/O.
-    fn poll_goaway(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(Err(Self::aborted())) };
-        let (frame, off) = self.goaway.get_or_insert_with(|| (goaway_frame(self.inbound.last_stream), 0));
-        while *off < frame.len() {
-            let n = ready!(Pin::new(&mut *inner).poll_write(cx, &frame[*off..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            *off += n;
-        }
-        ready!(Pin::new(&mut *inner).poll_flush(cx))?;
-        self.sent = true;
-        Poll::Ready(Err(Self::aborted()))
+    fn io(&mut self) -> Pin<&mut I> {
+        Pin::new(self.inner.as_mut().expect("taken only on drop"))
     }
 }
 
-impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> Drop for CalmIo<I> {
+impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> Drop for Lingering<I> {
     fn drop(&mut self) {
         // Close our side, then read and discard for a moment so unread client bytes do not turn
         // the close into a TCP reset that could destroy a GOAWAY in flight.
@@ -339,50 +233,21 @@ impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> Drop for CalmIo<I> {
     }
 }
 
-impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncRead for CalmIo<I> {
+impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncRead for Lingering<I> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.sent {
-            return Poll::Ready(Err(Self::aborted()));
-        }
-        if this.tracker.is_tripped() {
-            // Read nothing more from this client; send the GOAWAY as soon as the output is on a
-            // frame boundary (else hyper is finishing a frame and the write path sends it).
-            return match this.outbound.at_boundary() {
-                true => this.poll_goaway(cx).map(|r| r.map(|_| ())),
-                false => Poll::Pending,
-            };
-        }
-        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(Err(Self::aborted())) };
         let before = buf.filled().len();
         let room = buf.remaining() > 0;
-        ready!(Pin::new(inner).poll_read(cx, buf))?;
+        ready!(self.io().poll_read(cx, buf))?;
         if room && buf.filled().len() == before {
-            this.eof = true;
+            self.eof = true;
         }
-        this.inbound.feed(&buf.filled()[before..]);
         Poll::Ready(Ok(()))
     }
 }
 
-impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncWrite for CalmIo<I> {
+impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncWrite for Lingering<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if this.sent {
-            return Poll::Ready(Err(Self::aborted()));
-        }
-        let mut buf = buf;
-        if this.tracker.is_tripped() {
-            if this.outbound.at_boundary() {
-                return this.poll_goaway(cx);
-            }
-            // Let the frame in progress finish so the GOAWAY starts on a boundary.
-            buf = &buf[..this.outbound.to_boundary(buf.len())];
-        }
-        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(Err(Self::aborted())) };
-        let n = ready!(Pin::new(inner).poll_write(cx, buf))?;
-        this.outbound.feed(&buf[..n]);
-        Poll::Ready(Ok(n))
+        self.io().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -390,23 +255,7 @@ impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncWrite for CalmIo<I
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if this.sent || this.tracker.is_tripped() {
-            let first = bufs.iter().find(|b| !b.is_empty()).map(|b| &b[..]).unwrap_or(&[]);
-            return Pin::new(this).poll_write(cx, first);
-        }
-        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(Err(Self::aborted())) };
-        let mut n = ready!(Pin::new(inner).poll_write_vectored(cx, bufs))?;
-        let written = n;
-        for b in bufs {
-            if n == 0 {
-                break;
-            }
-            let k = n.min(b.len());
-            this.outbound.feed(&b[..k]);
-            n -= k;
-        }
-        Poll::Ready(Ok(written))
+        self.io().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -414,20 +263,11 @@ impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncWrite for CalmIo<I
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.inner.as_mut() {
-            Some(i) => Pin::new(i).poll_flush(cx),
-            None => Poll::Ready(Err(Self::aborted())),
-        }
+        self.io().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.sent {
-            return Poll::Ready(Ok(()));
-        }
-        match self.inner.as_mut() {
-            Some(i) => Pin::new(i).poll_shutdown(cx),
-            None => Poll::Ready(Ok(())),
-        }
+        self.io().poll_shutdown(cx)
     }
 }
 
@@ -496,24 +336,5 @@ mod tests {
         idle.await;
         let after = ended.elapsed();
         assert!(after >= Duration::from_millis(100) && after < Duration::from_secs(2), "{after:?}");
-    }
-
-    #[test]
-    fn frames_are_tracked_across_split_writes() {
-        let mut f = Frames { preface: 24, ..Frames::default() };
-        let mut bytes = crate::sniff::H2_PREFACE.to_vec();
-        // SETTINGS (empty), HEADERS stream 3 with a 4-byte block, DATA stream 3 with 2 bytes.
-        bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-        bytes.extend_from_slice(&[0, 0, 4, 1, 4, 0, 0, 0, 3, 1, 2, 3, 4]);
-        bytes.extend_from_slice(&[0, 0, 2, 0, 1, 0, 0, 0, 3, 9, 9]);
-        for chunk in bytes.chunks(5) {
-            f.feed(chunk);
-        }
-        assert!(f.at_boundary());
-        assert_eq!(f.last_stream, 3);
-        f.feed(&[0, 0, 2]);
-        assert!(!f.at_boundary());
-        assert_eq!(f.to_boundary(100), 6);
-        assert_eq!(goaway_frame(3)[..17], [0, 0, 26, 7, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 11]);
     }
 }

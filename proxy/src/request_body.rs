@@ -1,18 +1,18 @@
-//! The request body as the client sends it ([`ClientBody`]: hyper's HTTP/2 stream, or sluice's own
+//! The request body as the client sends it ([`ClientBody`]: an HTTP/2 stream, or sluice's own
 //! HTTP/1.1 reader), and as it goes upstream ([`RequestBody`]): streamed frame by frame (trailers
 //! included), counting bytes for `kong_bandwidth_bytes{direction="ingress"}` and the access log.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use thiserror::Error;
 
 use crate::downstream_h1::{H1BodyError, H1RequestBody};
+use crate::h2_body::RecvBody;
 
 /// A request body as it arrives.
 pub enum ClientBody {
@@ -20,8 +20,38 @@ pub enum ClientBody {
     Empty,
     /// An HTTP/1.x request body, read by the connection's loop in [`crate::downstream_h1`].
     H1(H1RequestBody),
-    /// An HTTP/2 stream's body, read by hyper.
-    H2(Incoming),
+    /// An HTTP/2 stream's body, served by [`crate::downstream_h2`].
+    H2(H2RequestBody),
+}
+
+/// An HTTP/2 request body and what is left of its declared `content-length` (h2 checks that the
+/// DATA adds up to it): an HTTP/1.1 upstream is then sent the length instead of chunks.
+pub struct H2RequestBody {
+    recv: RecvBody,
+    remaining: Option<u64>,
+}
+
+impl H2RequestBody {
+    pub fn new(stream: h2::RecvStream, content_length: Option<u64>) -> Self {
+        H2RequestBody { recv: RecvBody::new(stream), remaining: content_length }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let f = ready!(self.recv.poll_frame(cx));
+        if let (Some(Ok(frame)), Some(n)) = (&f, self.remaining.as_mut()) {
+            if let Some(d) = frame.data_ref() {
+                *n = n.saturating_sub(d.len() as u64);
+            }
+        }
+        Poll::Ready(f)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -29,7 +59,7 @@ pub enum ClientBodyError {
     #[error(transparent)]
     H1(#[from] H1BodyError),
     #[error(transparent)]
-    H2(#[from] hyper::Error),
+    H2(#[from] h2::Error),
 }
 
 impl Body for ClientBody {
@@ -40,7 +70,7 @@ impl Body for ClientBody {
         match self.get_mut() {
             ClientBody::Empty => Poll::Ready(None),
             ClientBody::H1(b) => b.poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into))),
-            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into))),
+            ClientBody::H2(b) => b.poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into))),
         }
     }
 
@@ -48,7 +78,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Empty => true,
             ClientBody::H1(b) => b.is_end_stream(),
-            ClientBody::H2(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.recv.is_end_stream(),
         }
     }
 

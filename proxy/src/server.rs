@@ -1,10 +1,9 @@
 //! Downstream connections: accept, (PROXY protocol), (TLS with SNI and ALPN), protocol detection,
-//! and one connection per socket with sluice's limits: hyper's server for HTTP/2, sluice's own
-//! [`crate::downstream_h1`] for HTTP/1.x. Every step before
-//! the first request is bounded by the handshake timeout; shutdown asks each connection to finish
-//! gracefully (GOAWAY for h2, `Connection: close` for h1). Each h2 connection carries a
-//! [`ResetTracker`] and is cut with GOAWAY(ENHANCE_YOUR_CALM) when premature resets dominate
-//! (Rapid Reset). Connections are capped per listener and over all proxy listeners.
+//! and one connection per socket with sluice's limits: [`crate::downstream_h2`] for HTTP/2,
+//! [`crate::downstream_h1`] for HTTP/1.x. Every step before the first request is bounded by the
+//! handshake timeout; shutdown asks each connection to finish gracefully (GOAWAY for h2,
+//! `Connection: close` for h1). Each h2 connection carries a Rapid Reset guard
+//! ([`crate::rapid_reset`]). Connections are capped per listener and over all proxy listeners.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,9 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::{Request, Response};
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -26,7 +22,6 @@ use crate::body::ProxyBody;
 use crate::downstream_h1::{self, H1Limits};
 use crate::forward::ConnInfo;
 use crate::metrics::Metrics;
-use crate::rapid_reset::{CalmIo, Guarded, ResetTracker};
 use crate::request_body::ClientBody;
 use crate::settings::ConnLimits;
 use crate::sniff::{sniff, Detected, Prefixed};
@@ -48,9 +43,6 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
     pub proxy_protocol: bool,
 }
-
-/// How long a connection cut for abuse may take to send its GOAWAY before it is dropped.
-const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Accepts until `shutdown` flips, spawning each connection on `tracker`. `global` counts the open
 /// connections of every listener sharing it, capped at `limits.max_connections`.
@@ -167,7 +159,7 @@ async fn serve_socket<H: Handler>(
                     Err(_) => metrics.rejected_connections.with_label_values(&["handshake_timeout"]).inc(),
                 }
             } else {
-                // hyper's header timer bounds the request head; the handshake timeout bounds the
+                // The HTTP/1.1 header timer bounds the request head; the handshake timeout bounds the
                 // wait for its first byte, as on sniffing listeners.
                 let mut first = [0u8; 1];
                 match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
@@ -214,78 +206,11 @@ pub async fn serve_http<I, H>(
     H: Handler,
 {
     if h2 {
-        serve_h2(io, conn, handler, limits, metrics, shutdown).await;
+        crate::downstream_h2::serve(io, conn, handler, limits, metrics, shutdown).await;
         return;
     }
     let h1 = H1Limits { header_timeout: limits.h1_header_timeout, max_head: limits.max_header_list_size as usize };
     if let Err(e) = downstream_h1::serve(io, Arc::new(conn), handler, h1, shutdown).await {
         tracing::debug!(error = %e, "h1 connection ended with error");
-    }
-}
-
-/// hyper's HTTP/2 server with sluice's limits and the Rapid Reset guard.
-async fn serve_h2<I, H>(
-    io: I,
-    conn: ConnInfo,
-    handler: Arc<H>,
-    limits: &ConnLimits,
-    metrics: &Metrics,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    H: Handler,
-{
-    let client = conn.client;
-    let conn = Arc::new(conn);
-    let resets = Arc::new(ResetTracker::new(limits, metrics.h2_resets.with_label_values(&["rapid_reset"])));
-    let svc = {
-        let resets = resets.clone();
-        service_fn(move |req: Request<hyper::body::Incoming>| {
-            let guard = resets.start();
-            // Boxed: hyper spawns a task per stream around this future and tokio moves the task's
-            // future several times while setting it up; a pointer is cheaper to move than the
-            // whole request state machine. (HTTP/1.x polls it in place.)
-            let fut = Box::pin(handler.clone().call(req.map(ClientBody::H2), conn.clone()));
-            async move {
-                let resp = fut.await?;
-                Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, Some(guard))))
-            }
-        })
-    };
-    let mut b = http2::Builder::new(TokioExecutor::new());
-    b.timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .initial_stream_window_size(limits.h2_stream_window)
-        .initial_connection_window_size(limits.h2_connection_window)
-        .max_header_list_size(limits.max_header_list_size)
-        .keep_alive_interval(limits.h2_keepalive_interval)
-        .keep_alive_timeout(limits.h2_keepalive_timeout);
-    let io = TokioIo::new(CalmIo::new(io, resets.clone()));
-    let c = b.serve_connection(io, svc);
-    tokio::pin!(c);
-    tokio::select! {
-        r = c.as_mut() => {
-            if resets.is_tripped() {
-                tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
-            } else if let Err(e) = r {
-                tracing::debug!(error = %e, "h2 connection ended with error");
-            }
-        }
-        _ = shutdown.changed() => {
-            c.as_mut().graceful_shutdown();
-            let _ = c.await;
-        }
-        _ = resets.idle_for(limits.h2_idle_timeout) => {
-            tracing::debug!(%client, "idle HTTP/2 connection closed");
-            // A stream that raced the GOAWAY still runs to its end.
-            c.as_mut().graceful_shutdown();
-            let _ = c.await;
-        }
-        _ = resets.tripped() => {
-            tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
-            // hyper writes its GOAWAY now; CalmIo turns it into ENHANCE_YOUR_CALM and fails the I/O.
-            c.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(CUT_GRACE, c).await;
-        }
     }
 }

@@ -24,6 +24,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame};
 
 use crate::body::BodyError;
+use crate::h2_body::RecvBody;
 use crate::pool::{H2Tuning, Io, Unanswered};
 use crate::request_body::RequestBody;
 
@@ -65,34 +66,17 @@ impl Drop for OpenStream {
 
 /// The body of an upstream HTTP/2 response.
 pub struct H2Body {
-    stream: h2::RecvStream,
-    /// DATA has ended; trailers (if any) come next.
-    data_done: bool,
+    recv: RecvBody,
     _open: OpenStream,
 }
 
 impl H2Body {
     pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        if !self.data_done {
-            match ready!(self.stream.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    // The data is ours now: give its window back to the upstream.
-                    let _ = self.stream.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                None => self.data_done = true,
-            }
-        }
-        match ready!(self.stream.poll_trailers(cx)) {
-            Ok(Some(t)) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
-            Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(e.into()))),
-        }
+        self.recv.poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into)))
     }
 
     pub fn is_end_stream(&self) -> bool {
-        self.stream.is_end_stream()
+        self.recv.is_end_stream()
     }
 }
 
@@ -165,7 +149,7 @@ impl H2Sender {
             // The response came first and the body is still streaming: keep pushing it.
             tokio::spawn(p);
         }
-        got.map(|r| r.map(|stream| H2Body { stream, data_done: false, _open: open }))
+        got.map(|r| r.map(|stream| H2Body { recv: RecvBody::new(stream), _open: open }))
             .map_err(|error| Unanswered { request: None, error: error.into() })
     }
 }

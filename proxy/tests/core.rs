@@ -268,3 +268,14 @@ async fn no_route_answers_kong_404_and_grpc_unimplemented() {
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     assert_eq!(err.message(), "no Route matched with those values");
 }
+
+#[tokio::test]
+async fn h2_responses_get_a_date_and_the_length_of_a_known_body() {
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let got = h2c(p.addr(0), get("http://example.com/nothing", "example.com")).await.unwrap();
+    assert_eq!(got.status, 404);
+    let date = got.headers.get("date").expect("date").to_str().unwrap();
+    assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+    let length = got.headers.get("content-length").expect("content-length").to_str().unwrap();
+    assert_eq!(length, got.body.len().to_string(), "{:?}", got.headers);
+}

@@ -528,7 +528,7 @@ async fn idle_h2_connections_get_goaway_and_close() {
     c.tcp.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &block)).await.unwrap();
     assert_eq!(c.until(HEADERS).await.stream, 1);
     let served = Instant::now();
-    // Graceful: GOAWAY(NO_ERROR) naming stream 1 as the last processed (after hyper's ping round).
+    // Graceful: GOAWAY(NO_ERROR) naming stream 1 as the last processed (after the h2 server's ping round).
     loop {
         let f = c.next(Duration::from_secs(5)).await.expect("no GOAWAY on an idle connection");
         if f.ty == GOAWAY && u32::from_be_bytes(f.payload[..4].try_into().unwrap()) == 1 {
@@ -536,7 +536,7 @@ async fn idle_h2_connections_get_goaway_and_close() {
             break;
         }
         if f.ty == 6 && f.flags & 1 == 0 {
-            // Answer hyper's graceful-shutdown PING so it sends the final GOAWAY.
+            // Answer the graceful-shutdown PING so it sends the final GOAWAY.
             c.tcp.write_all(&frame(6, 1, 0, &f.payload)).await.unwrap();
         }
     }

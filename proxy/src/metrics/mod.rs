@@ -25,8 +25,8 @@
 //!   open connections (proxy and status listeners, like nginx), `writing` = requests in flight
 //!   (capped at `active`; HTTP/2 multiplexes several per connection), `waiting` = `active` -
 //!   `writing` (idle keep-alive connections, and connections still in their TLS/PROXY handshake),
-//!   `reading` = 0 (hyper reads request headers before sluice sees the request, so that state is
-//!   not observable; those connections count as `waiting`).
+//!   `reading` = 0 (h2 and the HTTP/1.1 reader take whole request heads before sluice sees
+//!   them, so that state is not observable; those connections count as `waiting`).
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
