@@ -836,7 +836,7 @@ fn hex(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
 
 /// Appends the current time as an HTTP date.
 fn put_date(out: &mut BytesMut) {
-    crate::http_date::with_now(|v| out.put_slice(v.as_bytes()));
+    out.put_slice(crate::http_date::now().as_bytes());
 }
 
 #[cfg(test)]

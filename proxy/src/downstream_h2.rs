@@ -48,16 +48,6 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// How long a connection cut for abuse may take to send its GOAWAY before it is dropped.
 const CUT_GRACE: Duration = Duration::from_secs(1);
 
-/// Why the accept loop ended.
-enum End {
-    /// The client closed, or the connection finished its graceful shutdown.
-    Closed,
-    /// The Rapid Reset guard tripped: GOAWAY(ENHANCE_YOUR_CALM) is on its way.
-    Cut,
-    /// A keepalive ping went unanswered.
-    Unanswered,
-}
-
 /// Serves one HTTP/2 connection until it ends, shutdown has drained it, or it was cut for abuse.
 pub async fn serve<I, H>(
     io: I,
@@ -96,7 +86,9 @@ pub async fn serve<I, H>(
     tokio::pin!(keepalive);
 
     let mut closing = false;
-    let end = loop {
+    // Ends when the client closed, the graceful shutdown finished, the Rapid Reset guard tripped,
+    // or (true) a keepalive ping went unanswered.
+    let unanswered = loop {
         tokio::select! {
             biased;
             next = h2.accept() => match next {
@@ -105,11 +97,11 @@ pub async fn serve<I, H>(
                     if !resets.is_tripped() {
                         tracing::debug!(error = %e, "h2 connection ended with error");
                     }
-                    break End::Closed;
+                    break false;
                 }
-                None => break End::Closed,
+                None => break false,
             },
-            _ = &mut tripped => break End::Cut,
+            _ = &mut tripped => break false,
             _ = &mut stop, if !closing => {
                 closing = true;
                 h2.graceful_shutdown();
@@ -120,21 +112,17 @@ pub async fn serve<I, H>(
                 closing = true;
                 h2.graceful_shutdown();
             }
-            _ = &mut keepalive => break End::Unanswered,
+            _ = &mut keepalive => break true,
         }
     };
-    match end {
-        End::Closed if resets.is_tripped() => {
-            tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)")
-        }
-        End::Closed => {}
-        End::Unanswered => tracing::debug!(%client, "keepalive ping unanswered: HTTP/2 connection closed"),
-        End::Cut => {
-            tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
-            // h2 sends GOAWAY(last processed stream, ENHANCE_YOUR_CALM) and ends every stream.
-            h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-            let _ = tokio::time::timeout(CUT_GRACE, async { while let Some(Ok(_)) = h2.accept().await {} }).await;
-        }
+    if resets.is_tripped() {
+        tracing::warn!(%client, "HTTP/2 rapid reset: connection cut with GOAWAY(ENHANCE_YOUR_CALM)");
+        // h2 sends GOAWAY(last processed stream, ENHANCE_YOUR_CALM) and ends every stream (on a
+        // connection that closed meanwhile, there is nothing left to send).
+        h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+        let _ = tokio::time::timeout(CUT_GRACE, async { while let Some(Ok(_)) = h2.accept().await {} }).await;
+    } else if unanswered {
+        tracing::debug!(%client, "keepalive ping unanswered: HTTP/2 connection closed");
     }
 }
 
@@ -199,7 +187,7 @@ where
     let Some(resp) = resp else { return };
     let (mut head, body) = resp.into_parts();
     strip_hop_by_hop(&mut head.headers);
-    head.headers.entry(DATE).or_insert_with(|| crate::http_date::with_now(HeaderValue::clone));
+    head.headers.entry(DATE).or_insert_with(crate::http_date::now);
     let body = Guarded::new(body, Some(guard));
     let end = body.is_end_stream();
     if !end {

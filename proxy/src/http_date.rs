@@ -6,22 +6,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 
+use crate::memo;
+
 thread_local! {
     /// The second last formatted and its text.
     static CACHED: RefCell<Option<(u64, HeaderValue)>> = const { RefCell::new(None) };
 }
 
-/// Calls `f` with the current time as an HTTP date (RFC 9110 §5.6.7).
-pub fn with_now<R>(f: impl FnOnce(&HeaderValue) -> R) -> R {
+/// The current time as an HTTP date (RFC 9110 §5.6.7).
+pub fn now() -> HeaderValue {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHED.with(|c| {
-        let mut c = c.borrow_mut();
-        if !matches!(c.as_ref(), Some((s, _)) if *s == secs) {
-            *c = Some((secs, render(now)));
-        }
-        f(&c.as_ref().expect("set above").1)
-    })
+    CACHED.with(|c| memo::last(&mut c.borrow_mut(), secs, |_| render(now)))
 }
 
 fn render(now: SystemTime) -> HeaderValue {
@@ -32,8 +28,9 @@ fn render(now: SystemTime) -> HeaderValue {
 mod tests {
     #[test]
     fn the_date_is_an_http_date_of_now() {
-        let text = super::with_now(|v| v.to_str().unwrap().to_owned());
-        let t = httpdate::parse_http_date(&text).unwrap();
+        let now = super::now();
+        let text = now.to_str().unwrap();
+        let t = httpdate::parse_http_date(text).unwrap();
         let age = std::time::SystemTime::now().duration_since(t).unwrap();
         assert!(age.as_secs() < 5, "{text}");
     }

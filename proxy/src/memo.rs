@@ -1,7 +1,7 @@
 //! One-entry memos: the value made for the last key, reused while the key repeats. Consecutive
 //! requests on a worker thread mostly share a client, a listener port, a millisecond, so keeping
 //! just the last rendering of each saves formatting and allocating it per request (the forwarding
-//! headers in `forward`, the access log's timestamp and client).
+//! headers in `forward`, the access log's timestamp and client, the `date` header).
 
 /// The value in `slot` when it was made for `key`, else `make(key)`, kept in `slot` for next time.
 // Always inlined: it sits on the request path, and as a call it costs more than the compare it does
