@@ -346,8 +346,16 @@ wait_port $BACKEND_PORT || exit 1
 echo "backend pid $BACKEND_PID: $(cat "$RUN/backend.log")   pinning: PIN=$PIN"
 CHECKS=$RUN/checks.txt; : > "$CHECKS"
 
+# Targets run in the given order in odd rounds and reversed in even ones: no target always follows
+# the same neighbour or sits at the same point of a round, while the machine drifts within a run
+# (RESULTS.md, s14-s15: the target right after HAProxy measured up to 15% slower than the same
+# proxy binary two slots later).
+round_targets() {
+    if (( $1 % 2 )); then printf '%s\n' "${TARGETS[@]}"; else printf '%s\n' "${TARGETS[@]}" | tac; fi
+}
+
 for round in $(seq "$RUNS"); do
-    for target in "${TARGETS[@]}"; do
+    for target in $(round_targets "$round"); do
         echo "== $target round $round"
         if ! start_target "$target"; then
             echo "  $target: failed to start (see .run/)" | tee -a "$CHECKS"
@@ -401,7 +409,7 @@ if [ "$FIXED" = 1 ]; then
     [ ${#FIXED_TESTS[@]} -gt 0 ] && echo "== equal load: ${FIXED_TESTS[*]} at ${FIXED_RATES[*]} /s (${FIXED_PCT}% of the slowest proxy)"
     for round in $(seq "$RUNS"); do
         [ ${#FIXED_TESTS[@]} -gt 0 ] || break
-        for target in "${TARGETS[@]}"; do
+        for target in $(round_targets "$round"); do
             echo "== $target round $round, equal load"
             if ! start_target "$target"; then
                 echo "  $target: failed to start (see .run/)" | tee -a "$CHECKS"

@@ -280,7 +280,7 @@ async fn forward(
             Sender::H1(conn, home) => {
                 conn.send(up, home, sent_at + wait).await.map(|r| r.map(|r| r.map(UpstreamStream::H1)))
             }
-            Sender::H2(mut s) => tokio::time::timeout(wait, s.send(up))
+            Sender::H2(mut s) => tokio::time::timeout_at(sent_at + wait, s.send(up))
                 .await
                 .map(|r| r.map(|r| r.map(UpstreamStream::H2)))
                 .map_err(|_| TimedOut),
@@ -311,7 +311,8 @@ async fn forward(
         if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
             b.targets[i].health.record_success();
         }
-        let upstream_latency = sent_at.elapsed();
+        let head_at = Instant::now();
+        let upstream_latency = head_at - sent_at;
         let (mut rparts, rbody) = resp.into_parts();
         rparts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut rparts.headers);
@@ -326,7 +327,7 @@ async fn forward(
         if let Some(g) = guard {
             d.hold(g);
         }
-        let body = UpstreamBody::new(rbody, grpc && h2, Limits { deadline, idle: svc.read_timeout }, d);
+        let body = UpstreamBody::new(rbody, grpc && h2, Limits { deadline, idle: svc.read_timeout, head_at }, d);
         return Ok(Response::from_parts(rparts, ProxyBody::Upstream(Box::new(body))));
     }
 }

@@ -1,6 +1,7 @@
 //! Failing neighbours (issue 10): an upstream killed mid-stream or refusing connections, a
-//! controller that dies mid-push or pushes garbage, a proxy restart (with and without the config
-//! cache), and a certificate rotation under an open TLS stream. Each has one exact outcome.
+//! controller that dies mid-push or pushes garbage, an upstream that goes quiet mid-stream, a proxy
+//! restart (with and without the config cache), and a certificate rotation under an open TLS
+//! stream. Each has one exact outcome.
 
 mod common;
 
@@ -245,4 +246,38 @@ async fn rotated_certificate_is_used_by_new_handshakes_while_open_streams_contin
 
     // The stream opened under the old certificate runs to its end.
     assert_eq!(drain(open).await, (39, tonic::Code::Ok));
+}
+
+/// A service's `read_timeout` bounds the gap between two messages of a stream, not the stream:
+/// replies 150 ms apart under 400 ms run for 750 ms, and when the upstream then stays quiet for
+/// longer the call ends with DEADLINE_EXCEEDED about 400 ms after its last message.
+#[tokio::test]
+async fn read_timeout_bounds_the_gap_between_stream_messages_not_the_stream() {
+    let b = spawn(BackendOptions::named("gaps")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let config = format!(
+        "_format_version: '3.0'\nservices:\n- name: gaps\n  protocol: grpc\n  host: {}\n  port: {}\n  read_timeout: 400\n  routes:\n  - name: gaps\n    protocols: [grpc, grpcs]\n    paths: [\"/\"]\n",
+        b.addr().ip(),
+        b.addr().port()
+    );
+    p.push_ok(&config).await;
+    let mut c = hello(grpc_channel(p.addr(0), "gaps.example").await);
+
+    let t = Instant::now();
+    let stream = c.lots_of_replies(streaming(6, 150)).await.unwrap().into_inner();
+    assert_eq!(drain(stream).await, (6, tonic::Code::Ok));
+    assert!(t.elapsed() >= Duration::from_millis(750), "the stream was shorter than its gaps: {:?}", t.elapsed());
+
+    let mut stream = c.lots_of_replies(streaming(2, 3000)).await.unwrap().into_inner();
+    stream.next().await.unwrap().unwrap();
+    let last = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("stream hung");
+    let gap = last.elapsed();
+    let status = end.expect("the stream ended without a status").expect_err("the quiet upstream's reply came through");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    assert_eq!(status.message(), "The upstream server is timing out");
+    assert!(
+        gap >= Duration::from_millis(390) && gap < Duration::from_millis(2000),
+        "ended {gap:?} after the last message"
+    );
 }
