@@ -8,13 +8,24 @@ TEST_THREADS ?= 4
 # keeps its default.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: help build demo test deps lint fmt fmt-check clippy unit crds crds-check bench fuzz fuzz-short soak clean-demo
+.PHONY: help build release pgo-profile demo test deps lint fmt fmt-check clippy unit crds crds-check bench fuzz fuzz-short soak clean-demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
 build: ## Build every binary (debug)
 	$(CARGO) build --workspace --bins
+
+# The proxy as shipped (Dockerfile): release, built with the profile in pgo/ (profile-guided
+# optimisation, bench/pgo.sh), in its own target dir so that plain `cargo build --release` builds
+# (target/release, without PGO) do not rebuild it. One cargo call per binary, as the Dockerfile.
+release: ## Release binaries: target/pgo/release/sluice-proxy (PGO), target/release/sluice-controller
+	CARGO_TARGET_DIR=target/pgo RUSTFLAGS="-Cprofile-use=$(CURDIR)/pgo/sluice-proxy.profdata" \
+		$(CARGO) build --release --locked -p proxy
+	$(CARGO) build --release --locked -p controller
+
+pgo-profile: ## Retrain pgo/sluice-proxy.profdata (after changing the request path; see bench/pgo.sh)
+	./bench/pgo.sh
 
 demo: ## Start backends, proxy and controller on examples/, make the example calls (DEMO_ONESHOT=1 to exit after)
 	./scripts/demo.sh

@@ -9,7 +9,8 @@ stop_pid() {
     kill -TERM "$p" 2>/dev/null
     for i in $(seq "${STOP_TRIES:-50}"); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
+    # `|| true`: a process ended by the signal is not a failure of a `set -e` caller (pgo.sh).
+    wait "$p" 2>/dev/null || true
     return 0
 }
 cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }

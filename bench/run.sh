@@ -2,12 +2,14 @@
 # Side-by-side proxy benchmark on loopback. See README.md.
 #
 #   ./run.sh [-r RUNS] TARGET...   TARGET: direct nginx envoy haproxy sluice sluice-ctl
-#                                  sluice-nometrics ours | all (= direct nginx envoy haproxy
+#                                  sluice-nometrics sluice-nopgo ours | all (= direct nginx envoy haproxy
 #                                  sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
 # Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
 #   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs"  TLS=1
 #   FIXED=1 FIXED_PCT=50 FIXED_SECS=5: then latency at equal load (see "equal load" below)
-#   sluice*: SLUICE_PROXY, SLUICE_CONTROLLER (default: ../target/release/...; copied to .run/bin)
+#   sluice*: SLUICE_PROXY (default: ../target/pgo/release/sluice-proxy, `make release`: the PGO build
+#          as shipped), SLUICE_PROXY_NOPGO (sluice-nopgo; default ../target/release/sluice-proxy),
+#          SLUICE_CONTROLLER (default ../target/release/sluice-controller); copied to .run/bin
 #   ours:  OURS_CMD="path/to/proxy --flags" OURS_NAME=label (started with exec, pinned like the peers;
 #          gets BACKEND_ADDR, OURS_PORT, OURS_TLS_PORT, TLS_CERT, TLS_KEY in its env)
 # Every process this script starts is stopped by PID on exit; all traffic is 127.0.0.1.
@@ -25,7 +27,7 @@ for t in "$@"; do
     case $t in
         all) TARGETS+=(direct nginx envoy haproxy sluice sluice-ctl); [ -n "${OURS_CMD:-}" ] && TARGETS+=(ours) ;;
         metrics) TARGETS+=(sluice sluice-nometrics) ;;
-        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics) TARGETS+=("$t") ;;
+        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo) TARGETS+=("$t") ;;
         *) echo "unknown target $t" >&2; usage ;;
     esac
 done
@@ -66,11 +68,16 @@ export TLS_CERT=$RUN/tls/cert.pem TLS_KEY=$RUN/tls/key.pem
 [ -x $BIN/bench-backend ] || { echo "build first: ./setup.sh" >&2; exit 1; }
 # Our binaries are copied so a rebuild during the run cannot change what is measured.
 mkdir -p "$RUN/bin"
-SLUICE_PROXY=${SLUICE_PROXY:-$HERE/../target/release/sluice-proxy}
+SLUICE_PROXY=${SLUICE_PROXY:-$HERE/../target/pgo/release/sluice-proxy}
+SLUICE_PROXY_NOPGO=${SLUICE_PROXY_NOPGO:-$HERE/../target/release/sluice-proxy}
 SLUICE_CONTROLLER=${SLUICE_CONTROLLER:-$HERE/../target/release/sluice-controller}
+# Copies of an earlier run are removed first: a missing binary must fail its target, not run an old one.
+rm -f "$RUN/bin/sluice-proxy" "$RUN/bin/sluice-proxy-nopgo" "$RUN/bin/sluice-controller"
 [ -x "$SLUICE_PROXY" ] && cp "$SLUICE_PROXY" "$RUN/bin/sluice-proxy"
+[ -x "$SLUICE_PROXY_NOPGO" ] && cp "$SLUICE_PROXY_NOPGO" "$RUN/bin/sluice-proxy-nopgo"
 [ -x "$SLUICE_CONTROLLER" ] && cp "$SLUICE_CONTROLLER" "$RUN/bin/sluice-controller"
-export SLUICE_PROXY=$RUN/bin/sluice-proxy SLUICE_CONTROLLER=$RUN/bin/sluice-controller
+export SLUICE_PROXY=$RUN/bin/sluice-proxy SLUICE_PROXY_NOPGO=$RUN/bin/sluice-proxy-nopgo
+export SLUICE_CONTROLLER=$RUN/bin/sluice-controller
 $BIN/bench-check mkbody "$BODY" 100
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj /CN=localhost -keyout "$TLS_KEY" -out "$TLS_CERT" >/dev/null 2>&1
@@ -144,15 +151,16 @@ start_target() {
             "${PROXY_CPU[@]}" haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$HAPROXY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$HAPROXY_TLS_PORT ;;
-        sluice|sluice-nometrics|sluice-ctl)
-            [ -x "$SLUICE_PROXY" ] || { echo "no sluice-proxy binary (cargo build --release -p proxy)" >&2; return 1; }
-            local script=ours-sluice.sh metrics=on
+        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo)
+            local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY
             [ "$1" = sluice-ctl ] && script=ours-controller.sh
             [ "$1" = sluice-nometrics ] && metrics=off
+            [ "$1" = sluice-nopgo ] && proxy=$SLUICE_PROXY_NOPGO
+            [ -x "$proxy" ] || { echo "no sluice-proxy binary for $1 (make release; cargo build --release -p proxy)" >&2; return 1; }
             if [ "$1" = sluice-ctl ] && [ ! -x "$SLUICE_CONTROLLER" ]; then
                 echo "no sluice-controller binary (cargo build --release -p controller)" >&2; return 1
             fi
-            OURS_PORT=$SLUICE_PORT OURS_TLS_PORT=$SLUICE_TLS_PORT SLUICE_METRICS=$metrics \
+            OURS_PORT=$SLUICE_PORT OURS_TLS_PORT=$SLUICE_TLS_PORT SLUICE_METRICS=$metrics SLUICE_PROXY=$proxy \
                 "${PROXY_CPU[@]}" "$HERE/$script" >>"$RUN/$1.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$SLUICE_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$SLUICE_TLS_PORT ;;

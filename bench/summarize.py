@@ -151,15 +151,22 @@ for ours in [t for t in targets if t.startswith("sluice") and t != "sluice-nomet
     trows.append(("zero errors", str(errs), errs == 0))
     checks_md.append(f"### {ours}\n\n" + md_table(["target (issue 9)", "this run", "met"],
                                                    [[a, b, verdict(c)] for a, b, c in trows]))
-if "sluice" in targets and "sluice-nometrics" in targets:
-    mrows = []
-    for test in tests:
-        on, off = get("sluice", test, "cpureq"), get("sluice-nometrics", test, "cpureq")
-        if on and off:
-            mrows.append([test, f"{on:.2f}", f"{off:.2f}", f"{100 * (on - off) / off:+.1f}%"])
-    checks_md.append("### Metrics cost (SLUICE_METRICS=on vs off; issue 7 asks < 3%)\n\n"
-                     + md_table(["test", "on us/unit", "off us/unit", "difference"], mrows))
 
+
+def cpu_compare(a, b, title, a_label, b_label):
+    """A table of proxy CPU per unit, target a against target b, per test (when both ran)."""
+    if a not in targets or b not in targets:
+        return
+    crows = []
+    for test in tests:
+        x, y = get(a, test, "cpureq"), get(b, test, "cpureq")
+        if x and y:
+            crows.append([test, f"{x:.2f}", f"{y:.2f}", f"{100 * (x - y) / y:+.1f}%"])
+    checks_md.append(f"### {title}\n\n" + md_table(["test", f"{a_label} us/unit", f"{b_label} us/unit", "difference"], crows))
+
+cpu_compare("sluice", "sluice-nometrics", "Metrics cost (SLUICE_METRICS=on vs off; issue 7 asks < 3%)", "on", "off")
+cpu_compare("sluice", "sluice-nopgo",
+            "Profile-guided build (`sluice`, as shipped) vs the same code without PGO (`sluice-nopgo`)", "PGO", "no PGO")
 checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in this run)"
 versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
 checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""
