@@ -27,22 +27,20 @@ cp "$PROXY" "$OUT/sluice-proxy.$TAG"
 PROXY=$OUT/sluice-proxy.$TAG
 BODY=$OUT/body.bin; $BIN/bench-check mkbody "$BODY" 100
 TLS_DIR=$OUT/tls; mkdir -p "$TLS_DIR"
-[ -s "$TLS_DIR/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >/dev/null 2>&1
+source "$HERE/lib.sh"
+[ -s "$TLS_DIR/cert.pem" ] || self_signed_cert "$TLS_DIR/key.pem" "$TLS_DIR/cert.pem"
 BACKEND_PORT=18090; PORT=18095; TLS_PORT=18096   # apart from run.sh's ports
 
 STOP_TRIES=100 WAIT_TRIES=600   # valgrind starts and stops slowly
-source "$HERE/lib.sh"
 
 BACKEND_THREADS=1 $BIN/bench-backend 127.0.0.1:$BACKEND_PORT 2>/dev/null &
 PIDS+=($!); wait_port $BACKEND_PORT || { echo "backend did not start" >&2; exit 1; }
 
-h2() { h2load -t 1 -c 10 -m 5 -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers' "$@"; }
 load() {  # test count
     case $1 in
-        grpc) h2 -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Echo" ;;
-        grpc-tls) h2 -n "$2" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" ;;
-        grpc-stream) h2 -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Stream" ;;
+        grpc) grpc_h2load -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Echo" ;;
+        grpc-tls) grpc_h2load -n "$2" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" ;;
+        grpc-stream) grpc_h2load -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Stream" ;;
         http1) h2load --h1 -t 1 -c 50 -n "$2" "http://127.0.0.1:$PORT/" ;;
     esac
 }

@@ -13,6 +13,14 @@ stop_pid() {
     wait "$p" 2>/dev/null || true
     return 0
 }
+# A throwaway self-signed P-256 certificate for CN=localhost, valid 2 days:  self_signed_cert KEY CERT
+self_signed_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -keyout "$1" -out "$2" >/dev/null 2>&1
+}
+# The gRPC unary load shape of run.sh (10 connections x 5 streams, the message in $BODY) for the
+# single-proxy scripts:  grpc_h2load [h2load args...] URL
+grpc_h2load() { h2load -t 1 -c 10 -m 5 -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers' "$@"; }
 cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -47,9 +47,9 @@ BIN=backend/target/release
 TMP=$(mktemp -d -p "$GEN" train-XXXXXX)
 BACKEND_PORT=18290; PORT=18295; TLS_PORT=18296   # apart from run.sh, callgrind.sh, syscalls.sh
 source "$HERE/lib.sh"
-"$BIN/bench-check" mkbody "$TMP/body.bin" 100
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
-    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1
+BODY=$TMP/body.bin
+"$BIN/bench-check" mkbody "$BODY" 100
+self_signed_cert "$TMP/key.pem" "$TMP/cert.pem"
 BACKEND_THREADS=1 "$BIN/bench-backend" 127.0.0.1:$BACKEND_PORT 2>"$TMP/backend.log" &
 PIDS+=($!)
 wait_port $BACKEND_PORT
@@ -61,7 +61,6 @@ wait_port $PORT && wait_port $TLS_PORT
 for _ in $(seq 100); do "$BIN/bench-check" grpc 127.0.0.1:$PORT 1 >/dev/null 2>&1 && break; sleep 0.1; done
 "$BIN/bench-check" grpc 127.0.0.1:$PORT 1 >/dev/null || { echo "pgo.sh: the proxy does not answer (see $TMP/proxy.log)" >&2; exit 1; }
 
-h2() { h2load -t 1 -c 10 -m 5 -d "$TMP/body.bin" -H 'content-type: application/grpc' -H 'te: trailers' "$@"; }
 check() {  # label, h2load output file: every request must have succeeded
     local ok
     ok=$(awk '/^requests:/ {print $8 == $2 ? "yes" : "no"}' "$2")
@@ -69,9 +68,9 @@ check() {  # label, h2load output file: every request must have succeeded
     echo "  $1: $(awk '/^requests:/ {print $2}' "$2") requests"
 }
 echo "training the instrumented proxy"
-h2 -n "$N" "http://127.0.0.1:$PORT/bench.Echo/Echo" >"$TMP/grpc.txt" 2>&1; check "gRPC unary h2c" "$TMP/grpc.txt"
-h2 -n $((N / 5)) "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" >"$TMP/tls.txt" 2>&1; check "gRPC unary TLS" "$TMP/tls.txt"
-h2 -n $((N / 50)) "http://127.0.0.1:$PORT/bench.Echo/Stream" >"$TMP/stream.txt" 2>&1; check "gRPC streaming" "$TMP/stream.txt"
+grpc_h2load -n "$N" "http://127.0.0.1:$PORT/bench.Echo/Echo" >"$TMP/grpc.txt" 2>&1; check "gRPC unary h2c" "$TMP/grpc.txt"
+grpc_h2load -n $((N / 5)) "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" >"$TMP/tls.txt" 2>&1; check "gRPC unary TLS" "$TMP/tls.txt"
+grpc_h2load -n $((N / 50)) "http://127.0.0.1:$PORT/bench.Echo/Stream" >"$TMP/stream.txt" 2>&1; check "gRPC streaming" "$TMP/stream.txt"
 h2load --h1 -t 1 -c 50 -n "$N" "http://127.0.0.1:$PORT/" >"$TMP/http1.txt" 2>&1; check "HTTP/1.1" "$TMP/http1.txt"
 timeout 30 openssl s_time -connect 127.0.0.1:$TLS_PORT -new -time 2 >"$TMP/hs.txt" 2>&1 || true
 grep -q "connections in" "$TMP/hs.txt" || { echo "pgo.sh: TLS handshakes failed:" >&2; cat "$TMP/hs.txt" >&2; exit 1; }

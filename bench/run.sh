@@ -66,6 +66,7 @@ BODY=$RUN/body.bin
 export TLS_CERT=$RUN/tls/cert.pem TLS_KEY=$RUN/tls/key.pem
 
 [ -x $BIN/bench-backend ] || { echo "build first: ./setup.sh" >&2; exit 1; }
+source "$HERE/lib.sh"
 # Our binaries are copied so a rebuild during the run cannot change what is measured.
 mkdir -p "$RUN/bin"
 SLUICE_PROXY=${SLUICE_PROXY:-$HERE/../target/pgo/release/sluice-proxy}
@@ -79,11 +80,9 @@ rm -f "$RUN/bin/sluice-proxy" "$RUN/bin/sluice-proxy-nopgo" "$RUN/bin/sluice-con
 export SLUICE_PROXY=$RUN/bin/sluice-proxy SLUICE_PROXY_NOPGO=$RUN/bin/sluice-proxy-nopgo
 export SLUICE_CONTROLLER=$RUN/bin/sluice-controller
 $BIN/bench-check mkbody "$BODY" 100
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -keyout "$TLS_KEY" -out "$TLS_CERT" >/dev/null 2>&1
+self_signed_cert "$TLS_KEY" "$TLS_CERT"
 cat "$TLS_CERT" "$TLS_KEY" > "$RUN/tls/combined.pem"
 
-source "$HERE/lib.sh"
 tree_pids() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
 cpu_ticks() {  # "total sys": utime+stime and stime of the process and its children, in clock ticks
     local p t=0 k=0 u v

@@ -14,14 +14,12 @@ BIN=backend/target/release
 command -v strace >/dev/null || { echo "strace missing (apt-get install strace)" >&2; exit 1; }
 BODY=$OUT/body.bin; $BIN/bench-check mkbody "$BODY" 100
 TLS_DIR=$OUT/tls; mkdir -p "$TLS_DIR"
-[ -s "$TLS_DIR/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >/dev/null 2>&1
+source "$HERE/lib.sh"
+[ -s "$TLS_DIR/cert.pem" ] || self_signed_cert "$TLS_DIR/key.pem" "$TLS_DIR/cert.pem"
 BACKEND_PORT=18092; PORT=18093; TLS_PORT=18094   # apart from run.sh and callgrind.sh
 STOP_TRIES=100 WAIT_TRIES=300
-source "$HERE/lib.sh"
 BACKEND_THREADS=1 $BIN/bench-backend 127.0.0.1:$BACKEND_PORT 2>/dev/null & PIDS+=($!)
 wait_port $BACKEND_PORT || exit 1
-h2() { h2load -t 1 -c 10 -m 5 -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers' "$@"; }
 for t in "${TESTS[@]}"; do
     BACKEND_ADDR=127.0.0.1:$BACKEND_PORT OURS_PORT=$PORT OURS_TLS_PORT=$TLS_PORT OURS_TMP=$OUT \
     OURS_STATUS_LISTEN=127.0.0.1:18089 TLS_CERT=$TLS_DIR/cert.pem TLS_KEY=$TLS_DIR/key.pem SLUICE_PROXY=$PROXY \
@@ -29,8 +27,8 @@ for t in "${TESTS[@]}"; do
     pid=$!; PIDS+=($pid)
     wait_port $PORT && wait_port $TLS_PORT || exit 1
     case $t in
-        grpc) load=(h2 -n "$N" "http://127.0.0.1:$PORT/bench.Echo/Echo") ;;
-        grpc-tls) load=(h2 -n "$N" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo") ;;
+        grpc) load=(grpc_h2load -n "$N" "http://127.0.0.1:$PORT/bench.Echo/Echo") ;;
+        grpc-tls) load=(grpc_h2load -n "$N" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo") ;;
         http1) load=(h2load --h1 -t 1 -c 50 -n "$N" "http://127.0.0.1:$PORT/") ;;
     esac
     "${load[@]}" > /dev/null 2>&1   # warm-up: connections to the backend exist
