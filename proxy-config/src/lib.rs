@@ -15,7 +15,7 @@ pub mod validate;
 pub use errors::{EntityError, FieldError, FlattenedError, ParseError};
 pub use hash::{config_hash, EMPTY_HASH};
 pub use schema::*;
-pub use validate::validate;
+pub use validate::{check_plugin_config, validate};
 
 /// Parses a declarative config from JSON or YAML text (JSON is YAML, but the JSON parser gives
 /// better messages, so it is tried first when the text looks like JSON).

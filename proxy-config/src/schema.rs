@@ -520,6 +520,9 @@ pub struct Plugin {
     pub route: Option<EntityRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<EntityRef>,
+    /// The consumer scope (`consumers[]` by username or id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<EntityRef>,
     #[serde(default = "default_true")]
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

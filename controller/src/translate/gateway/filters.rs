@@ -78,6 +78,7 @@ fn plugin(name: &str, config: serde_json::Value, tags: &[String]) -> Plugin {
         instance_name: None,
         route: None,
         service: None,
+        consumer: None,
         enabled: true,
         protocols: None,
         config,
