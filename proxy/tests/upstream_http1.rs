@@ -38,6 +38,8 @@ fn reply(bytes: impl Into<Vec<u8>>) -> Reply {
 struct Seen {
     head: String,
     body: Vec<u8>,
+    /// Trailer fields of a chunked body, as sent.
+    trailers: Vec<String>,
 }
 
 impl Seen {
@@ -124,7 +126,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let Some(end) = read_until(&mut stream, &mut buf, b"\r\n\r\n").await else { return };
         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
         buf.drain(..end + 4);
-        let mut req = Seen { head, body: Vec::new() };
+        let mut req = Seen { head, body: Vec::new(), trailers: Vec::new() };
         if read_body {
             if let Some(n) = req.header("content-length") {
                 let n: usize = n.parse().unwrap();
@@ -142,8 +144,16 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     buf.drain(..eol + 2);
                     let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
                     if size == 0 {
-                        let Some(end) = read_until(&mut stream, &mut buf, b"\r\n").await else { return };
-                        buf.drain(..end + 2);
+                        // Trailer fields up to the empty line.
+                        loop {
+                            let Some(end) = read_until(&mut stream, &mut buf, b"\r\n").await else { return };
+                            let field = String::from_utf8_lossy(&buf[..end]).into_owned();
+                            buf.drain(..end + 2);
+                            if field.is_empty() {
+                                break;
+                            }
+                            req.trailers.push(field);
+                        }
                         break;
                     }
                     while buf.len() < size + 2 {
@@ -583,4 +593,79 @@ async fn read_timeout_holds_on_kept_alive_connections() {
 
     assert_eq!(c.request("GET", "/long/fast", b"").await.0, 200);
     assert_eq!(up.accepted(), 3);
+}
+
+/// Writes `raw` on a new connection, half-closes it (the client sends nothing more) and reads the
+/// answer to its end.
+async fn half_closed_exchange(addr: SocketAddr, raw: &[u8], then: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    if !then.is_empty() {
+        // Wait for the proxy's interim answer before going on.
+        let got = tokio::time::timeout(Duration::from_secs(10), read_until(&mut tcp, &mut out, b"\r\n\r\n")).await;
+        assert!(matches!(got, Ok(Some(_))), "{}", String::from_utf8_lossy(&out));
+        out.clear();
+        tcp.write_all(then).await.unwrap();
+    }
+    tcp.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await.expect("answer in time").unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Data loss, found from outside: an idempotent request whose body never arrived (the client left
+/// after `Content-Length: 10`, or after `100 Continue`) or broke (a bad first chunk size) went
+/// again on a fresh connection as a complete request with an empty body, and the client got 200.
+/// A body that did not complete is never completed upstream, and the answer is the client's 400.
+#[tokio::test]
+async fn a_request_whose_body_did_not_complete_is_never_completed_upstream() {
+    let up = Upstream::start(true, |_| reply(OK_HELLO)).await;
+    let p = proxy_to(up.addr).await;
+    let cases: [(&str, &[u8], &[u8]); 5] = [
+        ("PUT", b"PUT /left HTTP/1.1\r\nhost: up.example\r\ncontent-length: 10\r\n\r\n", b""),
+        ("DELETE", b"DELETE /short HTTP/1.1\r\nhost: up.example\r\ncontent-length: 10\r\n\r\nabc", b""),
+        (
+            "PUT",
+            b"PUT /continue HTTP/1.1\r\nhost: up.example\r\ncontent-length: 10\r\nexpect: 100-continue\r\n\r\n",
+            b"abc",
+        ),
+        ("GET", b"GET /badchunk HTTP/1.1\r\nhost: up.example\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n", b""),
+        ("PUT", b"PUT /cut HTTP/1.1\r\nhost: up.example\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n", b""),
+    ];
+    for (method, raw, then) in cases {
+        // A kept-alive upstream connection in the pool, as after any earlier request.
+        let mut c = Client::connect(p.addr(0)).await;
+        assert_eq!(c.request("GET", "/warm", b"").await.0, 200);
+        let out = half_closed_exchange(p.addr(0), raw, then).await;
+        let line = String::from_utf8_lossy(raw).lines().next().unwrap_or_default().to_string();
+        assert!(out.starts_with("HTTP/1.1 400 "), "{line}: the client gets 400, got {out:?}");
+        assert!(out.contains("Bad request: "), "{line}: {out}");
+        let completed: Vec<String> = up
+            .seen()
+            .iter()
+            .filter(|s| s.head.starts_with(method) && !s.head.contains("/warm"))
+            .map(|s| s.head.clone())
+            .collect();
+        assert!(completed.is_empty(), "{line}: the upstream got {completed:?}");
+    }
+}
+
+/// Trailer fields that must not be trailers (RFC 9110 §6.5.1: framing, routing, controls,
+/// authentication, content metadata) are dropped; the rest go on in the last chunk.
+#[tokio::test]
+async fn forbidden_trailer_fields_are_not_forwarded() {
+    let up = Upstream::start(true, |_| reply(OK_HELLO)).await;
+    let p = proxy_to(up.addr).await;
+    let out = half_closed_exchange(
+        p.addr(0),
+        b"POST /t HTTP/1.1\r\nhost: up.example\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+          3\r\nabc\r\n0\r\ncontent-length: 99\r\ntransfer-encoding: chunked\r\nhost: evil.example\r\n\
+          authorization: x\r\nx-checksum: 42\r\n\r\n",
+        b"",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].body.as_slice(), seen[0].trailers.clone()), (&b"abc"[..], vec!["x-checksum: 42".to_string()]));
 }
