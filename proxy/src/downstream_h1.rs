@@ -714,12 +714,14 @@ pub fn valid_host(v: &[u8]) -> bool {
     !v.is_empty() && port_ok && host_ok && (v[0] == b'[' || !host.is_empty())
 }
 
-/// A request head and its body (`None`: the bytes ended inside it).
+/// A request head, its body (`None`: the bytes ended inside it) and how many bytes of the wire
+/// the request took (head, body and its framing): where a pipelined next request starts.
 #[doc(hidden)]
-pub type DecodedRequest = (RequestHead, Option<Vec<u8>>);
+pub type DecodedRequest = (RequestHead, Option<Vec<u8>>, usize);
 
 /// A whole request as the proxy reads it, from bytes in memory: head, then body by its framing
-/// (`None` for the body when the bytes end inside it). For the fuzz target `downstream_h1`.
+/// (`None` for the body when the bytes end inside it). For the fuzz targets `downstream_h1` and
+/// `differential_h1`.
 #[doc(hidden)]
 pub fn decode_request(wire: &[u8], max_head: usize) -> Result<Option<DecodedRequest>, H1ServerError> {
     let mut buf = BytesMut::from(wire);
@@ -736,11 +738,12 @@ pub fn decode_request(wire: &[u8], max_head: usize) -> Result<Option<DecodedRequ
                     }
                 }
                 Decoded::End => break,
-                Decoded::NeedMore => return Ok(Some((head, None))),
+                Decoded::NeedMore => return Ok(Some((head, None, wire.len() - buf.len()))),
             }
         }
     }
-    Ok(Some((head, Some(body))))
+    let used = wire.len() - buf.len();
+    Ok(Some((head, Some(body), used)))
 }
 
 /// The state a request body shares with the connection loop that reads it.
