@@ -189,6 +189,10 @@ impl Chunked {
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match httparse::parse_headers(buf, &mut slots) {
                     Ok(httparse::Status::Complete((len, fields))) => {
+                        // Trailer lines end in CRLF, as hyper requires (httparse takes a bare LF).
+                        if buf[..len].iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r')) {
+                            return Err(WireError::Chunked("bare LF in the trailer section"));
+                        }
                         let mut trailers = HeaderMap::with_capacity(fields.len());
                         for h in fields {
                             if let (Ok(n), Ok(v)) =
@@ -452,6 +456,8 @@ mod tests {
             b"3 x\r\n",
             b"-3\r\n",
             b"0x3\r\n",
+            b"0\r\nx-a: 1\n\r\n",
+            b"0\r\nx-a: 1\r\n\n",
         ] {
             assert!(matches!(decode_chunked(bad, 64), Err(WireError::Chunked(_))), "{bad:?}");
         }
