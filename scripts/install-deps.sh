@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond the Rust toolchain, by package name, idempotently:
 # rustfmt/clippy (from rust-toolchain.toml), curl, python grpcio + grpcio-tools (the Python gRPC
-# client test), cargo-fuzz, and checks kubectl (shipped with this machine image; e2e fails loudly without it).
+# client test), cargo-fuzz, cargo-machete, and checks kubectl (shipped with this machine image; e2e fails loudly without it).
 set -euo pipefail
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
@@ -16,6 +16,10 @@ fi
 # ships with this machine image.
 if ! command -v cargo-fuzz >/dev/null; then
   cargo install --quiet --locked cargo-fuzz
+fi
+# cargo-machete (crates registry, by name): `make deps-audit` fails on an unused dependency.
+if ! command -v cargo-machete >/dev/null; then
+  cargo install --quiet --locked cargo-machete
 fi
 if ! command -v kubectl >/dev/null; then
   # Debian's own kubernetes-client is far older than the 1.32 the e2e tests target; try the
