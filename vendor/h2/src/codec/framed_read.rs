@@ -233,6 +233,9 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
 
             res.map_err(|e| {
                 proto_err!(conn: "failed to load SETTINGS frame; err={:?}", e);
+                if e == frame::Error::InvalidInitialWindowSize {
+                    return Error::library_go_away(Reason::FLOW_CONTROL_ERROR);
+                }
                 Error::library_go_away(Reason::PROTOCOL_ERROR)
             })?
             .into()
