@@ -234,12 +234,15 @@ mod tests {
         assert_eq!(SizeLimit::new(&RequestSizeLimitingConfig::default()).limit(), 128 * SizeUnit::Megabytes.bytes());
     }
 
+    /// A limit, request headers, and the head check's answer.
+    type HeadCase<'a> = (&'a SizeLimit, &'a [(&'static str, &'static str)], Result<(), SizeLimitError>);
+
     #[test]
     fn head_checks() {
         let plain = limit(json!({"allowed_payload_size": 10, "size_unit": "bytes"}));
         let strict = limit(json!({"allowed_payload_size": 10, "size_unit": "bytes", "require_content_length": true}));
         let too_large = Err(SizeLimitError::TooLarge { expect_continue: false });
-        let cases: &[(&SizeLimit, &[(&'static str, &'static str)], Result<(), SizeLimitError>)] = &[
+        let cases: &[HeadCase<'_>] = &[
             (&plain, &[("content-length", "10")], Ok(())),
             (&plain, &[("content-length", "11")], too_large),
             (
@@ -271,19 +274,23 @@ mod tests {
         }
     }
 
-    type Frames = Vec<Result<Frame<Bytes>, std::io::Error>>;
+    type FrameResult = Result<Frame<Bytes>, std::io::Error>;
+    type Frames = Vec<FrameResult>;
+    type TestBody = StreamBody<stream::Iter<std::vec::IntoIter<FrameResult>>>;
+    /// What [`drain`] saw: data bytes or the limit error, the tripwire, trailers or bytes before the error.
+    type Drained = (Result<usize, SizeLimitError>, bool, usize);
 
-    fn body(frames: Frames) -> StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>> {
+    fn body(frames: Frames) -> TestBody {
         StreamBody::new(stream::iter(frames))
     }
 
-    fn data(n: usize) -> Result<Frame<Bytes>, std::io::Error> {
+    fn data(n: usize) -> FrameResult {
         Ok(Frame::data(Bytes::from(vec![b'x'; n])))
     }
 
     /// Polls every frame; `Ok(n)` data bytes seen (trailers counted apart) or the limit error
     /// with the data bytes passed on before it.
-    async fn drain(l: &SizeLimit, frames: Frames) -> (Result<usize, SizeLimitError>, bool, usize) {
+    async fn drain(l: &SizeLimit, frames: Frames) -> Drained {
         let (mut b, tripwire) = l.wrap(body(frames), &HeaderMap::new());
         let (mut passed, mut trailers) = (0, 0);
         while let Some(f) = b.frame().await {
@@ -302,7 +309,7 @@ mod tests {
         let l = limit(json!({"allowed_payload_size": 10, "size_unit": "bytes"}));
         let over = SizeLimitError::TooLarge { expect_continue: false };
         let trailers = || Ok(Frame::trailers(headers(&[("grpc-status", "0")])));
-        let cases: Vec<(Frames, (Result<usize, SizeLimitError>, bool, usize))> = vec![
+        let cases: Vec<(Frames, Drained)> = vec![
             (vec![], (Ok(0), false, 0)),
             (vec![data(10)], (Ok(10), false, 0)),
             (vec![data(4), data(6), trailers()], (Ok(10), false, 1)),

@@ -708,6 +708,9 @@ mod tests {
         v
     }
 
+    /// Header (name, value) pairs.
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn header_operations_in_kongs_order() {
         let t = transformer(json!({
@@ -717,7 +720,7 @@ mod tests {
             "add": {"headers": ["x-added:1", "x-kept:ignored"]},
             "append": {"headers": ["x-kept:second"]}
         }));
-        let cases: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+        let cases: &[(Pairs<'_>, Pairs<'_>)] = &[
             (
                 &[("x-gone", "1"), ("x-old", "a"), ("x-kept", "first"), ("host", "client.example")],
                 &[

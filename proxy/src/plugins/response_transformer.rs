@@ -285,6 +285,9 @@ mod tests {
         v
     }
 
+    /// Header (name, value) pairs.
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn header_operations_in_kongs_order() {
         let t = transformer(json!({
@@ -294,7 +297,7 @@ mod tests {
             "add": {"headers": ["x-added:1", "x-kept:ignored"]},
             "append": {"headers": ["x-kept:second", "X-Multi:m"]}
         }));
-        let cases: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+        let cases: &[(Pairs<'_>, Pairs<'_>)] = &[
             (
                 &[("server", "s"), ("x-old", "a"), ("x-old", "b"), ("x-kept", "first"), ("content-length", "3")],
                 &[
