@@ -1,7 +1,8 @@
 //! `cors` (Kong `kong/plugins/cors/schema.lua`): which origins, methods and headers a browser may
-//! use cross-origin, answered on preflights and added to responses. Origins are `*`, an exact
-//! origin or a regex; Kong anchors regexes at both ends, and so does [`compile_origin`], which the
-//! proxy uses so that what validates here is what matches there.
+//! use cross-origin, answered on preflights and added to responses. Origins are `*`, a plain
+//! origin (only `[A-Za-z0-9.:/-]`: Kong compares it after normalising scheme, host and port) or a
+//! regex; Kong anchors regexes at both ends, and so does [`compile_origin`], which the proxy can
+//! use for regex entries so that what validates here is what matches there.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -86,10 +87,16 @@ impl Default for CorsConfig {
     }
 }
 
-/// An origin pattern as Kong matches it: a full, case-sensitive match of the request's `Origin`
-/// (a plain origin is a regex that matches itself, dots included, as in Kong).
+/// A regex origin entry as Kong matches it: a full, case-sensitive match of the request's
+/// (normalised) `Origin`. Every entry but `*` must compile, as Kong's `is_regex` check demands.
 pub fn compile_origin(origin: &str) -> Result<regex::Regex, String> {
     regex::Regex::new(&format!("^(?:{origin})$")).map_err(|_| format!("'{origin}' is not a valid regex"))
+}
+
+/// Kong's test for a plain origin entry (compared after normalisation, not as a regex): only
+/// `[A-Za-z0-9.:/-]`.
+pub fn is_plain_origin(origin: &str) -> bool {
+    origin.bytes().all(|b| b.is_ascii_alphanumeric() || b".:/-".contains(&b))
 }
 
 pub(crate) fn check(c: &mut Checker, v: Option<&Value>) {

@@ -88,6 +88,7 @@ fn full_configs_parse_into_their_types() {
     assert_eq!((c.max_age, c.credentials, c.allow_origin_absent), (Some(3600.0), true, false));
     assert!(cors::compile_origin("https://.*\\.b\\.example").unwrap().is_match("https://x.b.example"));
     assert!(!cors::compile_origin("https://a.example").unwrap().is_match("https://a.example.evil"));
+    assert!(cors::is_plain_origin("https://a.example:8443") && !cors::is_plain_origin("https://.*\\.b\\.example"));
 
     let PluginConfig::IpRestriction(c) = PluginConfig::from_entity(
         "ip-restriction",

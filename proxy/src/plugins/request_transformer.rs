@@ -187,6 +187,8 @@ pub struct RequestTransformer {
     append_headers: Vec<HeaderOp>,
     query: ParamOps,
     body: ParamOps,
+    /// Whether a request's query string must be parsed (query operations or a template reading it).
+    reads_query: bool,
 }
 
 fn header_name(entry: &str, name: &str) -> Result<HeaderName, BuildError> {
@@ -210,7 +212,7 @@ impl RequestTransformer {
             Some(m) => Some(Method::from_bytes(m.as_bytes()).map_err(|_| BuildError::Method(m.clone()))?),
             None => None,
         };
-        Ok(RequestTransformer {
+        let mut t = RequestTransformer {
             uri: c.replace.uri.as_deref().map(Template::parse).transpose().map_err(BuildError::Template)?,
             method,
             remove_headers: c.remove.headers.iter().map(|n| header_name(n, n)).collect::<Result<_, _>>()?,
@@ -228,7 +230,20 @@ impl RequestTransformer {
             append_headers: header_ops(&c.append.headers)?,
             query: ParamOps::build(c, |o| &o.querystring, &c.replace.querystring)?,
             body: ParamOps::build(c, |o| &o.body, &c.replace.body)?,
-        })
+            reads_query: false,
+        };
+        let templates = t
+            .uri
+            .iter()
+            .chain([&t.replace_headers, &t.add_headers, &t.append_headers].into_iter().flatten().map(|o| &o.value))
+            .chain(
+                [&t.query, &t.body]
+                    .into_iter()
+                    .flat_map(|p| [&p.replace, &p.add, &p.append].into_iter().flatten().map(|o| &o.value)),
+            );
+        let reads_query = templates.flat_map(|t| t.vars()).any(|v| v.source == Source::QueryParams);
+        t.reads_query = reads_query || !t.query.is_empty() || t.moves_form_to_query();
+        Ok(t)
     }
 
     /// Whether `http_method` makes Kong copy a form body into the query string.
@@ -246,7 +261,7 @@ impl RequestTransformer {
             return Err(TransformError::Multipart);
         }
         let to_query = self.moves_form_to_query() && kind == Some(BodyKind::Form);
-        let query = Params::parse(parts.uri.query().unwrap_or(""));
+        let query = if self.reads_query { Params::parse(parts.uri.query().unwrap_or("")) } else { Params::default() };
 
         // Render every template against the request as it came in.
         let (path, headers, query_ops, body_ops_rendered) = {
@@ -932,6 +947,17 @@ mod tests {
         let mut parts = request("POST", "/", &[("content-type", "application/json")]);
         let none = transformer(json!({"add": {"headers": ["x:1"]}}));
         assert!(none.apply_head(&mut parts, &UriCaptures::default()).unwrap().is_none(), "no body ops: no read");
+        // the query string is parsed only when something reads it
+        for (config, reads) in [
+            (json!({"add": {"headers": ["x:1"]}}), false),
+            (json!({"add": {"headers": ["x:$(headers.y)"]}, "replace": {"uri": "/$(uri_captures[1])"}}), false),
+            (json!({"add": {"body": ["x:$(query_params.q)"]}}), true),
+            (json!({"replace": {"uri": "/$(query_params[\"q\"])"}}), true),
+            (json!({"remove": {"querystring": ["q"]}}), true),
+            (json!({"http_method": "GET"}), true),
+        ] {
+            assert_eq!(transformer(config.clone()).reads_query, reads, "{config}");
+        }
     }
 
     #[test]
