@@ -3,6 +3,10 @@
 //! Parsed once per config into typed operations; applied per request without re-parsing.
 //! Kong applies transformer operations in the order remove, rename, replace, add, append.
 
+pub mod request_size_limiting;
+pub mod request_transformer;
+pub mod response_transformer;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proxy_config::{Plugin, TerminationConfig, TransformerConfig};
 use thiserror::Error;
