@@ -124,11 +124,11 @@ pub enum PluginError {
     #[error("KongPlugin {namespace}/{name} is in another namespace and no ReferenceGrant in {namespace} allows it")]
     NotGranted { namespace: String, name: String },
     #[error("{0} was rejected by the proxy")]
-    Rejected(ObjectRef),
+    Rejected(Box<ObjectRef>),
     #[error("{plugin} cannot be used ({})", errors.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
-    Broken { plugin: ObjectRef, errors: Vec<(String, String)> },
+    Broken { plugin: Box<ObjectRef>, errors: Vec<(String, String)> },
     #[error("{plugin} configures '{name}', which {other} already configures on this entity")]
-    Conflict { plugin: ObjectRef, name: String, other: String },
+    Conflict { plugin: Box<ObjectRef>, name: String, other: String },
 }
 
 impl PluginError {
@@ -167,7 +167,8 @@ impl Catalog<'_> {
         if let Some(done) = self.built.get(&def.object) {
             return done.clone();
         }
-        let result = if excluded { Err(PluginError::Rejected(def.object.clone())) } else { build(def, self.secrets) };
+        let result =
+            if excluded { Err(PluginError::Rejected(Box::new(def.object.clone()))) } else { build(def, self.secrets) };
         self.built.insert(def.object.clone(), result.clone());
         result
     }
@@ -184,7 +185,7 @@ fn build(
     let config = config::build(def, secrets).map_err(|e| errors.extend(e)).ok();
     match config {
         Some(config) if errors.is_empty() => Ok(Ready { def: def.clone(), config, protocols }),
-        _ => Err(PluginError::Broken { plugin: def.object.clone(), errors }),
+        _ => Err(PluginError::Broken { plugin: Box::new(def.object.clone()), errors }),
     }
 }
 
@@ -293,12 +294,12 @@ pub(crate) fn attach(ctx: &mut Context<'_>) -> Vec<Plugin> {
             let result = result.and_then(|ready| match names.get(&ready.def.plugin) {
                 Some(o) if *o == ready.def.object => Ok(None),
                 Some(o) => Err(PluginError::Conflict {
-                    plugin: ready.def.object.clone(),
+                    plugin: Box::new(ready.def.object.clone()),
                     name: ready.def.plugin.clone(),
                     other: o.to_string(),
                 }),
                 None if taken.contains(&ready.def.plugin) => Err(PluginError::Conflict {
-                    plugin: ready.def.object.clone(),
+                    plugin: Box::new(ready.def.object.clone()),
                     name: ready.def.plugin.clone(),
                     other: format!("a filter of {referrer}"),
                 }),
