@@ -19,7 +19,8 @@ $(sed 's/^/  /' "$run/env")
   source $run/env            # or: export KUBECONFIG=$run/kubeconfig
   kubectl get gateway kong   # Programmed: the controller and proxy are serving
   kubectl apply -f examples/01-grpcbin/grpcbin.yaml
-  grpcurl -plaintext -authority grpcbin.local \$PROXY_HTTP list   # once a backend is registered
+  curl -s http://\$PROXY_STATUS/status     # the proxy's status endpoint
+Backends need EndpointSlices at non-loopback addresses (Kubernetes rejects 127.0.0.0/8).
 
 Stop everything with: make cluster-down
 USAGE
