@@ -19,6 +19,8 @@ use crate::policy::KongUpstreamPolicy;
 
 /// The Gateway API release the `gateway-api` crate (0.22) was generated from.
 pub const GATEWAY_API_VERSION: &str = "v1.5.1";
+/// The `api-approved.kubernetes.io` value of the upstream Gateway API CRDs.
+const API_APPROVED: &str = "https://github.com/kubernetes-sigs/gateway-api/pull/3328";
 /// Where the files live, relative to the workspace root.
 pub const OWN_CRDS_PATH: &str = "crds/kongupstreampolicies.yaml";
 pub const PLUGIN_CRDS_PATH: &str = "crds/kongplugins.yaml";
@@ -61,6 +63,8 @@ pub fn gateway_api_crds() -> Result<String, CrdError> {
     let mut crds = vec![GatewayClass::crd(), Gateway::crd(), GrpcRoute::crd(), HttpRoute::crd(), ReferenceGrant::crd()];
     for crd in &mut crds {
         let annotations = crd.metadata.annotations.get_or_insert_with(Default::default);
+        // kube-apiserver refuses CRDs in *.k8s.io groups without it (KEP 1111), as upstream's carry.
+        annotations.insert("api-approved.kubernetes.io".into(), API_APPROVED.into());
         annotations.insert("gateway.networking.k8s.io/bundle-version".into(), GATEWAY_API_VERSION.into());
         annotations.insert("gateway.networking.k8s.io/channel".into(), "standard".into());
         if ALSO_V1BETA1.contains(&crd.spec.names.kind.as_str()) {
