@@ -52,5 +52,6 @@ if [ ! -x "$bin/etcd" ]; then
   echo "built etcd in $((SECONDS - start)) s" >&2
 fi
 "$bin/kube-apiserver" --version >&2
-"$bin/etcd" --version | head -1 >&2
+# Read to the end (not head -1): an early close would kill etcd with SIGPIPE and fail this script.
+"$bin/etcd" --version | sed -n 1p >&2
 echo "$bin"

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use sluice_demo::{grpc_call, spawn, BackendOptions};
+use sluice_demo::grpc_call;
 use support::*;
 
 const HOST: &str = "plugins.example.com";
@@ -93,7 +93,7 @@ async fn kongplugin_annotation_applies_and_fails_closed() {
     w.controller = None;
     w.start_controller().await;
 
-    let backend = spawn(BackendOptions::named("plugin-echo")).await.unwrap();
+    let backend = w.backend_named("plugin-echo").await;
     w.apply(APP).await;
     w.endpoints("echo", "grpc", &[backend.addr()]).await;
     let headers = w.eventually("route without plugin", CHANGE_BOUND, || async { call_headers(&w).await }).await;
