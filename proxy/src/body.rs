@@ -16,10 +16,10 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::grpc::{self, Code};
-use crate::observe::Completion;
-use crate::upstream_h1::H1Body;
-use crate::upstream_h2::H2Body;
+use crate::wire::grpc::{self, Code};
+use crate::telemetry::observe::Completion;
+use crate::upstream::h1::H1Body;
+use crate::upstream::h2::H2Body;
 
 /// The error type of [`ProxyBody`]: the downstream side resets the stream (h2) or closes the
 /// connection (HTTP/1.1) when it sees one.

@@ -7,7 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use thiserror::Error;
 
 use crate::body::{trailers_only_headers, ProxyBody};
-use crate::grpc::Code;
+use crate::wire::grpc::Code;
 
 /// Why the proxy answered a request itself.
 #[derive(Debug, Error)]

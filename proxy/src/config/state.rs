@@ -16,12 +16,12 @@ use proxy_config::{
 };
 use rustls::sign::CertifiedKey;
 
-use crate::balancer::{Balancer, HealthRegistry};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::upstream::balancer::{Balancer, HealthRegistry};
+use crate::telemetry::metrics::{Metrics, RouteMetrics};
 use crate::plugins::RoutePlugins;
-use crate::pool::Transport;
+use crate::upstream::pool::Transport;
 use crate::router::Router;
-use crate::tls::{self, CertStore};
+use crate::listen::tls::{self, CertStore};
 
 /// A service as the request path needs it.
 pub struct ServiceRt {

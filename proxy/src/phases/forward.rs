@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,29 +14,19 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use tokio::time::Instant;
 
-use crate::balancer::{ActiveGuard, PickContext};
+use crate::upstream::balancer::{ActiveGuard, PickContext};
 use crate::body::{Limits, ProxyBody, UpstreamBody, UpstreamStream};
-use crate::grpc;
+use crate::wire::grpc;
 use crate::memo;
-use crate::observe::{Completion, LogDetails, Observer};
-use crate::pool::{Pool, Sender, TimedOut, Unanswered};
-use crate::request_body::{ClientBody, RequestBody};
+use crate::telemetry::observe::{Completion, LogDetails, Observer};
+use crate::upstream::pool::{Pool, Sender, TimedOut, Unanswered};
+use crate::downstream::request_body::{ClientBody, RequestBody};
+use crate::downstream::ConnInfo;
 use crate::respond::{error_response, ProxyError};
+use crate::wire::hop_by_hop::strip_hop_by_hop;
 use crate::router::{upstream_path, RouteRequest};
-use crate::state::{Runtime, State};
-use crate::trust::TrustedIps;
-
-/// Facts about the downstream connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The client (from the PROXY protocol header when the listener has `proxy_protocol`).
-    pub client: SocketAddr,
-    /// The TCP peer (the load balancer when PROXY protocol is used).
-    pub peer: SocketAddr,
-    pub local_port: u16,
-    pub tls: bool,
-    pub sni: Option<Arc<str>>,
-}
+use crate::config::state::{Runtime, State};
+use crate::settings::trust::TrustedIps;
 
 /// What every request shares.
 pub struct Shared {
@@ -347,56 +337,11 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-
-/// Whether a header is one [`strip_hop_by_hop`] would act on.
-fn is_hop_by_hop(name: &HeaderName, value: &HeaderValue) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::TRAILER
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || (name == header::TE && !value.as_bytes().eq_ignore_ascii_case(b"trailers"))
-}
-
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those named by `Connection`.
-pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // One pass over the few headers a request has is cheaper than nine hashed removals, and most
-    // requests carry none of these (HTTP/2 forbids most of them outright).
-    if !h.iter().any(|(n, v)| is_hop_by_hop(n, v)) {
-        return;
-    }
-    if let Some(conn) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()).map(str::to_owned) {
-        for name in conn.split(',') {
-            if let Ok(n) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                if n != header::TE {
-                    h.remove(n);
-                }
-            }
-        }
-    }
-    for n in
-        [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE, header::PROXY_AUTHENTICATE, header::TRAILER]
-    {
-        h.remove(n);
-    }
-    h.remove(KEEP_ALIVE);
-    h.remove(PROXY_CONNECTION);
-    // `te: trailers` is what gRPC needs; any other TE value is hop-by-hop.
-    if let Some(te) = h.get(header::TE) {
-        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
-            h.remove(header::TE);
-        }
-    }
-}
 
 /// X-Forwarded-* and X-Real-IP as Kong sets them; incoming values are kept only from trusted peers.
 #[cfg(test)]
@@ -503,7 +448,7 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("0.0.0.0"))
 }
 
-impl crate::server::Handler for Shared {
+impl crate::downstream::Handler for Shared {
     // `serve` itself, not a future awaiting it: one state machine less to build and move.
     fn call(
         self: Arc<Self>,
@@ -517,24 +462,6 @@ impl crate::server::Handler for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_are_removed_but_te_trailers_stays() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", "keep-alive, x-secret".parse().unwrap());
-        h.insert("x-secret", "1".parse().unwrap());
-        h.insert("keep-alive", "timeout=5".parse().unwrap());
-        h.insert("transfer-encoding", "chunked".parse().unwrap());
-        h.insert("te", "trailers".parse().unwrap());
-        h.insert("x-keep", "1".parse().unwrap());
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 2, "{h:?}");
-        assert_eq!(h["te"], "trailers");
-        let mut h = HeaderMap::new();
-        h.insert("te", "gzip".parse().unwrap());
-        strip_hop_by_hop(&mut h);
-        assert!(h.is_empty());
-    }
 
     #[test]
     fn ports_are_stripped_from_hosts() {

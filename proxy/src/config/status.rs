@@ -7,11 +7,11 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::body::ProxyBody;
-use crate::forward::ConnInfo;
-use crate::request_body::ClientBody;
+use crate::downstream::ConnInfo;
+use crate::downstream::request_body::ClientBody;
 use crate::respond::json_response;
-use crate::server::Handler;
-use crate::state::State;
+use crate::downstream::Handler;
+use crate::config::state::State;
 
 pub struct StatusHandler {
     pub state: Arc<State>,
@@ -33,7 +33,7 @@ impl StatusHandler {
             return json_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
         }
         match path {
-            "/status" => crate::admin::status_body(&self.state),
+            "/status" => crate::config::admin::status_body(&self.state),
             "/status/ready" => {
                 if self.state.current().is_empty() {
                     json_response(

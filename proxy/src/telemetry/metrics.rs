@@ -38,7 +38,7 @@ use prometheus::{
     Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::state::Runtime;
+use crate::config::state::Runtime;
 
 mod routes;
 use routes::{GrpcSeries, RouteSeries, RouteTable};
@@ -76,7 +76,7 @@ pub struct Metrics {
     pub rejected_connections: IntCounterVec,
     pub active_connections: IntGauge,
     pub accepted_connections: IntCounter,
-    /// Requests whose [`crate::observe::Completion`] is alive (nginx's `writing`).
+    /// Requests whose [`crate::telemetry::observe::Completion`] is alive (nginx's `writing`).
     in_flight: AtomicI64,
 }
 

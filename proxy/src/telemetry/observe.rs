@@ -10,10 +10,10 @@ use std::time::Duration;
 use http::{HeaderMap, Method};
 use tokio::time::Instant;
 
-use crate::access_log::{self, AccessLog, Entry};
-use crate::balancer::ActiveGuard;
-use crate::grpc;
-use crate::metrics::{Metrics, Observation, RouteMetrics};
+use crate::telemetry::access_log::{self, AccessLog, Entry};
+use crate::upstream::balancer::ActiveGuard;
+use crate::wire::grpc;
+use crate::telemetry::metrics::{Metrics, Observation, RouteMetrics};
 
 /// Where finished requests go.
 pub struct Observer {
