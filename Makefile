@@ -63,7 +63,7 @@ fuzz: ## Long fuzz run (10 minutes per target)
 	./fuzz/run.sh 600
 
 fuzz-short: ## Short fuzz run of the proxy-side targets (part of make test)
-	FUZZ_BUILD=--dev FUZZ_TARGETS="listen config router upstream_h1 downstream_h1" ./fuzz/run.sh $${FUZZ_SECONDS:-15}
+	FUZZ_BUILD=--dev FUZZ_TARGETS="listen config router upstream_h1 downstream_h1 differential_h1 differential_upstream_h1" ./fuzz/run.sh $${FUZZ_SECONDS:-15}
 
 soak: ## 30-minute mixed soak (SOAK_SECONDS to change)
 	./soak/soak.sh

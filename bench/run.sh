@@ -449,4 +449,4 @@ stop_pid "$BACKEND_PID"
     echo "sluice: $(cd "$HERE/.." && git rev-parse --short HEAD 2>/dev/null) (working tree$(cd "$HERE/.." && git diff --quiet HEAD -- proxy controller proxy-config 2>/dev/null || echo ' with uncommitted changes'))"
 } > "$RUN/versions.txt"
 SUFFIX=""; [ "$PIN" = 1 ] || SUFFIX=-nopin
-python3 summarize.py "$RUN" "PIN=$PIN GRPC_N=$GRPC_N HTTP_SECS=$HTTP_SECS STREAM_N=$STREAM_N STREAM_MSGS=$STREAM_MSGS HS_SECS=$HS_SECS HS_CLIENTS=$HS_CLIENTS RUNS=$RUNS TESTS='$TESTS' FIXED=$FIXED FIXED_PCT=$FIXED_PCT FIXED_SECS=$FIXED_SECS" "${OUT:-results-$(date +%F)$SUFFIX.md}"
+python3 summarize.py "$RUN" "PIN=$PIN GRPC_N=$GRPC_N HTTP_SECS=$HTTP_SECS STREAM_N=$STREAM_N STREAM_MSGS=$STREAM_MSGS HS_SECS=$HS_SECS HS_CLIENTS=$HS_CLIENTS RUNS=$RUNS TESTS='$TESTS' FIXED=$FIXED FIXED_PCT=$FIXED_PCT FIXED_SECS=$FIXED_SECS" "results/${OUT:-results-$(date +%F)$SUFFIX.md}"

@@ -10,7 +10,7 @@ status=0
 # FUZZ_BUILD=--dev builds without optimisation (a much shorter build for a short run).
 # FUZZ_TARGETS picks targets (default: all). `make test` leaves out `annotations`: it builds the
 # whole controller (kube, k8s-openapi, gateway-api) with sanitizer instrumentation, minutes on 2 cores.
-for target in ${FUZZ_TARGETS:-listen config router upstream_h1 downstream_h1 annotations}; do
+for target in ${FUZZ_TARGETS:-listen config router upstream_h1 downstream_h1 differential_h1 differential_upstream_h1 annotations}; do
     features=()
     [ "$target" = annotations ] && features=(--features controller)
     mkdir -p "corpus/$target" "seeds/$target"

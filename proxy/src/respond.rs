@@ -36,6 +36,13 @@ pub enum ProxyError {
     Terminated { status: u16, message: String, body: Option<(String, String)> },
     #[error("Bad request")]
     BadRequest,
+    /// The client's request is malformed (its head, or its body's framing): the reason names
+    /// the field or token.
+    #[error("Bad request: {reason}")]
+    InvalidRequest { reason: String },
+    /// RFC 9112 §6.1: a transfer coding sluice does not implement (only `chunked` is).
+    #[error("Transfer-Encoding '{coding}' is not implemented")]
+    TransferCodingNotImplemented { coding: String },
     /// An HTTP/1.1 request head over `max_header_list_size` (HTTP/2's is answered by h2).
     #[error("Request header or cookie too large")]
     HeadTooLarge,
@@ -55,7 +62,8 @@ impl ProxyError {
             ProxyError::UpstreamFailed { .. } => 502,
             ProxyError::UpstreamTimeout | ProxyError::DeadlineExceeded => 504,
             ProxyError::Terminated { status, .. } => *status,
-            ProxyError::BadRequest => 400,
+            ProxyError::BadRequest | ProxyError::InvalidRequest { .. } => 400,
+            ProxyError::TransferCodingNotImplemented { .. } => 501,
             ProxyError::HeadTooLarge => 431,
         }
     }
@@ -72,6 +80,8 @@ impl ProxyError {
             ProxyError::Terminated { status, .. } => kong_grpc_code(*status),
             ProxyError::NotGrpc | ProxyError::GrpcOverHttp1 | ProxyError::HttpsRequired { .. } => Code::Internal,
             ProxyError::BadRequest | ProxyError::HeadTooLarge => Code::Internal,
+            ProxyError::InvalidRequest { .. } => Code::InvalidArgument,
+            ProxyError::TransferCodingNotImplemented { .. } => Code::Unimplemented,
         }
     }
 

@@ -485,7 +485,30 @@ async fn bad_chunking_and_bad_framing_are_rejected() {
         "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
     )
     .await;
-    assert!(!out.contains("HTTP/1.1 200") && !out.contains("\"backend\""), "{out}");
+    assert!(out.starts_with("HTTP/1.1 400 ") && !out.contains("\"backend\""), "{out}");
+    // Chunk syntax as strict as hyper, nginx and HAProxy: an empty chunk-size line is not the last
+    // chunk, and a bare LF ends no line, so these bytes cannot be one request in front of sluice
+    // and two behind it. Each is 400; the request after it is never seen.
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    for body in ["\r\n\r\n", "3;ext\nabc\r\n0\r\n\r\n", "3\nabc\r\n0\r\n\r\n", "0\n\r\n"] {
+        let raw =
+            format!("POST /first HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n{body}{smuggled}");
+        let out = raw_h1(addr, &raw).await;
+        assert!(out.starts_with("HTTP/1.1 400 "), "{body:?} → {out}");
+        assert!(!out.contains("/smuggled"), "{body:?} → {out}");
+    }
+    // RFC 9112 §6.1: a transfer coding sluice does not implement is 501, named; never passed on.
+    let out = raw_h1(
+        addr,
+        "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 501 ") && out.contains("'gzip, chunked'"), "{out}");
+    // RFC 9112 §3.2: Host is required in HTTP/1.1 and must be a uri-host[:port].
+    for host in ["", "Host: exa mple.com\r\n", "Host: example.com:abc\r\n", "Host: a/b@evil.example\r\n"] {
+        let out = raw_h1(addr, &format!("GET / HTTP/1.1\r\n{host}\r\n")).await;
+        assert!(out.starts_with("HTTP/1.1 400 ") && !out.contains("\"backend\""), "{host:?} → {out}");
+    }
 }
 
 #[tokio::test]

@@ -9,196 +9,18 @@ mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::upstream::*;
 use common::*;
 use http::Request;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// What the scripted upstream does with one request.
-struct Reply {
-    bytes: Vec<u8>,
-    /// Close the connection after writing the reply.
-    close: bool,
-}
-
-fn reply(bytes: impl Into<Vec<u8>>) -> Reply {
-    Reply { bytes: bytes.into(), close: false }
-}
-
-/// One request as the upstream received it.
-#[derive(Clone, Debug)]
-struct Seen {
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-}
-
-type Script = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
-
-struct Upstream {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Upstream {
-    /// `read_body: false` answers as soon as the request head is in (an early response).
-    async fn start(read_body: bool, script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Upstream {
-        Self::start_tls(read_body, None, script).await
-    }
-
-    /// The same behind TLS when `tls` is given.
-    async fn start_tls(
-        read_body: bool,
-        tls: Option<Arc<rustls::ServerConfig>>,
-        script: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
-    ) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script: Script = Arc::new(script);
-        let (a, s) = (accepted.clone(), seen.clone());
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                a.fetch_add(1, Ordering::SeqCst);
-                let (script, seen) = (script.clone(), s.clone());
-                match &tls {
-                    None => conns.spawn(serve(stream, read_body, script, seen)),
-                    Some(cfg) => {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
-                        conns.spawn(async move {
-                            if let Ok(tls) = acceptor.accept(stream).await {
-                                serve(tls, read_body, script, seen).await;
-                            }
-                        })
-                    }
-                };
-            }
-        });
-        Upstream { addr, accepted, seen, task }
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    read_body: bool,
-    script: Script,
-    seen: Arc<Mutex<Vec<Seen>>>,
-) {
-    let mut buf = Vec::new();
-    loop {
-        let Some(end) = read_until(&mut stream, &mut buf, b"\r\n\r\n").await else { return };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end + 4);
-        let mut req = Seen { head, body: Vec::new() };
-        if read_body {
-            if let Some(n) = req.header("content-length") {
-                let n: usize = n.parse().unwrap();
-                while buf.len() < n {
-                    if !read_some(&mut stream, &mut buf).await {
-                        return;
-                    }
-                }
-                req.body = buf.drain(..n).collect();
-            } else if req.header("transfer-encoding").is_some() {
-                // Chunks: size line, data, CRLF; the last one is followed by an (empty) trailer section.
-                loop {
-                    let Some(eol) = read_until(&mut stream, &mut buf, b"\r\n").await else { return };
-                    let line = String::from_utf8_lossy(&buf[..eol]).into_owned();
-                    buf.drain(..eol + 2);
-                    let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
-                    if size == 0 {
-                        let Some(end) = read_until(&mut stream, &mut buf, b"\r\n").await else { return };
-                        buf.drain(..end + 2);
-                        break;
-                    }
-                    while buf.len() < size + 2 {
-                        if !read_some(&mut stream, &mut buf).await {
-                            return;
-                        }
-                    }
-                    req.body.extend(buf.drain(..size));
-                    buf.drain(..2);
-                }
-            }
-        }
-        let r = script(&req);
-        seen.lock().unwrap().push(req);
-        if stream.write_all(&r.bytes).await.is_err() || r.close {
-            return;
-        }
-    }
-}
-
-/// Reads until `pat` is in `buf`; its offset, or `None` at EOF.
-async fn read_until<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>, pat: &[u8]) -> Option<usize> {
-    loop {
-        if let Some(i) = buf.windows(pat.len()).position(|w| w == pat) {
-            return Some(i);
-        }
-        if !read_some(stream, buf).await {
-            return None;
-        }
-    }
-}
-
-/// Appends what one read returns; false at EOF or on error.
-async fn read_some<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 16 * 1024];
-    match stream.read(&mut chunk).await {
-        Ok(n) if n > 0 => {
-            buf.extend_from_slice(&chunk[..n]);
-            true
-        }
-        _ => false,
-    }
-}
-
-/// A proxy with one plain-HTTP service pointing at `upstream` on every path.
-async fn proxy_to(upstream: SocketAddr) -> TestProxy {
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&format!(
-        "_format_version: '3.0'\nservices:\n- name: up\n  protocol: http\n  host: {}\n  port: {}\n  retries: 2\n  routes:\n  - name: up\n    paths: ['/']\n",
-        upstream.ip(),
-        upstream.port()
-    ))
-    .await;
-    p
-}
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// Sends requests one after another over one keep-alive client connection.
 struct Client {
@@ -583,4 +405,61 @@ async fn read_timeout_holds_on_kept_alive_connections() {
 
     assert_eq!(c.request("GET", "/long/fast", b"").await.0, 200);
     assert_eq!(up.accepted(), 3);
+}
+
+/// Data loss, found from outside: an idempotent request whose body never arrived (the client left
+/// after `Content-Length: 10`, or after `100 Continue`) or broke (a bad first chunk size) went
+/// again on a fresh connection as a complete request with an empty body, and the client got 200.
+/// A body that did not complete is never completed upstream, and the answer is the client's 400.
+#[tokio::test]
+async fn a_request_whose_body_did_not_complete_is_never_completed_upstream() {
+    let up = Upstream::start(true, |_| reply(OK_HELLO)).await;
+    let p = proxy_to(up.addr).await;
+    let cases: [(&str, &[u8], &[u8]); 5] = [
+        ("PUT", b"PUT /left HTTP/1.1\r\nhost: up.example\r\ncontent-length: 10\r\n\r\n", b""),
+        ("DELETE", b"DELETE /short HTTP/1.1\r\nhost: up.example\r\ncontent-length: 10\r\n\r\nabc", b""),
+        (
+            "PUT",
+            b"PUT /continue HTTP/1.1\r\nhost: up.example\r\ncontent-length: 10\r\nexpect: 100-continue\r\n\r\n",
+            b"abc",
+        ),
+        ("GET", b"GET /badchunk HTTP/1.1\r\nhost: up.example\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n", b""),
+        ("PUT", b"PUT /cut HTTP/1.1\r\nhost: up.example\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n", b""),
+    ];
+    for (method, raw, then) in cases {
+        // A kept-alive upstream connection in the pool, as after any earlier request.
+        let mut c = Client::connect(p.addr(0)).await;
+        assert_eq!(c.request("GET", "/warm", b"").await.0, 200);
+        let out = half_closed_exchange(p.addr(0), raw, then).await;
+        let line = String::from_utf8_lossy(raw).lines().next().unwrap_or_default().to_string();
+        assert!(out.starts_with("HTTP/1.1 400 "), "{line}: the client gets 400, got {out:?}");
+        assert!(out.contains("Bad request: "), "{line}: {out}");
+        let completed: Vec<String> = up
+            .seen()
+            .iter()
+            .filter(|s| s.head.starts_with(method) && !s.head.contains("/warm"))
+            .map(|s| s.head.clone())
+            .collect();
+        assert!(completed.is_empty(), "{line}: the upstream got {completed:?}");
+    }
+}
+
+/// Trailer fields that must not be trailers (RFC 9110 §6.5.1: framing, routing, controls,
+/// authentication, content metadata) are dropped; the rest go on in the last chunk.
+#[tokio::test]
+async fn forbidden_trailer_fields_are_not_forwarded() {
+    let up = Upstream::start(true, |_| reply(OK_HELLO)).await;
+    let p = proxy_to(up.addr).await;
+    let out = half_closed_exchange(
+        p.addr(0),
+        b"POST /t HTTP/1.1\r\nhost: up.example\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+          3\r\nabc\r\n0\r\ncontent-length: 99\r\ntransfer-encoding: chunked\r\nhost: evil.example\r\n\
+          authorization: x\r\nx-checksum: 42\r\n\r\n",
+        b"",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].body.as_slice(), seen[0].trailers.clone()), (&b"abc"[..], vec!["x-checksum: 42".to_string()]));
 }

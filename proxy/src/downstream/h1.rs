@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::buf::Chain;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -69,12 +69,22 @@ pub enum H1ServerError {
     Header(String),
     #[error("more than one host header")]
     DuplicateHost,
+    #[error("HTTP/1.1 request without a host header")]
+    MissingHost,
+    #[error("invalid host header '{0}'")]
+    InvalidHost(String),
+    #[error("invalid absolute-form request target")]
+    AbsoluteTarget,
     #[error("request framing: {0}")]
     Wire(#[from] WireError),
     #[error("transfer-encoding on an HTTP/1.0 request")]
     TransferEncodingOnHttp10,
     #[error("transfer-encoding whose last coding is not chunked")]
     NotChunked,
+    #[error("transfer-encoding lists chunked more than once, or an empty coding")]
+    BadCodings,
+    #[error("transfer-encoding '{0}' is not implemented")]
+    UnknownCoding(String),
     #[error("client closed the connection inside the request head")]
     ClosedInHead,
     #[error("request head not complete within the header timeout")]
@@ -94,14 +104,21 @@ impl H1ServerError {
             H1ServerError::HeadTooLarge(_) | H1ServerError::Parse(httparse::Error::TooManyHeaders) => {
                 Some(ProxyError::HeadTooLarge)
             }
+            H1ServerError::UnknownCoding(coding) => {
+                Some(ProxyError::TransferCodingNotImplemented { coding: coding.clone() })
+            }
             H1ServerError::Parse(_)
             | H1ServerError::Target
             | H1ServerError::Method
             | H1ServerError::Header(_)
             | H1ServerError::DuplicateHost
+            | H1ServerError::MissingHost
+            | H1ServerError::InvalidHost(_)
+            | H1ServerError::AbsoluteTarget
             | H1ServerError::Wire(_)
             | H1ServerError::TransferEncodingOnHttp10
-            | H1ServerError::NotChunked => Some(ProxyError::BadRequest),
+            | H1ServerError::NotChunked
+            | H1ServerError::BadCodings => Some(ProxyError::InvalidRequest { reason: self.to_string() }),
             _ => None,
         }
     }
@@ -602,25 +619,54 @@ pub fn parse_request(
     headers.clear();
     headers.reserve(count + 6);
     let mut framing = FramingHeaders::default();
+    let mut host = None;
     let mut hosts = 0;
     let mut expect_continue = false;
+    let mut codings: Option<HeaderValue> = None;
     for span in &spans[..count] {
         let (name, value) = field_at(&raw, span).map_err(H1ServerError::Header)?;
         framing.note(&name, &value)?;
         if name == HOST {
             hosts += 1;
+            host = Some(value.clone());
         } else if name == EXPECT {
             expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+        } else if name == TRANSFER_ENCODING && framing.other_coding && codings.is_none() {
+            codings = Some(value.clone());
         }
         headers.append(name, value);
     }
     if hosts > 1 {
         return Err(H1ServerError::DuplicateHost);
     }
+    // RFC 9112 §3.2: HTTP/1.1 needs a Host, and it must be a uri-host[:port]. An absolute-form
+    // target's authority replaces it (§3.2.2), so the route, the upstream and X-Forwarded-Host
+    // all see one host.
+    if let Some(authority) = uri.authority() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || authority.as_str().contains('@') {
+            return Err(H1ServerError::AbsoluteTarget);
+        }
+        let value = HeaderValue::from_str(authority.as_str()).map_err(|_| H1ServerError::AbsoluteTarget)?;
+        headers.insert(HOST, value);
+    } else {
+        match &host {
+            Some(h) if !valid_host(h.as_bytes()) => {
+                return Err(H1ServerError::InvalidHost(String::from_utf8_lossy(h.as_bytes()).into_owned()))
+            }
+            None if http11 => return Err(H1ServerError::MissingHost),
+            _ => {}
+        }
+    }
     let mut keep_alive = if http11 { !framing.close } else { framing.keep_alive && !framing.close };
     let body = match (framing.chunked, framing.length) {
         (Some(_), _) if !http11 => return Err(H1ServerError::TransferEncodingOnHttp10),
         (Some(false), _) => return Err(H1ServerError::NotChunked),
+        (Some(true), _) if framing.bad_codings => return Err(H1ServerError::BadCodings),
+        // Framed, but with a coding sluice would pass on undecoded as if it were the content.
+        (Some(true), _) if framing.other_coding => {
+            let listed = codings.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            return Err(H1ServerError::UnknownCoding(listed.unwrap_or_default()));
+        }
         (Some(true), length) => {
             // Both: chunked wins and the connection ends after this request (RFC 9112 §6.3).
             if length.is_some() {
@@ -640,12 +686,42 @@ pub fn parse_request(
     Ok(Some(RequestHead { parts, expect_continue: expect_continue && http11 && body.is_some(), body, keep_alive }))
 }
 
-/// A request head and its body (`None`: the bytes ended inside it).
+/// Whether a Host field value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a
+/// bracketed IPv6 literal, or a reg-name / IPv4 address of unreserved, percent-encoded and
+/// sub-delim characters, then an optional all-digit port. An empty value is refused too, as nginx
+/// does: sluice routes and forwards by it.
+pub fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = match v.strip_prefix(b"[") {
+        Some(rest) => {
+            let Some(end) = rest.iter().position(|&b| b == b']') else { return false };
+            let literal = std::str::from_utf8(&rest[..end]).ok();
+            if literal.and_then(|l| l.parse::<std::net::Ipv6Addr>().ok()).is_none() {
+                return false;
+            }
+            (&b""[..], &rest[end + 1..])
+        }
+        None => match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &b""[..]),
+        },
+    };
+    let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit));
+    let host_ok = host.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii_alphanumeric()
+            || b"-._~!$&'()*+,;=".contains(&b)
+            || (b == b'%' && host.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
+    });
+    !v.is_empty() && port_ok && host_ok && (v[0] == b'[' || !host.is_empty())
+}
+
+/// A request head, its body (`None`: the bytes ended inside it) and how many bytes of the wire
+/// the request took (head, body and its framing): where a pipelined next request starts.
 #[doc(hidden)]
-pub type DecodedRequest = (RequestHead, Option<Vec<u8>>);
+pub type DecodedRequest = (RequestHead, Option<Vec<u8>>, usize);
 
 /// A whole request as the proxy reads it, from bytes in memory: head, then body by its framing
-/// (`None` for the body when the bytes end inside it). For the fuzz target `downstream_h1`.
+/// (`None` for the body when the bytes end inside it). For the fuzz targets `downstream_h1` and
+/// `differential_h1`.
 #[doc(hidden)]
 pub fn decode_request(wire: &[u8], max_head: usize) -> Result<Option<DecodedRequest>, H1ServerError> {
     let mut buf = BytesMut::from(wire);
@@ -662,11 +738,12 @@ pub fn decode_request(wire: &[u8], max_head: usize) -> Result<Option<DecodedRequ
                     }
                 }
                 Decoded::End => break,
-                Decoded::NeedMore => return Ok(Some((head, None))),
+                Decoded::NeedMore => return Ok(Some((head, None, wire.len() - buf.len()))),
             }
         }
     }
-    Ok(Some((head, Some(body))))
+    let used = wire.len() - buf.len();
+    Ok(Some((head, Some(body), used)))
 }
 
 /// The state a request body shares with the connection loop that reads it.
@@ -743,14 +820,20 @@ impl PipeState {
 pub struct H1RequestBody {
     pipe: Arc<Pipe>,
     done: bool,
+    /// The body failed: every later poll fails the same way and it never reads as ended, so that
+    /// nothing (a retry on another connection) can mistake it for a complete, shorter body.
+    failed: Option<H1BodyError>,
 }
 
 impl H1RequestBody {
     fn new(pipe: Arc<Pipe>) -> Self {
-        H1RequestBody { pipe, done: false }
+        H1RequestBody { pipe, done: false, failed: None }
     }
 
     pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, H1BodyError>>> {
+        if let Some(e) = &self.failed {
+            return Poll::Ready(Some(Err(e.clone())));
+        }
         if self.done {
             return Poll::Ready(None);
         }
@@ -762,7 +845,7 @@ impl H1RequestBody {
             return Poll::Ready(Some(Ok(frame)));
         }
         if let Some(e) = s.error.take() {
-            self.done = true;
+            self.failed = Some(e.clone());
             return Poll::Ready(Some(Err(e)));
         }
         if s.finished() {
@@ -783,6 +866,9 @@ impl H1RequestBody {
     }
 
     pub fn is_end_stream(&self) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
         if self.done {
             return true;
         }
@@ -859,24 +945,36 @@ mod tests {
             (h.parts.headers["host"].as_bytes(), h.body.is_none(), h.keep_alive),
             (&b"example.com"[..], true, true)
         );
-        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").body, Some(Framing::Length(5)));
-        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").body, None);
+        assert_eq!(ok("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello").body, Some(Framing::Length(5)));
+        assert_eq!(ok("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n").body, None);
         assert_eq!(
-            ok("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").body,
+            ok("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n").body,
             Some(Framing::Chunked(Chunked::Size))
         );
-        let both = ok("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let both = ok("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(
             (both.body, both.keep_alive, both.parts.headers.contains_key("content-length")),
             (Some(Framing::Chunked(Chunked::Size)), false, false)
         );
-        assert!(!ok("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").keep_alive);
         assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
-        let abs = ok("GET http://example.com:8080/x HTTP/1.1\r\n\r\n");
+        let abs = ok("GET http://example.com:8080/x HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!((abs.parts.uri.host(), abs.parts.uri.path()), (Some("example.com"), "/x"));
-        assert!(ok("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expect_continue);
-        assert!(!ok("GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect_continue, "no body, nothing to continue");
+        assert_eq!(abs.parts.headers["host"], "example.com:8080", "the target's authority replaces Host");
+        let abs = ok("GET http://example.com/x HTTP/1.1\r\n\r\n");
+        assert_eq!(abs.parts.headers["host"], "example.com", "absolute-form needs no Host");
+        for host in
+            ["example.com", "example.com:8000", "a-b.c_d~e", "10.0.0.1:80", "[::1]", "[2001:db8::1]:443", "x%41y"]
+        {
+            assert_eq!(ok(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")).parts.headers["host"], host);
+        }
+        assert!(ok("GET / HTTP/1.0\r\n\r\n").parts.headers.get("host").is_none(), "HTTP/1.0 may leave Host out");
+        assert!(ok("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expect_continue);
+        assert!(
+            !ok("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n").expect_continue,
+            "no body, nothing to continue"
+        );
         assert!(head("GET / HTTP/1.1\r\nHost: a").unwrap().is_none(), "partial");
     }
 
@@ -892,6 +990,45 @@ mod tests {
             "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
             "GET /\x01 HTTP/1.1\r\n\r\n",
             "GET / HTTP/2.0\r\n\r\n",
+        ] {
+            assert_eq!(status(raw), Some(400), "{raw:?}");
+        }
+        // RFC 9112 §3.2: a missing or malformed Host is 400, named in the answer.
+        for raw in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: example.com:abc\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a/b@evil.example\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: user@example.com\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [not-v6]\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x%4\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: bad host\r\n\r\n",
+            "GET http://user@example.com/ HTTP/1.1\r\n\r\n",
+            "GET ftp://example.com/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(status(raw), Some(400), "{raw:?}");
+        }
+        let missing = head("GET / HTTP/1.1\r\n\r\n").unwrap_err().rejection().unwrap();
+        assert_eq!(missing.to_string(), "Bad request: HTTP/1.1 request without a host header");
+        // Transfer codings (RFC 9112 §6.1): only chunked is implemented; it must be last, once.
+        for raw in [
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(status(raw), Some(501), "{raw:?}");
+        }
+        let named = head("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(
+            named.unwrap_err().rejection().unwrap().to_string(),
+            "Transfer-Encoding 'gzip, chunked' is not implemented"
+        );
+        for raw in [
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ,chunked\r\n\r\n",
         ] {
             assert_eq!(status(raw), Some(400), "{raw:?}");
         }

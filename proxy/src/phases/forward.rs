@@ -20,7 +20,7 @@ use crate::wire::grpc;
 use crate::memo;
 use crate::telemetry::observe::{Completion, LogDetails, Observer};
 use crate::upstream::pool::{Pool, Sender, TimedOut, Unanswered};
-use crate::downstream::request_body::{ClientBody, RequestBody};
+use crate::downstream::request_body::{ClientBody, ClientBodyError, RequestBody};
 use crate::downstream::ConnInfo;
 use crate::respond::{error_response, ProxyError};
 use crate::wire::hop_by_hop::strip_hop_by_hop;
@@ -292,6 +292,11 @@ async fn forward(
                 attempt += 1;
                 continue;
             }
+            // The client's own body broke (bad framing, or it left): its fault, never the upstream's.
+            Ok(Err(Unanswered { error, .. })) if client_body_failed(&*error) => {
+                tracing::debug!(target = %label(), error = %error, "client request body failed");
+                return Err(ProxyError::InvalidRequest { reason: error.to_string() });
+            }
             Ok(Err(Unanswered { error, .. })) => {
                 let refused = crate::body::h2_reason(&*error) == Some(h2::Reason::REFUSED_STREAM);
                 tracing::debug!(target = %label(), error = %error, refused, "upstream request failed");
@@ -320,6 +325,18 @@ async fn forward(
         let body = UpstreamBody::new(rbody, grpc && h2, Limits { deadline, idle: svc.read_timeout, head_at }, d);
         return Ok(Response::from_parts(rparts, ProxyBody::Upstream(Box::new(body))));
     }
+}
+
+/// Whether an upstream exchange failed because the client's request body did.
+fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut e = Some(error);
+    while let Some(err) = e {
+        if err.is::<ClientBodyError>() {
+            return true;
+        }
+        e = err.source();
+    }
+    false
 }
 
 fn path_of(uri: &Uri) -> &str {

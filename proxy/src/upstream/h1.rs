@@ -130,7 +130,10 @@ impl H1Conn {
         let head = match head {
             Ok(head) => head,
             Err(error) => {
+                // A request whose body failed is never sent again: its body is not there to send,
+                // and an upstream must not get it as complete (with what little arrived, or none).
                 let retry = self.reused
+                    && !matches!(error, H1Error::RequestBody(_))
                     && !writer.body_taken
                     && !received
                     && (!writer.head_written || parts.method.is_idempotent());

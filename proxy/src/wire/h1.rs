@@ -59,6 +59,11 @@ pub enum WireError {
 pub struct FramingHeaders {
     /// `transfer-encoding` present: whether its last coding is chunked.
     pub chunked: Option<bool>,
+    /// A transfer coding other than `chunked` was listed (RFC 9112 §6.1: a request with a coding
+    /// the server does not understand is answered 501).
+    pub other_coding: bool,
+    /// `chunked` listed more than once, or not last, or an empty coding (RFC 9112 §6.1, §7).
+    pub bad_codings: bool,
     pub length: Option<u64>,
     /// `connection: close`.
     pub close: bool,
@@ -69,8 +74,16 @@ pub struct FramingHeaders {
 impl FramingHeaders {
     pub fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), WireError> {
         if name == TRANSFER_ENCODING {
-            let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
-            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            // Several fields are one list (RFC 9110 §5.3): chunked must be the last coding of all.
+            for coding in value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                // Anything after chunked (a second chunked included) means chunked was not last.
+                if coding.is_empty() || self.chunked == Some(true) {
+                    self.bad_codings = true;
+                }
+                self.other_coding |= !chunked && !coding.is_empty();
+                self.chunked = Some(chunked);
+            }
         } else if name == CONTENT_LENGTH {
             // A list of equal values is one length (RFC 9110 §8.6); anything else is an error.
             for part in value.as_bytes().split(|&b| b == b',') {
@@ -137,15 +150,14 @@ pub enum Step {
 impl Chunked {
     pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, WireError> {
         match self {
-            Chunked::Size => match httparse::parse_chunk_size(buf) {
-                Ok(httparse::Status::Complete((len, size))) => {
+            Chunked::Size => match parse_chunk_size(buf)? {
+                Some((len, size)) => {
                     buf.advance(len);
                     *self = if size == 0 { Chunked::Trailers } else { Chunked::Data(size) };
                     Ok(Step::Again)
                 }
-                Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => Ok(Step::More),
-                Ok(httparse::Status::Partial) => Err(WireError::Chunked("chunk-size line too long")),
-                Err(_) => Err(WireError::Chunked("invalid chunk size")),
+                None if buf.len() <= MAX_CHUNK_LINE => Ok(Step::More),
+                None => Err(WireError::Chunked("chunk-size line too long")),
             },
             Chunked::Data(left) => {
                 if buf.is_empty() {
@@ -177,12 +189,18 @@ impl Chunked {
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match httparse::parse_headers(buf, &mut slots) {
                     Ok(httparse::Status::Complete((len, fields))) => {
+                        // Trailer lines end in CRLF, as hyper requires (httparse takes a bare LF).
+                        if buf[..len].iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r')) {
+                            return Err(WireError::Chunked("bare LF in the trailer section"));
+                        }
                         let mut trailers = HeaderMap::with_capacity(fields.len());
                         for h in fields {
                             if let (Ok(n), Ok(v)) =
                                 (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
                             {
-                                trailers.append(n, v);
+                                if allowed_in_trailers(&n) {
+                                    trailers.append(n, v);
+                                }
                             }
                         }
                         buf.advance(len);
@@ -195,6 +213,98 @@ impl Chunked {
             }
         }
     }
+}
+
+/// Parses a chunk-size line off the front of `buf` as RFC 9112 §7.1 writes it, as strictly as
+/// hyper, nginx and HAProxy do, so that the same bytes frame the same way here as at a proxy in
+/// front of sluice: `1*HEXDIG`, optional whitespace, extensions (`;` ...) with no bare CR or LF,
+/// then CRLF. An empty size and a bare LF anywhere are errors. `Some((line length, size))`, or
+/// `None` while the line is incomplete.
+pub fn parse_chunk_size(buf: &[u8]) -> Result<Option<(usize, u64)>, WireError> {
+    let mut size: u64 = 0;
+    let mut i = 0;
+    while let Some(&b) = buf.get(i) {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => break,
+        };
+        size = size
+            .checked_mul(16)
+            .and_then(|s| s.checked_add(u64::from(digit)))
+            .ok_or(WireError::Chunked("chunk size too large"))?;
+        i += 1;
+    }
+    if i == buf.len() {
+        return Ok(None);
+    }
+    if i == 0 {
+        return Err(WireError::Chunked("invalid chunk size"));
+    }
+    while matches!(buf.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    match buf.get(i) {
+        None => return Ok(None),
+        Some(b';') => loop {
+            i += 1;
+            match buf.get(i) {
+                None => return Ok(None),
+                Some(b'\r') => break,
+                Some(b'\n') => return Err(WireError::Chunked("bare LF in a chunk extension")),
+                Some(&b) if b != b'\t' && (b < 0x20 || b == 0x7f) => {
+                    return Err(WireError::Chunked("invalid byte in a chunk extension"))
+                }
+                Some(_) => {}
+            }
+        },
+        Some(b'\r') => {}
+        Some(_) => return Err(WireError::Chunked("invalid chunk size")),
+    }
+    match buf.get(i + 1) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some((i + 2, size))),
+        Some(_) => Err(WireError::Chunked("chunk-size line not ended by CRLF")),
+    }
+}
+
+/// Whether a field may be taken from a trailer section (RFC 9110 §6.5.1): fields that frame the
+/// message, route it, control the request or response, authenticate, or describe the content
+/// must not be trailers, so they are dropped there instead of forwarded as if they were.
+pub fn allowed_in_trailers(name: &HeaderName) -> bool {
+    use http::header::*;
+    const FORBIDDEN: [HeaderName; 28] = [
+        CONTENT_LENGTH,
+        TRANSFER_ENCODING,
+        HOST,
+        TRAILER,
+        TE,
+        CONNECTION,
+        UPGRADE,
+        CACHE_CONTROL,
+        EXPECT,
+        MAX_FORWARDS,
+        PRAGMA,
+        RANGE,
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+        AUTHORIZATION,
+        PROXY_AUTHORIZATION,
+        WWW_AUTHENTICATE,
+        PROXY_AUTHENTICATE,
+        SET_COOKIE,
+        COOKIE,
+        CONTENT_ENCODING,
+        CONTENT_TYPE,
+        CONTENT_RANGE,
+        LOCATION,
+        RETRY_AFTER,
+    ];
+    !FORBIDDEN.contains(name)
 }
 
 /// Appends one `name: value` line of a head or trailer section.
@@ -286,6 +396,38 @@ mod tests {
     }
 
     #[test]
+    fn fields_that_must_not_be_trailers_are_dropped() {
+        let (_, trailers, _) = decode_chunked(
+            b"0\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\nhost: evil\r\nx-sum: 1\r\ngrpc-status: 0\r\n\r\n",
+            3,
+        )
+        .unwrap();
+        let t = trailers.expect("trailers");
+        let names: Vec<&str> = t.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-sum", "grpc-status"]);
+    }
+
+    #[test]
+    fn transfer_codings_are_one_list_with_chunked_last_once() {
+        let noted = |values: &[&'static str]| {
+            let mut f = FramingHeaders::default();
+            for v in values {
+                f.note(&TRANSFER_ENCODING, &HeaderValue::from_static(v)).unwrap();
+            }
+            (f.chunked, f.other_coding, f.bad_codings)
+        };
+        assert_eq!(noted(&["chunked"]), (Some(true), false, false));
+        assert_eq!(noted(&["Chunked "]), (Some(true), false, false));
+        assert_eq!(noted(&["gzip, chunked"]), (Some(true), true, false));
+        assert_eq!(noted(&["gzip", "chunked"]), (Some(true), true, false));
+        assert_eq!(noted(&["chunked", "gzip"]), (Some(false), true, true));
+        assert_eq!(noted(&["chunked, chunked"]), (Some(true), false, true));
+        assert_eq!(noted(&["chunked", "chunked"]), (Some(true), false, true));
+        assert_eq!(noted(&[""]), (Some(false), false, true));
+        assert_eq!(noted(&["gzip"]), (Some(false), true, false));
+    }
+
+    #[test]
     fn chunked_bodies_decode_whatever_the_read_boundaries() {
         let wire = b"5;name=value\r\nhello\r\n1\r\n,\r\nB\r\n 0123456789\r\n0\r\nx-sum: 1\r\nx-b: 2\r\n\r\n";
         for step in [1, 2, 3, 7, wire.len()] {
@@ -300,9 +442,27 @@ mod tests {
         let (data, trailers, ended) = decode_chunked(b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
         assert_eq!((data.as_slice(), trailers.is_none(), ended), (&b"abc"[..], true, true));
         assert!(!decode_chunked(b"3\r\nabc\r\n", 4).unwrap().2, "no last chunk: not ended");
-        for bad in [&b"zz\r\nhello\r\n"[..], b"3\r\nabcX\r\n", b"ffffffffffffffffff\r\n"] {
+        for bad in [
+            &b"zz\r\nhello\r\n"[..],
+            b"3\r\nabcX\r\n",
+            b"ffffffffffffffffff\r\n",
+            // An empty size line is not the last chunk (it was, once: one request to a front proxy, two here).
+            b"\r\n\r\n",
+            b"3\r\nabc\r\n\r\n",
+            // A bare LF ends nothing: not in an extension, not after the size.
+            b"3;ext\nabc\r\n0\r\n\r\n",
+            b"3\nabc\r\n0\r\n\r\n",
+            b"3\rabc\r\n",
+            b"3 x\r\n",
+            b"-3\r\n",
+            b"0x3\r\n",
+            b"0\r\nx-a: 1\n\r\n",
+            b"0\r\nx-a: 1\r\n\n",
+        ] {
             assert!(matches!(decode_chunked(bad, 64), Err(WireError::Chunked(_))), "{bad:?}");
         }
+        let (data, _, ended) = decode_chunked(b"3 ;a=\"b c\"\t;d\r\nabc\r\n0 \r\n\r\n", 1).unwrap();
+        assert_eq!((data.as_slice(), ended), (&b"abc"[..], true), "whitespace and extensions");
         let long_line = [b'1'; MAX_CHUNK_LINE + 2];
         assert!(matches!(decode_chunked(&long_line, MAX_CHUNK_LINE + 2), Err(WireError::Chunked(_))));
     }

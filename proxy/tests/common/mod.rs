@@ -17,6 +17,8 @@ use proxy::app::Running;
 use proxy::settings::Settings;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
+pub mod upstream;
+
 pub struct TestProxy {
     pub running: Option<Running>,
     pub dir: tempfile::TempDir,
