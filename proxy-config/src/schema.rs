@@ -540,7 +540,8 @@ impl Plugin {
 }
 
 /// The plugins sluice implements.
-pub const SUPPORTED_PLUGINS: &[&str] = &["request-transformer", "response-transformer", "request-termination"];
+pub const SUPPORTED_PLUGINS: &[&str] =
+    &["request-transformer", "response-transformer", "request-termination", "cors", "correlation-id", "ip-restriction"];
 
 /// `config` of `request-transformer` / `response-transformer`: header operations, each header as
 /// `"name:value"` (Kong's format); `remove` lists bare names.

@@ -10,18 +10,18 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::telemetry::access_log::{AccessLog, AccessLogError};
 use crate::config::admin::{self, AdminError};
-use crate::phases::forward::Shared;
+use crate::config::state::State;
+use crate::config::status::StatusHandler;
+use crate::listen::server::{accept_loop, Listener};
+use crate::listen::tls::{self, SniResolver, TlsError};
+use crate::phases::Shared;
 use crate::settings::listen::{ListenEntry, ListenError};
+use crate::settings::Settings;
+use crate::telemetry::access_log::{AccessLog, AccessLogError};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::observe::Observer;
 use crate::upstream::pool::{H2Tuning, Pool};
-use crate::listen::server::{accept_loop, Listener};
-use crate::settings::Settings;
-use crate::config::state::State;
-use crate::config::status::StatusHandler;
-use crate::listen::tls::{self, SniResolver, TlsError};
 
 #[derive(Debug, Error)]
 pub enum StartError {

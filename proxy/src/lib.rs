@@ -11,8 +11,8 @@
 //! 6. [`upstream`]: the connection pool, upstream HTTP/1.1 and HTTP/2, the balancer.
 //! 7. [`listen`]: accept, PROXY protocol, TLS, preface sniffing; [`router`]; [`plugins`].
 //! 8. [`config`]: the runtime snapshot, the admin socket, the status port.
-//! 9. [`phases`]: the request path in Kong's phases.
-//! 10. [`app`]: wiring.
+//! 9. The request path in Kong's phases: [`phases`].
+//! 10. The wiring of it all: [`app`].
 
 pub mod app;
 pub mod body;

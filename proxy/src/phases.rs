@@ -1,5 +1,141 @@
-//! A proxied request's life in Kong's phases. [`forward`] is the entry point.
+//! A proxied request's life in Kong's phases, one module each, called in this order by
+//! [`proxy`]:
 //!
-//! Layer: the highest but `app`; it may use every other layer, none uses it.
+//! 1. [`route`] (Kong's `access.before`): the router on the config snapshot, then Kong's
+//!    post-routing protocol checks;
+//! 2. [`access`]: the route's plugin chain, which may answer the request itself;
+//! 3. [`upstream_request`] (Kong's `access.after`): the request as the upstream gets it (path,
+//!    Host, X-Forwarded-*, hop-by-hop headers);
+//! 4. [`balancer`]: target choice, connection, sending, retries;
+//! 5. [`header_filter`]: the response head (hop-by-hop headers, the plugins' header_filter), also
+//!    for the proxy's own replies;
+//! 6. [`body_filter`]: the response body, frame by frame, with deadlines;
+//! 7. [`log`]: the request's record to metrics and the access log.
+//!
+//! Kong's `rewrite` phase runs only global plugins' rewrite handlers; none of the plugins sluice
+//! supports has one, so there is no such step. Every failure is a [`ProxyError`] that `respond`
+//! turns into the reply.
 
-pub mod forward;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response, Version};
+use tokio::time::Instant;
+
+use crate::body::ProxyBody;
+use crate::config::state::{Runtime, State};
+use crate::downstream::request_body::ClientBody;
+use crate::downstream::ConnInfo;
+use crate::plugins::RequestState;
+use crate::respond::{error_response, ProxyError};
+use crate::settings::trust::TrustedIps;
+use crate::telemetry::observe::{Completion, LogDetails, Observer};
+use crate::upstream::pool::Pool;
+use crate::wire::grpc;
+
+pub mod access;
+pub mod balancer;
+pub mod body_filter;
+pub mod header_filter;
+pub mod log;
+pub mod route;
+pub mod upstream_request;
+
+/// What every request shares.
+pub struct Shared {
+    pub state: Arc<State>,
+    pub pool: Pool,
+    pub observer: Arc<Observer>,
+    pub trusted: TrustedIps,
+}
+
+/// One request's facts that outlive a failing phase: its record, the route it matched once the
+/// access phase started (its header_filter plugins still see the proxy's own reply, as in Kong),
+/// and the plugins' per-request state.
+pub struct Ctx {
+    pub done: Option<Completion>,
+    pub route: Option<usize>,
+    pub plugins: RequestState,
+}
+
+/// The request handler of proxy listeners (both HTTP versions).
+pub async fn serve(
+    req: Request<ClientBody>,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let rt = shared.state.load();
+    let grpc = grpc::is_grpc(req.headers());
+    let h2 = req.version() == Version::HTTP_2;
+    let mut done = Completion::new(shared.observer.clone(), start, conn.client);
+    if done.wants_details() {
+        done.set_details(LogDetails {
+            method: req.method().clone(),
+            host: route::host_of(req.uri(), req.headers()).to_string(),
+            path: req.uri().path().to_string(),
+            protocol: protocol_label(grpc, conn.tls, h2),
+        });
+    }
+    let mut ctx = Ctx { done: Some(done), route: None, plugins: RequestState::default() };
+    match proxy(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx).await {
+        Ok(resp) => Ok(resp),
+        Err(err) => {
+            let mut resp = error_response(&err, grpc && h2);
+            if let Some(route) = ctx.route.map(|i| &rt.routes[i]) {
+                header_filter::run_plugins(route, resp.status().as_u16(), resp.headers_mut(), &ctx.plugins);
+            }
+            log::local_reply(ctx.done, &resp, &err);
+            Ok(resp)
+        }
+    }
+}
+
+fn protocol_label(grpc: bool, tls: bool, h2: bool) -> &'static str {
+    match (grpc, tls, h2) {
+        (true, true, _) => "grpcs",
+        (true, false, _) => "grpc",
+        (false, true, true) => "https/2",
+        (false, true, false) => "https",
+        (false, false, true) => "http/2",
+        (false, false, false) => "http",
+    }
+}
+
+/// The phases in order; see the module docs.
+#[allow(clippy::too_many_arguments)]
+async fn proxy(
+    req: Request<ClientBody>,
+    conn: &ConnInfo,
+    shared: &Shared,
+    rt: &Runtime,
+    grpc: bool,
+    h2: bool,
+    start: Instant,
+    ctx: &mut Ctx,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let routed = route::route(&parts, conn, rt, grpc, h2, &mut ctx.done)?;
+    let route = &rt.routes[routed.route];
+    access::access(route, routed.route, &mut parts, conn, &shared.trusted, grpc, ctx)?;
+    let svc = &rt.services[route.service.ok_or(ProxyError::NoService)?];
+    // The deadline of a gRPC call starts when the proxy receives it.
+    let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };
+    let up =
+        upstream_request::upstream_request(parts, body, route, svc, &routed, conn, &shared.trusted, &mut ctx.done)?;
+    let (response, sent) = balancer::balance_and_send(up, svc, conn, &shared.pool, deadline).await?;
+    let (mut head, rbody) = response.into_parts();
+    header_filter::header_filter(route, &mut head, &ctx.plugins);
+    body_filter::respond(head, rbody, sent, route, svc, grpc && h2, deadline, ctx)
+}
+
+impl crate::downstream::Handler for Shared {
+    // `serve` itself, not a future awaiting it: one state machine less to build and move.
+    fn call(
+        self: Arc<Self>,
+        req: Request<ClientBody>,
+        conn: Arc<ConnInfo>,
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
+        serve(req, conn, self)
+    }
+}

@@ -34,14 +34,14 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
 use crate::body::{BodyError, ProxyBody};
+use crate::downstream::request_body::ClientBody;
 use crate::downstream::ConnInfo;
+use crate::downstream::Handler;
+use crate::respond::{error_response, ProxyError};
 use crate::wire::h1::{
     decode, field_at, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders,
     WireError, MAX_HEADERS,
 };
-use crate::downstream::request_body::ClientBody;
-use crate::respond::{error_response, ProxyError};
-use crate::downstream::Handler;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;

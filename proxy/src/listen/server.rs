@@ -17,9 +17,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::downstream::h1::{self as downstream_h1, H1Limits};
 use crate::downstream::{ConnInfo, Handler};
-use crate::telemetry::metrics::Metrics;
-use crate::settings::ConnLimits;
 use crate::listen::sniff::{sniff, Detected, Prefixed};
+use crate::settings::ConnLimits;
+use crate::telemetry::metrics::Metrics;
 
 /// One bound listener and how to treat its connections.
 pub struct Listener {
