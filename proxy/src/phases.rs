@@ -1,5 +1,5 @@
 //! A proxied request's life in Kong's phases, one module each, called in this order by
-//! [`proxy`]:
+//! [`serve`]:
 //!
 //! 1. [`route`] (Kong's `access.before`): the router on the config snapshot, then Kong's
 //!    post-routing protocol checks;
@@ -12,6 +12,9 @@
 //! 6. [`body_filter`]: the response body, frame by frame, with deadlines;
 //! 7. [`log`]: the request's record to metrics and the access log.
 //!
+//! [`serve`] runs them: [`before_balancer`] (1-3), the balancer awaited in place, and
+//! [`after_balancer`] (5-6).
+//!
 //! Kong's `rewrite` phase runs only global plugins' rewrite handlers; none of the plugins sluice
 //! supports has one, so there is no such step. Every failure is a [`ProxyError`] that `respond`
 //! turns into the reply.
@@ -23,8 +26,8 @@ use http::{Request, Response, Version};
 use tokio::time::Instant;
 
 use crate::body::ProxyBody;
-use crate::config::state::{Runtime, State};
-use crate::downstream::request_body::ClientBody;
+use crate::config::state::{RouteRt, Runtime, ServiceRt, State};
+use crate::downstream::request_body::{ClientBody, RequestBody};
 use crate::downstream::ConnInfo;
 use crate::plugins::RequestState;
 use crate::respond::{error_response, ProxyError};
@@ -32,6 +35,7 @@ use crate::settings::trust::TrustedIps;
 use crate::telemetry::observe::{Completion, LogDetails, Observer};
 use crate::upstream::pool::Pool;
 use crate::wire::grpc;
+use body_filter::UpstreamStream;
 
 pub mod access;
 pub mod balancer;
@@ -78,7 +82,18 @@ pub async fn serve(
         });
     }
     let mut ctx = Ctx { done: Some(done), route: None, plugins: RequestState::default() };
-    match proxy(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx).await {
+    // The balancer phase is awaited here, not in a helper `async fn`: its future (which holds the
+    // send futures) would be moved once more per request (bench/callgrind.sh).
+    let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx) {
+        Ok(p) => match balancer::balance_and_send(p.request, p.service, &conn, &shared.pool, p.deadline).await {
+            Ok((response, sent)) => {
+                after_balancer(response, sent, p.route, p.service, grpc && h2, p.deadline, &mut ctx)
+            }
+            Err(err) => Err(err),
+        },
+        Err(err) => Err(err),
+    };
+    match result {
         Ok(resp) => Ok(resp),
         Err(err) => {
             let mut resp = error_response(&err, grpc && h2);
@@ -102,31 +117,51 @@ fn protocol_label(grpc: bool, tls: bool, h2: bool) -> &'static str {
     }
 }
 
-/// The phases in order; see the module docs.
+/// What the phases before the balancer leave for it.
+struct Prepared<'a> {
+    request: Request<RequestBody>,
+    route: &'a RouteRt,
+    service: &'a ServiceRt,
+    deadline: Option<Instant>,
+}
+
+/// route → access → upstream_request.
 #[allow(clippy::too_many_arguments)]
-async fn proxy(
+fn before_balancer<'a>(
     req: Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Shared,
-    rt: &Runtime,
+    rt: &'a Runtime,
     grpc: bool,
     h2: bool,
     start: Instant,
     ctx: &mut Ctx,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Prepared<'a>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let routed = route::route(&parts, conn, rt, grpc, h2, &mut ctx.done)?;
     let route = &rt.routes[routed.route];
     access::access(route, routed.route, &mut parts, conn, &shared.trusted, grpc, ctx)?;
-    let svc = &rt.services[route.service.ok_or(ProxyError::NoService)?];
+    let service = &rt.services[route.service.ok_or(ProxyError::NoService)?];
     // The deadline of a gRPC call starts when the proxy receives it.
     let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };
-    let up =
-        upstream_request::upstream_request(parts, body, route, svc, &routed, conn, &shared.trusted, &mut ctx.done)?;
-    let (response, sent) = balancer::balance_and_send(up, svc, conn, &shared.pool, deadline).await?;
-    let (mut head, rbody) = response.into_parts();
+    let request =
+        upstream_request::upstream_request(parts, body, route, service, &routed, conn, &shared.trusted, &mut ctx.done)?;
+    Ok(Prepared { request, route, service, deadline })
+}
+
+/// header_filter → body_filter (which ends in log).
+fn after_balancer(
+    response: Response<UpstreamStream>,
+    sent: balancer::Sent,
+    route: &RouteRt,
+    service: &ServiceRt,
+    grpc: bool,
+    deadline: Option<Instant>,
+    ctx: &mut Ctx,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (mut head, body) = response.into_parts();
     header_filter::header_filter(route, &mut head, &ctx.plugins);
-    body_filter::respond(head, rbody, sent, route, svc, grpc && h2, deadline, ctx)
+    body_filter::respond(head, body, sent, route, service, grpc, deadline, ctx)
 }
 
 impl crate::downstream::Handler for Shared {
