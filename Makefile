@@ -8,7 +8,7 @@ TEST_THREADS ?= 4
 # keeps its default.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: help build release pgo-profile demo test deps lint fmt fmt-check clippy unit crds crds-check bench fuzz fuzz-short soak clean-demo
+.PHONY: help build release pgo-profile demo test deps deps-audit lint fmt fmt-check clippy unit crds crds-check bench fuzz fuzz-short soak clean-demo peers-report
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -30,7 +30,7 @@ pgo-profile: ## Retrain pgo/sluice-proxy.profdata (after changing the request pa
 demo: ## Start backends, proxy and controller on examples/, make the example calls (DEMO_ONESHOT=1 to exit after)
 	./scripts/demo.sh
 
-test: deps lint unit crds-check fuzz-short ## Everything CI runs: fmt, clippy, unit, golden, integration, e2e, CRD drift, short fuzz
+test: deps lint deps-audit unit crds-check fuzz-short ## Everything CI runs: fmt, clippy, dependency audit, unit, golden, integration, e2e, CRD drift, short fuzz
 	@echo "make test: all checks passed"
 
 deps: ## Install test dependencies by package name (idempotent)
@@ -44,10 +44,14 @@ fmt: ## Format the workspace
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+deps-audit: ## No unused dependency (cargo machete) and every crate under an allowed license
+	cargo machete
+	./scripts/check-licenses.py
+
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: ## Unit, golden, integration and e2e tests
+unit: ## Unit, golden, integration and e2e tests (with h2spec and the gRPC interop matrix, docs/conformance.md)
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
 
 crds: ## Regenerate crds/ and the Gateway API CRDs in manifests/
@@ -55,6 +59,9 @@ crds: ## Regenerate crds/ and the Gateway API CRDs in manifests/
 
 crds-check: ## Fail when crds/ is stale (the controller's crds_fresh test does the comparison)
 	@test -d crds || { echo "crds/ missing: run make crds"; exit 1; }
+
+peers-report: deps ## Rerun h2spec and the gRPC interop matrix (part of make test); rewrite docs/conformance.md
+	CARGO=$(CARGO) ./peers/report.sh
 
 bench: ## Side-by-side benchmark with direct, Envoy, nginx and HAProxy (see bench/README.md)
 	./bench/run-all.sh

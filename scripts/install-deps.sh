@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond the Rust toolchain, by package name, idempotently:
 # rustfmt/clippy (from rust-toolchain.toml), curl, python grpcio + grpcio-tools (the Python gRPC
-# client test), cargo-fuzz, and checks kubectl (shipped with this machine image; e2e fails loudly without it).
+# client test), cargo-fuzz, cargo-machete, h2spec and the gRPC interop client/server (peers/install.sh
+# builds them with go), and checks kubectl (shipped with this machine image; e2e fails loudly without it).
 set -euo pipefail
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
@@ -17,6 +18,10 @@ fi
 if ! command -v cargo-fuzz >/dev/null; then
   cargo install --quiet --locked cargo-fuzz
 fi
+# cargo-machete (crates registry, by name): `make deps-audit` fails on an unused dependency.
+if ! command -v cargo-machete >/dev/null; then
+  cargo install --quiet --locked cargo-machete
+fi
 if ! command -v kubectl >/dev/null; then
   # Debian's own kubernetes-client is far older than the 1.32 the e2e tests target; try the
   # machine image's package first, then fail loudly.
@@ -26,4 +31,6 @@ if ! command -v kubectl >/dev/null; then
   echo "ERROR: kubectl (1.32) is required by the e2e tests and is not installed" >&2
   exit 1
 fi
+# h2spec and grpc-go's interop client/server, pinned in peers/go.mod (proxy/tests/h2spec.rs, grpc_interop.rs).
+"$(dirname "$0")/../peers/install.sh"
 echo "deps ok: $(kubectl version --client 2>/dev/null | head -1), python grpcio $(python3 -c 'import grpc; print(grpc.__version__)')"

@@ -2,6 +2,11 @@
 //! ≥ 1.25.1 does: compare the first bytes with the 24-byte client preface; a full match is h2, a
 //! mismatch is HTTP/1.x, a matching but incomplete prefix waits for more bytes (the preface may
 //! arrive split across reads). The bytes read are replayed to the HTTP server by [`Prefixed`].
+//!
+//! A first line that is neither (no `HTTP/` version in it, as in h2spec's "INVALID CONNECTION
+//! PREFACE") is a broken HTTP/2 preface as much as a broken request line: the connection is closed
+//! without an answer, as RFC 9113 §3.4 requires of an h2c server (RFC 9112 §2.2 lets an HTTP/1.1
+//! server close on an invalid request line too).
 
 use std::io;
 use std::pin::Pin;
@@ -14,12 +19,18 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// How much of a first line without `HTTP/` is read before HTTP/1.1 gets it anyway (and its
+/// request-line limit answers it).
+const MAX_FIRST_LINE: usize = 8 << 10;
+
 #[derive(Debug, Error)]
 pub enum SniffError {
     #[error("connection closed before the first request")]
     Closed,
     #[error("read failed while detecting the protocol: {0}")]
     Io(#[from] io::Error),
+    #[error("neither the HTTP/2 preface nor an HTTP/1.x request line")]
+    NotHttp,
 }
 
 /// The protocol a connection speaks.
@@ -38,11 +49,30 @@ pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> Result<(Detected, BytesM
         }
         let n = buf.len().min(H2_PREFACE.len());
         if buf[..n] != H2_PREFACE[..n] {
-            return Ok((Detected::Http1, buf));
+            match names_http_version(&buf) {
+                Some(true) => return Ok((Detected::Http1, buf)),
+                Some(false) => return Err(SniffError::NotHttp),
+                None if buf.len() >= MAX_FIRST_LINE => return Ok((Detected::Http1, buf)),
+                None => continue,
+            }
         }
         if n == H2_PREFACE.len() {
             return Ok((Detected::H2, buf));
         }
+    }
+}
+
+/// Whether the first line (after empty lines) has `HTTP/` in it; None while it is incomplete and
+/// has none yet.
+fn names_http_version(buf: &[u8]) -> Option<bool> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let rest = &buf[start..];
+    let end = rest.iter().position(|&b| b == b'\n');
+    let line = &rest[..end.unwrap_or(rest.len())];
+    if line.windows(5).any(|w| w == b"HTTP/") {
+        Some(true)
+    } else {
+        end.map(|_| false)
     }
 }
 
@@ -128,6 +158,23 @@ mod tests {
         let (mut client, mut server) = tokio::io::duplex(64);
         client.write_all(b"PRI * HTTP/1.1\r\n").await.unwrap();
         assert_eq!(sniff(&mut server).await.unwrap().0, Detected::Http1);
+    }
+
+    #[tokio::test]
+    async fn a_first_line_without_http_version_is_neither() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"INVALID CONNECTION PREFACE\r\n\r\n").await.unwrap();
+        assert!(matches!(sniff(&mut server).await, Err(SniffError::NotHttp)));
+    }
+
+    #[tokio::test]
+    async fn a_request_line_split_before_its_version_waits_for_it() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let task = tokio::spawn(async move { sniff(&mut server).await.map(|(d, _)| d) });
+        client.write_all(b"\r\nGET /a-long-path").await.unwrap();
+        tokio::task::yield_now().await;
+        client.write_all(b" HTTP/1.1\r\n").await.unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), Detected::Http1);
     }
 
     #[tokio::test]
