@@ -3,12 +3,14 @@
 //!
 //! This crate is deliberately small and I/O free: serde types ([`schema`]), the rules Kong's schema
 //! enforces ([`validate`], with per-entity errors in Kong's `flattened_errors` shape, [`errors`]),
-//! the regex dialect both sides must agree on ([`patterns`]) and the configuration hash ([`hash`]).
+//! the regex dialect both sides must agree on ([`patterns`]), Kong's plugin schemas ([`plugins`])
+//! and the configuration hash ([`hash`]).
 //! The controller and the proxy depend on it and never on each other.
 
 pub mod errors;
 pub mod hash;
 pub mod patterns;
+pub mod plugins;
 pub mod schema;
 pub mod validate;
 

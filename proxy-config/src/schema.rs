@@ -506,8 +506,8 @@ pub struct CaCertificate {
     pub tags: Vec<String>,
 }
 
-/// A plugin instance. sluice implements `request-transformer` and `response-transformer`
-/// (header operations; used for Gateway API header filters) and `request-termination`.
+/// A plugin instance; `config` is checked and typed by [`crate::plugins`] (the plugins sluice
+/// implements are [`SUPPORTED_PLUGINS`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plugin {
@@ -540,11 +540,12 @@ impl Plugin {
 }
 
 /// The plugins sluice implements.
-pub const SUPPORTED_PLUGINS: &[&str] =
-    &["request-transformer", "response-transformer", "request-termination", "cors", "correlation-id", "ip-restriction"];
+pub const SUPPORTED_PLUGINS: &[&str] = crate::plugins::PLUGIN_NAMES;
 
-/// `config` of `request-transformer` / `response-transformer`: header operations, each header as
-/// `"name:value"` (Kong's format); `remove` lists bare names.
+/// The header operations the controller generates for `request-transformer` /
+/// `response-transformer` (Gateway API header filters), each header as `"name:value"` (Kong's
+/// format); `remove` lists bare names. The full, checked schemas are
+/// [`crate::plugins::RequestTransformerConfig`] and [`crate::plugins::ResponseTransformerConfig`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformerConfig {
@@ -579,7 +580,8 @@ pub struct TransformOps {
     pub uri: Option<String>,
 }
 
-/// `config` of `request-termination`: a fixed reply instead of proxying.
+/// The `request-termination` config the controller generates: a fixed reply instead of proxying.
+/// The full, checked schema is [`crate::plugins::RequestTerminationConfig`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TerminationConfig {

@@ -169,7 +169,7 @@ plugins:
     );
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert_eq!(errs[0].errors[0].field, "name");
-    assert_eq!(errs[1].errors[0].field, "config.add.headers");
+    assert_eq!(errs[1].errors[0].field, "config.add.headers.1");
     assert_eq!(errs[2].errors[0].field, "route");
 }
 

@@ -376,37 +376,12 @@ fn check_plugin(p: &Plugin, e: &mut Entity<'_>) {
 }
 
 /// Checks one plugin's `name` and `config` against the plugin's schema, as the proxy will when the
-/// config is pushed. Each error names its field as Kong's `flattened_errors` do (`name`, `config`,
-/// `config.<field>`). The controller calls this per KongPlugin so that a bad configuration becomes
-/// an Event on the objects involved instead of a rejected push.
+/// config is pushed (the schemas live in [`crate::plugins`]). Each error names its field as Kong's
+/// `flattened_errors` do (`name`, `config`, `config.<field>`). The controller calls this per
+/// KongPlugin so that a bad configuration becomes an Event on the objects involved instead of a
+/// rejected push.
 pub fn check_plugin_config(name: &str, config: &serde_json::Value) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let mut err = |field: String, message: String| errors.push(FieldError::new(field, message));
-    if !SUPPORTED_PLUGINS.contains(&name) {
-        err("name".into(), format!("plugin '{name}' not enabled; sluice supports: {}", SUPPORTED_PLUGINS.join(", ")));
-        return errors;
-    }
-    let config = if config.is_null() { serde_json::json!({}) } else { config.clone() };
-    let result = match name {
-        "request-termination" => serde_json::from_value::<TerminationConfig>(config).map(|_| ()),
-        // Typed in the proxy's plugin modules for now (proxy/src/plugins/{cors,correlation_id,
-        // ip_restriction}.rs), which reject a bad config with the field named when the config is
-        // built; their typed configs here come with the pconf branch.
-        "cors" | "correlation-id" | "ip-restriction" => Ok(()),
-        _ => serde_json::from_value::<TransformerConfig>(config).map(|c| {
-            for (op, list) in [("add", &c.add), ("append", &c.append), ("replace", &c.replace), ("rename", &c.rename)] {
-                for h in &list.headers {
-                    if !h.contains(':') {
-                        err(format!("config.{op}.headers"), format!("invalid value '{h}': expected 'name:value'"));
-                    }
-                }
-            }
-        }),
-    };
-    if let Err(e) = result {
-        err("config".into(), e.to_string());
-    }
-    errors
+    crate::plugins::check_plugin_config(name, config)
 }
 
 /// Parses a target `host[:port]` / `[v6][:port]`; Kong's default port is 8000.

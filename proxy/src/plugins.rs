@@ -32,7 +32,10 @@ pub mod correlation_id;
 pub mod cors;
 pub mod header_transformer;
 pub mod ip_restriction;
+pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
 
 /// A plugin entity whose config cannot be built; `field` is Kong's flattened field name.
 #[derive(Debug, Error, PartialEq)]
