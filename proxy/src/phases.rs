@@ -127,6 +127,7 @@ struct Prepared<'a> {
 
 /// route → access → upstream_request.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn before_balancer<'a>(
     req: Request<ClientBody>,
     conn: &ConnInfo,
@@ -150,6 +151,7 @@ fn before_balancer<'a>(
 }
 
 /// header_filter → body_filter (which ends in log).
+#[inline(always)]
 fn after_balancer(
     response: Response<UpstreamStream>,
     sent: balancer::Sent,

@@ -16,6 +16,7 @@ use crate::settings::trust::TrustedIps;
 
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+#[inline(always)]
 pub fn access(
     route: &RouteRt,
     index: usize,

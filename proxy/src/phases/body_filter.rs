@@ -261,6 +261,7 @@ impl Drop for UpstreamBody {
 /// Wraps the upstream's body for the client and hands the record to it (it completes the record
 /// when the body ends or is dropped).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn respond(
     head: http::response::Parts,
     body: UpstreamStream,

@@ -9,6 +9,7 @@ use crate::config::state::RouteRt;
 use crate::plugins::{HeaderFilterCtx, RequestState};
 use crate::wire::hop_by_hop::strip_hop_by_hop;
 
+#[inline(always)]
 pub fn header_filter(route: &RouteRt, head: &mut Parts, state: &RequestState) {
     head.version = Version::HTTP_11;
     strip_hop_by_hop(&mut head.headers);

@@ -21,6 +21,7 @@ pub struct Routed {
     pub matched_path_len: usize,
 }
 
+#[inline(always)]
 pub fn route(
     parts: &Parts,
     conn: &ConnInfo,

@@ -23,6 +23,7 @@ use crate::telemetry::observe::Completion;
 use crate::wire::hop_by_hop::strip_hop_by_hop;
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn upstream_request(
     mut parts: Parts,
     body: ClientBody,
