@@ -8,7 +8,7 @@ TEST_THREADS ?= 4
 # keeps its default.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: help build release pgo-profile demo test deps deps-audit lint fmt fmt-check clippy unit crds crds-check bench fuzz fuzz-short soak clean-demo peers-report
+.PHONY: help build release pgo-profile demo cluster cluster-down test deps deps-audit lint fmt fmt-check clippy unit crds crds-check bench fuzz fuzz-short soak clean-demo peers-report
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -29,6 +29,12 @@ pgo-profile: ## Retrain pgo/sluice-proxy.profdata (after changing the request pa
 
 demo: ## Start backends, proxy and controller on examples/, make the example calls (DEMO_ONESHOT=1 to exit after)
 	./scripts/demo.sh
+
+cluster: ## Real kube-apiserver + etcd with sluice on it, in the background; writes .run/cluster/env
+	./scripts/cluster.sh up
+
+cluster-down: ## Stop what make cluster started
+	./scripts/cluster.sh down
 
 test: deps lint deps-audit unit crds-check fuzz-short ## Everything CI runs: fmt, clippy, dependency audit, unit, golden, integration, e2e, CRD drift, short fuzz
 	@echo "make test: all checks passed"

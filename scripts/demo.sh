@@ -87,8 +87,9 @@ call() { # TITLE, then sluice-grpc-call arguments
 echo
 echo "==> In a cluster, the same state comes from:"
 cat <<'KUBECTL'
+    kubectl apply -f crds/ && kubectl wait --for=condition=Established crd --all
     kubectl apply -f examples/00-gateway/ -f examples/01-grpcbin/ -f examples/02-echo/ \
-                  -f examples/03-gateway-api-guide/ -f examples/04-grpc-grpcs-upstreams/
+                  -f examples/03-gateway-api-guide/ -f examples/04-grpc-grpcs-upstreams/ -f examples/05-plugins/
     kubectl annotate service grpcbin konghq.com/protocol=grpc --overwrite
     KONG_PROXY_LISTEN="0.0.0.0:8000 http2, 0.0.0.0:8443 http2 ssl"   # the proxy's listen setting
 KUBECTL
@@ -106,6 +107,8 @@ call "echo: reflection through the proxy" --plaintext --authority echo.example.c
 call "Gateway API guide: foo.example.com Login -> foo-svc" --plaintext --authority foo.example.com "$P" com.example.User/Login '{"username":"alice"}'
 call "Gateway API guide: bar.example.com -> bar-svc" --plaintext --authority bar.example.com "$P" com.example.User/Login '{"username":"bob"}'
 call "Gateway API guide: bar.example.com env=canary -> bar-svc-canary" --plaintext --authority bar.example.com -H 'env: canary' "$P" com.example.User/Login '{"username":"bob"}'
+call "KongPlugin add-echo-header (request-transformer via a GRPCRoute ExtensionRef): the backend echoes x-echo-plugin" \
+  -v --plaintext --authority plugins.example.com "$P" echo.Echo/Echo '{"message":"hi"}'
 for i in 1 2; do
   call "gRPC upstream (h2c), round robin #$i" --plaintext --authority plain.example.com "$P" echo.Echo/Echo '{"message":"rr"}'
 done

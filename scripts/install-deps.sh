@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond the Rust toolchain, by package name, idempotently:
 # rustfmt/clippy (from rust-toolchain.toml), curl, python grpcio + grpcio-tools (the Python gRPC
-# client test), cargo-fuzz, cargo-machete, h2spec and the gRPC interop client/server (peers/install.sh
-# builds them with go), and checks kubectl (shipped with this machine image; e2e fails loudly without it).
+# client test), cargo-fuzz, cargo-machete, iproute2 (the e2e backends' network namespaces), h2spec and
+# the gRPC interop client/server (peers/install.sh builds them with go), checks kubectl (shipped with
+# this machine image; e2e fails loudly without it), and builds kube-apiserver and etcd from their Go
+# modules into a cache outside the repository (scripts/k8s-tools.sh; reused when already there).
 set -euo pipefail
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
@@ -33,4 +36,10 @@ if ! command -v kubectl >/dev/null; then
 fi
 # h2spec and grpc-go's interop client/server, pinned in peers/go.mod (proxy/tests/h2spec.rs, grpc_interop.rs).
 "$(dirname "$0")/../peers/install.sh"
+if ! command -v go >/dev/null; then
+  echo "ERROR: go (1.26, with the Go module proxy) is required to build kube-apiserver and etcd for the e2e tests" >&2
+  exit 1
+fi
+k8s_bin="$("$(dirname "$0")/k8s-tools.sh" | tail -1)"
+echo "deps ok: kube-apiserver and etcd in $k8s_bin"
 echo "deps ok: $(kubectl version --client 2>/dev/null | head -1), python grpcio $(python3 -c 'import grpc; print(grpc.__version__)')"

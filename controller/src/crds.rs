@@ -1,5 +1,5 @@
 //! CRD manifests generated from Rust types, so that the YAML can never drift from the code:
-//! sluice's own CRDs (`crds/`, from [`crate::policy`]) and the Gateway API standard CRDs the
+//! sluice's own CRDs (`crds/`, from [`crate::policy`] and [`crate::kong_plugins`]) and the Gateway API standard CRDs the
 //! controller reads (`manifests/gateway-api-crds.yaml`, from the typed `gateway-api` crate, which
 //! targets Gateway API [`GATEWAY_API_VERSION`]). The `crdgen` bin writes them; the test
 //! `tests/crds_fresh.rs` fails when the committed files differ from what the code generates.
@@ -14,12 +14,16 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 use thiserror::Error;
 
+use crate::kong_plugins::{KongClusterPlugin, KongPlugin};
 use crate::policy::KongUpstreamPolicy;
 
 /// The Gateway API release the `gateway-api` crate (0.22) was generated from.
 pub const GATEWAY_API_VERSION: &str = "v1.5.1";
+/// The `api-approved.kubernetes.io` value of the upstream Gateway API CRDs.
+const API_APPROVED: &str = "https://github.com/kubernetes-sigs/gateway-api/pull/3328";
 /// Where the files live, relative to the workspace root.
 pub const OWN_CRDS_PATH: &str = "crds/kongupstreampolicies.yaml";
+pub const PLUGIN_CRDS_PATH: &str = "crds/kongplugins.yaml";
 pub const GATEWAY_API_CRDS_PATH: &str = "manifests/gateway-api-crds.yaml";
 /// How to regenerate them.
 pub const REGENERATE: &str = "cargo run -p controller --bin crdgen";
@@ -44,6 +48,11 @@ pub fn own_crds() -> Result<String, CrdError> {
     render(vec![KongUpstreamPolicy::crd()])
 }
 
+/// KongPlugin and KongClusterPlugin.
+pub fn plugin_crds() -> Result<String, CrdError> {
+    render(vec![KongPlugin::crd(), KongClusterPlugin::crd()])
+}
+
 /// Kinds that the v1.5.1 standard channel still serves as `v1beta1` too (same schema, so no
 /// conversion is needed; `v1` stays the storage version). Manifests written for `v1beta1` (most
 /// ReferenceGrant examples) then apply unchanged.
@@ -54,6 +63,8 @@ pub fn gateway_api_crds() -> Result<String, CrdError> {
     let mut crds = vec![GatewayClass::crd(), Gateway::crd(), GrpcRoute::crd(), HttpRoute::crd(), ReferenceGrant::crd()];
     for crd in &mut crds {
         let annotations = crd.metadata.annotations.get_or_insert_with(Default::default);
+        // kube-apiserver refuses CRDs in *.k8s.io groups without it (KEP 1111), as upstream's carry.
+        annotations.insert("api-approved.kubernetes.io".into(), API_APPROVED.into());
         annotations.insert("gateway.networking.k8s.io/bundle-version".into(), GATEWAY_API_VERSION.into());
         annotations.insert("gateway.networking.k8s.io/channel".into(), "standard".into());
         if ALSO_V1BETA1.contains(&crd.spec.names.kind.as_str()) {

@@ -136,7 +136,7 @@ fn add_value(mut value: Value, source: &str, loaded: &mut Loaded) {
         return;
     }
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-    let cluster_scoped = matches!(kind.as_str(), "IngressClass" | "GatewayClass" | "Namespace");
+    let cluster_scoped = matches!(kind.as_str(), "IngressClass" | "GatewayClass" | "Namespace" | "KongClusterPlugin");
     if !cluster_scoped && str_at(&value, &["metadata", "namespace"]).is_empty() {
         if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("namespace".into(), Value::String("default".into()));
@@ -160,6 +160,10 @@ fn add_value(mut value: Value, source: &str, loaded: &mut Loaded) {
         ("", "Namespace") => push(value, &kind, source, &mut s.namespaces, problems),
         ("configuration.konghq.com", "KongUpstreamPolicy") => {
             push(value, &kind, source, &mut s.kong_upstream_policies, problems)
+        }
+        ("configuration.konghq.com", "KongPlugin") => push(value, &kind, source, &mut s.kong_plugins, problems),
+        ("configuration.konghq.com", "KongClusterPlugin") => {
+            push(value, &kind, source, &mut s.kong_cluster_plugins, problems)
         }
         _ => tracing::debug!(%source, %api_version, %kind, "ignoring a manifest of a kind sluice does not read"),
     }

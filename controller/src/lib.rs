@@ -13,6 +13,7 @@ pub mod events;
 pub mod files;
 pub mod gateway_status;
 pub mod health;
+pub mod kong_plugins;
 pub mod leader;
 pub mod metrics;
 pub mod policy;

@@ -16,6 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::{Resource, ResourceExt};
 
+use crate::kong_plugins::{KongClusterPlugin, KongPlugin};
 use crate::policy::KongUpstreamPolicy;
 use crate::translate::ObjectRef;
 
@@ -36,6 +37,8 @@ pub struct Snapshot {
     /// Namespaces (their labels select routes for Gateway listeners, `allowedRoutes` Selector).
     pub namespaces: Vec<Arc<Namespace>>,
     pub kong_upstream_policies: Vec<Arc<KongUpstreamPolicy>>,
+    pub kong_plugins: Vec<Arc<KongPlugin>>,
+    pub kong_cluster_plugins: Vec<Arc<KongClusterPlugin>>,
 }
 
 /// Sort key: namespace, then name (cluster-scoped objects have an empty namespace).
@@ -67,6 +70,8 @@ impl Snapshot {
         sort(&mut self.reference_grants);
         sort(&mut self.namespaces);
         sort(&mut self.kong_upstream_policies);
+        sort(&mut self.kong_plugins);
+        sort(&mut self.kong_cluster_plugins);
     }
 
     /// A copy without the given objects: the fallback config is the translation of the world minus
@@ -88,6 +93,8 @@ impl Snapshot {
         keep(&mut s.reference_grants, excluded);
         keep(&mut s.namespaces, excluded);
         keep(&mut s.kong_upstream_policies, excluded);
+        keep(&mut s.kong_plugins, excluded);
+        keep(&mut s.kong_cluster_plugins, excluded);
         s
     }
 
@@ -105,6 +112,8 @@ impl Snapshot {
             + self.reference_grants.len()
             + self.namespaces.len()
             + self.kong_upstream_policies.len()
+            + self.kong_plugins.len()
+            + self.kong_cluster_plugins.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -26,6 +26,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::kong_plugins::{KongClusterPlugin, KongPlugin, SECRET_LABEL};
 use crate::policy::KongUpstreamPolicy;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
@@ -55,6 +56,8 @@ pub struct Stores {
     /// Not waited for: only `allowedRoutes.namespaces.from: Selector` reads it.
     pub namespaces: Vec<Store<Namespace>>,
     pub kong_upstream_policies: Vec<Store<KongUpstreamPolicy>>,
+    pub kong_plugins: Vec<Store<KongPlugin>>,
+    pub kong_cluster_plugins: Vec<Store<KongClusterPlugin>>,
 }
 
 fn state<K: Resource<DynamicType = ()> + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>> {
@@ -87,6 +90,8 @@ impl Stores {
             reference_grants: state(&self.reference_grants),
             namespaces: state(&self.namespaces),
             kong_upstream_policies: state(&self.kong_upstream_policies),
+            kong_plugins: state(&self.kong_plugins),
+            kong_cluster_plugins: state(&self.kong_cluster_plugins),
         };
         s.sort();
         s
@@ -104,7 +109,9 @@ impl Stores {
         ready(&self.grpc_routes, "GRPCRoute").await?;
         ready(&self.http_routes, "HTTPRoute").await?;
         ready(&self.reference_grants, "ReferenceGrant").await?;
-        ready(&self.kong_upstream_policies, "KongUpstreamPolicy").await
+        ready(&self.kong_upstream_policies, "KongUpstreamPolicy").await?;
+        ready(&self.kong_plugins, "KongPlugin").await?;
+        ready(&self.kong_cluster_plugins, "KongClusterPlugin").await
     }
 }
 
@@ -191,12 +198,14 @@ where
     reader
 }
 
-/// Only TLS Secrets and CA Secrets (`ca.crt`/`cert`) keep their data: the controller must not hold
-/// more secrets than it serves.
+/// Only TLS Secrets, CA Secrets (`ca.crt`/`cert`) and Secrets labelled `konghq.com/secret: "true"`
+/// (plugin configuration: KongPlugin `configFrom`/`configPatches`) keep their data: the controller
+/// must not hold more secrets than it serves.
 fn strip_secret(s: &mut Secret) {
     let tls = s.type_.as_deref() == Some("kubernetes.io/tls");
     let ca = s.data.as_ref().is_some_and(|d| d.contains_key("ca.crt") || d.contains_key("cert"));
-    if !tls && !ca {
+    let labelled = s.labels().get(SECRET_LABEL).map(String::as_str) == Some("true");
+    if !tls && !ca && !labelled {
         s.data = None;
         s.string_data = None;
     }
@@ -254,6 +263,14 @@ pub fn start(client: &Client, settings: &Settings, gateway_api: bool) -> Watches
             reflect_optional(client.clone(), api, ("configuration.konghq.com", "KongUpstreamPolicy"), &tx, &mut tasks);
         stores.kong_upstream_policies.push(store);
     }
+    for api in namespaced::<KongPlugin>(client, settings) {
+        let store = reflect_optional(client.clone(), api, (crate::kong_plugins::GROUP, "KongPlugin"), &tx, &mut tasks);
+        stores.kong_plugins.push(store);
+    }
+    let api = Api::<KongClusterPlugin>::all(client.clone());
+    let store =
+        reflect_optional(client.clone(), api, (crate::kong_plugins::GROUP, "KongClusterPlugin"), &tx, &mut tasks);
+    stores.kong_cluster_plugins.push(store);
     Watches { stores, changes, tasks }
 }
 
@@ -295,5 +312,9 @@ mod tests {
             secret(serde_json::json!({"metadata": {"name": "o"}, "type": "Opaque", "data": {"password": "eA=="}}));
         strip_secret(&mut other);
         assert!(other.data.is_none());
+        let mut labelled = secret(serde_json::json!({"metadata": {"name": "p", "labels": {SECRET_LABEL: "true"}},
+            "type": "Opaque", "data": {"config": "eA=="}}));
+        strip_secret(&mut labelled);
+        assert!(labelled.data.is_some());
     }
 }

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use controller::crds::{gateway_api_crds, own_crds, GATEWAY_API_CRDS_PATH, OWN_CRDS_PATH, REGENERATE};
+use controller::crds::{
+    gateway_api_crds, own_crds, plugin_crds, GATEWAY_API_CRDS_PATH, OWN_CRDS_PATH, PLUGIN_CRDS_PATH, REGENERATE,
+};
 
 fn check(path: &str, generated: &str) {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
@@ -13,6 +15,15 @@ fn check(path: &str, generated: &str) {
 #[test]
 fn own_crds_are_fresh() {
     check(OWN_CRDS_PATH, &own_crds().unwrap());
+}
+
+#[test]
+fn plugin_crds_are_fresh() {
+    let generated = plugin_crds().unwrap();
+    for kind in ["KongPlugin", "KongClusterPlugin"] {
+        assert!(generated.contains(&format!("kind: {kind}\n")), "{kind} missing");
+    }
+    check(PLUGIN_CRDS_PATH, &generated);
 }
 
 #[test]

@@ -79,7 +79,23 @@ pub struct Backend {
 pub async fn spawn(opts: BackendOptions) -> Result<Backend, DemoError> {
     let addr = opts.addr.unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let listener = TcpListener::bind(addr).await.map_err(|source| DemoError::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| DemoError::Bind { addr, source })?;
+    serve(listener, opts).await
+}
+
+/// Starts a backend on a socket bound by the caller (`opts.addr` is ignored), e.g. one bound inside
+/// another network namespace; the listener must be non-blocking.
+pub async fn spawn_on(listener: std::net::TcpListener, opts: BackendOptions) -> Result<Backend, DemoError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DemoError::Bind { addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), source })?;
+    let listener = TcpListener::from_std(listener).map_err(|source| DemoError::Bind { addr, source })?;
+    serve(listener, opts).await
+}
+
+async fn serve(listener: TcpListener, opts: BackendOptions) -> Result<Backend, DemoError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DemoError::Bind { addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), source })?;
     let kill = CancellationToken::new();
     let connection_token = kill.clone();
     let incoming = TcpIncoming::from(listener)

@@ -19,7 +19,7 @@ mod services;
 pub mod stats;
 pub mod tls;
 
-pub use backend::{spawn, Backend, BackendOptions};
+pub use backend::{spawn, spawn_on, Backend, BackendOptions};
 pub use error::DemoError;
 pub use stats::{MethodStats, RequestSeen, Stats};
 pub use tls::self_signed;

@@ -6,7 +6,12 @@
 //! [`Kubectl`].
 
 pub mod apiserver;
+pub mod control_plane;
+pub mod install;
 pub mod kubectl;
+pub mod netns;
 
 pub use apiserver::{ApiServer, Options, ServerError, TestApiServer};
+pub use control_plane::{ControlPlane, ControlPlaneError};
 pub use kubectl::{Kubectl, KubectlError};
+pub use netns::{BackendNet, NetnsError};

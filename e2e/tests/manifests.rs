@@ -1,9 +1,11 @@
 //! The install manifests (`manifests/`).
 //!
-//! - The real kubectl accepts them: a client-side dry run, then a real `kubectl apply` against the
-//!   in-memory test API server, with every object read back (`kubectl get -o json`) and a second apply
-//!   that changes nothing. CRDs (`crds/`, `manifests/gateway-api-crds.yaml`) are applied first and
+//! - The real kubectl accepts them: a client-side dry run, then a real `kubectl apply` against a
+//!   real kube-apiserver (`e2e::ControlPlane`: schema validation, admission, RBAC), with every object
+//!   read back (`kubectl get -o json`) and a second apply that changes nothing. CRDs (`crds/`, `manifests/gateway-api-crds.yaml`) are applied first and
 //!   waited for, as manifests/README.md tells users to.
+//! - The real RBAC authorizer holds the ServiceAccount's token (`kubectl create token`) to what the
+//!   controller needs and no more.
 //! - A static check holds them to least-privilege RBAC, the pod's hardening, its probes, and the
 //!   consistency between objects (Service selectors and ports, bindings, Lease name).
 //! - The real settings parsers of `sluice-controller` and `sluice-proxy` accept the Deployment's
@@ -15,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use e2e::{Kubectl, TestApiServer};
+use e2e::{ControlPlane, Kubectl};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -297,7 +299,7 @@ fn expected_cluster_permissions() -> BTreeMap<(String, String), BTreeSet<String>
         &["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants"],
         READ,
     );
-    add("configuration.konghq.com", &["kongupstreampolicies"], READ);
+    add("configuration.konghq.com", &["kongupstreampolicies", "kongplugins", "kongclusterplugins"], READ);
     add("networking.k8s.io", &["ingresses/status"], STATUS_WRITE);
     add(
         "gateway.networking.k8s.io",
@@ -810,22 +812,21 @@ fn services_select_the_pod_and_its_ports() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// kubectl against the test API server
+// kubectl against a real kube-apiserver
 
 struct Env {
     /// Kept alive for the test; dropping it stops the server.
-    _server: TestApiServer,
+    cp: ControlPlane,
+    /// Admin (`system:masters`).
     kubectl: Kubectl,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 async fn env() -> Env {
-    let server = TestApiServer::start().await.expect("start the test API server");
+    let cp = ControlPlane::start().await.unwrap_or_else(|e| panic!("starting the control plane: {e}"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).expect("write kubeconfig");
-    let kubectl = Kubectl::new(kubeconfig, dir.path()).expect("kubectl is required for the e2e tests");
-    Env { _server: server, kubectl, _dir: dir }
+    let kubectl = Kubectl::new(cp.kubeconfig(), dir.path()).expect("kubectl is required for the e2e tests");
+    Env { cp, kubectl, dir }
 }
 
 fn path_arg(p: &Path) -> String {
@@ -904,8 +905,11 @@ async fn kubectl_client_dry_run_accepts_the_manifests() {
     let ns = k.run(&["get", "namespace", NAMESPACE]).await.unwrap();
     assert!(!ns.status.success(), "the dry run created namespace {NAMESPACE}");
     assert!(String::from_utf8_lossy(&ns.stderr).contains("NotFound"), "{ns:?}");
-    let roles = k.ok(&["get", "clusterroles", "-o", "name"]).await.unwrap();
-    assert_eq!(roles.trim(), "", "the dry run created ClusterRoles");
+    let role = k.run(&["get", "clusterrole", "sluice"]).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&role.stderr).contains("NotFound"),
+        "the dry run created ClusterRole sluice: {role:?}"
+    );
 }
 
 /// Whether `actual` holds everything `expected` does (the server may add fields, never lose one).
@@ -981,4 +985,118 @@ async fn kubectl_apply_installs_the_manifests_and_reads_them_back() {
     // Applying again changes nothing: no field is rewritten by defaults or lost.
     let again = apply(k, &[], gateway).await;
     assert_lines(&again, &objs, "unchanged");
+}
+
+/// Runs kubectl and expects the API server to refuse it (403 Forbidden) for the ServiceAccount.
+async fn forbidden(k: &Kubectl, args: &[&str]) {
+    let out = k.run(args).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.to_lowercase().contains("forbidden")
+            && stderr.contains("system:serviceaccount:sluice:sluice"),
+        "kubectl {args:?} as the ServiceAccount was not forbidden: {out:?}"
+    );
+}
+
+/// The shipped RBAC against the real authorizer, with the token the controller uses in the e2e
+/// scenarios: it may read what is translated, write statuses, Events and its Lease (sufficient; the
+/// scenarios show the controller works with it), and nothing else (least privilege).
+#[tokio::test]
+async fn service_account_token_is_sufficient_and_least_privilege() {
+    let env = env().await;
+    let k = &env.kubectl;
+    let gateway = install_crds(k).await;
+    apply(k, &[], gateway).await;
+    k.apply(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n  namespace: default\nspec:\n  ingressClassName: kong\n  defaultBackend:\n    service:\n      name: web\n      port:\n        number: 80\n",
+        &[],
+    )
+    .await
+    .unwrap();
+    let token = k
+        .ok(&["create", "token", "sluice", "-n", NAMESPACE, "--duration=10m"])
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest: {e}"));
+    let kubeconfig = env.dir.path().join("sa.kubeconfig");
+    env.cp.write_kubeconfig(&kubeconfig, Some(token.trim())).unwrap();
+    let sa_home = env.dir.path().join("sa");
+    std::fs::create_dir_all(&sa_home).unwrap();
+    let sa = Kubectl::new(&kubeconfig, &sa_home).unwrap();
+
+    let who = sa.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]).await.unwrap();
+    assert_eq!(who, "system:serviceaccount:sluice:sluice");
+    // Sufficient: every read the controller's watches make, cluster-wide.
+    for kind in ["services", "secrets", "endpointslices", "ingresses", "namespaces", "kongupstreampolicies"] {
+        sa.ok(&["get", kind, "-A"]).await.unwrap_or_else(|e| panic!("reading {kind}: {e}"));
+    }
+    sa.ok(&["get", "ingressclasses"]).await.unwrap();
+    if gateway {
+        for kind in ["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants"] {
+            sa.ok(&["get", kind, "-A"]).await.unwrap_or_else(|e| panic!("reading {kind}: {e}"));
+        }
+    }
+    // Statuses through the subresource, as the controller writes them: a PATCH with no GET first
+    // (`kubectl patch --subresource=status` reads the subresource first, which the Role does not
+    // grant and the controller does not need).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let ingresses: kube::Api<k8s_openapi::api::networking::v1::Ingress> =
+        kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let status = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}});
+    let patched = ingresses
+        .patch_status("web", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status))
+        .await
+        .unwrap_or_else(|e| panic!("writing the Ingress status: {e}"));
+    let ip = patched.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).map(|i| i[0].ip.clone());
+    assert_eq!(ip, Some(Some("192.0.2.10".to_string())));
+    // Its Lease, by the name the Role allows.
+    sa.apply(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: sluice-controller-leader\n  namespace: sluice\nspec:\n  holderIdentity: e2e\n",
+        &[],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("creating the leader Lease: {e}"));
+    sa.ok(&["get", "lease", "sluice-controller-leader", "-n", NAMESPACE]).await.unwrap();
+
+    // Least privilege: no Pods, no spec writes, no deletes, no Secrets writes, no other Lease.
+    forbidden(&sa, &["get", "pods", "-A"]).await;
+    forbidden(&sa, &["get", "configmaps", "-n", NAMESPACE]).await;
+    forbidden(
+        &sa,
+        &["patch", "ingress", "web", "-n", "default", "--type=merge", "-p", r#"{"spec":{"ingressClassName":"other"}}"#],
+    )
+    .await;
+    forbidden(&sa, &["delete", "ingress", "web", "-n", "default"]).await;
+    forbidden(&sa, &["create", "secret", "generic", "stolen", "-n", "default", "--from-literal=a=b"]).await;
+    forbidden(
+        &sa,
+        &[
+            "patch",
+            "service",
+            "sluice-proxy",
+            "-n",
+            NAMESPACE,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"labels":{"x":"y"}}}"#,
+        ],
+    )
+    .await;
+    forbidden(&sa, &["get", "lease", "kube-scheduler", "-n", "kube-system"]).await;
+    forbidden(&sa, &["get", "lease", "someone-else", "-n", NAMESPACE]).await;
+    forbidden(
+        &sa,
+        &["create", "clusterrolebinding", "escalate", "--clusterrole=cluster-admin", "--serviceaccount=sluice:sluice"],
+    )
+    .await;
+    // The Ingress spec is unchanged.
+    let class =
+        k.ok(&["get", "ingress", "web", "-n", "default", "-o", "jsonpath={.spec.ingressClassName}"]).await.unwrap();
+    assert_eq!(class, "kong");
 }

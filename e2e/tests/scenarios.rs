@@ -1,11 +1,12 @@
-//! The product the way users use it: real `kubectl annotate` / `apply` / `delete` against a
-//! Kubernetes API, real `sluice-controller` and `sluice-proxy` processes, real gRPC calls through
-//! the proxy's plaintext (h2c) and TLS ports. Runs against the in-memory test API server, or a real
-//! cluster when `SLUICE_E2E_KUBECONFIG` is set (then the backends must be reachable from it).
+//! The product the way users use it: real `kubectl annotate` / `apply` / `delete` against a real
+//! kube-apiserver (the shipped CRDs and install manifests applied, the controller running as the
+//! manifests' ServiceAccount), real `sluice-controller` and `sluice-proxy` processes, real gRPC calls
+//! through the proxy's plaintext (h2c) and TLS ports. Every status the controller writes must pass
+//! the real API server's validation, or the status checks here time out.
 
 mod support;
 
-use sluice_demo::{spawn, BackendOptions};
+use sluice_demo::BackendOptions;
 use std::collections::BTreeSet;
 use support::*;
 
@@ -19,7 +20,7 @@ fn backend_of(reply: &str) -> String {
 async fn scenario_1_kong_grpc_guide() {
     let w = World::start().await;
     w.apply(&example("00-gateway/gateway.yaml")).await;
-    let grpcbin = spawn(BackendOptions::named("grpcbin")).await.unwrap();
+    let grpcbin = w.backend_named("grpcbin").await;
     // The Service as users first create it: no protocol annotation yet.
     let unannotated = example("01-grpcbin/grpcbin.yaml").replace("  annotations:\n    konghq.com/protocol: grpc\n", "");
     assert!(!unannotated.contains("konghq.com/protocol: grpc"));
@@ -85,6 +86,40 @@ async fn scenario_1_kong_grpc_guide() {
     assert_eq!(cond("Accepted")["status"], "True");
     assert_eq!(cond("ResolvedRefs")["status"], "True");
     assert_eq!(cond("Accepted")["observedGeneration"], route["metadata"]["generation"]);
+
+    // The GatewayClass and the Gateway: statuses the real schemas accepted, read back.
+    w.eventually("GatewayClass Accepted", CHANGE_BOUND, || async {
+        let v = w.get_json(&["gatewayclass", "kong"]).await;
+        let conds = v["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        match conds.iter().find(|c| c["type"] == "Accepted") {
+            Some(c) if c["status"] == "True" && c["observedGeneration"] == v["metadata"]["generation"] => Ok(()),
+            _ => Err(v["status"].to_string()),
+        }
+    })
+    .await;
+    let gw = w
+        .eventually("Gateway Accepted and Programmed", CHANGE_BOUND, || async {
+            let v = w.get_json(&["gateway", "kong"]).await;
+            let conds = v["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let is_true = |t: &str| conds.iter().any(|c| c["type"] == t && c["status"] == "True");
+            if is_true("Accepted") && is_true("Programmed") {
+                Ok(v)
+            } else {
+                Err(v["status"].to_string())
+            }
+        })
+        .await;
+    assert_eq!(gw["status"]["addresses"][0]["value"], "192.0.2.10", "{}", gw["status"]);
+    let listeners = gw["status"]["listeners"].as_array().cloned().unwrap_or_default();
+    let names: BTreeSet<&str> = listeners.iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["http", "https"]), "{}", gw["status"]);
+    for l in &listeners {
+        // The GRPCRoute (no sectionName) attaches to both listeners.
+        assert_eq!(l["attachedRoutes"], 1, "{l}");
+        let kinds: Vec<&str> =
+            l["supportedKinds"].as_array().unwrap().iter().filter_map(|k| k["kind"].as_str()).collect();
+        assert!(kinds.contains(&"GRPCRoute"), "{l}");
+    }
 }
 
 /// echo: method and header routing to v1/v2, and reflection through the proxy.
@@ -93,10 +128,7 @@ async fn scenario_2_echo_canary_and_reflection() {
     let w = World::start().await;
     w.apply(&example("00-gateway/gateway.yaml")).await;
     w.apply(&example("02-echo/echo.yaml")).await;
-    let (v1, v2) = (
-        spawn(BackendOptions::named("echo-v1")).await.unwrap(),
-        spawn(BackendOptions::named("echo-v2")).await.unwrap(),
-    );
+    let (v1, v2) = (w.backend_named("echo-v1").await, w.backend_named("echo-v2").await);
     w.endpoints("echo-v1", "grpc", &[v1.addr()]).await;
     w.endpoints("echo-v2", "grpc", &[v2.addr()]).await;
     let call = |method: &'static str, headers: &'static [&'static str]| {
@@ -141,9 +173,9 @@ async fn scenario_3_gateway_api_guide() {
     let w = World::start().await;
     w.apply(&example("00-gateway/gateway.yaml")).await;
     w.apply(&example("03-gateway-api-guide/user.yaml")).await;
-    let foo = spawn(BackendOptions::named("foo-svc")).await.unwrap();
-    let bar = spawn(BackendOptions::named("bar-svc")).await.unwrap();
-    let canary = spawn(BackendOptions::named("bar-svc-canary")).await.unwrap();
+    let foo = w.backend_named("foo-svc").await;
+    let bar = w.backend_named("bar-svc").await;
+    let canary = w.backend_named("bar-svc-canary").await;
     w.endpoints("foo-svc", "grpc", &[foo.addr()]).await;
     w.endpoints("bar-svc", "grpc", &[bar.addr()]).await;
     w.endpoints("bar-svc-canary", "grpc", &[canary.addr()]).await;
@@ -181,13 +213,10 @@ async fn scenario_4_grpc_and_grpcs_upstreams_round_robin() {
     let w = World::start().await;
     w.apply(&example("00-gateway/gateway.yaml")).await;
     w.apply(&example("04-grpc-grpcs-upstreams/upstreams.yaml")).await;
-    let (a, b) = (
-        spawn(BackendOptions::named("plain-a")).await.unwrap(),
-        spawn(BackendOptions::named("plain-b")).await.unwrap(),
-    );
+    let (a, b) = (w.backend_named("plain-a").await, w.backend_named("plain-b").await);
     let (cert, key) = sluice_demo::self_signed(&["echo-grpcs.default.svc"]);
-    let ta = spawn(BackendOptions::named("tls-a").with_tls(cert.clone(), key.clone())).await.unwrap();
-    let tb = spawn(BackendOptions::named("tls-b").with_tls(cert, key)).await.unwrap();
+    let ta = w.backend(BackendOptions::named("tls-a").with_tls(cert.clone(), key.clone())).await;
+    let tb = w.backend(BackendOptions::named("tls-b").with_tls(cert, key)).await;
     w.endpoints("echo-grpc", "grpc", &[a.addr(), b.addr()]).await;
     w.endpoints("echo-grpcs", "grpcs", &[ta.addr(), tb.addr()]).await;
     for (host, want) in [("plain.example.com", ["plain-a", "plain-b"]), ("secure.example.com", ["tls-a", "tls-b"])] {
@@ -218,8 +247,8 @@ async fn scenario_5_changes_reach_the_proxy_within_5s() {
     let w = World::start().await;
     w.apply(&example("00-gateway/gateway.yaml")).await;
     w.apply(&example("01-grpcbin/grpcbin.yaml")).await;
-    let one = spawn(BackendOptions::named("one")).await.unwrap();
-    let two = spawn(BackendOptions::named("two")).await.unwrap();
+    let one = w.backend_named("one").await;
+    let two = w.backend_named("two").await;
     w.endpoints("grpcbin", "grpc", &[one.addr()]).await;
     assert_eq!(w.eventually("initial config", CHANGE_BOUND, || echo_via_grpcbin(&w)).await, "one");
 
@@ -281,14 +310,15 @@ async fn echo_via_grpcbin(w: &World) -> Result<String, String> {
 async fn gateway_reference_grant_flow() {
     let w = World::start().await;
     w.apply(&example("00-gateway/gateway.yaml")).await;
-    let other = spawn(BackendOptions::named("other-ns")).await.unwrap();
+    let other = w.backend_named("other-ns").await;
     w.apply(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: backends\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: remote\n  namespace: backends\nspec:\n  ports:\n  - name: grpc\n    port: 9000\n    appProtocol: kubernetes.io/h2c\n",
     )
     .await;
     let port = other.addr().port();
     w.apply(&format!(
-        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: remote-e2e\n  namespace: backends\n  labels:\n    kubernetes.io/service-name: remote\naddressType: IPv4\nports:\n- name: grpc\n  port: {port}\n  protocol: TCP\nendpoints:\n- addresses: [\"127.0.0.1\"]\n  conditions:\n    ready: true\n"
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: remote-e2e\n  namespace: backends\n  labels:\n    kubernetes.io/service-name: remote\naddressType: IPv4\nports:\n- name: grpc\n  port: {port}\n  protocol: TCP\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions:\n    ready: true\n",
+        ip = w.net.ip()
     ))
     .await;
     w.apply(
@@ -343,8 +373,7 @@ async fn gateway_weighted_90_10_split_over_2000_calls() {
     use sluice_demo::echo::EchoRequest;
     let w = World::start().await;
     w.apply(&example("00-gateway/gateway.yaml")).await;
-    let (heavy, light) =
-        (spawn(BackendOptions::named("ninety")).await.unwrap(), spawn(BackendOptions::named("ten")).await.unwrap());
+    let (heavy, light) = (w.backend_named("ninety").await, w.backend_named("ten").await);
     let mut docs = Vec::new();
     for name in ["ninety", "ten"] {
         docs.push(format!(

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use proxy_config::patterns::{compile_header_regex, valid_host_pattern, REGEX_HEADER_PREFIX};
 use proxy_config::{PathHandling, Protocol};
 
+use super::plugins::PluginName;
 use super::{ObjectRef, Problem};
 
 pub const PREFIX: &str = "konghq.com/";
@@ -40,6 +41,7 @@ pub const TLS_VERIFY: &str = "konghq.com/tls-verify";
 pub const TLS_VERIFY_DEPTH: &str = "konghq.com/tls-verify-depth";
 pub const CA_CERTIFICATES_SECRETS: &str = "konghq.com/ca-certificates-secrets";
 pub const TAGS: &str = "konghq.com/tags";
+pub const PLUGINS: &str = "konghq.com/plugins";
 pub const SERVICE_UPSTREAM: &str = "ingress.kubernetes.io/service-upstream";
 pub const FORCE_SSL_REDIRECT: &str = "ingress.kubernetes.io/force-ssl-redirect";
 pub const INGRESS_CLASS: &str = "kubernetes.io/ingress.class";
@@ -49,7 +51,6 @@ pub const MAX_VALUE_LEN: usize = 1024;
 
 /// KIC annotations sluice knows but does not implement, with the reason given in the problem.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("konghq.com/plugins", "Kong plugins (KongPlugin/KongClusterPlugin) are not supported by sluice"),
     ("konghq.com/override", "KongIngress is deprecated in KIC and not supported by sluice"),
     ("konghq.com/rewrite", "URI rewriting is not supported by sluice"),
     ("konghq.com/client-cert", "upstream client certificates are not supported by sluice"),
@@ -75,6 +76,7 @@ const ROUTE_KEYS: &[&str] = &[
     RESPONSE_BUFFERING,
     PATH_HANDLING,
     TAGS,
+    PLUGINS,
 ];
 
 const SERVICE_KEYS: &[&str] = &[
@@ -90,6 +92,7 @@ const SERVICE_KEYS: &[&str] = &[
     CA_CERTIFICATES_SECRETS,
     crate::policy::ANNOTATION,
     TAGS,
+    PLUGINS,
 ];
 
 /// Route-level settings from an Ingress (kic.md §1.2). `None` = not set, the default applies.
@@ -110,6 +113,8 @@ pub struct RouteAnnotations {
     pub request_buffering: Option<bool>,
     pub response_buffering: Option<bool>,
     pub tags: Vec<String>,
+    /// `konghq.com/plugins`, unvalidated: a name that resolves to nothing fails closed later.
+    pub plugins: Vec<PluginName>,
 }
 
 /// Service-level settings from a Kubernetes Service (kic.md §1.3).
@@ -127,6 +132,8 @@ pub struct ServiceAnnotations {
     pub ca_certificates_secrets: Vec<String>,
     pub service_upstream: bool,
     pub tags: Vec<String>,
+    /// `konghq.com/plugins` (see [`RouteAnnotations::plugins`]).
+    pub plugins: Vec<PluginName>,
 }
 
 /// The field name used in problems about an annotation.
@@ -366,6 +373,7 @@ pub fn route_annotations(
     a.request_buffering = r.bool(REQUEST_BUFFERING);
     a.response_buffering = r.bool(RESPONSE_BUFFERING);
     a.tags = r.tags();
+    a.plugins = r.get(PLUGINS).map(PluginName::parse_list).unwrap_or_default();
     r.foreign_keys(ROUTE_KEYS, SERVICE_KEYS, "Service", true);
     a
 }
@@ -417,6 +425,7 @@ pub fn service_annotations(
     }
     a.service_upstream = r.bool(SERVICE_UPSTREAM).unwrap_or(false);
     a.tags = r.tags();
+    a.plugins = r.get(PLUGINS).map(PluginName::parse_list).unwrap_or_default();
     r.foreign_keys(SERVICE_KEYS, ROUTE_KEYS, "Ingress", false);
     a
 }
@@ -484,7 +493,7 @@ mod tests {
                 (HTTPS_REDIRECT, "303"),
                 ("konghq.com/headers.Host", "x"),
                 ("konghq.com/headers.x-re", "~*("),
-                ("konghq.com/plugins", "auth"),
+                ("konghq.com/plugin", "auth"),
                 ("konghq.com/protocol", "grpc"),
                 ("konghq.com/unknown", "x"),
             ]),

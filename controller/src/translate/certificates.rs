@@ -18,7 +18,7 @@ use super::{names, Context, ObjectRef};
 type Key = (String, String);
 
 /// Reads a Secret value from `data` (or `stringData`, as written in manifests).
-fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
+pub(crate) fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
     if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
         return Some(v.0.clone());
     }

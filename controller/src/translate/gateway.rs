@@ -8,7 +8,8 @@
 //! ([`backends`], [`refs`] for ReferenceGrants). [`translate`] then emits one Kong service and
 //! upstream per rule (`<kind>.<ns>.<name>.<rule>`, as KIC) and one Kong route per match and
 //! hostname class, with the Gateway API precedence encoded in `priority` ([`precedence`]) and the
-//! header filters as plugins ([`filters`]).
+//! header filters as plugins ([`filters`]); `konghq.com/plugins` and ExtensionRef filters to a
+//! KongPlugin ask for plugins on the rule's routes ([`super::plugins`]).
 
 pub mod backends;
 pub mod filters;
@@ -35,7 +36,7 @@ use self::model::{
     RouteStatusModel, RouteView,
 };
 use super::annotations::{self, RouteAnnotations};
-use super::{names, Context, KongService, ObjectRef, Problem};
+use super::{names, plugins, Context, KongService, ObjectRef, Problem};
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
@@ -549,6 +550,12 @@ fn translate_route(
                 } else {
                     format!("{service_name}.{}.{gi}", m.index)
                 };
+                let mut wanted = plugins::from_annotation(&ann.plugins);
+                wanted.extend(rule.filters.plugins.iter().map(|(field, name)| plugins::Wanted {
+                    plugin: plugins::PluginName { namespace: None, name: name.clone() },
+                    field: field.clone(),
+                }));
+                ctx.want_plugins(plugins::Scope::Route(name.clone()), obj, wanted);
                 let mut headers = ann.headers.clone().unwrap_or_default();
                 headers.retain(|k, _| !m.headers.keys().any(|h| h.eq_ignore_ascii_case(k)));
                 headers.extend(m.headers.clone());

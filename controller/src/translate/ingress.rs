@@ -11,6 +11,7 @@ use proxy_config::patterns::{compile_path_regex, valid_host_pattern};
 use proxy_config::{Protocol, Route};
 
 use super::annotations::{self, RouteAnnotations};
+use super::plugins::{self, Scope};
 use super::services::port_key;
 use super::{certificates, names, Context, ObjectRef};
 
@@ -188,6 +189,7 @@ fn build_route(
             protocols = vec![Protocol::Https];
         }
     }
+    ctx.want_plugins(Scope::Route(name.clone()), obj, plugins::from_annotation(&ann.plugins));
     let mut route = Route {
         id: None,
         name: Some(name),

@@ -8,6 +8,8 @@
 //! backends, class filter) asks [`services`] for Kong services (Kubernetes Service + port, with
 //! [`annotations`]) whose targets come from [`upstreams`]; [`certificates`] turns Ingress TLS sections
 //! into certificates; [`gateway`] is the hook for Gateway API routes. [`names`] holds KIC's naming.
+//! Routes and services ask for Kong plugins on the way; [`plugins`] resolves them all at the end
+//! (leaving out, fail closed, whatever asked for a plugin that cannot be used).
 //! Finally the config is sorted and checked with `proxy_config::validate`, and any entity the
 //! proxy would reject is removed (with a problem) so that a config we emit always validates.
 
@@ -16,6 +18,7 @@ pub mod certificates;
 pub mod gateway;
 pub mod ingress;
 pub mod names;
+pub mod plugins;
 pub mod services;
 pub mod upstreams;
 
@@ -140,6 +143,8 @@ pub(crate) struct Context<'a> {
     pub ca_certificates: BTreeMap<String, CaCertificate>,
     pub problems: Vec<Problem>,
     pub ingresses: Vec<ObjectRef>,
+    /// The entities that ask for KongPlugins (resolved in [`plugins::attach`]).
+    pub plugin_requests: Vec<plugins::Request>,
 }
 
 fn key_of<K: Resource>(o: &K) -> Key {
@@ -172,6 +177,7 @@ impl<'a> Context<'a> {
             ca_certificates: BTreeMap::new(),
             problems: Vec::new(),
             ingresses: Vec::new(),
+            plugin_requests: Vec::new(),
         }
     }
 
@@ -184,7 +190,8 @@ impl<'a> Context<'a> {
         !self.excluded.is_empty() && self.excluded.contains(object)
     }
 
-    fn finish(self) -> Translation {
+    fn finish(mut self) -> Translation {
+        let plugins = plugins::attach(&mut self);
         let Context { kong_services, certificates, ca_certificates, mut problems, mut ingresses, .. } = self;
         let mut config = Config::empty();
         for (_, mut ks) in kong_services {
@@ -198,6 +205,7 @@ impl<'a> Context<'a> {
         config.upstreams.sort_by(|a, b| a.name.cmp(&b.name));
         config.certificates = certificates.into_values().collect();
         config.ca_certificates = ca_certificates.into_values().collect();
+        config.plugins = plugins;
         enforce_valid(&mut config, &mut problems);
         problems.sort();
         problems.dedup();

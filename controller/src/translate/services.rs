@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use proxy_config::Protocol;
 
 use super::annotations::{self, ServiceAnnotations};
+use super::plugins::{self, Scope};
 use super::{certificates, names, upstreams, Context, KongService, ObjectRef};
 
 /// Kong's defaults for a service.
@@ -109,6 +110,7 @@ impl<'a> Context<'a> {
         if !self.kong_services.contains_key(&name) {
             let ks = self.build_service(svc, &svc_ref, &port, &ann, &name, &port_key);
             self.kong_services.insert(name.clone(), ks);
+            self.want_plugins(Scope::Service(name.clone()), &svc_ref, plugins::from_annotation(&ann.plugins));
         }
         if let Some(ks) = self.kong_services.get_mut(&name) {
             ks.used_by_rule |= from_rule;

@@ -111,3 +111,31 @@ fn validation_gate_still_sees_paths_after_the_stash() {
     restore_paths(&mut config, stashed);
     assert_eq!(config, before);
 }
+
+#[test]
+fn a_plugin_rejected_by_the_proxy_takes_its_routes_along() {
+    let text = format!(
+        "{WORLD}---\napiVersion: configuration.konghq.com/v1\nkind: KongPlugin\n\
+         metadata: {{name: add, namespace: default, uid: kp-uid}}\nplugin: request-transformer\n\
+         config: {{add: {{headers: ['x:1']}}}}\n"
+    )
+    .replace(
+        "metadata: {name: web, namespace: default, uid: ing-uid}",
+        "metadata: {name: web, namespace: default, uid: ing-uid, annotations: {konghq.com/plugins: add}}",
+    );
+    let mut loaded = Loaded::default();
+    parse_documents(&text, "world", &mut loaded);
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    loaded.snapshot.sort();
+    let settings = Settings::default();
+    let full = translate(&loaded.snapshot, &settings);
+    assert_eq!(full.config.plugins.len(), 2, "one per route of the Ingress");
+    assert!(full.problems.is_empty(), "{:?}", full.problems);
+    // The push fallback maps a rejected plugin entity back to its KongPlugin through the tags.
+    let plugin = names::object_from_tags(&full.config.plugins[0].tags).unwrap();
+    assert_eq!((plugin.kind.as_str(), plugin.uid.as_str()), ("KongPlugin", "kp-uid"));
+    let fallback = translate_excluding(&loaded.snapshot, &settings, &HashSet::from([plugin]));
+    assert!(fallback.config.plugins.is_empty());
+    assert!(fallback.config.services.iter().all(|s| s.routes.is_empty()), "fail closed: no route without its plugin");
+    assert!(fallback.problems.iter().any(|p| p.message.contains("rejected by the proxy")), "{:?}", fallback.problems);
+}

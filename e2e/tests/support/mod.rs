@@ -1,7 +1,9 @@
-//! The end-to-end world of one scenario: a Kubernetes API (the in-memory test API server, or a real
-//! cluster when `SLUICE_E2E_KUBECONFIG` is set), real `kubectl`, `sluice-proxy` and
-//! `sluice-controller` as real processes, and demo gRPC backends registered through Service +
-//! EndpointSlice on 127.0.0.1.
+//! The end-to-end world of one scenario: a real Kubernetes control plane (etcd + kube-apiserver,
+//! `e2e::ControlPlane`) with sluice's CRDs and install manifests applied, real `kubectl`,
+//! `sluice-proxy` and `sluice-controller` as real processes (the controller authenticated as the
+//! manifests' ServiceAccount with a token from `kubectl create token`), and demo gRPC backends
+//! registered through Service + EndpointSlice at a private address inside a network namespace the
+//! test creates (`e2e::BackendNet`: Kubernetes rejects loopback endpoint addresses).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -10,8 +12,9 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use e2e::{Kubectl, TestApiServer};
-use sluice_demo::grpc_call;
+use e2e::install::{install_manifests, service_account_token, ELECTION_ID, SLUICE_NAMESPACE};
+use e2e::{BackendNet, ControlPlane, Kubectl};
+use sluice_demo::{grpc_call, Backend, BackendOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -38,11 +41,6 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
-/// Whether the scenarios run against a real cluster.
-pub fn real_cluster() -> Option<PathBuf> {
-    std::env::var_os("SLUICE_E2E_KUBECONFIG").map(PathBuf::from)
-}
-
 /// A child process killed on drop.
 pub struct Proc {
     child: Child,
@@ -55,50 +53,73 @@ impl Drop for Proc {
     }
 }
 
+/// Fields drop in this order: the processes first, the control plane and namespace last.
 pub struct World {
-    pub dir: tempfile::TempDir,
-    pub api: Option<TestApiServer>,
-    pub kubeconfig: PathBuf,
-    pub kubectl: Kubectl,
     pub proxy: Option<Proc>,
     pub controller: Option<Proc>,
+    pub dir: tempfile::TempDir,
+    /// The API server; dropping the World stops it (after the controller and proxy).
+    pub cp: ControlPlane,
+    /// Admin kubeconfig (`system:masters`), what the test acts with.
+    pub kubeconfig: PathBuf,
+    pub kubectl: Kubectl,
+    /// The controller's kubeconfig: a ServiceAccount token, nothing else.
+    pub controller_kubeconfig: PathBuf,
+    /// Where backends listen (EndpointSlice addresses).
+    pub net: BackendNet,
     pub proxy_addrs: Vec<SocketAddr>,
     pub status_addr: SocketAddr,
     pub admin_socket: PathBuf,
+    /// One of [`MAX_WORLDS`]; released last.
+    _slot: tokio::sync::SemaphorePermit<'static>,
 }
 
+/// Worlds alive at once in one test binary: each has its own kube-apiserver (its own leases,
+/// cluster-scoped objects and statuses), and two cores do not run more than two well.
+pub const MAX_WORLDS: usize = 2;
+static WORLDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_WORLDS);
+
 impl World {
-    /// API server + kubectl + proxy (h2c port and TLS port) + controller.
+    /// Control plane + install manifests + kubectl + proxy (h2c port and TLS port) + controller.
     pub async fn start() -> World {
+        let slot = WORLDS.acquire().await.expect("the semaphore is never closed");
         let dir = tempfile::tempdir().unwrap();
-        let (api, kubeconfig) = match real_cluster() {
-            Some(k) => (None, k),
-            None => {
-                let api = TestApiServer::start().await.expect("test API server");
-                let path = dir.path().join("kubeconfig");
-                api.write_kubeconfig(&path).unwrap();
-                (Some(api), path)
-            }
-        };
+        let cp = ControlPlane::start().await.unwrap_or_else(|e| panic!("starting the control plane: {e}"));
+        let kubeconfig = cp.kubeconfig().to_path_buf();
         let kubectl = Kubectl::new(&kubeconfig, dir.path()).expect("kubectl is required by the e2e tests");
+        install_manifests(&kubectl).await.unwrap_or_else(|e| panic!("installing the manifests: {e}"));
+        let token = service_account_token(&kubectl).await.unwrap_or_else(|e| panic!("{e}"));
+        let controller_kubeconfig = dir.path().join("controller.kubeconfig");
+        cp.write_kubeconfig(&controller_kubeconfig, Some(&token)).unwrap();
+        let net = BackendNet::create().unwrap_or_else(|e| panic!("backend network namespace: {e}"));
         let mut w = World {
             admin_socket: dir.path().join("run/admin.sock"),
             dir,
-            api,
+            cp,
             kubeconfig,
             kubectl,
+            controller_kubeconfig,
+            net,
             proxy: None,
             controller: None,
             proxy_addrs: vec![],
             status_addr: "127.0.0.1:0".parse().unwrap(),
+            _slot: slot,
         };
-        if w.api.is_some() {
-            w.apply(&gateway_api_crds()).await;
-            w.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=30s"]).await;
-        }
         w.start_proxy().await;
         w.start_controller().await;
         w
+    }
+
+    /// A demo backend listening in the world's network namespace.
+    pub async fn backend(&self, opts: BackendOptions) -> Backend {
+        let listener = self.net.listen().unwrap_or_else(|e| panic!("{e}"));
+        sluice_demo::spawn_on(listener, opts).await.unwrap()
+    }
+
+    /// A plaintext demo backend named `name`.
+    pub async fn backend_named(&self, name: &str) -> Backend {
+        self.backend(BackendOptions::named(name)).await
     }
 
     pub async fn start_proxy(&mut self) {
@@ -138,15 +159,17 @@ impl World {
     pub async fn start_controller(&mut self) {
         let mut cmd = Command::new(bin_dir().join("sluice-controller"));
         cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(&self.controller_kubeconfig)
             .arg(format!("--kong-admin-url=unix://{}", self.admin_socket.display()))
             .args([
                 "--proxy-sync-seconds=0.2",
                 "--metrics-bind-address=127.0.0.1:0",
                 "--health-probe-bind-address=127.0.0.1:0",
                 "--publish-status-address=192.0.2.10",
-                "--election-namespace=default",
             ])
+            // As manifests/30-deployment.yaml: the Role allows this Lease only.
+            .arg(format!("--election-namespace={SLUICE_NAMESPACE}"))
+            .arg(format!("--election-id={ELECTION_ID}"))
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(self.dir.path().join("controller.log")).unwrap()))
             .kill_on_drop(true);
@@ -283,28 +306,7 @@ fn addrs(s: &str) -> Vec<SocketAddr> {
     s.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|a| a.trim().parse().ok()).collect()
 }
 
-/// The Gateway API CRDs: the shipped `manifests/gateway-api-crds.yaml`, or (until it is generated)
-/// the same CRDs rendered from the typed `gateway-api` crate.
-pub fn gateway_api_crds() -> String {
-    if let Ok(text) = std::fs::read_to_string(repo().join("manifests/gateway-api-crds.yaml")) {
-        return text;
-    }
-    use gateway_api::apis::standard::{
-        gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute,
-        referencegrants::ReferenceGrant,
-    };
-    use kube::CustomResourceExt;
-    [GatewayClass::crd(), Gateway::crd(), GrpcRoute::crd(), HttpRoute::crd(), ReferenceGrant::crd()]
-        .iter()
-        .map(|c| serde_yaml_ng::to_string(c).unwrap())
-        .collect::<Vec<_>>()
-        .join("---\n")
-}
-
-/// The repository root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+pub use e2e::install::repo;
 
 /// The text of an example file.
 pub fn example(path: &str) -> String {

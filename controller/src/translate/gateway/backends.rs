@@ -27,6 +27,7 @@ use proxy_config::{Healthchecks, PassiveHealthcheck, PassiveUnhealthy, Target, U
 use super::model::{BackendRef, RouteKind, RouteView};
 use super::refs;
 use crate::translate::annotations::{self, ServiceAnnotations};
+use crate::translate::plugins::{self, Scope};
 use crate::translate::{upstreams, Context, ObjectRef};
 
 /// The target that carries the share of invalid backends (see the module documentation).
@@ -165,6 +166,8 @@ pub(crate) fn rule_upstream(
                 let ann = if ctx.is_excluded(&svc_ref) { None } else { ctx.annotations_of(svc) };
                 match ann {
                     Some(ann) => {
+                        let wanted = plugins::from_annotation(&ann.plugins);
+                        ctx.want_plugins(Scope::Service(name.to_string()), &svc_ref, wanted);
                         let u = upstreams::upstream(ctx, svc, &svc_ref, port, &ann, name.to_string(), tags.to_vec());
                         let addrs: Vec<String> = u.targets.iter().map(|t| t.target.clone()).collect();
                         if first.is_none() {

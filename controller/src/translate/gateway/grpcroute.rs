@@ -18,7 +18,8 @@ use proxy_config::patterns::compile_path_regex;
 
 use super::filters::{header_value_exact, header_value_regex};
 use super::model::{
-    header_mods, route_view, rule_backends, rule_matches, Filters, MatchView, RouteKind, RouteView, RuleView,
+    extension_ref, header_mods, route_view, rule_backends, rule_matches, Filters, MatchView, RouteKind, RouteView,
+    RuleView,
 };
 use crate::translate::Problem;
 
@@ -49,9 +50,8 @@ fn rule(namespace: &str, index: usize, r: &GrpcRouteRules) -> RuleView {
                 .ignored
                 .push((field, "RequestMirror is not supported by sluice; requests are not mirrored".into())),
             GrpcRouteRulesFiltersType::ExtensionRef => {
-                let what =
-                    f.extension_ref.as_ref().map(|e| format!("{}/{} {}", e.group, e.kind, e.name)).unwrap_or_default();
-                filters.unresolved.push((field, format!("ExtensionRef {what} cannot be resolved by sluice")));
+                let target = f.extension_ref.as_ref().map(|e| (e.group.as_str(), e.kind.as_str(), e.name.as_str()));
+                extension_ref(&mut filters, field, target);
             }
         }
     }

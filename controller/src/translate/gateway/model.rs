@@ -193,6 +193,25 @@ pub(crate) struct Filters {
     /// `(field, message)` of ExtensionRef filters: they cannot be resolved, and the spec forbids
     /// skipping them, so the rule answers with an error instead.
     pub unresolved: Vec<(String, String)>,
+    /// `(field, name)` of ExtensionRef filters to a KongPlugin: plugins on the rule's routes.
+    pub plugins: Vec<(String, String)>,
+}
+
+/// The group of KongPlugin, the one ExtensionRef kind sluice resolves.
+pub(crate) const KONG_PLUGIN_GROUP: &str = "configuration.konghq.com";
+
+/// Sorts one ExtensionRef filter (its `group`, `kind`, `name`): a KongPlugin becomes a plugin of
+/// the rule, anything else cannot be resolved.
+pub(crate) fn extension_ref(filters: &mut Filters, field: String, target: Option<(&str, &str, &str)>) {
+    match target {
+        Some((group, kind, name)) if group == KONG_PLUGIN_GROUP && kind == "KongPlugin" => {
+            filters.plugins.push((field, name.to_string()));
+        }
+        Some((group, kind, name)) => {
+            filters.unresolved.push((field, format!("ExtensionRef {group}/{kind} {name} cannot be resolved by sluice")))
+        }
+        None => filters.unresolved.push((field, "ExtensionRef  cannot be resolved by sluice".into())),
+    }
 }
 
 /// One match of a rule, already in Kong terms.

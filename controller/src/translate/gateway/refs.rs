@@ -26,17 +26,21 @@ pub(crate) struct To<'a> {
     pub name: &'a str,
 }
 
-/// Whether the reference is allowed: always within a namespace, else only with a grant.
+/// Whether the reference from a Gateway API object is allowed: always within a namespace, else
+/// only with a grant.
 pub(crate) fn permitted(grants: &[Arc<ReferenceGrant>], from: From<'_>, to: To<'_>) -> bool {
+    permitted_from_group(grants, GATEWAY_GROUP, from, to)
+}
+
+/// Like [`permitted`], for a referrer of any API group (`""` for core kinds; an Ingress or
+/// Service naming a KongPlugin in another namespace).
+pub(crate) fn permitted_from_group(grants: &[Arc<ReferenceGrant>], group: &str, from: From<'_>, to: To<'_>) -> bool {
     if from.namespace == to.namespace {
         return true;
     }
     grants.iter().filter(|g| g.namespace().as_deref() == Some(to.namespace)).any(|g| {
-        let from_ok = g
-            .spec
-            .from
-            .iter()
-            .any(|f| f.group == GATEWAY_GROUP && f.kind == from.kind && f.namespace == from.namespace);
+        let from_ok =
+            g.spec.from.iter().any(|f| f.group == group && f.kind == from.kind && f.namespace == from.namespace);
         let to_ok = g.spec.to.iter().any(|t| {
             t.group == to.group && t.kind == to.kind && t.name.as_deref().is_none_or(|n| n.is_empty() || n == to.name)
         });
