@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use proxy::downstream_h1::{decode_request, H1ServerError};
+use proxy::downstream::h1::{decode_request, H1ServerError};
 use tokio::io::AsyncWriteExt;
 
 /// A request as either side framed it: method, target, body.
@@ -99,7 +99,7 @@ fn intended(e: &H1ServerError) -> bool {
             | H1ServerError::AbsoluteTarget
             | H1ServerError::UnknownCoding(_)
             | H1ServerError::BadCodings
-    ) || matches!(e, H1ServerError::Wire(proxy::h1_wire::WireError::Chunked("invalid byte in a chunk extension")))
+    ) || matches!(e, H1ServerError::Wire(proxy::wire::h1::WireError::Chunked("invalid byte in a chunk extension")))
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http::Method;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use proxy::h1_wire::WireError;
-use proxy::upstream_h1::{decode_response, H1Error};
+use proxy::wire::h1::WireError;
+use proxy::upstream::h1::{decode_response, H1Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 thread_local! {

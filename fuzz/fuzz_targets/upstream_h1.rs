@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Some((&first, wire)) = data.split_first() else { return };
     let method = if first & 1 == 0 { Method::GET } else { Method::HEAD };
-    if let Ok((status, headers, body, _trailers)) = proxy::upstream_h1::decode_response(wire, method.clone()) {
+    if let Ok((status, headers, body, _trailers)) = proxy::upstream::h1::decode_response(wire, method.clone()) {
         assert!(body.len() <= wire.len());
         assert!(!status.is_informational(), "1xx responses are skipped, never returned");
         if method == Method::HEAD {

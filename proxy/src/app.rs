@@ -10,18 +10,18 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::access_log::{AccessLog, AccessLogError};
-use crate::admin::{self, AdminError};
-use crate::forward::Shared;
-use crate::listen::{ListenEntry, ListenError};
-use crate::metrics::Metrics;
-use crate::observe::Observer;
-use crate::pool::{H2Tuning, Pool};
-use crate::server::{accept_loop, Listener};
+use crate::config::admin::{self, AdminError};
+use crate::config::state::State;
+use crate::config::status::StatusHandler;
+use crate::listen::server::{accept_loop, Listener};
+use crate::listen::tls::{self, SniResolver, TlsError};
+use crate::phases::Shared;
+use crate::settings::listen::{ListenEntry, ListenError};
 use crate::settings::Settings;
-use crate::state::State;
-use crate::status::StatusHandler;
-use crate::tls::{self, SniResolver, TlsError};
+use crate::telemetry::access_log::{AccessLog, AccessLogError};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::observe::Observer;
+use crate::upstream::pool::{H2Tuning, Pool};
 
 #[derive(Debug, Error)]
 pub enum StartError {

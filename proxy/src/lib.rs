@@ -1,42 +1,30 @@
 //! sluice-proxy as a library: everything but the process entry point, so that tests can run the
 //! whole data plane in-process on `127.0.0.1:0`.
 //!
-//! The life of a request: [`server`] accepts (PROXY protocol, TLS, [`sniff`]) and serves HTTP/2
-//! with [`downstream_h2`] or HTTP/1.x with [`downstream_h1`] → [`forward`] routes
-//! with [`router`] on the [`state`] snapshot, applies Kong's checks and [`plugins`], picks a target
-//! with [`balancer`], sends through [`pool`] → [`body`] streams the answer back; failures become
-//! responses in [`respond`]; [`observe`] feeds [`metrics`] and the [`access_log`].
+//! Layers, lowest first; a module only ever `use`s modules of its own layer or a lower one
+//! (ARCHITECTURE.md, "Layers"):
+//! 1. [`memo`], [`wire`]: protocol vocabulary (HTTP/1.1 framing, gRPC codes, hop-by-hop headers).
+//! 2. [`settings`]: the process settings (Kong's listen grammar, trusted IPs).
+//! 3. [`telemetry`]: metrics, access log, the per-request record.
+//! 4. [`body`], [`respond`]: the response body type and the one mapping of failures to replies.
+//! 5. [`downstream`]: client connections (HTTP/1.x, HTTP/2) and the request body.
+//! 6. [`upstream`]: the connection pool, upstream HTTP/1.1 and HTTP/2, the balancer.
+//! 7. [`listen`]: accept, PROXY protocol, TLS, preface sniffing; [`router`]; [`plugins`].
+//! 8. [`config`]: the runtime snapshot, the admin socket, the status port.
+//! 9. The request path in Kong's phases: [`phases`].
+//! 10. The wiring of it all: [`app`].
 
-pub mod access_log;
-pub mod admin;
 pub mod app;
-pub mod balancer;
 pub mod body;
-pub mod downstream_h1;
-pub mod downstream_h2;
-pub mod forward;
-pub mod grpc;
-pub mod h1_wire;
-pub mod h2_body;
-pub mod http_date;
+pub mod config;
+pub mod downstream;
 pub mod listen;
-pub mod logging;
 pub mod memo;
-pub mod metrics;
-pub mod observe;
+pub mod phases;
 pub mod plugins;
-pub mod pool;
-pub mod proxy_protocol;
-pub mod rapid_reset;
-pub mod request_body;
 pub mod respond;
 pub mod router;
-pub mod server;
 pub mod settings;
-pub mod sniff;
-pub mod state;
-pub mod status;
-pub mod tls;
-pub mod trust;
-pub mod upstream_h1;
-pub mod upstream_h2;
+pub mod telemetry;
+pub mod upstream;
+pub mod wire;

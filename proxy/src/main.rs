@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    proxy::logging::init(settings.tracing_level());
+    proxy::telemetry::logging::init(settings.tracing_level());
     // One worker (KONG_NGINX_WORKER_PROCESSES=1): a current-thread runtime. No work stealing and no
     // hand-offs, so the h2 connection tasks see several streams per wakeup and write them in one go
     // (bench/callgrind.sh, bench/syscalls.sh: gRPC 2.1 -> 0.7 syscalls, -4.5% instructions per request).
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async {
-        let signals = proxy::logging::Signals::install();
+        let signals = proxy::telemetry::logging::Signals::install();
         let running = match proxy::app::start(settings).await {
             Ok(r) => r,
             Err(e) => {

@@ -1,217 +1,222 @@
-//! The three Kong plugins sluice runs: `request-transformer` and `response-transformer` (header
-//! operations; the controller uses them for Gateway API header filters) and `request-termination`.
-//! Parsed once per config into typed operations; applied per request without re-parsing.
-//! Kong applies transformer operations in the order remove, rename, replace, add, append.
+//! Kong's plugin layer: one built instance per `plugins` entity, and per route the ordered chain
+//! of instances that apply to it, resolved once per config (nothing is looked up by name per
+//! request).
+//!
+//! - Precedence (plugins.md §1.1): for each plugin name exactly one instance applies, the most
+//!   specific by [`Scope`]: route+service > route > service > global. Consumer-scoped rows come
+//!   with consumers; [`Scope`] is ordered so that they slot in above these.
+//! - Disabled instances are never loaded (as in Kong), so they shadow nothing.
+//! - Order: Kong's `PRIORITY`, descending; equal priorities by name, reversed (plugins.md §1.2).
+//! - Phases: [`Plugin::access`] may answer the request itself with a [`PluginReply`], which
+//!   `respond` turns into Kong's JSON or a gRPC trailers-only reply; [`Plugin::header_filter`]
+//!   then still runs for every plugin of the chain (also on that reply), as in Kong.
+//!
+//! Hook points for the plugins being written on the `pconf` branch: `request-transformer` runs in
+//! [`Plugin::upstream_request`] (after the upstream request is built, which is where the
+//! header-only transformer of [`header_transformer`] has always acted), `response-transformer` in
+//! [`Plugin::header_filter`] / [`Plugin::body_filter`], `request-size-limiting` in
+//! [`Plugin::access`] wrapping the request body.
 
+use std::fmt::Debug;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use crate::respond::PluginReply;
+
+pub mod correlation_id;
+pub mod cors;
+pub mod header_transformer;
+pub mod ip_restriction;
 pub mod request_size_limiting;
+pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-use proxy_config::{Plugin, TerminationConfig, TransformerConfig};
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum PluginError {
-    #[error("invalid header name '{0}'")]
-    Name(String),
-    #[error("invalid header value for '{0}'")]
-    Value(String),
-    #[error("invalid 'name:value' pair '{0}'")]
-    Pair(String),
-    #[error("invalid config: {0}")]
-    Config(String),
+/// A plugin entity whose config cannot be built; `field` is Kong's flattened field name.
+#[derive(Debug, Error, PartialEq)]
+#[error("{message}")]
+pub struct BuildError {
+    pub field: String,
+    pub message: String,
 }
 
-/// Header operations of one transformer instance.
-#[derive(Debug, Default, Clone)]
-pub struct HeaderOps {
-    remove: Vec<HeaderName>,
-    rename: Vec<(HeaderName, HeaderName)>,
-    replace: Vec<(HeaderName, HeaderValue)>,
-    add: Vec<(HeaderName, HeaderValue)>,
-    append: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl HeaderOps {
-    pub fn is_empty(&self) -> bool {
-        self.remove.is_empty()
-            && self.rename.is_empty()
-            && self.replace.is_empty()
-            && self.add.is_empty()
-            && self.append.is_empty()
-    }
-
-    pub fn apply(&self, h: &mut HeaderMap) {
-        for n in &self.remove {
-            h.remove(n);
-        }
-        for (from, to) in &self.rename {
-            let values: Vec<HeaderValue> = h.get_all(from).iter().cloned().collect();
-            if !values.is_empty() {
-                h.remove(from);
-                for v in values {
-                    h.append(to.clone(), v);
-                }
-            }
-        }
-        for (n, v) in &self.replace {
-            if h.contains_key(n) {
-                h.insert(n.clone(), v.clone());
-            }
-        }
-        for (n, v) in &self.add {
-            if !h.contains_key(n) {
-                h.insert(n.clone(), v.clone());
-            }
-        }
-        for (n, v) in &self.append {
-            h.append(n.clone(), v.clone());
-        }
+impl BuildError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        BuildError { field: field.into(), message: message.into() }
     }
 }
 
-fn name(s: &str) -> Result<HeaderName, PluginError> {
-    HeaderName::from_bytes(s.trim().as_bytes()).map_err(|_| PluginError::Name(s.to_string()))
+/// Parses a plugin's `config` (null = all defaults) into its typed form; unknown fields are errors.
+pub(crate) fn parse_config<T: DeserializeOwned>(config: serde_json::Value) -> Result<T, BuildError> {
+    let config = if config.is_null() { serde_json::json!({}) } else { config };
+    serde_json::from_value(config).map_err(|e| BuildError::new("config", e.to_string()))
 }
 
-fn pairs(list: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>, PluginError> {
-    list.iter()
-        .map(|p| {
-            let (n, v) = p.split_once(':').ok_or_else(|| PluginError::Pair(p.clone()))?;
-            let v = HeaderValue::from_str(v.trim_start()).map_err(|_| PluginError::Value(n.to_string()))?;
-            Ok((name(n)?, v))
-        })
-        .collect()
+/// The phases a plugin has handlers for (Kong's handler.lua functions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases(u8);
+
+impl Phases {
+    pub const ACCESS: Phases = Phases(1);
+    pub const UPSTREAM_REQUEST: Phases = Phases(2);
+    pub const HEADER_FILTER: Phases = Phases(4);
+    pub const BODY_FILTER: Phases = Phases(8);
+    pub const LOG: Phases = Phases(16);
+
+    pub const fn union(self, other: Phases) -> Phases {
+        Phases(self.0 | other.0)
+    }
+    pub fn contains(self, other: Phases) -> bool {
+        self.0 & other.0 == other.0
+    }
 }
 
-fn header_ops(c: &TransformerConfig) -> Result<HeaderOps, PluginError> {
-    Ok(HeaderOps {
-        remove: c.remove.headers.iter().map(|n| name(n)).collect::<Result<_, _>>()?,
-        rename: c
-            .rename
-            .headers
-            .iter()
-            .map(|p| {
-                let (a, b) = p.split_once(':').ok_or_else(|| PluginError::Pair(p.clone()))?;
-                Ok((name(a)?, name(b)?))
-            })
-            .collect::<Result<_, PluginError>>()?,
-        replace: pairs(&c.replace.headers)?,
-        add: pairs(&c.add.headers)?,
-        append: pairs(&c.append.headers)?,
+/// What a plugin keeps between the phases of one request (Kong's `kong.ctx.plugin`).
+#[derive(Debug, Default)]
+pub struct RequestState {
+    /// The request's `Origin` (cors).
+    pub origin: Option<HeaderValue>,
+    /// The request was a CORS preflight answered or passed on by cors: no CORS response headers.
+    pub cors_preflight: bool,
+    /// The correlation id to echo downstream (correlation-id with `echo_downstream`).
+    pub correlation_id: Option<HeaderValue>,
+}
+
+/// The request as the access phase sees it: the client's request, before it is rewritten for
+/// the upstream.
+pub struct AccessCtx<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    /// The client's headers; what the plugins leave here goes upstream.
+    pub headers: &'a mut HeaderMap,
+    /// Kong's forwarded client address: the PROXY protocol address, or `X-Real-IP` from a
+    /// trusted peer (`KONG_TRUSTED_IPS`).
+    pub client_ip: IpAddr,
+    pub grpc: bool,
+    pub state: &'a mut RequestState,
+}
+
+/// The response head as header_filter sees it (an upstream's, or the proxy's own reply).
+pub struct HeaderFilterCtx<'a> {
+    pub status: u16,
+    pub headers: &'a mut HeaderMap,
+    /// The route serves grpc or grpcs.
+    pub grpc_route: bool,
+    pub state: &'a RequestState,
+}
+
+/// One configured plugin instance. Every handler has a no-op default; [`Plugin::phases`] says
+/// which ones the instance implements, so a chain calls only those.
+pub trait Plugin: Send + Sync + Debug {
+    /// Kong's plugin name.
+    fn name(&self) -> &'static str;
+    /// Kong's `PRIORITY` (handler.lua).
+    fn priority(&self) -> u32;
+    fn phases(&self) -> Phases;
+    /// Kong's access phase: inspect or change the request, or answer it (`Err`).
+    fn access(&self, _req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
+        Ok(())
+    }
+    /// The upstream request's headers once built (hook point of request-transformer).
+    fn upstream_request(&self, _headers: &mut HeaderMap) {}
+    /// Kong's header_filter: response headers (and a trailers-only reply's status).
+    fn header_filter(&self, _resp: &mut HeaderFilterCtx<'_>) {}
+    /// Kong's body_filter: one response frame (data or trailers).
+    fn body_filter(&self, _frame: &mut http_body::Frame<Bytes>) {}
+    /// Kong's log phase: the response status once the response is over.
+    fn log(&self, _status: u16) {}
+}
+
+/// Builds the instance a `plugins` entity describes.
+pub fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
+    let config = config.clone();
+    Ok(match name {
+        cors::Cors::NAME => Arc::new(cors::Cors::build(config)?),
+        correlation_id::CorrelationId::NAME => Arc::new(correlation_id::CorrelationId::build(config)?),
+        ip_restriction::IpRestriction::NAME => Arc::new(ip_restriction::IpRestriction::build(config)?),
+        request_termination::RequestTermination::NAME => {
+            Arc::new(request_termination::RequestTermination::build(config)?)
+        }
+        header_transformer::REQUEST => Arc::new(header_transformer::HeaderTransformer::request(config)?),
+        header_transformer::RESPONSE => Arc::new(header_transformer::HeaderTransformer::response(config)?),
+        other => return Err(BuildError::new("name", format!("plugin '{other}' not enabled"))),
     })
 }
 
-/// A fixed reply (request-termination).
-#[derive(Debug, Clone)]
-pub struct Termination {
-    pub status: u16,
-    pub message: String,
-    pub body: Option<(String, String)>,
+/// How specific an instance's scope is, least specific first (Kong's `lookup_cfg` order
+/// reversed, without its consumer rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Global,
+    Service,
+    Route,
+    RouteService,
 }
 
-/// The plugins in force for one route, most specific instance per plugin name.
-#[derive(Debug, Default, Clone)]
-pub struct RoutePlugins {
-    pub request_headers: Option<HeaderOps>,
-    pub response_headers: Option<HeaderOps>,
-    pub termination: Option<Termination>,
+/// The plugins in force for one route, in execution order, split by phase.
+#[derive(Debug, Default)]
+pub struct PluginChain {
+    all: Vec<Arc<dyn Plugin>>,
+    access: Vec<Arc<dyn Plugin>>,
+    upstream_request: Vec<Arc<dyn Plugin>>,
+    header_filter: Vec<Arc<dyn Plugin>>,
+    body_filter: Vec<Arc<dyn Plugin>>,
+    log: Vec<Arc<dyn Plugin>>,
 }
 
-impl RoutePlugins {
+impl PluginChain {
+    /// Picks, per plugin name, the most specific of `candidates` (scope, enabled instance) and
+    /// orders the result by Kong's priority.
+    pub fn resolve(candidates: impl IntoIterator<Item = (Scope, Arc<dyn Plugin>)>) -> PluginChain {
+        let mut best: Vec<(Scope, Arc<dyn Plugin>)> = Vec::new();
+        for (scope, p) in candidates {
+            match best.iter_mut().find(|(_, q)| q.name() == p.name()) {
+                Some(slot) if slot.0 < scope => *slot = (scope, p),
+                Some(_) => {}
+                None => best.push((scope, p)),
+            }
+        }
+        let mut all: Vec<Arc<dyn Plugin>> = best.into_iter().map(|(_, p)| p).collect();
+        all.sort_by(|a, b| b.priority().cmp(&a.priority()).then_with(|| b.name().cmp(a.name())));
+        let with = |ph: Phases| all.iter().filter(|p| p.phases().contains(ph)).cloned().collect::<Vec<_>>();
+        PluginChain {
+            access: with(Phases::ACCESS),
+            upstream_request: with(Phases::UPSTREAM_REQUEST),
+            header_filter: with(Phases::HEADER_FILTER),
+            body_filter: with(Phases::BODY_FILTER),
+            log: with(Phases::LOG),
+            all,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.request_headers.is_none() && self.response_headers.is_none() && self.termination.is_none()
+        self.all.is_empty()
     }
-
-    /// Adds one plugin instance (callers pass the most specific instance last).
-    pub fn set(&mut self, p: &Plugin) -> Result<(), PluginError> {
-        if !p.enabled {
-            return Ok(());
-        }
-        let config = if p.config.is_null() { serde_json::json!({}) } else { p.config.clone() };
-        match p.name.as_str() {
-            "request-transformer" => {
-                let c: TransformerConfig =
-                    serde_json::from_value(config).map_err(|e| PluginError::Config(e.to_string()))?;
-                self.request_headers = Some(header_ops(&c)?);
-            }
-            "response-transformer" => {
-                let c: TransformerConfig =
-                    serde_json::from_value(config).map_err(|e| PluginError::Config(e.to_string()))?;
-                self.response_headers = Some(header_ops(&c)?);
-            }
-            "request-termination" => {
-                let c: TerminationConfig =
-                    serde_json::from_value(config).map_err(|e| PluginError::Config(e.to_string()))?;
-                let body =
-                    c.body.map(|b| (c.content_type.unwrap_or_else(|| "application/json; charset=utf-8".into()), b));
-                self.termination = Some(Termination {
-                    status: c.status_code,
-                    message: c.message.unwrap_or_else(|| default_termination_message(c.status_code)),
-                    body,
-                });
-            }
-            _ => {}
-        }
-        Ok(())
+    /// Plugin names in execution order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.all.iter().map(|p| p.name()).collect()
     }
-}
-
-fn default_termination_message(status: u16) -> String {
-    match status {
-        500 => "An unexpected error occurred".into(),
-        503 => "Service unavailable".into(),
-        _ => http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("").into(),
+    pub fn access(&self) -> &[Arc<dyn Plugin>] {
+        &self.access
+    }
+    pub fn upstream_request(&self) -> &[Arc<dyn Plugin>] {
+        &self.upstream_request
+    }
+    pub fn header_filter(&self) -> &[Arc<dyn Plugin>] {
+        &self.header_filter
+    }
+    pub fn body_filter(&self) -> &[Arc<dyn Plugin>] {
+        &self.body_filter
+    }
+    pub fn log(&self) -> &[Arc<dyn Plugin>] {
+        &self.log
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plugin(name: &str, config: serde_json::Value) -> Plugin {
-        serde_json::from_value(serde_json::json!({"name": name, "config": config})).unwrap()
-    }
-
-    #[test]
-    fn transformer_ops_apply_in_kong_order() {
-        let mut rp = RoutePlugins::default();
-        rp.set(&plugin(
-            "request-transformer",
-            serde_json::json!({
-                "remove": {"headers": ["x-drop"]},
-                "rename": {"headers": ["x-old:x-new"]},
-                "replace": {"headers": ["x-rep:new", "x-absent:nope"]},
-                "add": {"headers": ["x-add:1", "x-rep:ignored"]},
-                "append": {"headers": ["x-multi:b"]}
-            }),
-        ))
-        .unwrap();
-        let mut h = HeaderMap::new();
-        h.insert("x-drop", "1".parse().unwrap());
-        h.insert("x-old", "o".parse().unwrap());
-        h.insert("x-rep", "old".parse().unwrap());
-        h.insert("x-multi", "a".parse().unwrap());
-        rp.request_headers.as_ref().unwrap().apply(&mut h);
-        assert!(h.get("x-drop").is_none());
-        assert_eq!(h["x-new"], "o");
-        assert!(h.get("x-old").is_none());
-        assert_eq!(h["x-rep"], "new");
-        assert!(h.get("x-absent").is_none());
-        assert_eq!(h["x-add"], "1");
-        assert_eq!(h.get_all("x-multi").iter().collect::<Vec<_>>(), ["a", "b"]);
-    }
-
-    #[test]
-    fn termination_defaults() {
-        let mut rp = RoutePlugins::default();
-        rp.set(&plugin(
-            "request-termination",
-            serde_json::json!({"status_code": 500, "message": "no existing backendRef provided"}),
-        ))
-        .unwrap();
-        let t = rp.termination.unwrap();
-        assert_eq!((t.status, t.message.as_str()), (500, "no existing backendRef provided"));
-    }
-}
+mod tests;

@@ -3,11 +3,11 @@
 //! (`:status 200`, `grpc-status`, percent-encoded `grpc-message`) so that every gRPC library sees
 //! the real reason instead of guessing from an HTTP status.
 
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use thiserror::Error;
 
 use crate::body::{trailers_only_headers, ProxyBody};
-use crate::grpc::Code;
+use crate::wire::grpc::Code;
 
 /// Why the proxy answered a request itself.
 #[derive(Debug, Error)]
@@ -32,8 +32,9 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("Deadline Exceeded")]
     DeadlineExceeded,
-    #[error("{message}")]
-    Terminated { status: u16, message: String, body: Option<(String, String)> },
+    /// A plugin answered the request itself (a refusal, a termination, a CORS preflight).
+    #[error("{}", .0.message)]
+    Plugin(Box<PluginReply>),
     #[error("Bad request")]
     BadRequest,
     /// The client's request is malformed (its head, or its body's framing): the reason names
@@ -61,7 +62,7 @@ impl ProxyError {
             ProxyError::NoHealthyTarget => 503,
             ProxyError::UpstreamFailed { .. } => 502,
             ProxyError::UpstreamTimeout | ProxyError::DeadlineExceeded => 504,
-            ProxyError::Terminated { status, .. } => *status,
+            ProxyError::Plugin(r) => r.status,
             ProxyError::BadRequest | ProxyError::InvalidRequest { .. } => 400,
             ProxyError::TransferCodingNotImplemented { .. } => 501,
             ProxyError::HeadTooLarge => 431,
@@ -77,7 +78,7 @@ impl ProxyError {
                 Code::Unavailable
             }
             ProxyError::UpstreamTimeout | ProxyError::DeadlineExceeded => Code::DeadlineExceeded,
-            ProxyError::Terminated { status, .. } => kong_grpc_code(*status),
+            ProxyError::Plugin(r) => plugin_grpc_code(r.status),
             ProxyError::NotGrpc | ProxyError::GrpcOverHttp1 | ProxyError::HttpsRequired { .. } => Code::Internal,
             ProxyError::BadRequest | ProxyError::HeadTooLarge => Code::Internal,
             ProxyError::InvalidRequest { .. } => Code::InvalidArgument,
@@ -91,16 +92,55 @@ impl ProxyError {
     }
 }
 
-/// Kong's HTTP → gRPC map for its own replies (pdk/response.lua).
-fn kong_grpc_code(status: u16) -> Code {
+/// The gRPC status of a plugin's reply, by its HTTP status. The statuses plugins use map as
+/// issue 20 asks (401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 413 and 429 RESOURCE_EXHAUSTED, 400
+/// INVALID_ARGUMENT, 503 UNAVAILABLE); the rest follow gRPC's own HTTP-to-gRPC table
+/// (doc/http-grpc-status-mapping.md: 404 UNIMPLEMENTED, 502/504 UNAVAILABLE, anything else UNKNOWN)
+/// except where Kong's PDK map is more precise (200 OK, 409 ABORTED, 499 CANCELLED, 500 INTERNAL,
+/// 501 UNIMPLEMENTED, 504 DEADLINE_EXCEEDED).
+pub fn plugin_grpc_code(status: u16) -> Code {
     match status {
         200 => Code::Ok,
+        400 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
         404 | 501 => Code::Unimplemented,
-        429 => Code::ResourceExhausted,
+        409 => Code::Aborted,
+        413 | 429 => Code::ResourceExhausted,
         499 => Code::Cancelled,
-        503 => Code::Unavailable,
+        500 => Code::Internal,
+        502 | 503 => Code::Unavailable,
         504 => Code::DeadlineExceeded,
-        _ => Code::Internal,
+        _ => Code::Unknown,
+    }
+}
+
+/// A plugin's own answer in place of the upstream's (Kong's `kong.response.exit` / `error`).
+#[derive(Debug, Clone, Default)]
+pub struct PluginReply {
+    pub status: u16,
+    /// Kong's `{"message": ...}` for HTTP clients, `grpc-message` for gRPC ones; empty with
+    /// `empty` replies (a CORS preflight).
+    pub message: String,
+    /// A body of its own instead of the JSON message: (content type, body).
+    pub body: Option<(String, String)>,
+    /// Headers the plugin sets on its reply.
+    pub headers: HeaderMap,
+    /// No body at all (not even the JSON message).
+    pub empty: bool,
+}
+
+impl PluginReply {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        PluginReply { status, message: message.into(), ..PluginReply::default() }
+    }
+    /// A reply without a body (headers only).
+    pub fn empty(status: u16) -> Self {
+        PluginReply { status, empty: true, ..PluginReply::default() }
+    }
+    pub fn with_body(mut self, body: Option<(String, String)>) -> Self {
+        self.body = body;
+        self
     }
 }
 
@@ -111,6 +151,11 @@ pub fn error_response(err: &ProxyError, grpc: bool) -> Response<ProxyBody> {
     if grpc_shaped {
         let mut resp = Response::new(ProxyBody::Empty);
         *resp.headers_mut() = trailers_only_headers(err.grpc_code(), &err.to_string());
+        if let ProxyError::Plugin(r) = err {
+            for (name, value) in &r.headers {
+                resp.headers_mut().insert(name, value.clone());
+            }
+        }
         return resp;
     }
     let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -124,11 +169,21 @@ pub fn error_response(err: &ProxyError, grpc: bool) -> Response<ProxyBody> {
             return resp;
         }
     }
-    if let ProxyError::Terminated { body: Some((content_type, body)), .. } = err {
-        let mut resp = Response::new(ProxyBody::full(body.clone()));
+    if let ProxyError::Plugin(r) = err {
+        let mut resp = match &r.body {
+            _ if r.empty => Response::new(ProxyBody::Empty),
+            Some((content_type, body)) => {
+                let mut resp = Response::new(ProxyBody::full(body.clone()));
+                if let Ok(v) = HeaderValue::from_str(content_type) {
+                    resp.headers_mut().insert(header::CONTENT_TYPE, v);
+                }
+                resp
+            }
+            None => json_response(status, &r.message),
+        };
         *resp.status_mut() = status;
-        if let Ok(v) = HeaderValue::from_str(content_type) {
-            resp.headers_mut().insert(header::CONTENT_TYPE, v);
+        for (name, value) in &r.headers {
+            resp.headers_mut().insert(name, value.clone());
         }
         return resp;
     }
@@ -176,6 +231,20 @@ mod tests {
         assert_eq!(ProxyError::GrpcsOnly.grpc_code(), Code::Cancelled);
         let r = error_response(&ProxyError::GrpcsOnly, true);
         assert_eq!((r.status().as_u16(), r.headers()["grpc-status"].to_str().unwrap()), (200, "1"));
+    }
+
+    #[test]
+    fn plugin_refusals_are_json_for_http_and_trailers_only_for_grpc() {
+        let err = ProxyError::Plugin(Box::new(PluginReply::new(403, "IP address not allowed: 10.0.0.1")));
+        let r = error_response(&err, true);
+        assert_eq!((r.status().as_u16(), r.headers()["grpc-status"].to_str().unwrap()), (200, "7"));
+        assert_eq!(r.headers()["grpc-message"], "IP address not allowed: 10.0.0.1");
+        let r = error_response(&err, false);
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()["content-type"], "application/json; charset=utf-8");
+        for (http, grpc) in [(401, 16), (403, 7), (413, 8), (429, 8), (400, 3), (503, 14), (404, 12), (418, 2)] {
+            assert_eq!(plugin_grpc_code(http).as_u8(), grpc, "{http}");
+        }
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //! Everything is parsed and checked before anything binds: a bad value is an error naming the
 //! variable and the offending token, and the binary exits 64 (EX_USAGE).
 
+pub mod listen;
+pub mod trust;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::listen::{ListenError, ListenSpec};
-use crate::trust::{TrustError, TrustedIps};
+use crate::settings::listen::{ListenError, ListenSpec};
+use crate::settings::trust::{TrustError, TrustedIps};
 
 /// Kong's default `proxy_listen`.
 pub const DEFAULT_PROXY_LISTEN: &str =

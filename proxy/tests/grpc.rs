@@ -192,7 +192,7 @@ async fn deadline_200ms_on_5s_call_is_deadline_exceeded_within_300ms_and_cancels
     let fwd = seen.header("grpc-timeout").unwrap().to_string();
     let mut h = http::HeaderMap::new();
     h.insert("grpc-timeout", fwd.parse().unwrap());
-    let remaining = proxy::grpc::parse_timeout(&h).unwrap();
+    let remaining = proxy::wire::grpc::parse_timeout(&h).unwrap();
     assert!(remaining <= Duration::from_millis(200) && remaining > Duration::from_millis(150), "forwarded {fwd}");
     let stats = b.stats();
     tokio::time::timeout(Duration::from_secs(2), async {

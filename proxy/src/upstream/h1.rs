@@ -35,12 +35,12 @@ use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
 use crate::body::BodyError;
-use crate::h1_wire::{
+use crate::downstream::request_body::{ClientBodyError, RequestBody};
+use crate::upstream::pool::{H1Home, Io, TimedOut, Unanswered};
+use crate::wire::h1::{
     decode, field_at, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders,
     WireError, MAX_HEAD, MAX_HEADERS,
 };
-use crate::pool::{H1Home, Io, TimedOut, Unanswered};
-use crate::request_body::{ClientBodyError, RequestBody};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;

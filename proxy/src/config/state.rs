@@ -16,12 +16,12 @@ use proxy_config::{
 };
 use rustls::sign::CertifiedKey;
 
-use crate::balancer::{Balancer, HealthRegistry};
-use crate::metrics::{Metrics, RouteMetrics};
-use crate::plugins::RoutePlugins;
-use crate::pool::Transport;
+use crate::listen::tls::{self, CertStore};
+use crate::plugins::{self, PluginChain, Scope};
 use crate::router::Router;
-use crate::tls::{self, CertStore};
+use crate::telemetry::metrics::{Metrics, RouteMetrics};
+use crate::upstream::balancer::{Balancer, HealthRegistry};
+use crate::upstream::pool::Transport;
 
 /// A service as the request path needs it.
 pub struct ServiceRt {
@@ -53,7 +53,8 @@ pub struct RouteRt {
     pub preserve_host: bool,
     pub path_handling: PathHandling,
     pub https_redirect_status_code: u16,
-    pub plugins: RoutePlugins,
+    /// The plugins that apply to this route, resolved by Kong's precedence, in execution order.
+    pub plugins: Arc<PluginChain>,
     pub metrics: Arc<RouteMetrics>,
 }
 
@@ -163,6 +164,76 @@ impl State {
     }
 }
 
+/// One `plugins` entity, built, with its scope as indices (route: `Config::all_routes` order).
+struct Instance {
+    route: Option<usize>,
+    service: Option<usize>,
+    enabled: bool,
+    plugin: Arc<dyn plugins::Plugin>,
+}
+
+/// A plugin entity and its (route, service) references: `None` no reference, `Some(None)` a
+/// reference that names nothing, `Some(Some(i))` the entity at index `i`.
+type Scoped<'a> = (&'a proxy_config::Plugin, Option<Option<usize>>, Option<Option<usize>>);
+
+/// Builds every plugin entity once (top level, nested under services, nested under routes).
+/// Two instances of one name for the same (route, service, consumer) scope, or two with one
+/// `instance_name`, are errors. Unresolvable references were reported by validation; such an
+/// instance is left out rather than taken for a global one.
+fn build_plugins(config: &Config, errors: &mut Vec<EntityError>) -> Vec<Instance> {
+    let routes: Vec<&proxy_config::Route> = config.all_routes().map(|(r, _)| r).collect();
+    let route_of =
+        |r: &proxy_config::EntityRef| routes.iter().position(|x| r.matches(x.name.as_deref(), x.id.as_deref()));
+    let service_of = |s: &proxy_config::EntityRef| {
+        config.services.iter().position(|x| s.matches(x.name.as_deref(), x.id.as_deref()))
+    };
+    let mut entities: Vec<Scoped<'_>> = Vec::new();
+    for p in &config.plugins {
+        entities.push((p, p.route.as_ref().map(route_of), p.service.as_ref().map(service_of)));
+    }
+    for (i, s) in config.services.iter().enumerate() {
+        for p in &s.plugins {
+            entities.push((p, p.route.as_ref().map(route_of), Some(Some(i))));
+        }
+    }
+    for (i, r) in routes.iter().enumerate() {
+        for p in &r.plugins {
+            entities.push((p, Some(Some(i)), p.service.as_ref().map(service_of)));
+        }
+    }
+    let mut scopes: HashSet<(&str, Option<usize>, Option<usize>)> = HashSet::new();
+    let mut instance_names: HashSet<&str> = HashSet::new();
+    let mut out = Vec::new();
+    for (p, route, service) in entities {
+        let err = |field: &str, message: String| entity_error("plugin", p.display_name(), field, message);
+        if let Some(n) = p.instance_name.as_deref() {
+            if !instance_names.insert(n) {
+                errors.push(err("instance_name", format!("duplicate instance_name '{n}'")));
+            }
+        }
+        // `Some(None)`: a reference that names nothing (reported by validation).
+        let (Some(route), Some(service)) = (route.unwrap_or(Some(usize::MAX)), service.unwrap_or(Some(usize::MAX)))
+        else {
+            continue;
+        };
+        let route = (route != usize::MAX).then_some(route);
+        let service = (service != usize::MAX).then_some(service);
+        if !scopes.insert((p.name.as_str(), route, service)) {
+            errors.push(err("name", format!("duplicate plugin '{}' for the same route, service and consumer", p.name)));
+        }
+        if let (Some(protocols), Some(r)) = (&p.protocols, route) {
+            if !protocols.iter().any(|x| routes[r].protocols.contains(x)) {
+                errors.push(err("protocols", "must share a protocol with the plugin's route".into()));
+            }
+        }
+        match plugins::build(&p.name, &p.config) {
+            Ok(plugin) => out.push(Instance { route, service, enabled: p.enabled, plugin }),
+            Err(e) => errors.push(err(&e.field, e.message)),
+        }
+    }
+    out
+}
+
 fn entity_error(kind: &str, name: &str, field: &str, message: String) -> EntityError {
     EntityError {
         entity_type: kind.into(),
@@ -236,35 +307,23 @@ pub fn build(
         }
     };
 
+    let instances = build_plugins(&config, &mut errors);
     let mut routes = Vec::new();
     for (r, owner) in config.all_routes() {
         let service = service_index(owner);
-        let mut plugins = RoutePlugins::default();
-        // Least specific first: global, then service, then route (Kong's precedence).
         let svc = service.map(|i| &config.services[i]);
-        let scoped = config
-            .plugins
-            .iter()
-            .filter(|p| p.route.is_none() && p.service.is_none())
-            .chain(svc.into_iter().flat_map(|s| s.plugins.iter()))
-            .chain(config.plugins.iter().filter(|p| {
-                p.route.is_none()
-                    && p.service
-                        .as_ref()
-                        .is_some_and(|sr| svc.is_some_and(|s| sr.matches(s.name.as_deref(), s.id.as_deref())))
-            }))
-            .chain(r.plugins.iter())
-            .chain(
-                config
-                    .plugins
-                    .iter()
-                    .filter(|p| p.route.as_ref().is_some_and(|rr| rr.matches(r.name.as_deref(), r.id.as_deref()))),
-            );
-        for p in scoped {
-            if let Err(e) = plugins.set(p) {
-                errors.push(entity_error("plugin", p.display_name(), "config", e.to_string()));
-            }
-        }
+        let ri = routes.len();
+        let candidates = instances.iter().filter(|i| i.enabled).filter_map(|i| {
+            let scope = match (i.route, i.service) {
+                (Some(r), Some(s)) if r == ri && Some(s) == service => Scope::RouteService,
+                (Some(r), None) if r == ri => Scope::Route,
+                (None, Some(s)) if Some(s) == service => Scope::Service,
+                (None, None) => Scope::Global,
+                _ => return None,
+            };
+            Some((scope, i.plugin.clone()))
+        });
+        let plugins = Arc::new(PluginChain::resolve(candidates));
         let service_name = svc.map(|s| s.display_name()).unwrap_or("");
         let has = |p: Protocol| r.protocols.contains(&p);
         routes.push(RouteRt {

@@ -1,5 +1,5 @@
-//! HTTP/1.1 on the wire, shared by both halves of the proxy ([`crate::upstream_h1`] and
-//! [`crate::downstream_h1`]): what the framing headers say (RFC 9112 §6), body framing and the
+//! HTTP/1.1 on the wire, shared by both halves of the proxy ([`crate::upstream::h1`] and
+//! [`crate::downstream::h1`]): what the framing headers say (RFC 9112 §6), body framing and the
 //! chunked decoder, and the small writing helpers. Nothing here does I/O but `poll_write_all`.
 
 use std::pin::Pin;

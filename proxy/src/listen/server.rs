@@ -1,39 +1,25 @@
 //! Downstream connections: accept, (PROXY protocol), (TLS with SNI and ALPN), protocol detection,
-//! and one connection per socket with sluice's limits: [`crate::downstream_h2`] for HTTP/2,
-//! [`crate::downstream_h1`] for HTTP/1.x. Every step before the first request is bounded by the
+//! and one connection per socket with sluice's limits: [`crate::downstream::h2`] for HTTP/2,
+//! [`crate::downstream::h1`] for HTTP/1.x. Every step before the first request is bounded by the
 //! handshake timeout; shutdown asks each connection to finish gracefully (GOAWAY for h2,
 //! `Connection: close` for h1). Each h2 connection carries a Rapid Reset guard
-//! ([`crate::rapid_reset`]). Connections are capped per listener and over all proxy listeners.
+//! ([`crate::downstream::rapid_reset`]). Connections are capped per listener and over all proxy listeners.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::body::ProxyBody;
-use crate::downstream_h1::{self, H1Limits};
-use crate::forward::ConnInfo;
-use crate::metrics::Metrics;
-use crate::request_body::ClientBody;
+use crate::downstream::h1::{self as downstream_h1, H1Limits};
+use crate::downstream::{ConnInfo, Handler};
+use crate::listen::sniff::{sniff, Detected, Prefixed};
 use crate::settings::ConnLimits;
-use crate::sniff::{sniff, Detected, Prefixed};
-
-/// What a listener serves.
-pub trait Handler: Send + Sync + 'static {
-    fn call(
-        self: Arc<Self>,
-        req: Request<ClientBody>,
-        conn: Arc<ConnInfo>,
-    ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static;
-}
+use crate::telemetry::metrics::Metrics;
 
 /// One bound listener and how to treat its connections.
 pub struct Listener {
@@ -132,7 +118,7 @@ async fn serve_socket<H: Handler>(
 
     let mut client = peer;
     if listener.proxy_protocol {
-        match tokio::time::timeout_at(deadline, crate::proxy_protocol::read_proxy_header(&mut stream)).await {
+        match tokio::time::timeout_at(deadline, crate::listen::proxy_protocol::read_proxy_header(&mut stream)).await {
             Ok(Ok(h)) => client = h.source.unwrap_or(peer),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "bad PROXY protocol header");
@@ -206,7 +192,7 @@ pub async fn serve_http<I, H>(
     H: Handler,
 {
     if h2 {
-        crate::downstream_h2::serve(io, conn, handler, limits, metrics, shutdown).await;
+        crate::downstream::h2::serve(io, conn, handler, limits, metrics, shutdown).await;
         return;
     }
     let h1 = H1Limits { header_timeout: limits.h1_header_timeout, max_head: limits.max_header_list_size as usize };

@@ -1,6 +1,6 @@
 //! HTTP/2 Rapid Reset protection (CVE-2023-44487) for downstream connections.
 //!
-//! The h2 server ([`crate::downstream_h2`]) accepts every new stream at once and runs our handler
+//! The h2 server ([`crate::downstream::h2`]) accepts every new stream at once and runs our handler
 //! for it, so the h2 crate's own limit (`max_pending_accept_reset_streams`, streams reset before
 //! the application accepted them) does not see a client that opens a stream, lets the proxy start
 //! the upstream call, then resets it. Like Envoy's premature-reset check, each h2 connection gets a

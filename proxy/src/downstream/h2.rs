@@ -12,7 +12,7 @@
 //! window allows with at most one chunk waiting, a failing body resets the stream with the HTTP/2
 //! reason behind the failure (else INTERNAL_ERROR), a response without `date` gets one, and
 //! keepalive pings close a connection whose client stopped answering them. Connection-specific
-//! headers are removed from responses as on the way upstream ([`crate::forward`]).
+//! headers are removed from responses as on the way upstream ([`crate::phases::forward`]).
 //!
 //! And sluice's own limits: the [`ResetTracker`] (Rapid Reset), which cuts the connection with
 //! GOAWAY(ENHANCE_YOUR_CALM); closing after `h2_idle_timeout` without streams; graceful shutdown;
@@ -33,12 +33,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::body::{h2_reason, ProxyBody};
-use crate::forward::{strip_hop_by_hop, ConnInfo};
-use crate::metrics::Metrics;
-use crate::rapid_reset::{Guarded, Lingering, ResetTracker, StreamGuard};
-use crate::request_body::{ClientBody, H2RequestBody};
-use crate::server::Handler;
+use crate::downstream::rapid_reset::{Guarded, Lingering, ResetTracker, StreamGuard};
+use crate::downstream::request_body::{ClientBody, H2RequestBody};
+use crate::downstream::ConnInfo;
+use crate::downstream::Handler;
 use crate::settings::ConnLimits;
+use crate::telemetry::metrics::Metrics;
+use crate::wire::hop_by_hop::strip_hop_by_hop;
 
 /// hyper's server settings, kept.
 const MAX_FRAME_SIZE: u32 = 16 << 10;
@@ -187,7 +188,7 @@ where
     let Some(resp) = resp else { return };
     let (mut head, body) = resp.into_parts();
     strip_hop_by_hop(&mut head.headers);
-    head.headers.entry(DATE).or_insert_with(crate::http_date::now);
+    head.headers.entry(DATE).or_insert_with(crate::wire::http_date::now);
     let body = Guarded::new(body, Some(guard));
     let end = body.is_end_stream();
     if !end {

@@ -15,10 +15,13 @@ pub enum Code {
     Unknown = 2,
     InvalidArgument = 3,
     DeadlineExceeded = 4,
+    PermissionDenied = 7,
     ResourceExhausted = 8,
+    Aborted = 10,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 impl Code {
@@ -34,10 +37,13 @@ impl Code {
             Code::Unknown => "2",
             Code::InvalidArgument => "3",
             Code::DeadlineExceeded => "4",
+            Code::PermissionDenied => "7",
             Code::ResourceExhausted => "8",
+            Code::Aborted => "10",
             Code::Unimplemented => "12",
             Code::Internal => "13",
             Code::Unavailable => "14",
+            Code::Unauthenticated => "16",
         })
     }
 }

@@ -11,16 +11,16 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use thiserror::Error;
 
-use crate::downstream_h1::{H1BodyError, H1RequestBody};
-use crate::h2_body::RecvBody;
+use crate::downstream::h1::{H1BodyError, H1RequestBody};
+use crate::wire::h2_body::RecvBody;
 
 /// A request body as it arrives.
 pub enum ClientBody {
     /// An HTTP/1.x request without a body.
     Empty,
-    /// An HTTP/1.x request body, read by the connection's loop in [`crate::downstream_h1`].
+    /// An HTTP/1.x request body, read by the connection's loop in [`crate::downstream::h1`].
     H1(H1RequestBody),
-    /// An HTTP/2 stream's body, served by [`crate::downstream_h2`].
+    /// An HTTP/2 stream's body, served by [`crate::downstream::h2`].
     H2(H2RequestBody),
 }
 

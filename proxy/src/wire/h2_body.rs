@@ -1,6 +1,6 @@
 //! An HTTP/2 stream's body read frame by frame: DATA, then trailers if any. Both sides use it, the
-//! client's request body ([`crate::request_body`]) and an upstream's response body
-//! ([`crate::upstream_h2`]); each received chunk's flow-control window is given back as soon as it
+//! client's request body ([`crate::downstream::request_body`]) and an upstream's response body
+//! ([`crate::upstream::h2`]); each received chunk's flow-control window is given back as soon as it
 //! is handed on, so the peer may send the next one while this one is forwarded.
 
 use std::task::{ready, Context, Poll};

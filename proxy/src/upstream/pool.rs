@@ -20,9 +20,9 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 
 use crate::body::BodyError;
-use crate::request_body::RequestBody;
-use crate::upstream_h1::H1Conn;
-use crate::upstream_h2::H2Sender;
+use crate::downstream::request_body::RequestBody;
+use crate::upstream::h1::H1Conn;
+use crate::upstream::h2::H2Sender;
 
 /// Idle HTTP/1.1 connections kept per key.
 const MAX_IDLE_H1: usize = 256;

@@ -34,14 +34,14 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
 use crate::body::{BodyError, ProxyBody};
-use crate::forward::ConnInfo;
-use crate::h1_wire::{
+use crate::downstream::request_body::ClientBody;
+use crate::downstream::ConnInfo;
+use crate::downstream::Handler;
+use crate::respond::{error_response, ProxyError};
+use crate::wire::h1::{
     decode, field_at, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders,
     WireError, MAX_HEADERS,
 };
-use crate::request_body::ClientBody;
-use crate::respond::{error_response, ProxyError};
-use crate::server::Handler;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
@@ -554,7 +554,7 @@ impl ResponseWriter {
     fn new(resp: &Response<ProxyBody>, is_head: bool, http10: bool, mut keep_alive: bool) -> Self {
         let status = resp.status();
         let body = resp.body();
-        let declared = resp.headers().get(CONTENT_LENGTH).map(|v| crate::h1_wire::parse_decimal(v.as_bytes()));
+        let declared = resp.headers().get(CONTENT_LENGTH).map(|v| crate::wire::h1::parse_decimal(v.as_bytes()));
         let mut add_length = false;
         let mut drop_length = false;
         let framing = if status.is_informational() || status == StatusCode::NO_CONTENT {
@@ -922,7 +922,7 @@ fn hex(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
 
 /// Appends the current time as an HTTP date.
 fn put_date(out: &mut BytesMut) {
-    out.put_slice(crate::http_date::now().as_bytes());
+    out.put_slice(crate::wire::http_date::now().as_bytes());
 }
 
 #[cfg(test)]

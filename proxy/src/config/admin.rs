@@ -24,8 +24,8 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::body::ProxyBody;
+use crate::config::state::{Applied, State};
 use crate::respond::json_response;
-use crate::state::{Applied, State};
 
 /// Largest config body accepted (a 10,000-route config is a few MiB).
 const MAX_BODY: usize = 256 << 20;

@@ -34,11 +34,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::proto::MetricFamily;
-use prometheus::{
-    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
-
-use crate::state::Runtime;
+use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 mod routes;
 use routes::{GrpcSeries, RouteSeries, RouteTable};
@@ -48,8 +44,8 @@ pub const GRPC_SERIES_LIMIT: usize = 2000;
 const WORKSPACE: &str = "default";
 /// Kong's `kong_upstream_target_health` states, in Kong's order.
 pub const TARGET_STATES: [&str; 4] = ["healthchecks_off", "healthy", "unhealthy", "dns_error"];
-const TARGET_HEALTH_NAME: &str = "kong_upstream_target_health";
-const TARGET_HEALTH_HELP: &str = "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated.";
+pub const TARGET_HEALTH_NAME: &str = "kong_upstream_target_health";
+pub const TARGET_HEALTH_HELP: &str = "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated.";
 /// `sluice_config_pushes_total` results, created at zero so `rate()` sees the first push.
 const PUSH_RESULTS: [&str; 3] = ["accepted", "rejected", "unchanged"];
 /// `sluice_rejected_connections_total` reasons (server.rs), created at zero.
@@ -76,7 +72,7 @@ pub struct Metrics {
     pub rejected_connections: IntCounterVec,
     pub active_connections: IntGauge,
     pub accepted_connections: IntCounter,
-    /// Requests whose [`crate::observe::Completion`] is alive (nginx's `writing`).
+    /// Requests whose [`crate::telemetry::observe::Completion`] is alive (nginx's `writing`).
     in_flight: AtomicI64,
 }
 
@@ -306,11 +302,12 @@ impl Metrics {
 
     /// The text exposition with the families computed at scrape time from the live runtime and
     /// the connection counters (see the module docs): what `/metrics` serves.
-    pub fn render_live(&self, rt: &Runtime) -> String {
+    /// `computed` are families built by the caller from the live runtime (target health).
+    pub fn render_live(&self, computed: Vec<MetricFamily>) -> String {
         self.update_connection_states();
         let mut families = self.registry.gather();
         self.routes.add_to(&mut families);
-        for family in target_health(rt) {
+        for family in computed {
             let at = families.partition_point(|f| f.name() < family.name());
             families.insert(at, family);
         }
@@ -344,42 +341,6 @@ fn encode(families: &[MetricFamily]) -> String {
     // Encoding into a Vec fails only for a malformed family, which the registry rules out.
     let _ = TextEncoder::new().encode(families, &mut buf);
     String::from_utf8(buf).unwrap_or_default()
-}
-
-/// `kong_upstream_target_health` for the upstreams the live runtime's services use, built fresh
-/// per scrape so that removed targets disappear with their config.
-fn target_health(rt: &Runtime) -> Vec<MetricFamily> {
-    let Ok(gauge) = GaugeVec::new(
-        Opts::new(TARGET_HEALTH_NAME, TARGET_HEALTH_HELP),
-        &["upstream", "target", "address", "state", "subsystem"],
-    ) else {
-        return Vec::new();
-    };
-    let mut seen: HashSet<&str> = HashSet::new();
-    for balancer in rt.services.iter().filter_map(|s| s.balancer.as_deref()) {
-        if !seen.insert(&balancer.name) {
-            continue;
-        }
-        for t in &balancer.targets {
-            let address = if t.host.contains(':') {
-                format!("[{}]:{}", t.host, t.port)
-            } else {
-                format!("{}:{}", t.host, t.port)
-            };
-            let current = if t.health.is_healthy() { "healthy" } else { "unhealthy" };
-            for state in TARGET_STATES {
-                gauge
-                    .with_label_values(&[&*balancer.name, &*t.label, address.as_str(), state, "http"])
-                    .set(if state == current { 1.0 } else { 0.0 });
-            }
-        }
-    }
-    // A registry of its own sorts the series and leaves out a family without any.
-    let registry = Registry::new();
-    match registry.register(Box::new(gauge)) {
-        Ok(()) => registry.gather(),
-        Err(_) => Vec::new(),
-    }
 }
 
 fn itoa_status(code: u16) -> String {

@@ -10,10 +10,9 @@ use std::time::Duration;
 use http::{HeaderMap, Method};
 use tokio::time::Instant;
 
-use crate::access_log::{self, AccessLog, Entry};
-use crate::balancer::ActiveGuard;
-use crate::grpc;
-use crate::metrics::{Metrics, Observation, RouteMetrics};
+use crate::telemetry::access_log::{self, AccessLog, Entry};
+use crate::telemetry::metrics::{Metrics, Observation, RouteMetrics};
+use crate::wire::grpc;
 
 /// Where finished requests go.
 pub struct Observer {
@@ -48,8 +47,6 @@ pub struct Completion {
     bytes_in: Option<Arc<AtomicU64>>,
     bytes_out: u64,
     error: Option<Box<str>>,
-    /// Keeps the target's in-flight count up until the response ends.
-    _active: Option<ActiveGuard>,
 }
 
 impl Completion {
@@ -70,7 +67,6 @@ impl Completion {
             bytes_in: None,
             bytes_out: 0,
             error: None,
-            _active: None,
         }
     }
 
@@ -100,8 +96,9 @@ impl Completion {
         self.from_service = from_service;
         self.observe_trailers(headers);
     }
-    pub fn hold(&mut self, guard: ActiveGuard) {
-        self._active = Some(guard);
+    /// The response status recorded so far.
+    pub fn status(&self) -> u16 {
+        self.status
     }
     pub fn set_grpc_status(&mut self, code: u8) {
         self.grpc_status = Some(code);

@@ -24,9 +24,9 @@ use http::{Request, Response};
 use http_body::{Body, Frame};
 
 use crate::body::BodyError;
-use crate::h2_body::RecvBody;
-use crate::pool::{H2Tuning, Io, Unanswered};
-use crate::request_body::RequestBody;
+use crate::downstream::request_body::RequestBody;
+use crate::upstream::pool::{H2Tuning, Io, Unanswered};
+use crate::wire::h2_body::RecvBody;
 
 /// Streams opened before the upstream's SETTINGS say how many it allows (hyper's default).
 const INITIAL_MAX_SEND_STREAMS: usize = 100;

@@ -1,0 +1,10 @@
+//! The running configuration: the immutable runtime built from one Kong declarative config and
+//! swapped atomically ([`state`]), the unix-socket API that replaces it ([`admin`]), and the
+//! status port that reports on it ([`status`]).
+//!
+//! Layer: above `upstream`, `listen`, `router` and `plugins` (the runtime owns their built
+//! forms); below `phases`, which read one snapshot per request.
+
+pub mod admin;
+pub mod state;
+pub mod status;

@@ -1,0 +1,178 @@
+//! A proxied request's life in Kong's phases, one module each, called in this order by
+//! [`serve`]:
+//!
+//! 1. [`route`] (Kong's `access.before`): the router on the config snapshot, then Kong's
+//!    post-routing protocol checks;
+//! 2. [`access`]: the route's plugin chain, which may answer the request itself;
+//! 3. [`upstream_request`] (Kong's `access.after`): the request as the upstream gets it (path,
+//!    Host, X-Forwarded-*, hop-by-hop headers);
+//! 4. [`balancer`]: target choice, connection, sending, retries;
+//! 5. [`header_filter`]: the response head (hop-by-hop headers, the plugins' header_filter), also
+//!    for the proxy's own replies;
+//! 6. [`body_filter`]: the response body, frame by frame, with deadlines;
+//! 7. [`log`]: the request's record to metrics and the access log.
+//!
+//! [`serve`] runs them: [`before_balancer`] (1-3), the balancer awaited in place, and
+//! [`after_balancer`] (5-6).
+//!
+//! Kong's `rewrite` phase runs only global plugins' rewrite handlers; none of the plugins sluice
+//! supports has one, so there is no such step. Every failure is a [`ProxyError`] that `respond`
+//! turns into the reply.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response, Version};
+use tokio::time::Instant;
+
+use crate::body::ProxyBody;
+use crate::config::state::{RouteRt, Runtime, ServiceRt, State};
+use crate::downstream::request_body::{ClientBody, RequestBody};
+use crate::downstream::ConnInfo;
+use crate::plugins::RequestState;
+use crate::respond::{error_response, ProxyError};
+use crate::settings::trust::TrustedIps;
+use crate::telemetry::observe::{Completion, LogDetails, Observer};
+use crate::upstream::pool::Pool;
+use crate::wire::grpc;
+use body_filter::UpstreamStream;
+
+pub mod access;
+pub mod balancer;
+pub mod body_filter;
+pub mod header_filter;
+pub mod log;
+pub mod route;
+pub mod upstream_request;
+
+/// What every request shares.
+pub struct Shared {
+    pub state: Arc<State>,
+    pub pool: Pool,
+    pub observer: Arc<Observer>,
+    pub trusted: TrustedIps,
+}
+
+/// One request's facts that outlive a failing phase: its record, the route it matched once the
+/// access phase started (its header_filter plugins still see the proxy's own reply, as in Kong),
+/// and the plugins' per-request state.
+pub struct Ctx {
+    pub done: Option<Completion>,
+    pub route: Option<usize>,
+    pub plugins: RequestState,
+}
+
+/// The request handler of proxy listeners (both HTTP versions).
+pub async fn serve(
+    req: Request<ClientBody>,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let rt = shared.state.load();
+    let grpc = grpc::is_grpc(req.headers());
+    let h2 = req.version() == Version::HTTP_2;
+    let mut done = Completion::new(shared.observer.clone(), start, conn.client);
+    if done.wants_details() {
+        done.set_details(LogDetails {
+            method: req.method().clone(),
+            host: route::host_of(req.uri(), req.headers()).to_string(),
+            path: req.uri().path().to_string(),
+            protocol: protocol_label(grpc, conn.tls, h2),
+        });
+    }
+    let mut ctx = Ctx { done: Some(done), route: None, plugins: RequestState::default() };
+    // The balancer phase is awaited here, not in a helper `async fn`: its future (which holds the
+    // send futures) would be moved once more per request (bench/callgrind.sh).
+    let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx) {
+        Ok(p) => match balancer::balance_and_send(p.request, p.service, &conn, &shared.pool, p.deadline).await {
+            Ok((response, sent)) => {
+                after_balancer(response, sent, p.route, p.service, grpc && h2, p.deadline, &mut ctx)
+            }
+            Err(err) => Err(err),
+        },
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(resp) => Ok(resp),
+        Err(err) => {
+            let mut resp = error_response(&err, grpc && h2);
+            if let Some(route) = ctx.route.map(|i| &rt.routes[i]) {
+                header_filter::run_plugins(route, resp.status().as_u16(), resp.headers_mut(), &ctx.plugins);
+            }
+            log::local_reply(ctx.done, &resp, &err);
+            Ok(resp)
+        }
+    }
+}
+
+fn protocol_label(grpc: bool, tls: bool, h2: bool) -> &'static str {
+    match (grpc, tls, h2) {
+        (true, true, _) => "grpcs",
+        (true, false, _) => "grpc",
+        (false, true, true) => "https/2",
+        (false, true, false) => "https",
+        (false, false, true) => "http/2",
+        (false, false, false) => "http",
+    }
+}
+
+/// What the phases before the balancer leave for it.
+struct Prepared<'a> {
+    request: Request<RequestBody>,
+    route: &'a RouteRt,
+    service: &'a ServiceRt,
+    deadline: Option<Instant>,
+}
+
+/// route → access → upstream_request.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn before_balancer<'a>(
+    req: Request<ClientBody>,
+    conn: &ConnInfo,
+    shared: &Shared,
+    rt: &'a Runtime,
+    grpc: bool,
+    h2: bool,
+    start: Instant,
+    ctx: &mut Ctx,
+) -> Result<Prepared<'a>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let routed = route::route(&parts, conn, rt, grpc, h2, &mut ctx.done)?;
+    let route = &rt.routes[routed.route];
+    access::access(route, routed.route, &mut parts, conn, &shared.trusted, grpc, ctx)?;
+    let service = &rt.services[route.service.ok_or(ProxyError::NoService)?];
+    // The deadline of a gRPC call starts when the proxy receives it.
+    let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };
+    let request =
+        upstream_request::upstream_request(parts, body, route, service, &routed, conn, &shared.trusted, &mut ctx.done)?;
+    Ok(Prepared { request, route, service, deadline })
+}
+
+/// header_filter → body_filter (which ends in log).
+#[inline(always)]
+fn after_balancer(
+    response: Response<UpstreamStream>,
+    sent: balancer::Sent,
+    route: &RouteRt,
+    service: &ServiceRt,
+    grpc: bool,
+    deadline: Option<Instant>,
+    ctx: &mut Ctx,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (mut head, body) = response.into_parts();
+    header_filter::header_filter(route, &mut head, &ctx.plugins);
+    body_filter::respond(head, body, sent, route, service, grpc, deadline, ctx)
+}
+
+impl crate::downstream::Handler for Shared {
+    // `serve` itself, not a future awaiting it: one state machine less to build and move.
+    fn call(
+        self: Arc<Self>,
+        req: Request<ClientBody>,
+        conn: Arc<ConnInfo>,
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
+        serve(req, conn, self)
+    }
+}

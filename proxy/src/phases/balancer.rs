@@ -1,0 +1,154 @@
+//! Kong's balancer phase, with the sending it drives: pick a target (weighted round-robin,
+//! least-connections or consistent hashing; passive health), get a pooled connection, send, and
+//! retry what never reached the upstream (connect failures on other targets up to the service's
+//! `retries`; a request a closed pooled connection never took, on a fresh connection).
+//! `grpc-timeout` goes upstream as the time remaining.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use tokio::time::Instant;
+
+use crate::config::state::ServiceRt;
+use crate::downstream::request_body::{ClientBodyError, RequestBody};
+use crate::downstream::ConnInfo;
+use crate::phases::body_filter::UpstreamStream;
+use crate::respond::ProxyError;
+use crate::upstream::balancer::{ActiveGuard, PickContext};
+use crate::upstream::pool::{Pool, Sender, TimedOut, Unanswered};
+use crate::wire::grpc;
+
+/// What the balancer phase leaves for the response phases.
+pub struct Sent {
+    /// The target's label (`None` for a plain host:port service: rendered only when read).
+    pub label: Option<Arc<str>>,
+    /// Keeps the target's in-flight count up until the response ends.
+    pub guard: Option<ActiveGuard>,
+    pub sent_at: Instant,
+    pub head_at: Instant,
+}
+
+pub async fn balance_and_send(
+    mut up: Request<RequestBody>,
+    svc: &ServiceRt,
+    conn: &ConnInfo,
+    pool: &Pool,
+    deadline: Option<Instant>,
+) -> Result<(Response<UpstreamStream>, Sent), ProxyError> {
+    let client_ip = conn.client.ip();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut fresh = false;
+    let mut attempt: u32 = 0;
+    loop {
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if d <= now {
+                return Err(ProxyError::DeadlineExceeded);
+            }
+            up.headers_mut().insert(grpc::GRPC_TIMEOUT, grpc::format_timeout(d - now));
+        }
+        let (target_host, port, target_idx, label, guard) = match &svc.balancer {
+            Some(b) => {
+                let ctx = PickContext { headers: up.headers(), client_ip };
+                let i = b.pick(&ctx, &tried).ok_or(ProxyError::NoHealthyTarget)?;
+                let t = &b.targets[i];
+                (t.host.clone(), t.port, Some(i), Some(t.label.clone()), Some(ActiveGuard::new(t.health.clone())))
+            }
+            // The label of a plain host:port service is only rendered when something reads it
+            // (the access log, a debug line on failure): `format!` per request is measurable.
+            None => (svc.host.clone(), svc.port, None, None, None),
+        };
+        let label_of = || label.clone().unwrap_or_else(|| Arc::from(format!("{}:{}", svc.host, svc.port)));
+        let connect_budget = match deadline {
+            Some(d) => svc.connect_timeout.min(d.saturating_duration_since(Instant::now())),
+            None => svc.connect_timeout,
+        };
+        let sender = match pool.get(&target_host, port, &svc.transport, connect_budget, fresh).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(target = %label_of(), error = %e, "upstream connect failed");
+                if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
+                    if e.is_tcp_failure() {
+                        b.targets[i].health.record_failure(b.failure_threshold, b.cooldown);
+                    }
+                    tried.push(i);
+                }
+                attempt += 1;
+                if attempt > svc.retries || deadline.is_some_and(|d| d <= Instant::now()) {
+                    return Err(if deadline.is_some_and(|d| d <= Instant::now()) {
+                        ProxyError::DeadlineExceeded
+                    } else {
+                        ProxyError::UpstreamFailed { detail: e.to_string() }
+                    });
+                }
+                if svc.balancer.as_ref().is_some_and(|b| tried.len() >= b.targets.len()) {
+                    tried.clear();
+                }
+                continue;
+            }
+        };
+        let sent_at = Instant::now();
+        let wait = match deadline {
+            Some(d) => svc.read_timeout.min(d.saturating_duration_since(sent_at)),
+            None => svc.read_timeout,
+        };
+        // One timeout per protocol, each awaited where it is made: the send futures are large,
+        // and every move of one (into a wrapper, into the timeout) is a memcpy per request. An
+        // HTTP/1.1 connection keeps a timer of its own (cheaper than one per request).
+        let sent = match sender {
+            Sender::H1(conn, home) => {
+                conn.send(up, home, sent_at + wait).await.map(|r| r.map(|r| r.map(UpstreamStream::H1)))
+            }
+            Sender::H2(mut s) => tokio::time::timeout_at(sent_at + wait, s.send(up))
+                .await
+                .map(|r| r.map(|r| r.map(UpstreamStream::H2)))
+                .map_err(|_| TimedOut),
+        };
+        let resp = match sent {
+            Err(TimedOut) => {
+                return Err(if deadline.is_some_and(|d| d <= Instant::now() + Duration::from_millis(1)) {
+                    ProxyError::DeadlineExceeded
+                } else {
+                    ProxyError::UpstreamTimeout
+                })
+            }
+            Ok(Ok(resp)) => resp,
+            // The request never left: retry it on a fresh connection (closed pooled connection,
+            // GOAWAY before the stream started).
+            Ok(Err(Unanswered { request: Some(back), .. })) if attempt < svc.retries => {
+                up = *back;
+                fresh = true;
+                attempt += 1;
+                continue;
+            }
+            // The client's own body broke (bad framing, or it left): its fault, never the upstream's.
+            Ok(Err(Unanswered { error, .. })) if client_body_failed(&*error) => {
+                tracing::debug!(target = %label_of(), error = %error, "client request body failed");
+                return Err(ProxyError::InvalidRequest { reason: error.to_string() });
+            }
+            Ok(Err(Unanswered { error, .. })) => {
+                let refused = crate::body::h2_reason(&*error) == Some(h2::Reason::REFUSED_STREAM);
+                tracing::debug!(target = %label_of(), error = %error, refused, "upstream request failed");
+                return Err(ProxyError::UpstreamFailed { detail: error.to_string() });
+            }
+        };
+        if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
+            b.targets[i].health.record_success();
+        }
+        let head_at = Instant::now();
+        return Ok((resp, Sent { label, guard, sent_at, head_at }));
+    }
+}
+
+/// Whether an upstream exchange failed because the client's request body did.
+fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut e = Some(error);
+    while let Some(err) = e {
+        if err.is::<ClientBodyError>() {
+            return true;
+        }
+        e = err.source();
+    }
+    false
+}

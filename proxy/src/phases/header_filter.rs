@@ -1,0 +1,29 @@
+//! Kong's header_filter phase: the response head on its way to the client. Hop-by-hop headers
+//! go, then the route's header_filter plugins run in priority order. The proxy's own replies
+//! (errors, plugin answers) pass through the same plugins once the access phase has started.
+
+use http::response::Parts;
+use http::{HeaderMap, Version};
+
+use crate::config::state::RouteRt;
+use crate::plugins::{HeaderFilterCtx, RequestState};
+use crate::wire::hop_by_hop::strip_hop_by_hop;
+
+#[inline(always)]
+pub fn header_filter(route: &RouteRt, head: &mut Parts, state: &RequestState) {
+    head.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut head.headers);
+    run_plugins(route, head.status.as_u16(), &mut head.headers, state);
+}
+
+/// The route's header_filter plugins (response-transformer's hook point among them).
+pub fn run_plugins(route: &RouteRt, status: u16, headers: &mut HeaderMap, state: &RequestState) {
+    let plugins = route.plugins.header_filter();
+    if plugins.is_empty() {
+        return;
+    }
+    let mut resp = HeaderFilterCtx { status, headers, grpc_route: route.grpc || route.grpcs, state };
+    for p in plugins {
+        p.header_filter(&mut resp);
+    }
+}

@@ -1,0 +1,171 @@
+//! Kong's `correlation-id` (PRIORITY 100001, access + header_filter): keeps the request's id
+//! header, or generates one and sends it upstream; with `echo_downstream` the id also goes back
+//! to the client (Kong's `kong/plugins/correlation-id/handler.lua`). Generators: `uuid` (random
+//! v4) and `uuid#counter` (one v4 per process, then `#` and a counter). Kong's `tracker` (nginx
+//! connection variables) is refused with an error naming it.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::{AccessCtx, BuildError, HeaderFilterCtx, Phases, Plugin};
+use crate::respond::PluginReply;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_header")]
+    header_name: String,
+    #[serde(default = "default_generator")]
+    generator: String,
+    #[serde(default)]
+    echo_downstream: bool,
+}
+
+fn default_header() -> String {
+    "Kong-Request-ID".into()
+}
+fn default_generator() -> String {
+    "uuid#counter".into()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Generator {
+    Uuid,
+    UuidCounter,
+}
+
+#[derive(Debug)]
+pub struct CorrelationId {
+    header: HeaderName,
+    generator: Generator,
+    echo: bool,
+}
+
+impl CorrelationId {
+    pub const NAME: &'static str = "correlation-id";
+
+    pub fn build(config: serde_json::Value) -> Result<Self, BuildError> {
+        let c: Config = super::parse_config(config)?;
+        let header = HeaderName::from_bytes(c.header_name.as_bytes())
+            .map_err(|_| BuildError::new("config.header_name", format!("invalid header name '{}'", c.header_name)))?;
+        let generator = match c.generator.as_str() {
+            "uuid" => Generator::Uuid,
+            "uuid#counter" => Generator::UuidCounter,
+            "tracker" => {
+                return Err(BuildError::new(
+                    "config.generator",
+                    "generator 'tracker' is not supported by sluice (uuid, uuid#counter)",
+                ))
+            }
+            other => {
+                return Err(BuildError::new(
+                    "config.generator",
+                    format!("expected one of: uuid, uuid#counter, tracker; got '{other}'"),
+                ))
+            }
+        };
+        Ok(CorrelationId { header, generator, echo: c.echo_downstream })
+    }
+
+    fn generate(&self) -> String {
+        match self.generator {
+            Generator::Uuid => uuid_v4(),
+            Generator::UuidCounter => {
+                static PROCESS: OnceLock<String> = OnceLock::new();
+                static COUNTER: AtomicU64 = AtomicU64::new(0);
+                let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+                format!("{}#{n}", PROCESS.get_or_init(uuid_v4))
+            }
+        }
+    }
+}
+
+/// A random (version 4) UUID. Correlation ids need uniqueness, not secrecy: the bits come from
+/// std's randomly keyed hasher.
+fn uuid_v4() -> String {
+    let rand = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.finish()
+    };
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (a, b) = (rand(), rand());
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+impl Plugin for CorrelationId {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn priority(&self) -> u32 {
+        100001
+    }
+    fn phases(&self) -> Phases {
+        Phases::ACCESS.union(Phases::HEADER_FILTER)
+    }
+
+    fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
+        let id = match req.headers.get(&self.header) {
+            Some(v) if !v.is_empty() => v.clone(),
+            _ => {
+                // A generated id is hex, dashes, `#` and digits: always a valid header value.
+                let v = HeaderValue::from_str(&self.generate()).unwrap_or(HeaderValue::from_static("0"));
+                req.headers.insert(self.header.clone(), v.clone());
+                v
+            }
+        };
+        if self.echo {
+            req.state.correlation_id = Some(id);
+        }
+        Ok(())
+    }
+
+    fn header_filter(&self, resp: &mut HeaderFilterCtx<'_>) {
+        if let Some(id) = &resp.state.correlation_id {
+            resp.headers.insert(self.header.clone(), id.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_v4_and_distinct() {
+        let (a, b) = (uuid_v4(), uuid_v4());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+    }
+
+    #[test]
+    fn counter_ids_share_the_process_uuid() {
+        let c = CorrelationId::build(serde_json::json!({})).unwrap();
+        let (a, b) = (c.generate(), c.generate());
+        let (pa, na) = a.split_once('#').unwrap();
+        let (pb, nb) = b.split_once('#').unwrap();
+        assert_eq!(pa, pb);
+        assert!(nb.parse::<u64>().unwrap() > na.parse::<u64>().unwrap());
+    }
+
+    #[test]
+    fn tracker_is_refused_by_name() {
+        let e = CorrelationId::build(serde_json::json!({"generator": "tracker"})).unwrap_err();
+        assert_eq!(e.field, "config.generator");
+    }
+}

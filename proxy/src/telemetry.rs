@@ -1,0 +1,9 @@
+//! What the proxy tells its operators: Prometheus [`metrics`], the [`access_log`], the
+//! per-request record that feeds both ([`observe`]) and process [`logging`].
+//!
+//! Layer: above `wire` and `settings`; the connection layers report into it, it reads none of them.
+
+pub mod access_log;
+pub mod logging;
+pub mod metrics;
+pub mod observe;

@@ -1,0 +1,11 @@
+//! The upstream side: pooled connections per target and transport ([`pool`]), sending a request
+//! and reading the response over HTTP/1.1 ([`h1`]) or HTTP/2 ([`h2`]), and target selection with
+//! passive health ([`balancer`]).
+//!
+//! Layer: above `downstream` (it sends the client's [`crate::downstream::request_body`]); it knows
+//! nothing of routes, plugins or phases.
+
+pub mod balancer;
+pub mod h1;
+pub mod h2;
+pub mod pool;
