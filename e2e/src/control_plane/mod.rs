@@ -103,10 +103,8 @@ async fn etcd_healthy(addr: SocketAddr) -> Result<(), String> {
         .map_err(|_| "no answer within 5 s".to_string())?
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&reply);
-    if text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200") {
-        if text.contains("\"health\":\"true\"") {
-            return Ok(());
-        }
+    if (text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200")) && text.contains("\"health\":\"true\"") {
+        return Ok(());
     }
     Err(text.lines().next().unwrap_or("empty answer").to_string())
 }
