@@ -619,7 +619,7 @@ pub fn parse_request(
     headers.clear();
     headers.reserve(count + 6);
     let mut framing = FramingHeaders::default();
-    let mut host = None;
+    let mut host: Option<&FieldSpan> = None;
     let mut hosts = 0;
     let mut expect_continue = false;
     let mut codings: Option<HeaderValue> = None;
@@ -628,7 +628,7 @@ pub fn parse_request(
         framing.note(&name, &value)?;
         if name == HOST {
             hosts += 1;
-            host = Some(value.clone());
+            host = Some(span);
         } else if name == EXPECT {
             expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         } else if name == TRANSFER_ENCODING && framing.other_coding && codings.is_none() {
@@ -649,9 +649,9 @@ pub fn parse_request(
         let value = HeaderValue::from_str(authority.as_str()).map_err(|_| H1ServerError::AbsoluteTarget)?;
         headers.insert(HOST, value);
     } else {
-        match &host {
-            Some(h) if !valid_host(h.as_bytes()) => {
-                return Err(H1ServerError::InvalidHost(String::from_utf8_lossy(h.as_bytes()).into_owned()))
+        match host.map(|&(_, _, vs, ve)| &raw[vs as usize..ve as usize]) {
+            Some(h) if !valid_host(h) => {
+                return Err(H1ServerError::InvalidHost(String::from_utf8_lossy(h).into_owned()))
             }
             None if http11 => return Err(H1ServerError::MissingHost),
             _ => {}
@@ -706,13 +706,35 @@ pub fn valid_host(v: &[u8]) -> bool {
         },
     };
     let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit));
-    let host_ok = host.iter().enumerate().all(|(i, &b)| {
-        b.is_ascii_alphanumeric()
-            || b"-._~!$&'()*+,;=".contains(&b)
-            || (b == b'%' && host.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
-    });
-    !v.is_empty() && port_ok && host_ok && (v[0] == b'[' || !host.is_empty())
+    let mut i = 0;
+    while i < host.len() {
+        match host[i] {
+            b'%' if host.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => i += 3,
+            b if REG_NAME[b as usize] => i += 1,
+            _ => return false,
+        }
+    }
+    !v.is_empty() && port_ok && (v[0] == b'[' || !host.is_empty())
 }
+
+/// The bytes of a reg-name besides percent-encodings: unreserved and sub-delims (RFC 3986 §3.2.2),
+/// as a table, since every HTTP/1.1 request's Host goes through [`valid_host`].
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// A request head, its body (`None`: the bytes ended inside it) and how many bytes of the wire
 /// the request took (head, body and its framing): where a pipelined next request starts.
