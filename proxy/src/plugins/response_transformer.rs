@@ -253,6 +253,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::plugins::tests::{header_pairs, sorted};
     use proxy_config::plugins::PluginConfig;
     use serde_json::json;
 
@@ -271,18 +272,6 @@ mod tests {
             h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
-    }
-
-    fn pairs(h: &HeaderMap) -> Vec<(String, String)> {
-        let mut v: Vec<_> = h.iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string())).collect();
-        v.sort();
-        v
-    }
-
-    fn strs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut v: Vec<_> = v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        v.sort();
-        v
     }
 
     /// Header (name, value) pairs.
@@ -319,12 +308,12 @@ mod tests {
         for (i, (input, want)) in cases.iter().enumerate() {
             let mut h = headers(input);
             assert!(!t.apply_headers(&mut h), "case {i}: no JSON ops");
-            assert_eq!(pairs(&h), strs(want), "case {i}");
+            assert_eq!(header_pairs(&h), sorted(want), "case {i}");
         }
         let t = transformer(json!({"rename": {"headers": ["x-old:x-new"]}}));
         let mut h = headers(&[("x-old", "a"), ("x-old", "b"), ("x-new", "gone")]);
         t.apply_headers(&mut h);
-        assert_eq!(pairs(&h), strs(&[("x-new", "a"), ("x-new", "b")]));
+        assert_eq!(header_pairs(&h), sorted(&[("x-new", "a"), ("x-new", "b")]));
     }
 
     #[test]
@@ -391,13 +380,13 @@ mod tests {
         ]);
         t.apply_trailers(&mut trailers);
         assert_eq!(
-            pairs(&trailers),
-            strs(&[("grpc-status", "13"), ("grpc-message", "redacted"), ("x-public", "i")]),
+            header_pairs(&trailers),
+            sorted(&[("grpc-status", "13"), ("grpc-message", "redacted"), ("x-public", "i")]),
             "add/append stay on the headers"
         );
         let mut ok = headers(&[("grpc-status", "0")]);
         t.apply_trailers(&mut ok);
-        assert_eq!(pairs(&ok), strs(&[("grpc-status", "0")]), "replace only acts on present entries");
+        assert_eq!(header_pairs(&ok), sorted(&[("grpc-status", "0")]), "replace only acts on present entries");
     }
 
     #[test]

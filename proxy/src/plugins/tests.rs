@@ -2,6 +2,20 @@ use std::sync::Arc;
 
 use super::*;
 
+/// A header map's fields as sorted (name, value) pairs, for comparing with [`sorted`].
+pub(crate) fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
+    let mut v: Vec<_> = h.iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string())).collect();
+    v.sort();
+    v
+}
+
+/// (name, value) pairs, owned and sorted.
+pub(crate) fn sorted(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    v.sort();
+    v
+}
+
 fn built(name: &str, config: serde_json::Value) -> Arc<dyn Plugin> {
     build(name, &config).unwrap()
 }
