@@ -70,7 +70,9 @@ impl PluginConfig {
             request_transformer::NAME => request_transformer::check(&mut c, v),
             response_transformer::NAME => response_transformer::check(&mut c, v),
             _ => {
-                c.err("name", format!("plugin '{name}' not enabled; sluice supports: {}", PLUGIN_NAMES.join(", ")));
+                let running: Vec<&str> =
+                    PLUGIN_NAMES.iter().copied().filter(|n| *n != request_size_limiting::NAME).collect();
+                c.err("name", format!("plugin '{name}' not enabled; sluice supports: {}", running.join(", ")));
             }
         }
         if !c.errors.is_empty() {
