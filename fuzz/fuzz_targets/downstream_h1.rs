@@ -7,11 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // A small head limit, so that the 431 path is reached too.
-<<<<<<< HEAD
-    if let Ok(Some((head, body))) = proxy::downstream::h1::decode_request(data, 1024) {
-=======
     if let Ok(Some((head, body, used))) = proxy::downstream::h1::decode_request(data, 1024) {
->>>>>>> main
         assert!(head.parts.headers.len() <= 100);
         if head.body.is_none() {
             assert_eq!(body.as_deref(), Some(&[][..]), "no framing, no body");
