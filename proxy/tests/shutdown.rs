@@ -13,7 +13,6 @@ use futures_util::StreamExt;
 use sluice_demo::hello::hello_service_client::HelloServiceClient;
 use sluice_demo::hello::HelloRequest;
 use sluice_demo::{spawn, BackendOptions};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-proxy");
@@ -52,23 +51,7 @@ async fn start(backend: SocketAddr, drain_ms: u64) -> Proc {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let proxy = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if !line.contains("sluice-proxy started") {
-                continue;
-            }
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            // `proxy` is the Debug form of the address list: "[127.0.0.1:1234]".
-            let list = v["fields"]["proxy"].as_str().unwrap().trim_matches(['[', ']']).to_string();
-            return list.split(", ").map(|a| a.parse().unwrap()).collect::<Vec<SocketAddr>>();
-        }
-        panic!("sluice-proxy exited before it started");
-    })
-    .await
-    .expect("no start line");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let proxy = common::process::started_addrs(&mut child, Duration::from_secs(20)).await;
     Proc { child, proxy, _dir: dir }
 }
 

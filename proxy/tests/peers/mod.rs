@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-proxy");
@@ -78,23 +77,7 @@ impl ProxyProcess {
             cmd.env(k, v);
         }
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addrs = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if !line.contains("sluice-proxy started") {
-                    continue;
-                }
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                // `proxy` is the Debug form of the address list: "[127.0.0.1:1234, 127.0.0.1:1235]".
-                let list = v["fields"]["proxy"].as_str().unwrap().trim_matches(['[', ']']).to_string();
-                return list.split(", ").map(|a| a.parse().unwrap()).collect::<Vec<SocketAddr>>();
-            }
-            panic!("sluice-proxy exited before it started");
-        })
-        .await
-        .expect("sluice-proxy logged no start line in 30 s");
-        // Keep draining stderr so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addrs = crate::common::process::started_addrs(&mut child, Duration::from_secs(30)).await;
         ProxyProcess { child, addrs, dir }
     }
 }
