@@ -2,7 +2,8 @@
 # Runs sluice-proxy with a pushed config (POST /config on the admin socket; OURS_PUSH=0: read at
 # start from KONG_DECLARATIVE_CONFIG instead): the `sluice` and `sluice-nometrics` targets of
 # run.sh (also usable as OURS_CMD). SLUICE_METRICS=off turns the metrics off; OURS_CONFIG=file pushes
-# that config instead of the one below.
+# that config instead of the one below. OURS_PLUGINS=cors,correlation-id puts those plugins (Kong's
+# defaults, cors with an origin) on both routes: the `sluice-plugins` target of run.sh.
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
 set -eu
 : "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
@@ -30,6 +31,17 @@ services:
     protocols: [http, https]
     paths: [/]
 CONF
+if [ -n "${OURS_PLUGINS:-}" ]; then
+    echo "plugins:" >>"$DIR/kong.yaml"
+    for p in ${OURS_PLUGINS//,/ }; do
+        for r in bench.grpc bench.http; do
+            case $p in
+                cors) printf -- '- name: cors\n  route: %s\n  config: {origins: ["https://app.example"]}\n' "$r" ;;
+                *) printf -- '- name: %s\n  route: %s\n' "$p" "$r" ;;
+            esac >>"$DIR/kong.yaml"
+        done
+    done
+fi
 fi
 LISTEN="127.0.0.1:$OURS_PORT http2"
 [ -n "${OURS_TLS_PORT:-}" ] && LISTEN="$LISTEN, 127.0.0.1:$OURS_TLS_PORT http2 ssl"

@@ -2,8 +2,9 @@
 # Side-by-side proxy benchmark on loopback. See README.md.
 #
 #   ./run.sh [-r RUNS] TARGET...   TARGET: direct nginx envoy haproxy sluice sluice-ctl
-#                                  sluice-nometrics sluice-nopgo ours | all (= direct nginx envoy haproxy
-#                                  sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
+#                                  sluice-nometrics sluice-nopgo sluice-plugins ours | all (= direct nginx
+#                                  envoy haproxy sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
+#                                  | plugins (= sluice sluice-plugins)
 # Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
 #   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs"  TLS=1
 #   FIXED=1 FIXED_PCT=50 FIXED_SECS=5: then latency at equal load (see "equal load" below)
@@ -27,7 +28,8 @@ for t in "$@"; do
     case $t in
         all) TARGETS+=(direct nginx envoy haproxy sluice sluice-ctl); [ -n "${OURS_CMD:-}" ] && TARGETS+=(ours) ;;
         metrics) TARGETS+=(sluice sluice-nometrics) ;;
-        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo) TARGETS+=("$t") ;;
+        plugins) TARGETS+=(sluice sluice-plugins) ;;
+        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins) TARGETS+=("$t") ;;
         *) echo "unknown target $t" >&2; usage ;;
     esac
 done
@@ -150,8 +152,9 @@ start_target() {
             "${PROXY_CPU[@]}" haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$HAPROXY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$HAPROXY_TLS_PORT ;;
-        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo)
-            local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY
+        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins)
+            local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY plugins=""
+            [ "$1" = sluice-plugins ] && plugins=cors,correlation-id
             [ "$1" = sluice-ctl ] && script=ours-controller.sh
             [ "$1" = sluice-nometrics ] && metrics=off
             [ "$1" = sluice-nopgo ] && proxy=$SLUICE_PROXY_NOPGO
@@ -159,7 +162,7 @@ start_target() {
             if [ "$1" = sluice-ctl ] && [ ! -x "$SLUICE_CONTROLLER" ]; then
                 echo "no sluice-controller binary (cargo build --release -p controller)" >&2; return 1
             fi
-            OURS_PORT=$SLUICE_PORT OURS_TLS_PORT=$SLUICE_TLS_PORT SLUICE_METRICS=$metrics SLUICE_PROXY=$proxy \
+            OURS_PORT=$SLUICE_PORT OURS_TLS_PORT=$SLUICE_TLS_PORT SLUICE_METRICS=$metrics SLUICE_PROXY=$proxy OURS_PLUGINS=$plugins \
                 "${PROXY_CPU[@]}" "$HERE/$script" >>"$RUN/$1.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$SLUICE_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$SLUICE_TLS_PORT ;;

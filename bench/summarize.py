@@ -118,7 +118,7 @@ def cmp(a, b, f):
     return None if a is None or b is None else f(a, b)
 
 checks_md = []
-for ours in [t for t in targets if t.startswith("sluice") and t != "sluice-nometrics"]:
+for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins")]:
     trows = [
         ("gRPC unary proxy CPU/request below HAProxy's and <= 12 us",
          f"{f(get(ours, 'grpc', 'cpureq'), '{:.1f}')} vs {f(get('haproxy', 'grpc', 'cpureq'), '{:.1f}')} us",
@@ -167,6 +167,8 @@ def cpu_compare(a, b, title, a_label, b_label):
 cpu_compare("sluice", "sluice-nometrics", "Metrics cost (SLUICE_METRICS=on vs off; issue 7 asks < 3%)", "on", "off")
 cpu_compare("sluice", "sluice-nopgo",
             "Profile-guided build (`sluice`, as shipped) vs the same code without PGO (`sluice-nopgo`)", "PGO", "no PGO")
+cpu_compare("sluice-plugins", "sluice",
+            "Plugins cost (`cors` + `correlation-id` on the routes vs none; target: gRPC at most 1.10x)", "plugins", "none")
 checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in this run)"
 versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
 checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""
