@@ -36,7 +36,7 @@ use tokio_util::io::poll_read_buf;
 
 use crate::body::BodyError;
 use crate::downstream::request_body::{ClientBodyError, RequestBody};
-use crate::upstream::pool::{H1Home, Io, TimedOut, Unanswered};
+use crate::upstream::pool::{H1PoolReturn, Io, TimedOut, Unanswered};
 use crate::wire::h1::{
     decode, field_at, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders,
     WireError, MAX_HEAD, MAX_HEADERS,
@@ -113,7 +113,7 @@ impl H1Conn {
     pub async fn send(
         mut self,
         req: Request<RequestBody>,
-        home: H1Home,
+        pool_return: H1PoolReturn,
         deadline: tokio::time::Instant,
     ) -> Result<Result<Response<H1Body>, Unanswered>, TimedOut> {
         let (mut parts, body) = req.into_parts();
@@ -145,7 +145,7 @@ impl H1Conn {
         // A request whose write failed is not continued; its connection is not reused.
         keep_alive &= writer.failed.is_none();
         let writer = (!writer.done && writer.failed.is_none()).then(|| Box::new(writer));
-        let mut body = H1Body { conn: Some(self), home: Some(home), framing, writer, keep_alive };
+        let mut body = H1Body { conn: Some(self), pool_return: Some(pool_return), framing, writer, keep_alive };
         if body.is_end_stream() {
             body.release();
         }
@@ -455,7 +455,7 @@ impl RequestWriter {
 /// then gives it back to the pool (or closes it when it cannot be reused).
 pub struct H1Body {
     conn: Option<H1Conn>,
-    home: Option<H1Home>,
+    pool_return: Option<H1PoolReturn>,
     framing: Framing,
     /// The rest of a request body still being sent (an early response; boxed, as that is rare).
     writer: Option<Box<RequestWriter>>,
@@ -465,11 +465,11 @@ pub struct H1Body {
 impl H1Body {
     /// The body is complete: pool the connection if the exchange left it clean, else close it.
     fn release(&mut self) {
-        let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) else {
+        let (Some(conn), Some(pool_return)) = (self.conn.take(), self.pool_return.take()) else {
             return;
         };
         if self.keep_alive && self.writer.is_none() && conn.buf.is_empty() {
-            home.put(conn);
+            pool_return.put(conn);
         }
         self.writer = None;
     }
