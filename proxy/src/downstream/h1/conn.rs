@@ -221,3 +221,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests;
