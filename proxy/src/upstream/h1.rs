@@ -66,6 +66,8 @@ pub enum H1Error {
     Wire(#[from] WireError),
     #[error("upstream answered 101 Switching Protocols, which was not asked for")]
     Upgrade,
+    #[error("upstream sent transfer-encoding on an HTTP/1.0 response")]
+    TransferEncodingOnHttp10,
     #[error("reading the request body: {0}")]
     RequestBody(#[source] ClientBodyError),
     #[error("request body longer than its content-length")]
@@ -273,6 +275,11 @@ fn parse_head(buf: &mut BytesMut, request: &mut http::request::Parts) -> Result<
         }
         let no_body =
             request.method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        // RFC 9112 §6.1: an HTTP/1.0 message with transfer-encoding has faulty framing; where its
+        // body ends cannot be known (hyper refuses it too). A response without a body has none.
+        if !no_body && !http11 && framing.chunked.is_some() {
+            return Err(H1Error::TransferEncodingOnHttp10);
+        }
         let (kind, well_framed) = match (no_body, framing.chunked, framing.length) {
             (true, _, _) => (Framing::Empty, true),
             // Both transfer-encoding and content-length: chunked wins, but the connection is suspect.
@@ -600,6 +607,12 @@ mod tests {
             (Framing::Length(0), false)
         );
         assert_eq!(framing("HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n"), (Framing::Length(2), false));
+        for te in ["chunked", "chu!nked", "gzip"] {
+            let raw = format!("HTTP/1.0 200 OK\r\ntransfer-encoding: {te}\r\n\r\n");
+            assert!(matches!(head(&raw, Method::GET), Err(H1Error::TransferEncodingOnHttp10)), "{raw:?}");
+            let raw = format!("HTTP/1.0 204 No Content\r\ntransfer-encoding: {te}\r\n\r\n");
+            assert_eq!(head(&raw, Method::GET).unwrap().unwrap().framing, Framing::Empty, "{raw:?}");
+        }
         assert_eq!(framing("HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n"), (Framing::Empty, true));
         assert_eq!(framing("HTTP/1.1 304 Not Modified\r\n\r\n"), (Framing::Empty, true));
         let h = head("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", Method::HEAD).unwrap().unwrap();
