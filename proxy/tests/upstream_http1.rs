@@ -1,4 +1,4 @@
-//! The proxy's own HTTP/1.1 upstream client (src/upstream_h1.rs) against a scripted upstream that
+//! The proxy's own HTTP/1.1 upstream client (src/upstream/h1.rs) against a scripted upstream that
 //! answers with exact bytes: every framing a response can have (content-length, chunked with
 //! extensions and trailers, close-delimited, HEAD/204/304, 1xx interim), request bodies with and
 //! without a length, an upstream that answers before reading the upload, one that closes kept-alive
