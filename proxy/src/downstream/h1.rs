@@ -12,11 +12,11 @@
 //! closed connection afterwards, `expect: 100-continue` is answered when the body is first read,
 //! and a response is given `date` when it has none. A body left unread closes the connection.
 //!
-//! - [`conn`]: the connection loop ([`serve`]), its buffers, timeouts and closing;
-//! - [`head`]: request head parsing and validation;
-//! - [`body`]: the request body, read by the loop for the task that polls it;
-//! - [`writer`]: the response head and body on the wire;
-//! - [`error`]: why a connection ends, and what the client is answered.
+//! - `conn`: the connection loop ([`serve`]), its buffers, timeouts and closing;
+//! - `head`: request head parsing and validation;
+//! - `body`: the request body, read by the loop for the task that polls it;
+//! - `writer`: the response head and body on the wire;
+//! - `error`: why a connection ends, and what the client is answered.
 
 mod body;
 mod conn;
