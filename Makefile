@@ -8,7 +8,7 @@ TEST_THREADS ?= 4
 # keeps its default.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: help build release pgo-profile demo cluster cluster-down test deps deps-audit lint fmt fmt-check clippy unit crds crds-check bench fuzz fuzz-short soak clean-demo peers-report
+.PHONY: help build release pgo-profile demo cluster cluster-down test deps deps-audit lint fmt fmt-check clippy doc-refs unit crds crds-check bench fuzz fuzz-short soak clean-demo peers-report
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -42,7 +42,7 @@ test: deps lint deps-audit unit crds-check fuzz-short ## Everything CI runs: fmt
 deps: ## Install test dependencies by package name (idempotent)
 	./scripts/install-deps.sh
 
-lint: fmt-check clippy ## cargo fmt --check and clippy -D warnings
+lint: fmt-check clippy doc-refs ## cargo fmt --check, clippy -D warnings, no reference outside the repository
 
 fmt: ## Format the workspace
 	$(CARGO) fmt --all
@@ -53,6 +53,9 @@ fmt-check:
 deps-audit: ## No unused dependency (cargo machete) and every crate under an allowed license
 	cargo machete
 	./scripts/check-licenses.py
+
+doc-refs: ## Fail naming file:line where code or docs cite notes outside the repository or an issue number
+	./scripts/check-doc-refs.sh
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -149,7 +149,7 @@ for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-
                       cmp(get(ours, fx, "p99"), get("envoy", fx, "p99"), lambda a, b: a <= b and bool(held))))
     errs = sum(s["errors"] for (t, _), s in summary.items() if t == ours)
     trows.append(("zero errors", str(errs), errs == 0))
-    checks_md.append(f"### {ours}\n\n" + md_table(["target (issue 9)", "this run", "met"],
+    checks_md.append(f"### {ours}\n\n" + md_table(["performance target", "this run", "met"],
                                                    [[a, b, verdict(c)] for a, b, c in trows]))
 
 
@@ -164,7 +164,7 @@ def cpu_compare(a, b, title, a_label, b_label):
             crows.append([test, f"{x:.2f}", f"{y:.2f}", f"{100 * (x - y) / y:+.1f}%"])
     checks_md.append(f"### {title}\n\n" + md_table(["test", f"{a_label} us/unit", f"{b_label} us/unit", "difference"], crows))
 
-cpu_compare("sluice", "sluice-nometrics", "Metrics cost (SLUICE_METRICS=on vs off; issue 7 asks < 3%)", "on", "off")
+cpu_compare("sluice", "sluice-nometrics", "Metrics cost (SLUICE_METRICS=on vs off; target < 3%)", "on", "off")
 cpu_compare("sluice", "sluice-nopgo",
             "Profile-guided build (`sluice`, as shipped) vs the same code without PGO (`sluice-nopgo`)", "PGO", "no PGO")
 cpu_compare("sluice-plugins", "sluice",

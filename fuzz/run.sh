@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 20): `make test` uses 20, `make fuzz` 600.
-# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). New corpus entries go
-# to fuzz/corpus/<target> (not committed); fuzz/seeds/<target> holds the committed seeds.
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Each target starts from
+# fuzz/corpus/<target> (committed, minimised) and fuzz/seeds/<target> (committed, hand-written);
+# what it finds goes to fuzz/.work/<target> (ignored by git), so a run leaves the tree clean.
+# To refresh a committed corpus after a long run (keep it small, a few hundred KB):
+#   cp fuzz/.work/T/* fuzz/corpus/T/ && (cd fuzz && cargo +nightly fuzz cmin T corpus/T)
 # Prints one line per target: executions, seconds, and OK or the crash artifact.
 set -euo pipefail
 secs="${1:-20}"
@@ -13,9 +16,9 @@ status=0
 for target in ${FUZZ_TARGETS:-listen config router upstream_h1 downstream_h1 differential_h1 differential_upstream_h1 annotations}; do
     features=()
     [ "$target" = annotations ] && features=(--features controller)
-    mkdir -p "corpus/$target" "seeds/$target"
+    mkdir -p ".work/$target" "corpus/$target" "seeds/$target"
     log="$(mktemp)"
-    if cargo +nightly fuzz run ${FUZZ_BUILD:-} "${features[@]}" "$target" "corpus/$target" "seeds/$target" -- \
+    if cargo +nightly fuzz run ${FUZZ_BUILD:-} "${features[@]}" "$target" ".work/$target" "corpus/$target" "seeds/$target" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         result=OK
     else
@@ -24,7 +27,7 @@ for target in ${FUZZ_TARGETS:-listen config router upstream_h1 downstream_h1 dif
         tail -40 "$log" >&2
     fi
     runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)"
-    corpus="$(ls "corpus/$target" | wc -l)"
+    corpus="$(cat <(ls ".work/$target") <(ls "corpus/$target") | sort -u | wc -l)"
     echo "fuzz $target: ${runs:-?} execs in ${secs}s, corpus $corpus, $result"
     rm -f "$log"
 done

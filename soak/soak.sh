@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make soak`: the mixed soak of issue 10 against a release build of sluice-proxy, run by the
+# `make soak`: the mixed soak against a release build of sluice-proxy, run by the
 # ignored test proxy/tests/reliability_soak.rs. HTTP/1.1 keep-alive (4 × ~100 req/s), h2c gRPC
 # unary (2 × ~100 calls/s), gRPC server streams (2 loops of 50 × 20 ms) and client streams, and
 # a config push every 10 s; RSS sampled every 5 s.

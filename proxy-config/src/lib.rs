@@ -1,5 +1,5 @@
 //! The wire contract between `sluice-controller` and `sluice-proxy`: Kong's declarative config,
-//! format 3.0, the subset sluice implements (see DESIGN.md "Wire schema").
+//! format 3.0, the subset sluice implements (the types in [`schema`]; ARCHITECTURE.md "The life of a config").
 //!
 //! This crate is deliberately small and I/O free: serde types ([`schema`]), the rules Kong's schema
 //! enforces ([`validate`], with per-entity errors in Kong's `flattened_errors` shape, [`errors`]),

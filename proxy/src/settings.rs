@@ -1,4 +1,4 @@
-//! Proxy settings from the environment, under Kong's variable names (DESIGN.md "The proxy").
+//! Proxy settings from the environment, under Kong's variable names (each setting names its variable where it is declared).
 //! Everything is parsed and checked before anything binds: a bad value is an error naming the
 //! variable and the offending token, and the binary exits 64 (EX_USAGE).
 
@@ -31,7 +31,7 @@ pub enum SettingsError {
     CertPair,
 }
 
-/// Limits and timeouts of downstream connections (see reliability.md §2 for the numbers), and the
+/// Limits and timeouts of downstream connections (each field names its variable and default), and the
 /// keepalive of upstream HTTP/2 connections. Every field has an environment override, listed next
 /// to it; durations are in milliseconds.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! Failing neighbours (issue 10): an upstream killed mid-stream or refusing connections, a
+//! Failing neighbours: an upstream killed mid-stream or refusing connections, a
 //! controller that dies mid-push or pushes garbage, an upstream that goes quiet mid-stream, a proxy
 //! restart (with and without the config cache), and a certificate rotation under an open TLS
 //! stream. Each has one exact outcome.

@@ -1,6 +1,6 @@
 //! gRPC through the proxy with real tonic clients and backends: every call shape over h2c and TLS,
 //! large messages, metadata and trailers, cancellation, deadlines, balancing, and each error the
-//! proxy itself produces (DESIGN.md "gRPC behaviour").
+//! proxy itself produces (README.md "Where sluice differs from Kong").
 
 mod common;
 
@@ -425,7 +425,7 @@ async fn cancel_flood(channel: &Channel, stats: &sluice_demo::Stats, total: usiz
 
 #[tokio::test]
 async fn five_thousand_cancelled_streams_then_100_calls_succeed() {
-    // Issue 4's concern is the upstream side: 5,000 client cancels reset 5,000 streams on ONE pooled
+    // The concern here is the upstream side: 5,000 client cancels reset 5,000 streams on ONE pooled
     // upstream h2 connection, which must not trip h2's local-reset limit (GOAWAY for every stream).
     // The downstream Rapid Reset detector would (rightly, by default) cut a client that resets this
     // much, so this client is given room: SLUICE_H2_RESET_MIN_STREAMS.

@@ -1,4 +1,4 @@
-//! Reliability and abuse of downstream connections (issue 10): Rapid Reset, the concurrent stream
+//! Reliability and abuse of downstream connections: Rapid Reset, the concurrent stream
 //! limit, oversized headers, silent connections, HTTP/1.1 request smuggling shapes, hop-by-hop and
 //! X-Forwarded-For hygiene. HTTP/2 abuse is written as raw frames or with the h2 crate's client,
 //! which (unlike hyper's) lets a test reset streams and ignore the server's advice.

@@ -1,4 +1,4 @@
-//! The mixed soak (issue 10, `make soak` → soak/soak.sh): the real `sluice-proxy` binary under a
+//! The mixed soak (`make soak` → soak/soak.sh): the real `sluice-proxy` binary under a
 //! bounded mix of HTTP/1.1 keep-alive requests, h2c gRPC unary calls, gRPC server streams and
 //! client streams, with a config push every 10 s (alternating two configs), for `SOAK_SECONDS`
 //! (default 1800). The proxy's RSS is sampled every 5 s; the run fails on any error or when RSS

@@ -168,6 +168,15 @@ async fn chunk_syntax_is_as_strict_as_the_proxies_in_front() {
         case("negative size", post(te, "-3\r\nabc\r\n0\r\n\r\n"), &[400], &[]),
         case("data longer than its size", post(te, &format!("3\r\nabcd\r\n0\r\n\r\n{SMUGGLED}")), &[400], &[]),
         case("control byte in an extension", post(te, "3;a\x01\r\nabc\r\n0\r\n\r\n"), &[400], &[]),
+        // Found by the differential fuzz target: hyper reads the LF as part of the trailer line and
+        // ends the body after the next CRLF CRLF; a reader that ends the line at the LF ends it here.
+        case("bare LF ending a trailer line", post(te, &format!("3\r\nabc\r\n0\r\nt: x\n\r\n{SMUGGLED}")), &[400], &[]),
+        case(
+            "bare LF inside the trailer section",
+            post(te, &format!("0\r\nt: x\nu: y\r\n\r\n{SMUGGLED}")),
+            &[400],
+            &[],
+        ),
     ])
     .await;
 }

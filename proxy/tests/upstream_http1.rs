@@ -1,4 +1,4 @@
-//! The proxy's own HTTP/1.1 upstream client (src/upstream_h1.rs) against a scripted upstream that
+//! The proxy's own HTTP/1.1 upstream client (src/upstream/h1.rs) against a scripted upstream that
 //! answers with exact bytes: every framing a response can have (content-length, chunked with
 //! extensions and trailers, close-delimited, HEAD/204/304, 1xx interim), request bodies with and
 //! without a length, an upstream that answers before reading the upload, one that closes kept-alive
@@ -282,6 +282,8 @@ async fn invalid_upstream_responses_are_502_and_a_short_body_is_cut() {
             "/lengths" => b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
             "/chunks" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
             "/upgrade" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n",
+            // Found by the differential fuzz target: RFC 9112 §6.1, faulty framing.
+            "/te-on-1.0" => b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
             "/short" => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
             _ => OK_HELLO,
         };
@@ -289,7 +291,7 @@ async fn invalid_upstream_responses_are_502_and_a_short_body_is_cut() {
     })
     .await;
     let p = proxy_to(up.addr).await;
-    for path in ["/garbage", "/lengths", "/upgrade"] {
+    for path in ["/garbage", "/lengths", "/upgrade", "/te-on-1.0"] {
         let got = h1(p.addr(0), get(path, "up.example")).await;
         assert_eq!(got.status, 502, "{path}: {}", got.body);
     }

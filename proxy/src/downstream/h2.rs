@@ -260,7 +260,7 @@ impl SendBody {
                         }
                     } else {
                         // Claim a byte of window, not the chunk: a whole chunk per stream pins
-                        // the connection window while it waits (hyper issue 4003). h2 asks for
+                        // the connection window while it waits, and other streams stall behind it. h2 asks for
                         // the rest once the data is queued.
                         self.tx.reserve_capacity(1);
                         self.waiting = Some((data, end));

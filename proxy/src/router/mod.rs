@@ -16,7 +16,7 @@
 //!    paths of each length) competes as one internal route per group, as in Kong;
 //! 3. the route whose protocol family fits the request (gRPC request → grpc/grpcs route, other
 //!    requests → http/https route): two routes that differ only in protocols are told apart,
-//!    which Kong cannot do (Kong issue 13175);
+//!    which Kong cannot do (its router picks by priority alone);
 //! 4. route name ascending, then position in the config.
 
 mod host;

@@ -318,7 +318,7 @@ fn equal_explicit_priority_falls_back_to_kong_order() {
 
 #[test]
 fn grpc_request_prefers_grpc_route_on_identical_match() {
-    // Names would pick "a-http"; the protocol family decides first (Kong issue 13175).
+    // Names would pick "a-http"; the protocol family decides first (Kong picks by its priority alone, and can send a gRPC call to the http route).
     let (router, config) = setup(json!([
         { "name": "a-http", "hosts": ["h"], "paths": ["/svc.Echo/"] },
         { "name": "b-grpc", "hosts": ["h"], "paths": ["/svc.Echo/"], "protocols": ["grpc", "grpcs"] },

@@ -36,7 +36,7 @@ use tokio_util::io::poll_read_buf;
 
 use crate::body::BodyError;
 use crate::downstream::request_body::{ClientBodyError, RequestBody};
-use crate::upstream::pool::{H1Home, Io, TimedOut, Unanswered};
+use crate::upstream::pool::{H1PoolReturn, Io, TimedOut, Unanswered};
 use crate::wire::h1::{
     decode, field_at, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders,
     WireError, MAX_HEAD, MAX_HEADERS,
@@ -66,6 +66,8 @@ pub enum H1Error {
     Wire(#[from] WireError),
     #[error("upstream answered 101 Switching Protocols, which was not asked for")]
     Upgrade,
+    #[error("upstream sent transfer-encoding on an HTTP/1.0 response")]
+    TransferEncodingOnHttp10,
     #[error("reading the request body: {0}")]
     RequestBody(#[source] ClientBodyError),
     #[error("request body longer than its content-length")]
@@ -113,7 +115,7 @@ impl H1Conn {
     pub async fn send(
         mut self,
         req: Request<RequestBody>,
-        home: H1Home,
+        pool_return: H1PoolReturn,
         deadline: tokio::time::Instant,
     ) -> Result<Result<Response<H1Body>, Unanswered>, TimedOut> {
         let (mut parts, body) = req.into_parts();
@@ -145,7 +147,7 @@ impl H1Conn {
         // A request whose write failed is not continued; its connection is not reused.
         keep_alive &= writer.failed.is_none();
         let writer = (!writer.done && writer.failed.is_none()).then(|| Box::new(writer));
-        let mut body = H1Body { conn: Some(self), home: Some(home), framing, writer, keep_alive };
+        let mut body = H1Body { conn: Some(self), pool_return: Some(pool_return), framing, writer, keep_alive };
         if body.is_end_stream() {
             body.release();
         }
@@ -273,6 +275,11 @@ fn parse_head(buf: &mut BytesMut, request: &mut http::request::Parts) -> Result<
         }
         let no_body =
             request.method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        // RFC 9112 §6.1: an HTTP/1.0 message with transfer-encoding has faulty framing; where its
+        // body ends cannot be known (hyper refuses it too). A response without a body has none.
+        if !no_body && !http11 && framing.chunked.is_some() {
+            return Err(H1Error::TransferEncodingOnHttp10);
+        }
         let (kind, well_framed) = match (no_body, framing.chunked, framing.length) {
             (true, _, _) => (Framing::Empty, true),
             // Both transfer-encoding and content-length: chunked wins, but the connection is suspect.
@@ -455,7 +462,7 @@ impl RequestWriter {
 /// then gives it back to the pool (or closes it when it cannot be reused).
 pub struct H1Body {
     conn: Option<H1Conn>,
-    home: Option<H1Home>,
+    pool_return: Option<H1PoolReturn>,
     framing: Framing,
     /// The rest of a request body still being sent (an early response; boxed, as that is rare).
     writer: Option<Box<RequestWriter>>,
@@ -465,11 +472,11 @@ pub struct H1Body {
 impl H1Body {
     /// The body is complete: pool the connection if the exchange left it clean, else close it.
     fn release(&mut self) {
-        let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) else {
+        let (Some(conn), Some(pool_return)) = (self.conn.take(), self.pool_return.take()) else {
             return;
         };
         if self.keep_alive && self.writer.is_none() && conn.buf.is_empty() {
-            home.put(conn);
+            pool_return.put(conn);
         }
         self.writer = None;
     }
@@ -600,6 +607,12 @@ mod tests {
             (Framing::Length(0), false)
         );
         assert_eq!(framing("HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n"), (Framing::Length(2), false));
+        for te in ["chunked", "chu!nked", "gzip"] {
+            let raw = format!("HTTP/1.0 200 OK\r\ntransfer-encoding: {te}\r\n\r\n");
+            assert!(matches!(head(&raw, Method::GET), Err(H1Error::TransferEncodingOnHttp10)), "{raw:?}");
+            let raw = format!("HTTP/1.0 204 No Content\r\ntransfer-encoding: {te}\r\n\r\n");
+            assert_eq!(head(&raw, Method::GET).unwrap().unwrap().framing, Framing::Empty, "{raw:?}");
+        }
         assert_eq!(framing("HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n"), (Framing::Empty, true));
         assert_eq!(framing("HTTP/1.1 304 Not Modified\r\n\r\n"), (Framing::Empty, true));
         let h = head("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", Method::HEAD).unwrap().unwrap();

@@ -91,7 +91,7 @@ impl H2Sender {
             .max_header_list_size(256 << 10)
             .enable_push(false)
             // Client cancels reset upstream streams; they must never add up to a GOAWAY that
-            // fails every other stream on the connection (h2 issue 856).
+            // fails every other stream on the connection: h2 sends GOAWAY once more than `max_local_error_reset_streams` (1,024 by default) streams were reset locally.
             .max_local_error_reset_streams(None)
             .max_concurrent_reset_streams(usize::MAX >> 1)
             .handshake::<_, Bytes>(io)

@@ -96,7 +96,7 @@ pub struct TimedOut;
 /// A connection ready to take one request.
 pub enum Sender {
     /// An HTTP/1.1 connection, owned by the request, and where it goes back when done.
-    H1(H1Conn, H1Home),
+    H1(H1Conn, H1PoolReturn),
     H2(H2Sender),
 }
 
@@ -178,12 +178,12 @@ fn h1_usable(conn: &mut H1Conn, now: std::time::Instant) -> bool {
 type H1Idle = Mutex<KeyMap<Vec<H1Conn>>>;
 
 /// Where an HTTP/1.1 connection returns when its exchange is complete.
-pub struct H1Home {
+pub struct H1PoolReturn {
     idle: Arc<H1Idle>,
     key: Key,
 }
 
-impl H1Home {
+impl H1PoolReturn {
     pub fn put(self, mut conn: H1Conn) {
         conn.idle_since = std::time::Instant::now();
         let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -261,13 +261,13 @@ impl Pool {
                     while let Some(mut conn) = list.pop() {
                         if h1_usable(&mut conn, now) {
                             conn.reused = true;
-                            return Ok(Sender::H1(conn, H1Home { idle: self.h1.clone(), key }));
+                            return Ok(Sender::H1(conn, H1PoolReturn { idle: self.h1.clone(), key }));
                         }
                     }
                 }
             }
             let conn = Box::pin(self.dial_h1(host, port, transport, connect_timeout)).await?;
-            Ok(Sender::H1(conn, H1Home { idle: self.h1.clone(), key }))
+            Ok(Sender::H1(conn, H1PoolReturn { idle: self.h1.clone(), key }))
         }
     }
 

@@ -189,7 +189,9 @@ impl Chunked {
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match httparse::parse_headers(buf, &mut slots) {
                     Ok(httparse::Status::Complete((len, fields))) => {
-                        // Trailer lines end in CRLF, as hyper requires (httparse takes a bare LF).
+                        // Trailer lines end in CRLF. A bare LF is refused: httparse ends a line at
+                        // it, hyper reads it as a byte of the line, so the two would end the body
+                        // at different bytes (docs/http1.md).
                         if buf[..len].iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r')) {
                             return Err(WireError::Chunked("bare LF in the trailer section"));
                         }
