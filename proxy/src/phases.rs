@@ -96,6 +96,11 @@ pub async fn serve(
     match result {
         Ok(resp) => Ok(resp),
         Err(err) => {
+            // A failure the plugins' body filter caused gets the plugin's answer instead.
+            let err = match ctx.plugins.body_refusal() {
+                Some(reply) => ProxyError::Plugin(reply),
+                None => err,
+            };
             let mut resp = error_response(&err, grpc && h2);
             if let Some(route) = ctx.route.map(|i| &rt.routes[i]) {
                 header_filter::run_plugins(route, resp.status().as_u16(), resp.headers_mut(), &ctx.plugins);
@@ -138,10 +143,13 @@ fn before_balancer<'a>(
     start: Instant,
     ctx: &mut Ctx,
 ) -> Result<Prepared<'a>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
     let routed = route::route(&parts, conn, rt, grpc, h2, &mut ctx.done)?;
     let route = &rt.routes[routed.route];
     access::access(route, routed.route, &mut parts, conn, &shared.trusted, grpc, ctx)?;
+    if !route.plugins.request_body().is_empty() {
+        body = access::request_body(route, &parts, body, ctx);
+    }
     let service = &rt.services[route.service.ok_or(ProxyError::NoService)?];
     // The deadline of a gRPC call starts when the proxy receives it.
     let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };

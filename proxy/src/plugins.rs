@@ -23,9 +23,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri};
+use proxy_config::plugins::PluginConfig;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use crate::downstream::request_body::ClientBody;
 use crate::respond::PluginReply;
 
 pub mod correlation_id;
@@ -57,6 +59,15 @@ pub(crate) fn parse_config<T: DeserializeOwned>(config: serde_json::Value) -> Re
     serde_json::from_value(config).map_err(|e| BuildError::new("config", e.to_string()))
 }
 
+/// Checks a plugin entity against proxy-config's schema of it (the one the controller checks
+/// with) and returns the typed config; the first problem becomes the error.
+pub(crate) fn typed_config(name: &str, config: &serde_json::Value) -> Result<PluginConfig, BuildError> {
+    PluginConfig::from_entity(name, config).map_err(|errors| match errors.into_iter().next() {
+        Some(e) => BuildError::new(e.field, e.message),
+        None => BuildError::new("config", "invalid"),
+    })
+}
+
 /// The phases a plugin has handlers for (Kong's handler.lua functions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Phases(u8);
@@ -67,6 +78,7 @@ impl Phases {
     pub const HEADER_FILTER: Phases = Phases(4);
     pub const BODY_FILTER: Phases = Phases(8);
     pub const LOG: Phases = Phases(16);
+    pub const REQUEST_BODY: Phases = Phases(32);
 
     pub const fn union(self, other: Phases) -> Phases {
         Phases(self.0 | other.0)
@@ -85,6 +97,16 @@ pub struct RequestState {
     pub cors_preflight: bool,
     /// The correlation id to echo downstream (correlation-id with `echo_downstream`).
     pub correlation_id: Option<HeaderValue>,
+    /// Set when request-size-limiting counts the body: whether the limit ended it.
+    pub size_limit: Option<request_size_limiting::Tripwire>,
+}
+
+impl RequestState {
+    /// The reply to send instead of a failure that a plugin's body filter caused (the body went
+    /// over request-size-limiting's limit, so the upstream exchange broke off).
+    pub fn body_refusal(&self) -> Option<Box<PluginReply>> {
+        self.size_limit.as_ref().filter(|t| t.tripped()).map(|_| Box::new(request_size_limiting::too_large()))
+    }
 }
 
 /// The request as the access phase sees it: the client's request, before it is rewritten for
@@ -124,6 +146,11 @@ pub trait Plugin: Send + Sync + Debug {
     }
     /// The upstream request's headers once built (hook point of request-transformer).
     fn upstream_request(&self, _headers: &mut HeaderMap) {}
+    /// The client's request body on its way upstream, after the access phase: a plugin may
+    /// wrap it (request-size-limiting counts its bytes as they flow).
+    fn request_body(&self, body: ClientBody, _headers: &HeaderMap, _state: &mut RequestState) -> ClientBody {
+        body
+    }
     /// Kong's header_filter: response headers (and a trailers-only reply's status).
     fn header_filter(&self, _resp: &mut HeaderFilterCtx<'_>) {}
     /// Kong's body_filter: one response frame (data or trailers).
@@ -139,6 +166,7 @@ pub fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, 
         cors::Cors::NAME => Arc::new(cors::Cors::build(config)?),
         correlation_id::CorrelationId::NAME => Arc::new(correlation_id::CorrelationId::build(config)?),
         ip_restriction::IpRestriction::NAME => Arc::new(ip_restriction::IpRestriction::build(config)?),
+        request_size_limiting::NAME => Arc::new(request_size_limiting::RequestSizeLimiting::build(name, config)?),
         request_termination::RequestTermination::NAME => {
             Arc::new(request_termination::RequestTermination::build(config)?)
         }
@@ -167,6 +195,7 @@ pub struct PluginChain {
     header_filter: Vec<Arc<dyn Plugin>>,
     body_filter: Vec<Arc<dyn Plugin>>,
     log: Vec<Arc<dyn Plugin>>,
+    request_body: Vec<Arc<dyn Plugin>>,
 }
 
 impl PluginChain {
@@ -190,6 +219,7 @@ impl PluginChain {
             header_filter: with(Phases::HEADER_FILTER),
             body_filter: with(Phases::BODY_FILTER),
             log: with(Phases::LOG),
+            request_body: with(Phases::REQUEST_BODY),
             all,
         }
     }
@@ -215,6 +245,9 @@ impl PluginChain {
     }
     pub fn log(&self) -> &[Arc<dyn Plugin>] {
         &self.log
+    }
+    pub fn request_body(&self) -> &[Arc<dyn Plugin>] {
+        &self.request_body
     }
 }
 

@@ -274,3 +274,187 @@ async fn plugin_reply_still_gets_header_filter_plugins() {
     assert!(got.body.contains("Service unavailable"), "{}", got.body);
     assert!(got.headers.contains_key("kong-request-id"));
 }
+
+/// A config with one plain-HTTP service `up` at `upstream` on every path, plus `plugins` YAML.
+fn upstream_config(upstream: std::net::SocketAddr, plugins: &str) -> String {
+    format!(
+        "_format_version: '3.0'\nservices:\n- name: up\n  protocol: http\n  host: {}\n  port: {}\n  routes:\n  - name: up\n    paths: ['/']\n{plugins}",
+        upstream.ip(),
+        upstream.port()
+    )
+}
+
+/// Writes `raw` on a new connection and reads until the connection ends (or 5 s pass).
+async fn raw_exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The proxy may answer and close before it read everything: a failed write is part of the test.
+    let _ = s.write_all(raw).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const SIZE_LIMIT_1K: &str =
+    "plugins:\n- name: request-size-limiting\n  config: {allowed_payload_size: 1, size_unit: kilobytes}\n";
+
+#[tokio::test]
+async fn size_limit_refuses_a_declared_length_before_the_upstream_is_contacted() {
+    let up = common::upstream::Upstream::start(true, |_| {
+        common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    })
+    .await;
+    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    p.push_ok(&upstream_config(up.addr, SIZE_LIMIT_1K)).await;
+    let post = |n: usize| Request::post("/").header("host", "e").body(Full::new(Bytes::from(vec![b'x'; n]))).unwrap();
+    let got = h1(p.addr(0), post(1025)).await;
+    assert_eq!(got.status, 413, "{}", got.body);
+    let v: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(v["message"], "Request size limit exceeded");
+    assert_eq!(up.accepted(), 0, "the upstream must not be contacted");
+    // Exactly the limit passes, and the whole body reaches the upstream.
+    let got = h1(p.addr(0), post(1024)).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "ok"));
+    assert_eq!(up.seen()[0].body.len(), 1024);
+    // Expect: 100-continue over the limit gets Kong's 417.
+    let raw = b"POST / HTTP/1.1\r\nhost: e\r\ncontent-length: 5000\r\nexpect: 100-continue\r\n\r\n";
+    let got = raw_exchange(p.addr(0), raw).await;
+    assert!(got.starts_with("HTTP/1.1 417"), "{got}");
+}
+
+#[tokio::test]
+async fn size_limit_counts_a_chunked_body_as_it_flows() {
+    let up = common::upstream::Upstream::start(true, |_| {
+        common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    })
+    .await;
+    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    p.push_ok(&upstream_config(up.addr, SIZE_LIMIT_1K)).await;
+    let chunk = format!("200\r\n{}\r\n", "x".repeat(0x200));
+    let head = "POST / HTTP/1.1\r\nhost: e\r\ntransfer-encoding: chunked\r\n\r\n";
+    // Three chunks of 512 bytes: the third passes the limit.
+    let got = raw_exchange(p.addr(0), format!("{head}{chunk}{chunk}{chunk}0\r\n\r\n").as_bytes()).await;
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    assert!(got.contains(r#"{"message":"Request size limit exceeded"}"#), "{got}");
+    assert!(up.seen().iter().all(|s| s.body.len() < 1024), "no full body may reach the upstream");
+    // Two chunks (exactly the limit) pass.
+    let got = raw_exchange(p.addr(0), format!("{head}{chunk}{chunk}0\r\n\r\n").as_bytes()).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert_eq!(up.seen().last().unwrap().body.len(), 1024);
+}
+
+#[tokio::test]
+async fn size_limit_require_content_length_and_size_unit() {
+    let up = common::upstream::Upstream::start(true, |_| {
+        common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    })
+    .await;
+    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    let plugins = "plugins:\n- name: request-size-limiting\n  config: {allowed_payload_size: 10, size_unit: bytes, require_content_length: true}\n";
+    p.push_ok(&upstream_config(up.addr, plugins)).await;
+    // No Content-Length (a GET without body): 411 with Kong's message.
+    let got = h1(p.addr(0), get("/", "e")).await;
+    assert_eq!(got.status, 411, "{}", got.body);
+    assert!(got.body.contains("A valid Content-Length header is required"), "{}", got.body);
+    let post = |n: usize| Request::post("/").header("host", "e").body(Full::new(Bytes::from(vec![b'x'; n]))).unwrap();
+    assert_eq!(h1(p.addr(0), post(10)).await.status, 200);
+    assert_eq!(h1(p.addr(0), post(11)).await.status, 413, "size_unit bytes: 11 > 10");
+    // A chunked body satisfies require_content_length (its size is counted instead).
+    let raw = "POST / HTTP/1.1\r\nhost: e\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    assert!(raw_exchange(p.addr(0), raw.as_bytes()).await.starts_with("HTTP/1.1 200"));
+}
+
+/// The real `sluice-proxy` binary with a declarative config, so that its own memory can be read.
+struct ProxyProcess {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn proxy_process(config: &str) -> ProxyProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kong.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
+        .env_clear()
+        .env("KONG_PROXY_LISTEN", "127.0.0.1:0 http2")
+        .env("KONG_STATUS_LISTEN", "127.0.0.1:0")
+        .env("SLUICE_ADMIN_SOCKET", dir.path().join("admin.sock"))
+        .env("KONG_DECLARATIVE_CONFIG", &path)
+        .env("KONG_PROXY_ACCESS_LOG", "off")
+        // One worker thread: memory measured around a stream is that thread's, not a second
+        // thread's heap warming up.
+        .env("KONG_NGINX_WORKER_PROCESSES", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addrs = common::process::started_addrs(&mut child, std::time::Duration::from_secs(20)).await;
+    ProxyProcess { child, addr: addrs[0], _dir: dir }
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_limit_ends_a_grpc_client_stream_with_resource_exhausted_without_buffering_it() {
+    let backend = spawn(BackendOptions::named("g")).await.unwrap();
+    let plugins =
+        "plugins:\n- name: request-size-limiting\n  config: {allowed_payload_size: 1, size_unit: megabytes}\n";
+    let p = proxy_process(&format!("{}{plugins}", grpc_config(backend.addr()))).await;
+    let pid = p.child.id().unwrap();
+    let mut client = HelloServiceClient::new(grpc_channel(p.addr, "example.com").await);
+    // Warm up with a stream under the limit (768 KiB in the same 64 KiB messages): it passes.
+    let under = futures_util::stream::iter((0..12).map(|_| HelloRequest { greeting: "y".repeat(64 << 10) }));
+    let reply = client.lots_of_greetings(under).await.unwrap();
+    assert_eq!(reply.into_inner().reply.len(), "hello ".len() + 12 * (64 << 10) + 11);
+
+    let before = vm_rss_kib(pid);
+    // 5 MiB in 80 messages of 64 KiB, made as they are sent.
+    let big = futures_util::stream::iter((0..80).map(|_| HelloRequest { greeting: "x".repeat(64 << 10) }));
+    let err = client.lots_of_greetings(big).await.unwrap_err();
+    let growth = vm_rss_kib(pid).saturating_sub(before);
+    println!(
+        "5 MiB client stream over a 1 MiB limit: {:?} {:?}, proxy RSS growth {growth} KiB",
+        err.code(),
+        err.message()
+    );
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert_eq!(err.message(), "Request size limit exceeded");
+    assert!(growth < 2 << 10, "the proxy's RSS grew {growth} KiB for a 5 MiB stream");
+    // The connection still serves.
+    let reply = client.say_hello(HelloRequest { greeting: "after".into() }).await.unwrap();
+    assert!(reply.into_inner().reply.contains("after"));
+}
+
+#[tokio::test]
+async fn size_limit_ends_a_started_grpc_response_with_resource_exhausted_trailers() {
+    let web = echo_http("web").await;
+    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let plugins = "plugins:\n- name: request-size-limiting\n  config: {allowed_payload_size: 100, size_unit: bytes}\n";
+    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
+    // A bidirectional stream: each greeting is answered at once, so the response has begun when
+    // the third message (47 bytes each with its framing: past 100) arrives.
+    let (tx, rx) = tokio::sync::mpsc::channel::<HelloRequest>(4);
+    let requests = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut replies = client.bidi_hello(requests).await.unwrap().into_inner();
+    for _ in 0..2 {
+        tx.send(HelloRequest { greeting: "a".repeat(40) }).await.unwrap();
+        assert!(replies.message().await.unwrap().is_some());
+    }
+    tx.send(HelloRequest { greeting: "a".repeat(40) }).await.unwrap();
+    let err = loop {
+        match replies.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!((err.code(), err.message()), (tonic::Code::ResourceExhausted, "Request size limit exceeded"), "{err:?}");
+}

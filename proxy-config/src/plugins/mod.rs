@@ -70,9 +70,7 @@ impl PluginConfig {
             request_transformer::NAME => request_transformer::check(&mut c, v),
             response_transformer::NAME => response_transformer::check(&mut c, v),
             _ => {
-                let running: Vec<&str> =
-                    PLUGIN_NAMES.iter().copied().filter(|n| *n != request_size_limiting::NAME).collect();
-                c.err("name", format!("plugin '{name}' not enabled; sluice supports: {}", running.join(", ")));
+                c.err("name", format!("plugin '{name}' not enabled; sluice supports: {}", PLUGIN_NAMES.join(", ")));
             }
         }
         if !c.errors.is_empty() {
@@ -110,8 +108,7 @@ impl PluginConfig {
 
 /// What the schema above accepts but the proxy does not run yet, each refused by field so that
 /// nothing is accepted and ignored, and so that the controller (which validates with this crate)
-/// never pushes a plugin the proxy would refuse: `request-size-limiting` as a whole (its body
-/// wrapper exists in proxy/src/plugins/ but is not on the request path yet), the transformers'
+/// never pushes a plugin the proxy would refuse: the transformers'
 /// operations other than headers (uri, query string, method, bodies: they need the request body
 /// phase), and correlation-id's `tracker` generator (made of nginx variables). docs/plugins.md
 /// lists them.
@@ -119,9 +116,6 @@ fn not_run_yet(name: &str, config: &Value) -> Vec<(String, String)> {
     const NOT_YET: &str = "not supported by sluice yet: only header operations run";
     let mut out = Vec::new();
     match name {
-        request_size_limiting::NAME => {
-            out.push(("name".to_string(), format!("plugin '{name}' is not enabled in the proxy yet")));
-        }
         request_transformer::NAME | response_transformer::NAME => {
             if config.get("http_method").is_some_and(|v| !v.is_null()) {
                 out.push(("config.http_method".to_string(), NOT_YET.to_string()));

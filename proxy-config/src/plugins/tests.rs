@@ -412,7 +412,7 @@ fn what_the_proxy_does_not_run_yet_is_refused_by_field() {
     let fields = |name: &str, config: Value| -> Vec<String> {
         check_plugin_config(name, &config).into_iter().map(|e| e.field).collect()
     };
-    assert_eq!(fields("request-size-limiting", Value::Null), ["name"]);
+    assert!(fields("request-size-limiting", Value::Null).is_empty());
     assert_eq!(
         fields(
             "request-transformer",

@@ -15,6 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::body::{h2_reason, BodyError};
+use crate::plugins::request_size_limiting::{self, Tripwire};
 use crate::telemetry::observe::Completion;
 use crate::upstream::balancer::ActiveGuard;
 use crate::upstream::h1::H1Body;
@@ -84,6 +85,8 @@ pub struct UpstreamBody {
     active: Option<ActiveGuard>,
     /// The route's body_filter and log plugins (empty for most routes).
     plugins: Option<Arc<crate::plugins::PluginChain>>,
+    /// request-size-limiting's tripwire on the request body, which may still be streaming.
+    size_limit: Option<Tripwire>,
 }
 
 impl UpstreamBody {
@@ -108,6 +111,7 @@ impl UpstreamBody {
             completion: Some(completion),
             active,
             plugins,
+            size_limit: None,
         }
     }
 
@@ -218,6 +222,10 @@ impl Body for UpstreamBody {
                 this.finish();
                 Poll::Ready(None)
             }
+            Poll::Ready(Some(Err(_))) if this.size_limit.as_ref().is_some_and(Tripwire::tripped) => {
+                // The request body went over the limit, so the upstream stream was reset.
+                this.end_with(Code::ResourceExhausted, request_size_limiting::TOO_LARGE)
+            }
             Poll::Ready(Some(Err(e))) => {
                 let code = match h2_reason(&*e) {
                     Some(r) => grpc::code_for_reset(r),
@@ -282,6 +290,7 @@ pub fn respond(
     let plugins =
         (!route.plugins.body_filter().is_empty() || !route.plugins.log().is_empty()).then(|| route.plugins.clone());
     let limits = Limits { deadline, idle: svc.read_timeout, head_at: sent.head_at };
-    let body = UpstreamBody::new(body, grpc, limits, d, sent.guard, plugins);
+    let mut body = UpstreamBody::new(body, grpc, limits, d, sent.guard, plugins);
+    body.size_limit = ctx.plugins.size_limit.take();
     Ok(http::Response::from_parts(head, ProxyBody::Upstream(Box::pin(body))))
 }
