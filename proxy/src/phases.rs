@@ -103,7 +103,8 @@ pub async fn serve(
             };
             let mut resp = error_response(&err, grpc && h2);
             if let Some(route) = ctx.route.map(|i| &rt.routes[i]) {
-                header_filter::run_plugins(route, resp.status().as_u16(), resp.headers_mut(), &ctx.plugins);
+                header_filter::run_plugins(route, resp.status().as_u16(), resp.headers_mut(), &mut ctx.plugins);
+                header_filter::local_body(&mut resp, &mut ctx.plugins);
             }
             log::local_reply(ctx.done, &resp, &err);
             Ok(resp)
@@ -170,7 +171,7 @@ fn after_balancer(
     ctx: &mut Ctx,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut head, body) = response.into_parts();
-    header_filter::header_filter(route, &mut head, &ctx.plugins);
+    header_filter::header_filter(route, &mut head, &mut ctx.plugins);
     body_filter::respond(head, body, sent, route, service, grpc, deadline, ctx)
 }
 

@@ -99,6 +99,9 @@ pub struct RequestState {
     pub correlation_id: Option<HeaderValue>,
     /// Set when request-size-limiting counts the body: whether the limit ended it.
     pub size_limit: Option<request_size_limiting::Tripwire>,
+    /// Set by response-transformer's header_filter when this response's JSON body is to be
+    /// edited (buffered, bounded, by `phases::body_filter`).
+    pub json_body: Option<Arc<response_transformer::ResponseTransformer>>,
 }
 
 impl RequestState {
@@ -129,7 +132,7 @@ pub struct HeaderFilterCtx<'a> {
     pub headers: &'a mut HeaderMap,
     /// The route serves grpc or grpcs.
     pub grpc_route: bool,
-    pub state: &'a RequestState,
+    pub state: &'a mut RequestState,
 }
 
 /// One configured plugin instance. Every handler has a no-op default; [`Plugin::phases`] says
@@ -171,7 +174,7 @@ pub fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, 
             Arc::new(request_termination::RequestTermination::build(config)?)
         }
         header_transformer::REQUEST => Arc::new(header_transformer::HeaderTransformer::request(config)?),
-        header_transformer::RESPONSE => Arc::new(header_transformer::HeaderTransformer::response(config)?),
+        response_transformer::NAME => Arc::new(response_transformer::ResponseTransformerPlugin::build(name, config)?),
         other => return Err(BuildError::new("name", format!("plugin '{other}' not enabled"))),
     })
 }

@@ -458,3 +458,120 @@ async fn size_limit_ends_a_started_grpc_response_with_resource_exhausted_trailer
     };
     assert_eq!((err.code(), err.message()), (tonic::Code::ResourceExhausted, "Request size limit exceeded"), "{err:?}");
 }
+
+#[tokio::test]
+async fn response_transformer_edits_headers_and_json_body() {
+    let web = echo_http("web").await;
+    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let plugins = r#"plugins:
+- name: response-transformer
+  route: web
+  config:
+    remove: {headers: [x-backend], json: [headers]}
+    rename: {headers: ["content-type:x-was-type"], json: ["uri:path"]}
+    replace: {json: ["method:REPLACED", "absent:x"]}
+    add: {headers: ["content-type:application/json", "x-added:1"], json: ["count:3", "ok:true", "method:no"], json_types: [number, boolean]}
+    append: {headers: ["x-added:2"], json: ["backend:other"]}
+"#;
+    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    // HTTP/1.1 and HTTP/2 clients both get the edited body with a length that fits it.
+    for got in [
+        h1(p.addr(0), get("/q?a=1", "example.com")).await,
+        h2c(p.addr(0), get("http://example.com/q?a=1", "example.com")).await.unwrap(),
+    ] {
+        assert_eq!(got.status, 200);
+        assert!(got.headers.get("x-backend").is_none());
+        assert_eq!(got.headers["x-was-type"], "application/json");
+        assert_eq!(got.headers["content-type"], "application/json");
+        assert_eq!(got.headers.get_all("x-added").iter().collect::<Vec<_>>(), ["1", "2"]);
+        let v: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+        assert!(v.get("headers").is_none() && v.get("uri").is_none(), "{v}");
+        assert_eq!(v["path"], "/q?a=1");
+        assert_eq!(v["method"], "REPLACED");
+        assert!(v.get("absent").is_none());
+        assert_eq!((v["count"].clone(), v["ok"].clone()), (serde_json::json!(3), serde_json::json!(true)));
+        assert_eq!(v["backend"], serde_json::json!(["web", "other"]));
+        if let Some(len) = got.headers.get("content-length") {
+            assert_eq!(len.to_str().unwrap(), got.body.len().to_string());
+        }
+    }
+}
+
+#[tokio::test]
+async fn response_transformer_leaves_non_json_and_oversized_bodies_unedited() {
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(9 << 20));
+    let reply_for = move |s: &common::upstream::Seen| {
+        let (ct, body) = if s.head.starts_with("GET /big") {
+            ("application/json", big.clone())
+        } else {
+            ("text/plain", "{\"secret\":1}".to_string())
+        };
+        common::upstream::reply(format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {ct}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    let up = common::upstream::Upstream::start(true, reply_for).await;
+    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    let plugins = "plugins:\n- name: response-transformer\n  config: {remove: {json: [secret, pad]}}\n";
+    p.push_ok(&upstream_config(up.addr, plugins)).await;
+    let got = h1(p.addr(0), get("/plain", "e")).await;
+    assert_eq!((got.body.as_str(), got.headers["content-length"].to_str().unwrap()), ("{\"secret\":1}", "12"));
+    // Over the 8 MiB buffer: sent as the upstream sent it.
+    let got = h1(p.addr(0), get("/big", "e")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body.len(), (9 << 20) + 10);
+    assert!(got.body.starts_with("{\"pad\":\"xxx"));
+}
+
+#[tokio::test]
+async fn response_transformer_edits_the_proxys_own_json_replies() {
+    let web = echo_http("web").await;
+    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    let plugins = "plugins:\n- name: request-termination\n  config: {status_code: 403, message: no}\n- name: response-transformer\n  config: {add: {json: [\"code:E1\"], headers: [\"x-added:1\"]}}\n";
+    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let got = h1(p.addr(0), get("/", "example.com")).await;
+    assert_eq!(got.status, 403);
+    assert_eq!(got.headers["x-added"], "1");
+    let v: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(v, serde_json::json!({"message": "no", "code": "E1"}));
+}
+
+#[tokio::test]
+async fn response_transformer_edits_grpc_metadata_and_trailers() {
+    let web = echo_http("web").await;
+    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let plugins = r#"plugins:
+- name: response-transformer
+  route: grpc
+  config:
+    remove: {headers: [x-trailer-echo-secret, x-echo-secret, grpc-status]}
+    rename: {headers: ["x-trailer-echo-a:x-renamed"]}
+    replace: {headers: ["grpc-message:redacted"]}
+    add: {headers: ["x-added:1"]}
+"#;
+    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
+    let mut req = tonic::Request::new(HelloRequest { greeting: "t".into() });
+    req.metadata_mut().insert("x-echo-secret", "s".parse().unwrap());
+    req.metadata_mut().insert("x-echo-a", "v".parse().unwrap());
+    let mut replies = client.lots_of_replies(req).await.unwrap();
+    let md = replies.metadata().clone();
+    assert_eq!(md.get("x-added").unwrap(), "1");
+    assert!(md.get("x-echo-secret").is_none());
+    assert_eq!(md.get("x-echo-a").unwrap(), "v");
+    let stream = replies.get_mut();
+    while stream.message().await.unwrap().is_some() {}
+    let trailers = stream.trailers().await.unwrap().unwrap();
+    assert!(trailers.get("x-trailer-echo-secret").is_none(), "{trailers:?}");
+    assert_eq!(trailers.get("x-renamed").unwrap(), "v");
+    assert!(trailers.get("x-trailer-echo-a").is_none());
+    // A failing call: its message is replaced, its status kept (in trailers-only or trailers).
+    let mut req = tonic::Request::new(HelloRequest { greeting: "t".into() });
+    req.metadata_mut().insert("x-fail-code", "9".parse().unwrap());
+    let err = client.say_hello(req).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (tonic::Code::FailedPrecondition, "redacted"));
+}

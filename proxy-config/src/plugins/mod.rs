@@ -108,7 +108,7 @@ impl PluginConfig {
 
 /// What the schema above accepts but the proxy does not run yet, each refused by field so that
 /// nothing is accepted and ignored, and so that the controller (which validates with this crate)
-/// never pushes a plugin the proxy would refuse: the transformers'
+/// never pushes a plugin the proxy would refuse: request-transformer's
 /// operations other than headers (uri, query string, method, bodies: they need the request body
 /// phase), and correlation-id's `tracker` generator (made of nginx variables). docs/plugins.md
 /// lists them.
@@ -116,7 +116,7 @@ fn not_run_yet(name: &str, config: &Value) -> Vec<(String, String)> {
     const NOT_YET: &str = "not supported by sluice yet: only header operations run";
     let mut out = Vec::new();
     match name {
-        request_transformer::NAME | response_transformer::NAME => {
+        request_transformer::NAME => {
             if config.get("http_method").is_some_and(|v| !v.is_null()) {
                 out.push(("config.http_method".to_string(), NOT_YET.to_string()));
             }

@@ -420,10 +420,7 @@ fn what_the_proxy_does_not_run_yet_is_refused_by_field() {
         ),
         ["config.http_method", "config.replace.uri", "config.add.querystring"]
     );
-    assert_eq!(
-        fields("response-transformer", json!({"remove": {"json": ["a"]}, "add": {"headers": ["a:1"]}})),
-        ["config.remove.json"]
-    );
+    assert!(fields("response-transformer", json!({"remove": {"json": ["a"]}, "add": {"headers": ["a:1"]}})).is_empty());
     assert_eq!(fields("correlation-id", json!({"generator": "tracker"})), ["config.generator"]);
     assert!(fields("request-transformer", json!({"add": {"headers": ["a:1"], "querystring": []}})).is_empty());
     assert!(fields("correlation-id", json!({"generator": "uuid#counter"})).is_empty());

@@ -16,6 +16,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::{h2_reason, BodyError};
 use crate::plugins::request_size_limiting::{self, Tripwire};
+use crate::plugins::response_transformer::JsonBody;
 use crate::telemetry::observe::Completion;
 use crate::upstream::balancer::ActiveGuard;
 use crate::upstream::h1::H1Body;
@@ -292,5 +293,10 @@ pub fn respond(
     let limits = Limits { deadline, idle: svc.read_timeout, head_at: sent.head_at };
     let mut body = UpstreamBody::new(body, grpc, limits, d, sent.guard, plugins);
     body.size_limit = ctx.plugins.size_limit.take();
-    Ok(http::Response::from_parts(head, ProxyBody::Upstream(Box::pin(body))))
+    let body = match ctx.plugins.json_body.take() {
+        None => ProxyBody::Upstream(Box::pin(body)),
+        // response-transformer edits this JSON body: collected, then edited at its end.
+        Some(t) => ProxyBody::Upstream(Box::pin(JsonBody::new(body, t))),
+    };
+    Ok(http::Response::from_parts(head, body))
 }
