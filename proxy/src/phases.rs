@@ -29,7 +29,7 @@ use crate::body::ProxyBody;
 use crate::config::state::{RouteRt, Runtime, ServiceRt, State};
 use crate::downstream::request_body::{ClientBody, RequestBody};
 use crate::downstream::ConnInfo;
-use crate::plugins::RequestState;
+use crate::plugins::{request_transformer, RequestState};
 use crate::respond::{error_response, ProxyError};
 use crate::settings::trust::TrustedIps;
 use crate::telemetry::observe::{Completion, LogDetails, Observer};
@@ -84,7 +84,22 @@ pub async fn serve(
     let mut ctx = Ctx { done: Some(done), route: None, plugins: RequestState::default() };
     // The balancer phase is awaited here, not in a helper `async fn`: its future (which holds the
     // send futures) would be moved once more per request (bench/callgrind.sh).
-    let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx) {
+    let prepared = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx) {
+        Ok(p) if ctx.plugins.upstream_edit.is_none() => Ok(p),
+        // request-transformer's edits of the built upstream request (path, host, body).
+        Ok(mut p) => match ctx.plugins.upstream_edit.take() {
+            Some(edit) => match Box::pin(request_transformer::finish(p.request, *edit)).await {
+                Ok(request) => {
+                    p.request = request;
+                    Ok(p)
+                }
+                Err(err) => Err(err),
+            },
+            None => Ok(p),
+        },
+        Err(err) => Err(err),
+    };
+    let result = match prepared {
         Ok(p) => match balancer::balance_and_send(p.request, p.service, &conn, &shared.pool, p.deadline).await {
             Ok((response, sent)) => {
                 after_balancer(response, sent, p.route, p.service, grpc && h2, p.deadline, &mut ctx)

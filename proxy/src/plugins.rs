@@ -22,8 +22,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
 use proxy_config::plugins::PluginConfig;
+use regex::Regex;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
@@ -32,7 +34,6 @@ use crate::respond::PluginReply;
 
 pub mod correlation_id;
 pub mod cors;
-pub mod header_transformer;
 pub mod ip_restriction;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -74,7 +75,6 @@ pub struct Phases(u8);
 
 impl Phases {
     pub const ACCESS: Phases = Phases(1);
-    pub const UPSTREAM_REQUEST: Phases = Phases(2);
     pub const HEADER_FILTER: Phases = Phases(4);
     pub const BODY_FILTER: Phases = Phases(8);
     pub const LOG: Phases = Phases(16);
@@ -99,6 +99,9 @@ pub struct RequestState {
     pub correlation_id: Option<HeaderValue>,
     /// Set when request-size-limiting counts the body: whether the limit ended it.
     pub size_limit: Option<request_size_limiting::Tripwire>,
+    /// What request-transformer still does once the upstream request is built (its path and
+    /// host, its body edit).
+    pub upstream_edit: Option<Box<request_transformer::UpstreamEdit>>,
     /// Set by response-transformer's header_filter when this response's JSON body is to be
     /// edited (buffered, bounded, by `phases::body_filter`).
     pub json_body: Option<Arc<response_transformer::ResponseTransformer>>,
@@ -113,12 +116,11 @@ impl RequestState {
 }
 
 /// The request as the access phase sees it: the client's request, before it is rewritten for
-/// the upstream.
+/// the upstream. What the plugins leave in `parts` (method, path, query, headers) goes upstream.
 pub struct AccessCtx<'a> {
-    pub method: &'a Method,
-    pub uri: &'a Uri,
-    /// The client's headers; what the plugins leave here goes upstream.
-    pub headers: &'a mut HeaderMap,
+    pub parts: &'a mut Parts,
+    /// The route's regex paths (only for routes whose chain reads `uri_captures`).
+    pub capture_paths: &'a [Regex],
     /// Kong's forwarded client address: the PROXY protocol address, or `X-Real-IP` from a
     /// trusted peer (`KONG_TRUSTED_IPS`).
     pub client_ip: IpAddr,
@@ -147,8 +149,6 @@ pub trait Plugin: Send + Sync + Debug {
     fn access(&self, _req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
         Ok(())
     }
-    /// The upstream request's headers once built (hook point of request-transformer).
-    fn upstream_request(&self, _headers: &mut HeaderMap) {}
     /// The client's request body on its way upstream, after the access phase: a plugin may
     /// wrap it (request-size-limiting counts its bytes as they flow).
     fn request_body(&self, body: ClientBody, _headers: &HeaderMap, _state: &mut RequestState) -> ClientBody {
@@ -173,7 +173,7 @@ pub fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, 
         request_termination::RequestTermination::NAME => {
             Arc::new(request_termination::RequestTermination::build(config)?)
         }
-        header_transformer::REQUEST => Arc::new(header_transformer::HeaderTransformer::request(config)?),
+        request_transformer::NAME => Arc::new(request_transformer::RequestTransformerPlugin::build(name, config)?),
         response_transformer::NAME => Arc::new(response_transformer::ResponseTransformerPlugin::build(name, config)?),
         other => return Err(BuildError::new("name", format!("plugin '{other}' not enabled"))),
     })
@@ -194,7 +194,6 @@ pub enum Scope {
 pub struct PluginChain {
     all: Vec<Arc<dyn Plugin>>,
     access: Vec<Arc<dyn Plugin>>,
-    upstream_request: Vec<Arc<dyn Plugin>>,
     header_filter: Vec<Arc<dyn Plugin>>,
     body_filter: Vec<Arc<dyn Plugin>>,
     log: Vec<Arc<dyn Plugin>>,
@@ -218,7 +217,6 @@ impl PluginChain {
         let with = |ph: Phases| all.iter().filter(|p| p.phases().contains(ph)).cloned().collect::<Vec<_>>();
         PluginChain {
             access: with(Phases::ACCESS),
-            upstream_request: with(Phases::UPSTREAM_REQUEST),
             header_filter: with(Phases::HEADER_FILTER),
             body_filter: with(Phases::BODY_FILTER),
             log: with(Phases::LOG),
@@ -236,9 +234,6 @@ impl PluginChain {
     }
     pub fn access(&self) -> &[Arc<dyn Plugin>] {
         &self.access
-    }
-    pub fn upstream_request(&self) -> &[Arc<dyn Plugin>] {
-        &self.upstream_request
     }
     pub fn header_filter(&self) -> &[Arc<dyn Plugin>] {
         &self.header_filter

@@ -575,3 +575,137 @@ async fn response_transformer_edits_grpc_metadata_and_trailers() {
     let err = client.say_hello(req).await.unwrap_err();
     assert_eq!((err.code(), err.message()), (tonic::Code::FailedPrecondition, "redacted"));
 }
+
+#[tokio::test]
+async fn request_transformer_rewrites_method_path_query_and_headers() {
+    let web = echo_http("web").await;
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let config = format!(
+        r#"_format_version: "3.0"
+services:
+- name: web
+  host: {host}
+  port: {port}
+  path: /svc
+  routes:
+  - name: users
+    paths: ["~/users/(?<id>\\d+)/(\\w+)$"]
+    plugins:
+    - name: request-transformer
+      config:
+        http_method: PUT
+        remove: {{headers: [x-drop], querystring: [drop]}}
+        rename: {{headers: ["x-old:x-new"], querystring: ["old:new"]}}
+        replace: {{uri: "/v2/$(uri_captures.id)/$(uri_captures[2])", headers: ["host:upstream.example"], querystring: ["r:replaced"]}}
+        add: {{headers: ["x-user:$(uri_captures.id)", "x-q:$(query_params.q)"], querystring: ["added:1"]}}
+        append: {{headers: ["x-multi:b"], querystring: ["m:2"]}}
+"#,
+        host = web.addr.ip(),
+        port = web.addr.port()
+    );
+    p.push_ok(&config).await;
+    let req = Request::get("/users/42/posts?q=hi&drop=1&old=o&r=1&m=1")
+        .header("host", "client.example")
+        .header("x-drop", "1")
+        .header("x-old", "v")
+        .header("x-multi", "a")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    for got in [h1(p.addr(0), req.clone()).await, h2c(p.addr(0), req).await.unwrap()] {
+        assert_eq!(got.status, 200, "{}", got.body);
+        let v: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+        assert_eq!(v["method"], "PUT");
+        // replace.uri is the whole upstream path (the service path is not joined to it).
+        assert_eq!(v["uri"], "/v2/42/posts?added=1&m=1&m=2&new=o&q=hi&r=replaced", "{v}");
+        let h = &v["headers"];
+        assert_eq!(h["host"], "upstream.example");
+        assert!(h.get("x-drop").is_none() && h.get("x-old").is_none());
+        assert_eq!((h["x-new"].as_str(), h["x-user"].as_str(), h["x-q"].as_str()), (Some("v"), Some("42"), Some("hi")));
+    }
+}
+
+#[tokio::test]
+async fn request_transformer_edits_json_and_form_bodies() {
+    let up = common::upstream::Upstream::start(true, |_| {
+        common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    })
+    .await;
+    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    let plugins = r#"plugins:
+- name: request-transformer
+  route: up
+  config:
+    remove: {body: [secret]}
+    rename: {body: ["old:new"]}
+    replace: {body: ["r:replaced"]}
+    add: {body: ["added:$(headers.x_v)"]}
+    append: {body: ["list:c"]}
+"#;
+    p.push_ok(&upstream_config(up.addr, plugins)).await;
+    let post = |ct: &str, body: &str| {
+        Request::post("/b")
+            .header("host", "e")
+            .header("content-type", ct)
+            .header("x-v", "hv")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap()
+    };
+    let got = h1(p.addr(0), post("application/json", r#"{"secret":1,"old":2,"r":3,"list":["a"]}"#)).await;
+    assert_eq!(got.status, 200);
+    let seen = up.seen().pop().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(v, serde_json::json!({"new": 2, "r": "replaced", "added": "hv", "list": ["a", "c"]}));
+    assert_eq!(seen.header("content-length").unwrap(), seen.body.len().to_string());
+
+    let got = h1(p.addr(0), post("application/x-www-form-urlencoded", "secret=s&old=o&r=1&z=a+b")).await;
+    assert_eq!(got.status, 200);
+    let seen = up.seen().pop().unwrap();
+    assert_eq!(String::from_utf8(seen.body.clone()).unwrap(), "r=replaced&z=a%20b&new=o&added=hv&list=c");
+    assert_eq!(seen.header("content-length").unwrap(), seen.body.len().to_string());
+
+    // Other content types pass untouched; multipart with body operations is refused by name.
+    let got = h1(p.addr(0), post("text/plain", "secret=s")).await;
+    assert_eq!((got.status, up.seen().pop().unwrap().body), (200, b"secret=s".to_vec()));
+    let got = h1(p.addr(0), post("multipart/form-data; boundary=x", "--x--")).await;
+    assert_eq!(got.status, 415, "{}", got.body);
+    assert!(got.body.contains("multipart/form-data bodies are not transformed"), "{}", got.body);
+    // A body over the 8 MiB buffer is refused, not sent unedited.
+    let got = h1(p.addr(0), post("application/json", &"x".repeat((8 << 20) + 1))).await;
+    assert_eq!(got.status, 413, "{}", got.body);
+}
+
+#[tokio::test]
+async fn request_transformer_moves_a_form_to_the_query_with_http_method_get() {
+    let up = common::upstream::Upstream::start(true, |_| {
+        common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    })
+    .await;
+    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    p.push_ok(&upstream_config(up.addr, "plugins:\n- name: request-transformer\n  config: {http_method: GET}\n")).await;
+    let req = Request::post("/f?a=0")
+        .header("host", "e")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from("a=1&b=2")))
+        .unwrap();
+    assert_eq!(h1(p.addr(0), req).await.status, 200);
+    let seen = up.seen().pop().unwrap();
+    assert!(seen.head.starts_with("GET /f?a=0&a=1&b=2 HTTP/1.1"), "{}", seen.head);
+}
+
+#[tokio::test]
+async fn request_transformer_never_buffers_grpc_and_edits_its_metadata() {
+    let web = echo_http("web").await;
+    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let plugins = "plugins:\n- name: request-transformer\n  route: grpc\n  config: {add: {headers: [\"x-echo-added:1\"], body: [\"a:1\"]}}\n";
+    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
+    // A bidirectional stream answered message by message: a buffered body would never answer.
+    let (tx, rx) = tokio::sync::mpsc::channel::<HelloRequest>(4);
+    let requests = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let resp = client.bidi_hello(requests).await.unwrap();
+    assert_eq!(resp.metadata().get("x-echo-added").unwrap(), "1");
+    let mut replies = resp.into_inner();
+    tx.send(HelloRequest { greeting: "one".into() }).await.unwrap();
+    assert!(replies.message().await.unwrap().unwrap().reply.contains("one"));
+}

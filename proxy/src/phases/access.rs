@@ -33,10 +33,9 @@ pub fn access(
         return Ok(());
     }
     let mut req = AccessCtx {
-        method: &parts.method,
-        uri: &parts.uri,
         client_ip: forwarded_ip(&parts.headers, conn, trusted),
-        headers: &mut parts.headers,
+        parts,
+        capture_paths: &route.capture_paths,
         grpc,
         state: &mut ctx.plugins,
     };

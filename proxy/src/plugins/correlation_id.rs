@@ -118,12 +118,12 @@ impl Plugin for CorrelationId {
     }
 
     fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
-        let id = match req.headers.get(&self.header) {
+        let id = match req.parts.headers.get(&self.header) {
             Some(v) if !v.is_empty() => v.clone(),
             _ => {
                 // A generated id is hex, dashes, `#` and digits: always a valid header value.
                 let v = HeaderValue::from_str(&self.generate()).unwrap_or(HeaderValue::from_static("0"));
-                req.headers.insert(self.header.clone(), v.clone());
+                req.parts.headers.insert(self.header.clone(), v.clone());
                 v
             }
         };

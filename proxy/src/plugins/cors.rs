@@ -185,8 +185,8 @@ impl Plugin for Cors {
     }
 
     fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
-        let origin = req.headers.get(header::ORIGIN).cloned();
-        let preflight = req.method == Method::OPTIONS && origin.is_some() && req.headers.contains_key(ACRM);
+        let origin = req.parts.headers.get(header::ORIGIN).cloned();
+        let preflight = req.parts.method == Method::OPTIONS && origin.is_some() && req.parts.headers.contains_key(ACRM);
         req.state.origin = origin;
         if !preflight {
             return Ok(());
@@ -198,7 +198,7 @@ impl Plugin for Cors {
         let mut reply = PluginReply::empty(200);
         let h = &mut reply.headers;
         self.set_origin(req.state.origin.as_ref(), h, false);
-        match (&self.allow_headers, req.headers.get(ACRH)) {
+        match (&self.allow_headers, req.parts.headers.get(ACRH)) {
             (Some(v), _) | (None, Some(v)) => {
                 h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
             }
@@ -208,7 +208,7 @@ impl Plugin for Cors {
         if let Some(age) = &self.max_age {
             h.insert(header::ACCESS_CONTROL_MAX_AGE, age.clone());
         }
-        if self.private_network && req.headers.get(ACRPN).is_some_and(|v| v == "true") {
+        if self.private_network && req.parts.headers.get(ACRPN).is_some_and(|v| v == "true") {
             h.insert(ACAPN, HeaderValue::from_static("true"));
         }
         Err(Box::new(reply))

@@ -63,7 +63,7 @@ impl Plugin for RequestSizeLimiting {
         Phases::ACCESS.union(Phases::REQUEST_BODY)
     }
     fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
-        self.0.check_head(req.headers).map_err(|e| Box::new(reply(e)))
+        self.0.check_head(&req.parts.headers).map_err(|e| Box::new(reply(e)))
     }
     fn request_body(&self, body: ClientBody, headers: &HeaderMap, state: &mut RequestState) -> ClientBody {
         if body.is_end_stream() {
