@@ -3,13 +3,16 @@
 //!
 //! 1. [`route`] (Kong's `access.before`): the router on the config snapshot, then Kong's
 //!    post-routing protocol checks;
-//! 2. [`access`]: the route's plugin chain, which may answer the request itself;
+//! 2. [`access`]: the route's plugin chain, which may answer the request itself, then the
+//!    plugins' filters on the request body (request-size-limiting's count);
 //! 3. [`upstream_request`] (Kong's `access.after`): the request as the upstream gets it (path,
-//!    Host, X-Forwarded-*, hop-by-hop headers);
+//!    Host, X-Forwarded-*, hop-by-hop headers), then, only when request-transformer left one,
+//!    its edit of that request (path, host, the body collected and rewritten);
 //! 4. [`balancer`]: target choice, connection, sending, retries;
 //! 5. [`header_filter`]: the response head (hop-by-hop headers, the plugins' header_filter), also
 //!    for the proxy's own replies;
-//! 6. [`body_filter`]: the response body, frame by frame, with deadlines;
+//! 6. [`body_filter`]: the response body, frame by frame, with deadlines (collected whole only
+//!    for response-transformer's JSON edit);
 //! 7. [`log`]: the request's record to metrics and the access log.
 //!
 //! [`serve`] runs them: [`before_balancer`] (1-3), the balancer awaited in place, and

@@ -2,20 +2,22 @@
 //! of instances that apply to it, resolved once per config (nothing is looked up by name per
 //! request).
 //!
-//! - Precedence (plugins.md §1.1): for each plugin name exactly one instance applies, the most
-//!   specific by [`Scope`]: route+service > route > service > global. Consumer-scoped rows come
-//!   with consumers; [`Scope`] is ordered so that they slot in above these.
+//! - Precedence (Kong's `lookup_cfg`): for each plugin name exactly one instance applies, the
+//!   most specific by [`Scope`]: route+service > route > service > global. Consumer-scoped rows
+//!   come with consumers; [`Scope`] is ordered so that they slot in above these.
 //! - Disabled instances are never loaded (as in Kong), so they shadow nothing.
-//! - Order: Kong's `PRIORITY`, descending; equal priorities by name, reversed (plugins.md §1.2).
+//! - Order: Kong's `PRIORITY`, descending; equal priorities by name, reversed (the order Kong's
+//!   plugin iterator sorts them in).
 //! - Phases: [`Plugin::access`] may answer the request itself with a [`PluginReply`], which
 //!   `respond` turns into Kong's JSON or a gRPC trailers-only reply; [`Plugin::header_filter`]
 //!   then still runs for every plugin of the chain (also on that reply), as in Kong.
 //!
-//! Hook points for the plugins being written on the `pconf` branch: `request-transformer` runs in
-//! [`Plugin::upstream_request`] (after the upstream request is built, which is where the
-//! header-only transformer of [`header_transformer`] has always acted), `response-transformer` in
-//! [`Plugin::header_filter`] / [`Plugin::body_filter`], `request-size-limiting` in
-//! [`Plugin::access`] wrapping the request body.
+//! Where each plugin acts: `request-transformer` edits the request head in [`Plugin::access`]
+//! and leaves what acts on the built upstream request (path, host, body) in
+//! [`RequestState::upstream_edit`]; `request-size-limiting` checks the head in
+//! [`Plugin::access`] and counts the body in [`Plugin::request_body`]; `response-transformer`
+//! edits headers in [`Plugin::header_filter`], trailers in [`Plugin::body_filter`], and asks for
+//! the JSON body through [`RequestState::json_body`].
 
 use std::fmt::Debug;
 use std::net::IpAddr;
