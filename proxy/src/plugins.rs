@@ -28,7 +28,6 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use proxy_config::plugins::PluginConfig;
 use regex::Regex;
-use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use crate::downstream::request_body::ClientBody;
@@ -54,12 +53,6 @@ impl BuildError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         BuildError { field: field.into(), message: message.into() }
     }
-}
-
-/// Parses a plugin's `config` (null = all defaults) into its typed form; unknown fields are errors.
-pub(crate) fn parse_config<T: DeserializeOwned>(config: serde_json::Value) -> Result<T, BuildError> {
-    let config = if config.is_null() { serde_json::json!({}) } else { config };
-    serde_json::from_value(config).map_err(|e| BuildError::new("config", e.to_string()))
 }
 
 /// Checks a plugin entity against proxy-config's schema of it (the one the controller checks
@@ -164,20 +157,17 @@ pub trait Plugin: Send + Sync + Debug {
     fn log(&self, _status: u16) {}
 }
 
-/// Builds the instance a `plugins` entity describes.
+/// Builds the instance a `plugins` entity describes, from proxy-config's typed config of it
+/// (one schema, the one the controller checks with).
 pub fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
-    let config = config.clone();
-    Ok(match name {
-        cors::Cors::NAME => Arc::new(cors::Cors::build(config)?),
-        correlation_id::CorrelationId::NAME => Arc::new(correlation_id::CorrelationId::build(config)?),
-        ip_restriction::IpRestriction::NAME => Arc::new(ip_restriction::IpRestriction::build(config)?),
-        request_size_limiting::NAME => Arc::new(request_size_limiting::RequestSizeLimiting::build(name, config)?),
-        request_termination::RequestTermination::NAME => {
-            Arc::new(request_termination::RequestTermination::build(config)?)
-        }
-        request_transformer::NAME => Arc::new(request_transformer::RequestTransformerPlugin::build(name, config)?),
-        response_transformer::NAME => Arc::new(response_transformer::ResponseTransformerPlugin::build(name, config)?),
-        other => return Err(BuildError::new("name", format!("plugin '{other}' not enabled"))),
+    Ok(match typed_config(name, config)? {
+        PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
+        PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
+        PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
+        PluginConfig::RequestSizeLimiting(c) => Arc::new(request_size_limiting::RequestSizeLimiting::new(&c)),
+        PluginConfig::RequestTermination(c) => Arc::new(request_termination::RequestTermination::new(c)),
+        PluginConfig::RequestTransformer(c) => Arc::new(request_transformer::RequestTransformerPlugin::new(&c)?),
+        PluginConfig::ResponseTransformer(c) => Arc::new(response_transformer::ResponseTransformerPlugin::new(&c)?),
     })
 }
 

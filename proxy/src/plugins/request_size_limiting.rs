@@ -29,10 +29,10 @@ use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use proxy_config::plugins::{PluginConfig, RequestSizeLimitingConfig};
+use proxy_config::plugins::RequestSizeLimitingConfig;
 use thiserror::Error;
 
-use super::{AccessCtx, BuildError, Phases, Plugin, RequestState};
+use super::{AccessCtx, Phases, Plugin, RequestState};
 use crate::downstream::request_body::{ClientBody, ClientBodyError};
 use crate::respond::PluginReply;
 
@@ -44,11 +44,8 @@ pub const NAME: &str = proxy_config::plugins::request_size_limiting::NAME;
 pub struct RequestSizeLimiting(SizeLimit);
 
 impl RequestSizeLimiting {
-    pub fn build(name: &str, config: serde_json::Value) -> Result<Self, BuildError> {
-        match super::typed_config(name, &config)? {
-            PluginConfig::RequestSizeLimiting(c) => Ok(RequestSizeLimiting(SizeLimit::new(&c))),
-            _ => Err(BuildError::new("name", format!("not {NAME}"))),
-        }
+    pub fn new(c: &RequestSizeLimitingConfig) -> Self {
+        RequestSizeLimiting(SizeLimit::new(c))
     }
 }
 

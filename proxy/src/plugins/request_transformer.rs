@@ -32,7 +32,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use proxy_config::plugins::request_transformer::split_pair;
 use proxy_config::plugins::template::{Key, Source, Template};
-use proxy_config::plugins::PluginConfig;
 use proxy_config::plugins::RequestTransformerConfig;
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -51,13 +50,10 @@ pub const BODY_LIMIT: usize = 8 << 20;
 pub struct RequestTransformerPlugin(RequestTransformer);
 
 impl RequestTransformerPlugin {
-    pub fn build(name: &str, config: serde_json::Value) -> Result<Self, super::BuildError> {
-        match super::typed_config(name, &config)? {
-            PluginConfig::RequestTransformer(c) => RequestTransformer::new(&c)
-                .map(RequestTransformerPlugin)
-                .map_err(|e| super::BuildError::new("config", e.to_string())),
-            _ => Err(super::BuildError::new("name", format!("not {NAME}"))),
-        }
+    pub fn new(c: &RequestTransformerConfig) -> Result<Self, super::BuildError> {
+        RequestTransformer::new(c)
+            .map(RequestTransformerPlugin)
+            .map_err(|e| super::BuildError::new("config", e.to_string()))
     }
 }
 

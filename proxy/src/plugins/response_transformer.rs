@@ -26,7 +26,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use proxy_config::plugins::request_transformer::split_pair;
-use proxy_config::plugins::{JsonType, PluginConfig, ResponseTransformerConfig};
+use proxy_config::plugins::{JsonType, ResponseTransformerConfig};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -43,13 +43,10 @@ pub const JSON_BODY_LIMIT: usize = 8 << 20;
 pub struct ResponseTransformerPlugin(Arc<ResponseTransformer>);
 
 impl ResponseTransformerPlugin {
-    pub fn build(name: &str, config: serde_json::Value) -> Result<Self, BuildError> {
-        match super::typed_config(name, &config)? {
-            PluginConfig::ResponseTransformer(c) => ResponseTransformer::new(&c)
-                .map(|t| ResponseTransformerPlugin(Arc::new(t)))
-                .map_err(|e| BuildError::new("config", e.to_string())),
-            _ => Err(BuildError::new("name", format!("not {NAME}"))),
-        }
+    pub fn new(c: &ResponseTransformerConfig) -> Result<Self, BuildError> {
+        ResponseTransformer::new(c)
+            .map(|t| ResponseTransformerPlugin(Arc::new(t)))
+            .map_err(|e| BuildError::new("config", e.to_string()))
     }
 }
 
