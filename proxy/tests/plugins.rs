@@ -17,6 +17,22 @@ fn config_with(http: std::net::SocketAddr, grpc: std::net::SocketAddr, extra: &s
     format!("{}{extra}", basic_config(http, grpc))
 }
 
+/// The proxy on `listen` in front of an echo backend (route `web`) and a gRPC backend (route
+/// `grpc`), with `plugins` YAML pushed; the backends live as long as the returned values.
+async fn stack(listen: &str, plugins: &str) -> (TestProxy, EchoHttp, sluice_demo::Backend) {
+    let web = echo_http("web").await;
+    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
+    let p = TestProxy::start(listen, &[]).await;
+    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    (p, web, grpc)
+}
+
+/// A client message stream fed through the returned sender.
+fn client_stream() -> (tokio::sync::mpsc::Sender<HelloRequest>, impl futures_util::Stream<Item = HelloRequest>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<HelloRequest>(4);
+    (tx, futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }))
+}
+
 fn termination(message: &str) -> String {
     format!(" name: request-termination\n  config: {{status_code: 418, message: {message}}}\n")
 }
@@ -108,11 +124,8 @@ async fn duplicate_scope_and_instance_name_are_rejected_with_flattened_errors() 
 
 #[tokio::test]
 async fn cors_preflight_is_answered_by_the_proxy() {
-    let web = echo_http("web").await;
-    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
     let plugins = "plugins:\n- name: cors\n  route: web\n  config: {origins: [\"https://app.example\"], max_age: 600, credentials: true}\n";
-    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let (p, _web, _grpc) = stack("127.0.0.1:0 http2", plugins).await;
     let req = Request::builder()
         .method("OPTIONS")
         .uri("/api")
@@ -136,11 +149,8 @@ async fn cors_preflight_is_answered_by_the_proxy() {
 
 #[tokio::test]
 async fn cors_headers_on_proxied_responses() {
-    let web = echo_http("web").await;
-    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
     let plugins = "plugins:\n- name: cors\n  config: {origins: [\"https://.*\\\\.good\\\\.example\"], exposed_headers: [x-total]}\n";
-    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let (p, _web, _grpc) = stack("127.0.0.1:0 http2", plugins).await;
     let with_origin = |o: &str| {
         Request::builder()
             .uri("/")
@@ -231,11 +241,8 @@ async fn ip_restriction_refuses_http_with_kong_json_and_grpc_with_permission_den
 
 #[tokio::test]
 async fn ip_restriction_allow_list_and_custom_status() {
-    let web = echo_http("web").await;
-    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
     let plugins = "plugins:\n- name: ip-restriction\n  route: web\n  config: {allow: [127.0.0.1]}\n- name: ip-restriction\n  route: grpc\n  config: {allow: [10.0.0.0/8], status: 401, message: go away}\n";
-    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let (p, _web, _grpc) = stack("127.0.0.1:0 http2", plugins).await;
     assert_eq!(h1(p.addr(0), get("/", "example.com")).await.status, 200);
     let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
     let err = client.say_hello(HelloRequest { greeting: "x".into() }).await.unwrap_err();
@@ -264,11 +271,8 @@ async fn ip_restriction_uses_x_real_ip_from_trusted_peers_only() {
 
 #[tokio::test]
 async fn plugin_reply_still_gets_header_filter_plugins() {
-    let web = echo_http("web").await;
-    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0", &[]).await;
     let plugins = "plugins:\n- name: correlation-id\n  config: {echo_downstream: true}\n- name: request-termination\n  config: {status_code: 503}\n";
-    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let (p, _web, _grpc) = stack("127.0.0.1:0", plugins).await;
     let got = h1(p.addr(0), get("/", "example.com")).await;
     assert_eq!(got.status, 503);
     assert!(got.body.contains("Service unavailable"), "{}", got.body);
@@ -295,17 +299,24 @@ async fn raw_exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-const SIZE_LIMIT_1K: &str =
-    "plugins:\n- name: request-size-limiting\n  config: {allowed_payload_size: 1, size_unit: kilobytes}\n";
-
-#[tokio::test]
-async fn size_limit_refuses_a_declared_length_before_the_upstream_is_contacted() {
+/// A scripted upstream answering every request `200 ok`, and a proxy in front of it with
+/// `plugins` YAML (service and route `up`, every path).
+async fn ok_upstream(plugins: &str) -> (TestProxy, common::upstream::Upstream) {
     let up = common::upstream::Upstream::start(true, |_| {
         common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
     })
     .await;
     let p = TestProxy::start("127.0.0.1:0", &[]).await;
-    p.push_ok(&upstream_config(up.addr, SIZE_LIMIT_1K)).await;
+    p.push_ok(&upstream_config(up.addr, plugins)).await;
+    (p, up)
+}
+
+const SIZE_LIMIT_1K: &str =
+    "plugins:\n- name: request-size-limiting\n  config: {allowed_payload_size: 1, size_unit: kilobytes}\n";
+
+#[tokio::test]
+async fn size_limit_refuses_a_declared_length_before_the_upstream_is_contacted() {
+    let (p, up) = ok_upstream(SIZE_LIMIT_1K).await;
     let post = |n: usize| Request::post("/").header("host", "e").body(Full::new(Bytes::from(vec![b'x'; n]))).unwrap();
     let got = h1(p.addr(0), post(1025)).await;
     assert_eq!(got.status, 413, "{}", got.body);
@@ -324,12 +335,7 @@ async fn size_limit_refuses_a_declared_length_before_the_upstream_is_contacted()
 
 #[tokio::test]
 async fn size_limit_counts_a_chunked_body_as_it_flows() {
-    let up = common::upstream::Upstream::start(true, |_| {
-        common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-    })
-    .await;
-    let p = TestProxy::start("127.0.0.1:0", &[]).await;
-    p.push_ok(&upstream_config(up.addr, SIZE_LIMIT_1K)).await;
+    let (p, up) = ok_upstream(SIZE_LIMIT_1K).await;
     let chunk = format!("200\r\n{}\r\n", "x".repeat(0x200));
     let head = "POST / HTTP/1.1\r\nhost: e\r\ntransfer-encoding: chunked\r\n\r\n";
     // Three chunks of 512 bytes: the third passes the limit.
@@ -345,13 +351,8 @@ async fn size_limit_counts_a_chunked_body_as_it_flows() {
 
 #[tokio::test]
 async fn size_limit_require_content_length_and_size_unit() {
-    let up = common::upstream::Upstream::start(true, |_| {
-        common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-    })
-    .await;
-    let p = TestProxy::start("127.0.0.1:0", &[]).await;
     let plugins = "plugins:\n- name: request-size-limiting\n  config: {allowed_payload_size: 10, size_unit: bytes, require_content_length: true}\n";
-    p.push_ok(&upstream_config(up.addr, plugins)).await;
+    let (p, _up) = ok_upstream(plugins).await;
     // No Content-Length (a GET without body): 411 with Kong's message.
     let got = h1(p.addr(0), get("/", "e")).await;
     assert_eq!(got.status, 411, "{}", got.body);
@@ -433,16 +434,12 @@ async fn size_limit_ends_a_grpc_client_stream_with_resource_exhausted_without_bu
 
 #[tokio::test]
 async fn size_limit_ends_a_started_grpc_response_with_resource_exhausted_trailers() {
-    let web = echo_http("web").await;
-    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
     let plugins = "plugins:\n- name: request-size-limiting\n  config: {allowed_payload_size: 100, size_unit: bytes}\n";
-    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let (p, _web, _grpc) = stack("127.0.0.1:0 http2", plugins).await;
     let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
     // A bidirectional stream: each greeting is answered at once, so the response has begun when
     // the third message (47 bytes each with its framing: past 100) arrives.
-    let (tx, rx) = tokio::sync::mpsc::channel::<HelloRequest>(4);
-    let requests = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let (tx, requests) = client_stream();
     let mut replies = client.bidi_hello(requests).await.unwrap().into_inner();
     for _ in 0..2 {
         tx.send(HelloRequest { greeting: "a".repeat(40) }).await.unwrap();
@@ -461,9 +458,6 @@ async fn size_limit_ends_a_started_grpc_response_with_resource_exhausted_trailer
 
 #[tokio::test]
 async fn response_transformer_edits_headers_and_json_body() {
-    let web = echo_http("web").await;
-    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
     let plugins = r#"plugins:
 - name: response-transformer
   route: web
@@ -474,7 +468,7 @@ async fn response_transformer_edits_headers_and_json_body() {
     add: {headers: ["content-type:application/json", "x-added:1"], json: ["count:3", "ok:true", "method:no"], json_types: [number, boolean]}
     append: {headers: ["x-added:2"], json: ["backend:other"]}
 "#;
-    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let (p, _web, _grpc) = stack("127.0.0.1:0 http2", plugins).await;
     // HTTP/1.1 and HTTP/2 clients both get the edited body with a length that fits it.
     for got in [
         h1(p.addr(0), get("/q?a=1", "example.com")).await,
@@ -527,11 +521,8 @@ async fn response_transformer_leaves_non_json_and_oversized_bodies_unedited() {
 
 #[tokio::test]
 async fn response_transformer_edits_the_proxys_own_json_replies() {
-    let web = echo_http("web").await;
-    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0", &[]).await;
     let plugins = "plugins:\n- name: request-termination\n  config: {status_code: 403, message: no}\n- name: response-transformer\n  config: {add: {json: [\"code:E1\"], headers: [\"x-added:1\"]}}\n";
-    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let (p, _web, _grpc) = stack("127.0.0.1:0", plugins).await;
     let got = h1(p.addr(0), get("/", "example.com")).await;
     assert_eq!(got.status, 403);
     assert_eq!(got.headers["x-added"], "1");
@@ -541,9 +532,6 @@ async fn response_transformer_edits_the_proxys_own_json_replies() {
 
 #[tokio::test]
 async fn response_transformer_edits_grpc_metadata_and_trailers() {
-    let web = echo_http("web").await;
-    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
     let plugins = r#"plugins:
 - name: response-transformer
   route: grpc
@@ -553,7 +541,7 @@ async fn response_transformer_edits_grpc_metadata_and_trailers() {
     replace: {headers: ["grpc-message:redacted"]}
     add: {headers: ["x-added:1"]}
 "#;
-    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let (p, _web, _grpc) = stack("127.0.0.1:0 http2", plugins).await;
     let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
     let mut req = tonic::Request::new(HelloRequest { greeting: "t".into() });
     req.metadata_mut().insert("x-echo-secret", "s".parse().unwrap());
@@ -626,11 +614,6 @@ services:
 
 #[tokio::test]
 async fn request_transformer_edits_json_and_form_bodies() {
-    let up = common::upstream::Upstream::start(true, |_| {
-        common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-    })
-    .await;
-    let p = TestProxy::start("127.0.0.1:0", &[]).await;
     let plugins = r#"plugins:
 - name: request-transformer
   route: up
@@ -641,7 +624,7 @@ async fn request_transformer_edits_json_and_form_bodies() {
     add: {body: ["added:$(headers.x_v)"]}
     append: {body: ["list:c"]}
 "#;
-    p.push_ok(&upstream_config(up.addr, plugins)).await;
+    let (p, up) = ok_upstream(plugins).await;
     let post = |ct: &str, body: &str| {
         Request::post("/b")
             .header("host", "e")
@@ -676,12 +659,7 @@ async fn request_transformer_edits_json_and_form_bodies() {
 
 #[tokio::test]
 async fn request_transformer_moves_a_form_to_the_query_with_http_method_get() {
-    let up = common::upstream::Upstream::start(true, |_| {
-        common::upstream::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-    })
-    .await;
-    let p = TestProxy::start("127.0.0.1:0", &[]).await;
-    p.push_ok(&upstream_config(up.addr, "plugins:\n- name: request-transformer\n  config: {http_method: GET}\n")).await;
+    let (p, up) = ok_upstream("plugins:\n- name: request-transformer\n  config: {http_method: GET}\n").await;
     let req = Request::post("/f?a=0")
         .header("host", "e")
         .header("content-type", "application/x-www-form-urlencoded")
@@ -694,15 +672,11 @@ async fn request_transformer_moves_a_form_to_the_query_with_http_method_get() {
 
 #[tokio::test]
 async fn request_transformer_never_buffers_grpc_and_edits_its_metadata() {
-    let web = echo_http("web").await;
-    let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
     let plugins = "plugins:\n- name: request-transformer\n  route: grpc\n  config: {add: {headers: [\"x-echo-added:1\"], body: [\"a:1\"]}}\n";
-    p.push_ok(&config_with(web.addr, grpc.addr(), plugins)).await;
+    let (p, _web, _grpc) = stack("127.0.0.1:0 http2", plugins).await;
     let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
     // A bidirectional stream answered message by message: a buffered body would never answer.
-    let (tx, rx) = tokio::sync::mpsc::channel::<HelloRequest>(4);
-    let requests = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let (tx, requests) = client_stream();
     let resp = client.bidi_hello(requests).await.unwrap();
     assert_eq!(resp.metadata().get("x-echo-added").unwrap(), "1");
     let mut replies = resp.into_inner();
