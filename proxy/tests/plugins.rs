@@ -490,6 +490,10 @@ async fn response_transformer_edits_headers_and_json_body() {
             assert_eq!(len.to_str().unwrap(), got.body.len().to_string());
         }
     }
+    // A response without a body (HEAD) stays without one.
+    let head = Request::head("/").header("host", "example.com").body(Full::new(Bytes::new())).unwrap();
+    let got = h1(p.addr(0), head).await;
+    assert_eq!((got.status, got.body.as_str()), (200, ""));
 }
 
 #[tokio::test]

@@ -294,9 +294,10 @@ pub fn respond(
     let mut body = UpstreamBody::new(body, grpc, limits, d, sent.guard, plugins);
     body.size_limit = ctx.plugins.size_limit.take();
     let body = match ctx.plugins.json_body.take() {
-        None => ProxyBody::Upstream(Box::pin(body)),
-        // response-transformer edits this JSON body: collected, then edited at its end.
-        Some(t) => ProxyBody::Upstream(Box::pin(JsonBody::new(body, t))),
+        // response-transformer edits this JSON body: collected, then edited at its end (a body
+        // known to be empty, as for HEAD, 204 and 304, stays empty).
+        Some(t) if !body.is_end_stream() => ProxyBody::Upstream(Box::pin(JsonBody::new(body, t))),
+        _ => ProxyBody::Upstream(Box::pin(body)),
     };
     Ok(http::Response::from_parts(head, body))
 }
