@@ -3,13 +3,16 @@
 //!
 //! 1. [`route`] (Kong's `access.before`): the router on the config snapshot, then Kong's
 //!    post-routing protocol checks;
-//! 2. [`access`]: the route's plugin chain, which may answer the request itself;
+//! 2. [`access`]: the route's plugin chain, which may answer the request itself, then the
+//!    plugins' filters on the request body (request-size-limiting's count);
 //! 3. [`upstream_request`] (Kong's `access.after`): the request as the upstream gets it (path,
-//!    Host, X-Forwarded-*, hop-by-hop headers);
+//!    Host, X-Forwarded-*, hop-by-hop headers), then, only when request-transformer left one,
+//!    its edit of that request (path, host, the body collected and rewritten);
 //! 4. [`balancer`]: target choice, connection, sending, retries;
 //! 5. [`header_filter`]: the response head (hop-by-hop headers, the plugins' header_filter), also
 //!    for the proxy's own replies;
-//! 6. [`body_filter`]: the response body, frame by frame, with deadlines;
+//! 6. [`body_filter`]: the response body, frame by frame, with deadlines (collected whole only
+//!    for response-transformer's JSON edit);
 //! 7. [`log`]: the request's record to metrics and the access log.
 //!
 //! [`serve`] runs them: [`before_balancer`] (1-3), the balancer awaited in place, and
@@ -29,7 +32,7 @@ use crate::body::ProxyBody;
 use crate::config::state::{RouteRt, Runtime, ServiceRt, State};
 use crate::downstream::request_body::{ClientBody, RequestBody};
 use crate::downstream::ConnInfo;
-use crate::plugins::RequestState;
+use crate::plugins::{request_transformer, RequestState};
 use crate::respond::{error_response, ProxyError};
 use crate::settings::trust::TrustedIps;
 use crate::telemetry::observe::{Completion, LogDetails, Observer};
@@ -84,7 +87,22 @@ pub async fn serve(
     let mut ctx = Ctx { done: Some(done), route: None, plugins: RequestState::default() };
     // The balancer phase is awaited here, not in a helper `async fn`: its future (which holds the
     // send futures) would be moved once more per request (bench/callgrind.sh).
-    let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx) {
+    let prepared = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx) {
+        Ok(p) if ctx.plugins.upstream_edit.is_none() => Ok(p),
+        // request-transformer's edits of the built upstream request (path, host, body).
+        Ok(mut p) => match ctx.plugins.upstream_edit.take() {
+            Some(edit) => match Box::pin(request_transformer::finish(p.request, *edit)).await {
+                Ok(request) => {
+                    p.request = request;
+                    Ok(p)
+                }
+                Err(err) => Err(err),
+            },
+            None => Ok(p),
+        },
+        Err(err) => Err(err),
+    };
+    let result = match prepared {
         Ok(p) => match balancer::balance_and_send(p.request, p.service, &conn, &shared.pool, p.deadline).await {
             Ok((response, sent)) => {
                 after_balancer(response, sent, p.route, p.service, grpc && h2, p.deadline, &mut ctx)
@@ -96,9 +114,15 @@ pub async fn serve(
     match result {
         Ok(resp) => Ok(resp),
         Err(err) => {
+            // A failure the plugins' body filter caused gets the plugin's answer instead.
+            let err = match ctx.plugins.body_refusal() {
+                Some(reply) => ProxyError::Plugin(reply),
+                None => err,
+            };
             let mut resp = error_response(&err, grpc && h2);
             if let Some(route) = ctx.route.map(|i| &rt.routes[i]) {
-                header_filter::run_plugins(route, resp.status().as_u16(), resp.headers_mut(), &ctx.plugins);
+                header_filter::run_plugins(route, resp.status().as_u16(), resp.headers_mut(), &mut ctx.plugins);
+                header_filter::local_body(&mut resp, &mut ctx.plugins);
             }
             log::local_reply(ctx.done, &resp, &err);
             Ok(resp)
@@ -138,10 +162,13 @@ fn before_balancer<'a>(
     start: Instant,
     ctx: &mut Ctx,
 ) -> Result<Prepared<'a>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
     let routed = route::route(&parts, conn, rt, grpc, h2, &mut ctx.done)?;
     let route = &rt.routes[routed.route];
     access::access(route, routed.route, &mut parts, conn, &shared.trusted, grpc, ctx)?;
+    if !route.plugins.request_body().is_empty() {
+        body = access::request_body(route, &parts, body, ctx);
+    }
     let service = &rt.services[route.service.ok_or(ProxyError::NoService)?];
     // The deadline of a gRPC call starts when the proxy receives it.
     let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };
@@ -162,7 +189,7 @@ fn after_balancer(
     ctx: &mut Ctx,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut head, body) = response.into_parts();
-    header_filter::header_filter(route, &mut head, &ctx.plugins);
+    header_filter::header_filter(route, &mut head, &mut ctx.plugins);
     body_filter::respond(head, body, sent, route, service, grpc, deadline, ctx)
 }
 

@@ -2,35 +2,39 @@
 //! of instances that apply to it, resolved once per config (nothing is looked up by name per
 //! request).
 //!
-//! - Precedence (plugins.md §1.1): for each plugin name exactly one instance applies, the most
-//!   specific by [`Scope`]: route+service > route > service > global. Consumer-scoped rows come
-//!   with consumers; [`Scope`] is ordered so that they slot in above these.
+//! - Precedence (Kong's `lookup_cfg`): for each plugin name exactly one instance applies, the
+//!   most specific by [`Scope`]: route+service > route > service > global. Consumer-scoped rows
+//!   come with consumers; [`Scope`] is ordered so that they slot in above these.
 //! - Disabled instances are never loaded (as in Kong), so they shadow nothing.
-//! - Order: Kong's `PRIORITY`, descending; equal priorities by name, reversed (plugins.md §1.2).
+//! - Order: Kong's `PRIORITY`, descending; equal priorities by name, reversed (the order Kong's
+//!   plugin iterator sorts them in).
 //! - Phases: [`Plugin::access`] may answer the request itself with a [`PluginReply`], which
 //!   `respond` turns into Kong's JSON or a gRPC trailers-only reply; [`Plugin::header_filter`]
 //!   then still runs for every plugin of the chain (also on that reply), as in Kong.
 //!
-//! Hook points for the plugins being written on the `pconf` branch: `request-transformer` runs in
-//! [`Plugin::upstream_request`] (after the upstream request is built, which is where the
-//! header-only transformer of [`header_transformer`] has always acted), `response-transformer` in
-//! [`Plugin::header_filter`] / [`Plugin::body_filter`], `request-size-limiting` in
-//! [`Plugin::access`] wrapping the request body.
+//! Where each plugin acts: `request-transformer` edits the request head in [`Plugin::access`]
+//! and leaves what acts on the built upstream request (path, host, body) in
+//! [`RequestState::upstream_edit`]; `request-size-limiting` checks the head in
+//! [`Plugin::access`] and counts the body in [`Plugin::request_body`]; `response-transformer`
+//! edits headers in [`Plugin::header_filter`], trailers in [`Plugin::body_filter`], and asks for
+//! the JSON body through [`RequestState::json_body`].
 
 use std::fmt::Debug;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Uri};
-use serde::de::DeserializeOwned;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
+use proxy_config::plugins::PluginConfig;
+use regex::Regex;
 use thiserror::Error;
 
+use crate::downstream::request_body::ClientBody;
 use crate::respond::PluginReply;
 
 pub mod correlation_id;
 pub mod cors;
-pub mod header_transformer;
 pub mod ip_restriction;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -51,10 +55,13 @@ impl BuildError {
     }
 }
 
-/// Parses a plugin's `config` (null = all defaults) into its typed form; unknown fields are errors.
-pub(crate) fn parse_config<T: DeserializeOwned>(config: serde_json::Value) -> Result<T, BuildError> {
-    let config = if config.is_null() { serde_json::json!({}) } else { config };
-    serde_json::from_value(config).map_err(|e| BuildError::new("config", e.to_string()))
+/// Checks a plugin entity against proxy-config's schema of it (the one the controller checks
+/// with) and returns the typed config; the first problem becomes the error.
+pub(crate) fn typed_config(name: &str, config: &serde_json::Value) -> Result<PluginConfig, BuildError> {
+    PluginConfig::from_entity(name, config).map_err(|errors| match errors.into_iter().next() {
+        Some(e) => BuildError::new(e.field, e.message),
+        None => BuildError::new("config", "invalid"),
+    })
 }
 
 /// The phases a plugin has handlers for (Kong's handler.lua functions).
@@ -63,10 +70,10 @@ pub struct Phases(u8);
 
 impl Phases {
     pub const ACCESS: Phases = Phases(1);
-    pub const UPSTREAM_REQUEST: Phases = Phases(2);
     pub const HEADER_FILTER: Phases = Phases(4);
     pub const BODY_FILTER: Phases = Phases(8);
     pub const LOG: Phases = Phases(16);
+    pub const REQUEST_BODY: Phases = Phases(32);
 
     pub const fn union(self, other: Phases) -> Phases {
         Phases(self.0 | other.0)
@@ -85,15 +92,30 @@ pub struct RequestState {
     pub cors_preflight: bool,
     /// The correlation id to echo downstream (correlation-id with `echo_downstream`).
     pub correlation_id: Option<HeaderValue>,
+    /// Set when request-size-limiting counts the body: whether the limit ended it.
+    pub size_limit: Option<request_size_limiting::Tripwire>,
+    /// What request-transformer still does once the upstream request is built (its path and
+    /// host, its body edit).
+    pub upstream_edit: Option<Box<request_transformer::UpstreamEdit>>,
+    /// Set by response-transformer's header_filter when this response's JSON body is to be
+    /// edited (buffered, bounded, by `phases::body_filter`).
+    pub json_body: Option<Arc<response_transformer::ResponseTransformer>>,
+}
+
+impl RequestState {
+    /// The reply to send instead of a failure that a plugin's body filter caused (the body went
+    /// over request-size-limiting's limit, so the upstream exchange broke off).
+    pub fn body_refusal(&self) -> Option<Box<PluginReply>> {
+        self.size_limit.as_ref().filter(|t| t.tripped()).map(|_| Box::new(request_size_limiting::too_large()))
+    }
 }
 
 /// The request as the access phase sees it: the client's request, before it is rewritten for
-/// the upstream.
+/// the upstream. What the plugins leave in `parts` (method, path, query, headers) goes upstream.
 pub struct AccessCtx<'a> {
-    pub method: &'a Method,
-    pub uri: &'a Uri,
-    /// The client's headers; what the plugins leave here goes upstream.
-    pub headers: &'a mut HeaderMap,
+    pub parts: &'a mut Parts,
+    /// The route's regex paths (only for routes whose chain reads `uri_captures`).
+    pub capture_paths: &'a [Regex],
     /// Kong's forwarded client address: the PROXY protocol address, or `X-Real-IP` from a
     /// trusted peer (`KONG_TRUSTED_IPS`).
     pub client_ip: IpAddr,
@@ -107,7 +129,7 @@ pub struct HeaderFilterCtx<'a> {
     pub headers: &'a mut HeaderMap,
     /// The route serves grpc or grpcs.
     pub grpc_route: bool,
-    pub state: &'a RequestState,
+    pub state: &'a mut RequestState,
 }
 
 /// One configured plugin instance. Every handler has a no-op default; [`Plugin::phases`] says
@@ -122,8 +144,11 @@ pub trait Plugin: Send + Sync + Debug {
     fn access(&self, _req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
         Ok(())
     }
-    /// The upstream request's headers once built (hook point of request-transformer).
-    fn upstream_request(&self, _headers: &mut HeaderMap) {}
+    /// The client's request body on its way upstream, after the access phase: a plugin may
+    /// wrap it (request-size-limiting counts its bytes as they flow).
+    fn request_body(&self, body: ClientBody, _headers: &HeaderMap, _state: &mut RequestState) -> ClientBody {
+        body
+    }
     /// Kong's header_filter: response headers (and a trailers-only reply's status).
     fn header_filter(&self, _resp: &mut HeaderFilterCtx<'_>) {}
     /// Kong's body_filter: one response frame (data or trailers).
@@ -132,19 +157,17 @@ pub trait Plugin: Send + Sync + Debug {
     fn log(&self, _status: u16) {}
 }
 
-/// Builds the instance a `plugins` entity describes.
+/// Builds the instance a `plugins` entity describes, from proxy-config's typed config of it
+/// (one schema, the one the controller checks with).
 pub fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
-    let config = config.clone();
-    Ok(match name {
-        cors::Cors::NAME => Arc::new(cors::Cors::build(config)?),
-        correlation_id::CorrelationId::NAME => Arc::new(correlation_id::CorrelationId::build(config)?),
-        ip_restriction::IpRestriction::NAME => Arc::new(ip_restriction::IpRestriction::build(config)?),
-        request_termination::RequestTermination::NAME => {
-            Arc::new(request_termination::RequestTermination::build(config)?)
-        }
-        header_transformer::REQUEST => Arc::new(header_transformer::HeaderTransformer::request(config)?),
-        header_transformer::RESPONSE => Arc::new(header_transformer::HeaderTransformer::response(config)?),
-        other => return Err(BuildError::new("name", format!("plugin '{other}' not enabled"))),
+    Ok(match typed_config(name, config)? {
+        PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
+        PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
+        PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
+        PluginConfig::RequestSizeLimiting(c) => Arc::new(request_size_limiting::RequestSizeLimiting::new(&c)),
+        PluginConfig::RequestTermination(c) => Arc::new(request_termination::RequestTermination::new(c)),
+        PluginConfig::RequestTransformer(c) => Arc::new(request_transformer::RequestTransformerPlugin::new(&c)?),
+        PluginConfig::ResponseTransformer(c) => Arc::new(response_transformer::ResponseTransformerPlugin::new(&c)?),
     })
 }
 
@@ -163,10 +186,10 @@ pub enum Scope {
 pub struct PluginChain {
     all: Vec<Arc<dyn Plugin>>,
     access: Vec<Arc<dyn Plugin>>,
-    upstream_request: Vec<Arc<dyn Plugin>>,
     header_filter: Vec<Arc<dyn Plugin>>,
     body_filter: Vec<Arc<dyn Plugin>>,
     log: Vec<Arc<dyn Plugin>>,
+    request_body: Vec<Arc<dyn Plugin>>,
 }
 
 impl PluginChain {
@@ -186,10 +209,10 @@ impl PluginChain {
         let with = |ph: Phases| all.iter().filter(|p| p.phases().contains(ph)).cloned().collect::<Vec<_>>();
         PluginChain {
             access: with(Phases::ACCESS),
-            upstream_request: with(Phases::UPSTREAM_REQUEST),
             header_filter: with(Phases::HEADER_FILTER),
             body_filter: with(Phases::BODY_FILTER),
             log: with(Phases::LOG),
+            request_body: with(Phases::REQUEST_BODY),
             all,
         }
     }
@@ -204,9 +227,6 @@ impl PluginChain {
     pub fn access(&self) -> &[Arc<dyn Plugin>] {
         &self.access
     }
-    pub fn upstream_request(&self) -> &[Arc<dyn Plugin>] {
-        &self.upstream_request
-    }
     pub fn header_filter(&self) -> &[Arc<dyn Plugin>] {
         &self.header_filter
     }
@@ -215,6 +235,9 @@ impl PluginChain {
     }
     pub fn log(&self) -> &[Arc<dyn Plugin>] {
         &self.log
+    }
+    pub fn request_body(&self) -> &[Arc<dyn Plugin>] {
+        &self.request_body
     }
 }
 

@@ -92,10 +92,10 @@ impl ProxyError {
     }
 }
 
-/// The gRPC status of a plugin's reply, by its HTTP status. The statuses plugins use map as
-/// issue 20 asks (401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 413 and 429 RESOURCE_EXHAUSTED, 400
-/// INVALID_ARGUMENT, 503 UNAVAILABLE); the rest follow gRPC's own HTTP-to-gRPC table
-/// (doc/http-grpc-status-mapping.md: 404 UNIMPLEMENTED, 502/504 UNAVAILABLE, anything else UNKNOWN)
+/// The gRPC status of a plugin's reply, by its HTTP status. The statuses plugins use map to the
+/// gRPC code that says the same (401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 413 and 429 RESOURCE_EXHAUSTED, 400
+/// INVALID_ARGUMENT, 503 UNAVAILABLE); the rest follow gRPC's own HTTP-to-gRPC status mapping
+/// (404 UNIMPLEMENTED, 502/504 UNAVAILABLE, anything else UNKNOWN)
 /// except where Kong's PDK map is more precise (200 OK, 409 ABORTED, 499 CANCELLED, 500 INTERNAL,
 /// 501 UNIMPLEMENTED, 504 DEADLINE_EXCEEDED).
 pub fn plugin_grpc_code(status: u16) -> Code {

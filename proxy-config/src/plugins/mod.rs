@@ -70,9 +70,7 @@ impl PluginConfig {
             request_transformer::NAME => request_transformer::check(&mut c, v),
             response_transformer::NAME => response_transformer::check(&mut c, v),
             _ => {
-                let running: Vec<&str> =
-                    PLUGIN_NAMES.iter().copied().filter(|n| *n != request_size_limiting::NAME).collect();
-                c.err("name", format!("plugin '{name}' not enabled; sluice supports: {}", running.join(", ")));
+                c.err("name", format!("plugin '{name}' not enabled; sluice supports: {}", PLUGIN_NAMES.join(", ")));
             }
         }
         if !c.errors.is_empty() {
@@ -108,46 +106,17 @@ impl PluginConfig {
     }
 }
 
-/// What the schema above accepts but the proxy does not run yet, each refused by field so that
-/// nothing is accepted and ignored, and so that the controller (which validates with this crate)
-/// never pushes a plugin the proxy would refuse: `request-size-limiting` as a whole (its body
-/// wrapper exists in proxy/src/plugins/ but is not on the request path yet), the transformers'
-/// operations other than headers (uri, query string, method, bodies: they need the request body
-/// phase), and correlation-id's `tracker` generator (made of nginx variables). docs/plugins.md
-/// lists them.
+/// What the schema above accepts but the proxy does not run, refused by field so that nothing is
+/// accepted and ignored, and so that the controller (which validates with this crate) never
+/// pushes a plugin the proxy would refuse: correlation-id's `tracker` generator (made of nginx
+/// variables). docs/plugins.md lists it with what is refused per request instead.
 fn not_run_yet(name: &str, config: &Value) -> Vec<(String, String)> {
-    const NOT_YET: &str = "not supported by sluice yet: only header operations run";
     let mut out = Vec::new();
-    match name {
-        request_size_limiting::NAME => {
-            out.push(("name".to_string(), format!("plugin '{name}' is not enabled in the proxy yet")));
-        }
-        request_transformer::NAME | response_transformer::NAME => {
-            if config.get("http_method").is_some_and(|v| !v.is_null()) {
-                out.push(("config.http_method".to_string(), NOT_YET.to_string()));
-            }
-            for op in ["remove", "rename", "replace", "add", "append"] {
-                let Some(fields) = config.get(op).and_then(Value::as_object) else { continue };
-                for (field, value) in fields {
-                    let empty = match value {
-                        Value::Null => true,
-                        Value::Array(a) => a.is_empty(),
-                        Value::String(s) => s.is_empty(),
-                        _ => false,
-                    };
-                    if field != "headers" && !empty {
-                        out.push((format!("config.{op}.{field}"), NOT_YET.to_string()));
-                    }
-                }
-            }
-        }
-        correlation_id::NAME if config.get("generator").and_then(Value::as_str) == Some("tracker") => {
-            out.push((
-                "config.generator".to_string(),
-                "generator 'tracker' is not supported by sluice (uuid, uuid#counter)".to_string(),
-            ));
-        }
-        _ => {}
+    if name == correlation_id::NAME && config.get("generator").and_then(Value::as_str) == Some("tracker") {
+        out.push((
+            "config.generator".to_string(),
+            "generator 'tracker' is not supported by sluice (uuid, uuid#counter)".to_string(),
+        ));
     }
     out
 }

@@ -412,19 +412,13 @@ fn what_the_proxy_does_not_run_yet_is_refused_by_field() {
     let fields = |name: &str, config: Value| -> Vec<String> {
         check_plugin_config(name, &config).into_iter().map(|e| e.field).collect()
     };
-    assert_eq!(fields("request-size-limiting", Value::Null), ["name"]);
-    assert_eq!(
-        fields(
-            "request-transformer",
-            json!({"http_method": "POST", "add": {"headers": ["a:1"], "querystring": ["q:1"]}, "replace": {"uri": "/x"}})
-        ),
-        ["config.http_method", "config.replace.uri", "config.add.querystring"]
-    );
-    assert_eq!(
-        fields("response-transformer", json!({"remove": {"json": ["a"]}, "add": {"headers": ["a:1"]}})),
-        ["config.remove.json"]
-    );
+    assert!(fields("request-size-limiting", Value::Null).is_empty());
+    assert!(fields(
+        "request-transformer",
+        json!({"http_method": "POST", "add": {"headers": ["a:1"], "querystring": ["q:1"], "body": ["b:1"]}, "replace": {"uri": "/x"}})
+    )
+    .is_empty());
+    assert!(fields("response-transformer", json!({"remove": {"json": ["a"]}, "add": {"headers": ["a:1"]}})).is_empty());
     assert_eq!(fields("correlation-id", json!({"generator": "tracker"})), ["config.generator"]);
-    assert!(fields("request-transformer", json!({"add": {"headers": ["a:1"], "querystring": []}})).is_empty());
     assert!(fields("correlation-id", json!({"generator": "uuid#counter"})).is_empty());
 }

@@ -55,6 +55,9 @@ pub struct RouteRt {
     pub https_redirect_status_code: u16,
     /// The plugins that apply to this route, resolved by Kong's precedence, in execution order.
     pub plugins: Arc<PluginChain>,
+    /// The route's regex paths, for Kong's `uri_captures` (only when a plugin of the chain,
+    /// request-transformer, renders them; else empty).
+    pub capture_paths: Box<[regex::Regex]>,
     pub metrics: Arc<RouteMetrics>,
 }
 
@@ -234,6 +237,16 @@ fn build_plugins(config: &Config, errors: &mut Vec<EntityError>) -> Vec<Instance
     out
 }
 
+/// The route's regex paths as the router compiles them (anchored at the start); a pattern that
+/// does not compile was reported by the router.
+fn capture_paths(r: &proxy_config::Route) -> Box<[regex::Regex]> {
+    r.paths
+        .iter()
+        .filter_map(|p| p.strip_prefix(proxy_config::patterns::REGEX_PATH_PREFIX))
+        .filter_map(|p| proxy_config::patterns::compile_path_regex(p).ok())
+        .collect()
+}
+
 fn entity_error(kind: &str, name: &str, field: &str, message: String) -> EntityError {
     EntityError {
         entity_type: kind.into(),
@@ -324,6 +337,11 @@ pub fn build(
             Some((scope, i.plugin.clone()))
         });
         let plugins = Arc::new(PluginChain::resolve(candidates));
+        let capture_paths = if plugins.names().contains(&plugins::request_transformer::NAME) {
+            capture_paths(r)
+        } else {
+            Box::default()
+        };
         let service_name = svc.map(|s| s.display_name()).unwrap_or("");
         let has = |p: Protocol| r.protocols.contains(&p);
         routes.push(RouteRt {
@@ -338,6 +356,7 @@ pub fn build(
             path_handling: r.path_handling,
             https_redirect_status_code: r.https_redirect_status_code,
             plugins,
+            capture_paths,
             metrics: Arc::new(metrics.route(service_name, r.display_name())),
         });
     }

@@ -22,6 +22,9 @@ pub enum ClientBody {
     H1(H1RequestBody),
     /// An HTTP/2 stream's body, served by [`crate::downstream::h2`].
     H2(H2RequestBody),
+    /// The client's body behind a plugin's filter (`crate::plugins`: request-size-limiting's
+    /// byte count, request-transformer's rewritten body).
+    Filtered(Pin<Box<dyn Body<Data = Bytes, Error = ClientBodyError> + Send>>),
 }
 
 /// An HTTP/2 request body and what is left of its declared `content-length` (h2 checks that the
@@ -60,6 +63,9 @@ pub enum ClientBodyError {
     H1(#[from] H1BodyError),
     #[error(transparent)]
     H2(#[from] h2::Error),
+    /// A plugin's filter refused the body (e.g. over request-size-limiting's limit).
+    #[error(transparent)]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Body for ClientBody {
@@ -71,6 +77,7 @@ impl Body for ClientBody {
             ClientBody::Empty => Poll::Ready(None),
             ClientBody::H1(b) => b.poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into))),
             ClientBody::H2(b) => b.poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into))),
+            ClientBody::Filtered(b) => b.as_mut().poll_frame(cx),
         }
     }
 
@@ -79,6 +86,7 @@ impl Body for ClientBody {
             ClientBody::Empty => true,
             ClientBody::H1(b) => b.is_end_stream(),
             ClientBody::H2(b) => b.recv.is_end_stream(),
+            ClientBody::Filtered(b) => b.is_end_stream(),
         }
     }
 
@@ -87,6 +95,7 @@ impl Body for ClientBody {
             ClientBody::Empty => SizeHint::with_exact(0),
             ClientBody::H1(b) => b.size_hint(),
             ClientBody::H2(b) => b.size_hint(),
+            ClientBody::Filtered(b) => b.size_hint(),
         }
     }
 }

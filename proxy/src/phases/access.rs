@@ -9,6 +9,7 @@ use http::request::Parts;
 
 use super::Ctx;
 use crate::config::state::RouteRt;
+use crate::downstream::request_body::ClientBody;
 use crate::downstream::ConnInfo;
 use crate::plugins::AccessCtx;
 use crate::respond::ProxyError;
@@ -32,10 +33,9 @@ pub fn access(
         return Ok(());
     }
     let mut req = AccessCtx {
-        method: &parts.method,
-        uri: &parts.uri,
         client_ip: forwarded_ip(&parts.headers, conn, trusted),
-        headers: &mut parts.headers,
+        parts,
+        capture_paths: &route.capture_paths,
         grpc,
         state: &mut ctx.plugins,
     };
@@ -43,6 +43,14 @@ pub fn access(
         p.access(&mut req).map_err(ProxyError::Plugin)?;
     }
     Ok(())
+}
+
+/// The route's body filters on the client's body (request-size-limiting), in priority order.
+pub fn request_body(route: &RouteRt, parts: &Parts, mut body: ClientBody, ctx: &mut Ctx) -> ClientBody {
+    for p in route.plugins.request_body() {
+        body = p.request_body(body, &parts.headers, &mut ctx.plugins);
+    }
+    body
 }
 
 /// Kong's forwarded client address (`kong.client.get_forwarded_ip`): `X-Real-IP` (Kong's default

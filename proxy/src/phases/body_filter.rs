@@ -15,6 +15,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::body::{h2_reason, BodyError};
+use crate::plugins::request_size_limiting::{self, Tripwire};
+use crate::plugins::response_transformer::JsonBody;
 use crate::telemetry::observe::Completion;
 use crate::upstream::balancer::ActiveGuard;
 use crate::upstream::h1::H1Body;
@@ -84,6 +86,8 @@ pub struct UpstreamBody {
     active: Option<ActiveGuard>,
     /// The route's body_filter and log plugins (empty for most routes).
     plugins: Option<Arc<crate::plugins::PluginChain>>,
+    /// request-size-limiting's tripwire on the request body, which may still be streaming.
+    size_limit: Option<Tripwire>,
 }
 
 impl UpstreamBody {
@@ -108,6 +112,7 @@ impl UpstreamBody {
             completion: Some(completion),
             active,
             plugins,
+            size_limit: None,
         }
     }
 
@@ -218,6 +223,10 @@ impl Body for UpstreamBody {
                 this.finish();
                 Poll::Ready(None)
             }
+            Poll::Ready(Some(Err(_))) if this.size_limit.as_ref().is_some_and(Tripwire::tripped) => {
+                // The request body went over the limit, so the upstream stream was reset.
+                this.end_with(Code::ResourceExhausted, request_size_limiting::TOO_LARGE)
+            }
             Poll::Ready(Some(Err(e))) => {
                 let code = match h2_reason(&*e) {
                     Some(r) => grpc::code_for_reset(r),
@@ -282,6 +291,13 @@ pub fn respond(
     let plugins =
         (!route.plugins.body_filter().is_empty() || !route.plugins.log().is_empty()).then(|| route.plugins.clone());
     let limits = Limits { deadline, idle: svc.read_timeout, head_at: sent.head_at };
-    let body = UpstreamBody::new(body, grpc, limits, d, sent.guard, plugins);
-    Ok(http::Response::from_parts(head, ProxyBody::Upstream(Box::pin(body))))
+    let mut body = UpstreamBody::new(body, grpc, limits, d, sent.guard, plugins);
+    body.size_limit = ctx.plugins.size_limit.take();
+    let body = match ctx.plugins.json_body.take() {
+        // response-transformer edits this JSON body: collected, then edited at its end (a body
+        // known to be empty, as for HEAD, 204 and 304, stays empty).
+        Some(t) if !body.is_end_stream() => ProxyBody::Upstream(Box::pin(JsonBody::new(body, t))),
+        _ => ProxyBody::Upstream(Box::pin(body)),
+    };
+    Ok(http::Response::from_parts(head, body))
 }

@@ -1,5 +1,5 @@
 //! Route (Kong's `access.before`): find the route on the request's config snapshot, then Kong's
-//! post-routing protocol checks in Kong's order (kic.md §3.2): 415 non-gRPC on a gRPC route, 426
+//! post-routing protocol checks in Kong's order (its runloop's `access.before`): 415 non-gRPC on a gRPC route, 426
 //! gRPC over HTTP/1.1, grpc-status 1 plaintext on a grpcs-only route, 426/redirect for https-only.
 
 use http::header::{self, HeaderMap};

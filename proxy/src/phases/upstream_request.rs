@@ -44,10 +44,6 @@ pub fn upstream_request(
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
     set_forwarded_values(&mut headers, conn, trusted, forwarded_host);
-    // Hook point: request-transformer (pconf's complete one moves into access).
-    for p in route.plugins.upstream_request() {
-        p.upstream_request(&mut headers);
-    }
 
     // Kong's join of the service path and the request path is the request path itself when nothing
     // is stripped and the service path is none or "/" (for a path that starts with "/"): sent as is.

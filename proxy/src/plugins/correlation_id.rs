@@ -9,34 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use http::{HeaderName, HeaderValue};
-use serde::Deserialize;
+use proxy_config::plugins::{CorrelationIdConfig, Generator};
 
 use super::{AccessCtx, BuildError, HeaderFilterCtx, Phases, Plugin};
 use crate::respond::PluginReply;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default = "default_header")]
-    header_name: String,
-    #[serde(default = "default_generator")]
-    generator: String,
-    #[serde(default)]
-    echo_downstream: bool,
-}
-
-fn default_header() -> String {
-    "Kong-Request-ID".into()
-}
-fn default_generator() -> String {
-    "uuid#counter".into()
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Generator {
-    Uuid,
-    UuidCounter,
-}
 
 #[derive(Debug)]
 pub struct CorrelationId {
@@ -48,32 +24,21 @@ pub struct CorrelationId {
 impl CorrelationId {
     pub const NAME: &'static str = "correlation-id";
 
-    pub fn build(config: serde_json::Value) -> Result<Self, BuildError> {
-        let c: Config = super::parse_config(config)?;
+    pub fn new(c: &CorrelationIdConfig) -> Result<Self, BuildError> {
         let header = HeaderName::from_bytes(c.header_name.as_bytes())
             .map_err(|_| BuildError::new("config.header_name", format!("invalid header name '{}'", c.header_name)))?;
-        let generator = match c.generator.as_str() {
-            "uuid" => Generator::Uuid,
-            "uuid#counter" => Generator::UuidCounter,
-            "tracker" => {
-                return Err(BuildError::new(
-                    "config.generator",
-                    "generator 'tracker' is not supported by sluice (uuid, uuid#counter)",
-                ))
-            }
-            other => {
-                return Err(BuildError::new(
-                    "config.generator",
-                    format!("expected one of: uuid, uuid#counter, tracker; got '{other}'"),
-                ))
-            }
-        };
-        Ok(CorrelationId { header, generator, echo: c.echo_downstream })
+        if c.generator == Generator::Tracker {
+            return Err(BuildError::new(
+                "config.generator",
+                "generator 'tracker' is not supported by sluice (uuid, uuid#counter)",
+            ));
+        }
+        Ok(CorrelationId { header, generator: c.generator, echo: c.echo_downstream })
     }
 
     fn generate(&self) -> String {
         match self.generator {
-            Generator::Uuid => uuid_v4(),
+            Generator::Uuid | Generator::Tracker => uuid_v4(),
             Generator::UuidCounter => {
                 static PROCESS: OnceLock<String> = OnceLock::new();
                 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -118,12 +83,12 @@ impl Plugin for CorrelationId {
     }
 
     fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
-        let id = match req.headers.get(&self.header) {
+        let id = match req.parts.headers.get(&self.header) {
             Some(v) if !v.is_empty() => v.clone(),
             _ => {
                 // A generated id is hex, dashes, `#` and digits: always a valid header value.
                 let v = HeaderValue::from_str(&self.generate()).unwrap_or(HeaderValue::from_static("0"));
-                req.headers.insert(self.header.clone(), v.clone());
+                req.parts.headers.insert(self.header.clone(), v.clone());
                 v
             }
         };
@@ -143,6 +108,14 @@ impl Plugin for CorrelationId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proxy_config::plugins::PluginConfig;
+
+    fn build(config: serde_json::Value) -> Result<CorrelationId, BuildError> {
+        match crate::plugins::typed_config(CorrelationId::NAME, &config)? {
+            PluginConfig::CorrelationId(c) => CorrelationId::new(&c),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn uuids_are_v4_and_distinct() {
@@ -155,7 +128,7 @@ mod tests {
 
     #[test]
     fn counter_ids_share_the_process_uuid() {
-        let c = CorrelationId::build(serde_json::json!({})).unwrap();
+        let c = build(serde_json::json!({})).unwrap();
         let (a, b) = (c.generate(), c.generate());
         let (pa, na) = a.split_once('#').unwrap();
         let (pb, nb) = b.split_once('#').unwrap();
@@ -165,7 +138,7 @@ mod tests {
 
     #[test]
     fn tracker_is_refused_by_name() {
-        let e = CorrelationId::build(serde_json::json!({"generator": "tracker"})).unwrap_err();
+        let e = build(serde_json::json!({"generator": "tracker"})).unwrap_err();
         assert_eq!(e.field, "config.generator");
     }
 }

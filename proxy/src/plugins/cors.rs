@@ -5,8 +5,8 @@
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::Method;
+use proxy_config::plugins::CorsConfig;
 use regex::Regex;
-use serde::Deserialize;
 
 use super::{AccessCtx, BuildError, HeaderFilterCtx, Phases, Plugin};
 use crate::respond::PluginReply;
@@ -17,37 +17,6 @@ const ACRM: HeaderName = header::ACCESS_CONTROL_REQUEST_METHOD;
 const ACRH: HeaderName = header::ACCESS_CONTROL_REQUEST_HEADERS;
 const ACRPN: HeaderName = HeaderName::from_static("access-control-request-private-network");
 const ACAPN: HeaderName = HeaderName::from_static("access-control-allow-private-network");
-
-/// `config` with Kong's field names and defaults.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default)]
-    origins: Vec<String>,
-    #[serde(default)]
-    headers: Vec<String>,
-    #[serde(default)]
-    exposed_headers: Vec<String>,
-    #[serde(default = "default_methods")]
-    methods: Vec<String>,
-    #[serde(default)]
-    max_age: Option<u64>,
-    #[serde(default)]
-    credentials: bool,
-    #[serde(default)]
-    private_network: bool,
-    #[serde(default)]
-    preflight_continue: bool,
-    #[serde(default = "yes")]
-    allow_origin_absent: bool,
-}
-
-fn default_methods() -> Vec<String> {
-    ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS", "TRACE", "CONNECT"].map(String::from).to_vec()
-}
-fn yes() -> bool {
-    true
-}
 
 /// One allowed origin: Kong treats an entry with regex characters as a regex anchored at both
 /// ends, any other as an exact (normalized) origin.
@@ -80,11 +49,17 @@ fn joined(field: &str, list: &[String]) -> Result<Option<HeaderValue>, BuildErro
         .map_err(|_| BuildError::new(format!("config.{field}"), "invalid header value"))
 }
 
+/// `Access-Control-Max-Age` as Kong writes it: `tostring` of the number (integral seconds
+/// without a fraction).
+fn max_age_value(secs: f64) -> HeaderValue {
+    let text = if secs.fract() == 0.0 && secs.abs() < 1e15 { format!("{}", secs as i64) } else { secs.to_string() };
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
+}
+
 impl Cors {
     pub const NAME: &'static str = "cors";
 
-    pub fn build(config: serde_json::Value) -> Result<Self, BuildError> {
-        let c: Config = super::parse_config(config)?;
+    pub fn new(c: &CorsConfig) -> Result<Self, BuildError> {
         let origins = if c.origins.is_empty() || c.origins == ["*"] {
             None
         } else {
@@ -100,17 +75,13 @@ impl Cors {
             }
             Some(list)
         };
-        for m in &c.methods {
-            if Method::from_bytes(m.as_bytes()).is_err() {
-                return Err(BuildError::new("config.methods", format!("invalid method '{m}'")));
-            }
-        }
+        let methods: Vec<String> = c.methods.iter().map(|m| m.as_str().to_string()).collect();
         Ok(Cors {
             origins,
             allow_headers: joined("headers", &c.headers)?,
             expose_headers: joined("exposed_headers", &c.exposed_headers)?,
-            methods: joined("methods", &c.methods)?.unwrap_or(HeaderValue::from_static("")),
-            max_age: c.max_age.map(HeaderValue::from),
+            methods: joined("methods", &methods)?.unwrap_or(HeaderValue::from_static("")),
+            max_age: c.max_age.map(max_age_value),
             credentials: c.credentials,
             private_network: c.private_network,
             preflight_continue: c.preflight_continue,
@@ -185,8 +156,8 @@ impl Plugin for Cors {
     }
 
     fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
-        let origin = req.headers.get(header::ORIGIN).cloned();
-        let preflight = req.method == Method::OPTIONS && origin.is_some() && req.headers.contains_key(ACRM);
+        let origin = req.parts.headers.get(header::ORIGIN).cloned();
+        let preflight = req.parts.method == Method::OPTIONS && origin.is_some() && req.parts.headers.contains_key(ACRM);
         req.state.origin = origin;
         if !preflight {
             return Ok(());
@@ -198,7 +169,7 @@ impl Plugin for Cors {
         let mut reply = PluginReply::empty(200);
         let h = &mut reply.headers;
         self.set_origin(req.state.origin.as_ref(), h, false);
-        match (&self.allow_headers, req.headers.get(ACRH)) {
+        match (&self.allow_headers, req.parts.headers.get(ACRH)) {
             (Some(v), _) | (None, Some(v)) => {
                 h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
             }
@@ -208,7 +179,7 @@ impl Plugin for Cors {
         if let Some(age) = &self.max_age {
             h.insert(header::ACCESS_CONTROL_MAX_AGE, age.clone());
         }
-        if self.private_network && req.headers.get(ACRPN).is_some_and(|v| v == "true") {
+        if self.private_network && req.parts.headers.get(ACRPN).is_some_and(|v| v == "true") {
             h.insert(ACAPN, HeaderValue::from_static("true"));
         }
         Err(Box::new(reply))
@@ -240,10 +211,18 @@ impl Plugin for Cors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proxy_config::plugins::PluginConfig;
+
+    fn build(config: serde_json::Value) -> Result<Cors, BuildError> {
+        match crate::plugins::typed_config(Cors::NAME, &config)? {
+            PluginConfig::Cors(c) => Cors::new(&c),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn regex_origins_are_anchored_and_plain_ones_normalized() {
-        let c = Cors::build(serde_json::json!({"origins": ["https://a.example", "https://.*\\.b\\.example"]})).unwrap();
+        let c = build(serde_json::json!({"origins": ["https://a.example", "https://.*\\.b\\.example"]})).unwrap();
         let mut h = http::HeaderMap::new();
         c.set_origin(Some(&HeaderValue::from_static("https://A.example:443")), &mut h, false);
         assert_eq!(h[ACAO], "https://A.example:443");
@@ -255,7 +234,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_regexes_are_rejected() {
-        assert_eq!(Cors::build(serde_json::json!({"origin": []})).unwrap_err().field, "config");
-        assert_eq!(Cors::build(serde_json::json!({"origins": ["(unclosed"]})).unwrap_err().field, "config.origins");
+        assert_eq!(build(serde_json::json!({"origin": []})).unwrap_err().field, "config.origin");
+        assert!(build(serde_json::json!({"origins": ["(unclosed"]})).unwrap_err().field.starts_with("config.origins"));
+        assert_eq!(build(serde_json::json!({"max_age": 600})).unwrap().max_age.unwrap(), "600");
+        assert_eq!(build(serde_json::json!({"max_age": 1.5})).unwrap().max_age.unwrap(), "1.5");
     }
 }

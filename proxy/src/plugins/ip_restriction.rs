@@ -4,65 +4,37 @@
 //! message. The address is Kong's forwarded client address ([`super::AccessCtx::client_ip`]: the
 //! PROXY protocol address, or `X-Real-IP` from a trusted peer).
 
-use serde::Deserialize;
+use std::net::IpAddr;
+
+use proxy_config::plugins::{IpCidr, IpRestrictionConfig};
 
 use super::{AccessCtx, BuildError, Phases, Plugin};
 use crate::respond::PluginReply;
-use crate::settings::trust::TrustedIps;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default)]
-    allow: Option<Vec<String>>,
-    #[serde(default)]
-    deny: Option<Vec<String>>,
-    #[serde(default)]
-    status: Option<u16>,
-    #[serde(default)]
-    message: Option<String>,
-}
 
 #[derive(Debug)]
 pub struct IpRestriction {
-    allow: Option<TrustedIps>,
-    deny: Option<TrustedIps>,
+    allow: Vec<IpCidr>,
+    deny: Vec<IpCidr>,
     status: u16,
     message: Option<String>,
-}
-
-fn cidrs(field: &str, list: Option<Vec<String>>) -> Result<Option<TrustedIps>, BuildError> {
-    let Some(list) = list.filter(|l| !l.is_empty()) else { return Ok(None) };
-    for (i, entry) in list.iter().enumerate() {
-        if entry.contains(',')
-            || entry.trim().is_empty()
-            || entry.trim() == "unix:"
-            || entry.parse::<TrustedIps>().is_err()
-        {
-            return Err(BuildError::new(
-                format!("config.{field}.{}", i + 1),
-                format!("invalid ip or cidr range: '{entry}'"),
-            ));
-        }
-    }
-    list.join(",").parse().map(Some).map_err(|_| BuildError::new(format!("config.{field}"), "invalid ip or cidr range"))
 }
 
 impl IpRestriction {
     pub const NAME: &'static str = "ip-restriction";
 
-    pub fn build(config: serde_json::Value) -> Result<Self, BuildError> {
-        let c: Config = super::parse_config(config)?;
-        let allow = cidrs("allow", c.allow)?;
-        let deny = cidrs("deny", c.deny)?;
-        if allow.is_none() && deny.is_none() {
+    /// From the checked config (proxy-config refuses bad entries, naming them, and a config
+    /// with neither list; this repeats the latter so that no instance can allow everything).
+    pub fn new(c: IpRestrictionConfig) -> Result<Self, BuildError> {
+        if c.allow.is_empty() && c.deny.is_empty() {
             return Err(BuildError::new("config", "at least one of these fields must be non-empty: 'allow', 'deny'"));
         }
-        let status = c.status.unwrap_or(403);
-        if !(100..=599).contains(&status) {
-            return Err(BuildError::new("config.status", format!("value should be between 100 and 599, got {status}")));
-        }
-        Ok(IpRestriction { allow, deny, status, message: c.message })
+        Ok(IpRestriction { allow: c.allow, deny: c.deny, status: c.status.unwrap_or(403), message: c.message })
+    }
+
+    /// Kong's order: a denied address is refused; with an allow list, any address not on it.
+    fn refuses(&self, ip: IpAddr) -> bool {
+        self.deny.iter().any(|r| r.contains(ip))
+            || (!self.allow.is_empty() && !self.allow.iter().any(|r| r.contains(ip)))
     }
 }
 
@@ -79,9 +51,7 @@ impl Plugin for IpRestriction {
 
     fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
         let ip = req.client_ip;
-        let refused =
-            self.deny.as_ref().is_some_and(|d| d.contains(ip)) || self.allow.as_ref().is_some_and(|a| !a.contains(ip));
-        if !refused {
+        if !self.refuses(ip) {
             return Ok(());
         }
         let message = self.message.clone().unwrap_or_else(|| format!("IP address not allowed: {ip}"));
@@ -92,11 +62,31 @@ impl Plugin for IpRestriction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proxy_config::plugins::PluginConfig;
+
+    fn build(config: serde_json::Value) -> Result<IpRestriction, BuildError> {
+        match crate::plugins::typed_config(IpRestriction::NAME, &config)? {
+            PluginConfig::IpRestriction(c) => IpRestriction::new(c),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn bad_entries_name_their_field() {
-        let e = IpRestriction::build(serde_json::json!({"allow": ["10.0.0.0/8", "nope"]})).unwrap_err();
+        let e = build(serde_json::json!({"allow": ["10.0.0.0/8", "nope"]})).unwrap_err();
         assert_eq!(e.field, "config.allow.2");
-        assert_eq!(IpRestriction::build(serde_json::json!({})).unwrap_err().field, "config");
+        // Neither list: Kong's entity check, reported on `@entity`.
+        assert_eq!(build(serde_json::json!({})).unwrap_err().field, "@entity");
+    }
+
+    #[test]
+    fn deny_wins_and_allow_lists_refuse_the_rest() {
+        let r = build(serde_json::json!({"allow": ["10.0.0.0/8"], "deny": ["10.1.0.0/16"]})).unwrap();
+        for (ip, refused) in [("10.2.3.4", false), ("10.1.2.3", true), ("192.0.2.1", true), ("::ffff:10.2.3.4", false)]
+        {
+            assert_eq!(r.refuses(ip.parse().unwrap()), refused, "{ip}");
+        }
+        let r = build(serde_json::json!({"deny": ["2001:db8::/32"]})).unwrap();
+        assert!(r.refuses("2001:db8::1".parse().unwrap()) && !r.refuses("127.0.0.1".parse().unwrap()));
     }
 }

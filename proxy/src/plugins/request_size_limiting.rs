@@ -9,6 +9,15 @@
 //! header is required"), which `respond` maps to RESOURCE_EXHAUSTED for a gRPC client. When the
 //! body trips mid-stream the upstream send fails; [`Tripwire::tripped`] tells the caller that the
 //! limit, not the upstream, ended it.
+//!
+//! What a client sees when its body passes the limit while it is being sent:
+//! - before the upstream answered (a unary call, a client stream, any HTTP upload): the upstream
+//!   request is reset (HTTP/2 `CANCEL`) or its connection closed (HTTP/1.1), and the client gets
+//!   the proxy's own reply: 413 with Kong's JSON, or for gRPC a trailers-only
+//!   `RESOURCE_EXHAUSTED` "Request size limit exceeded";
+//! - after the upstream's response head was sent on (a bidirectional stream): a gRPC response
+//!   ends with `grpc-status: 8` trailers and the same message; a plain HTTP response is cut off
+//!   (stream reset or connection closed), as there is no way to give it a status any more.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,8 +28,62 @@ use bytes::Buf;
 use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use proxy_config::plugins::RequestSizeLimitingConfig;
 use thiserror::Error;
+
+use super::{AccessCtx, Phases, Plugin, RequestState};
+use crate::downstream::request_body::{ClientBody, ClientBodyError};
+use crate::respond::PluginReply;
+
+pub const NAME: &str = proxy_config::plugins::request_size_limiting::NAME;
+
+/// The plugin (Kong's PRIORITY 951): the head check in the access phase, then the body counted
+/// on its way upstream.
+#[derive(Debug)]
+pub struct RequestSizeLimiting(SizeLimit);
+
+impl RequestSizeLimiting {
+    pub fn new(c: &RequestSizeLimitingConfig) -> Self {
+        RequestSizeLimiting(SizeLimit::new(c))
+    }
+}
+
+impl Plugin for RequestSizeLimiting {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn priority(&self) -> u32 {
+        951
+    }
+    fn phases(&self) -> Phases {
+        Phases::ACCESS.union(Phases::REQUEST_BODY)
+    }
+    fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
+        self.0.check_head(&req.parts.headers).map_err(|e| Box::new(reply(e)))
+    }
+    fn request_body(&self, body: ClientBody, headers: &HeaderMap, state: &mut RequestState) -> ClientBody {
+        if body.is_end_stream() {
+            return body;
+        }
+        let (limited, tripwire) = self.0.wrap(body, headers);
+        state.size_limit = Some(tripwire);
+        ClientBody::Filtered(Box::pin(limited.map_err(|e| match e {
+            LimitedBodyError::Body(e) => e,
+            LimitedBodyError::Limit(l) => ClientBodyError::Refused(Box::new(l)),
+        })))
+    }
+}
+
+/// The proxy's answer to a refusal (`respond` turns it into Kong's JSON or gRPC status 8).
+pub fn reply(e: SizeLimitError) -> PluginReply {
+    PluginReply::new(e.status().as_u16(), e.message())
+}
+
+/// The answer when the body went over the limit while it was being sent.
+pub fn too_large() -> PluginReply {
+    reply(SizeLimitError::TooLarge { expect_continue: false })
+}
 
 /// Kong's message for a body over the limit.
 pub const TOO_LARGE: &str = "Request size limit exceeded";

@@ -3,9 +3,9 @@
 //! usable backend. Its reply goes through `respond` like every other plugin refusal, so a gRPC
 //! client gets trailers-only with the mapped `grpc-status` and the message.
 
-use proxy_config::TerminationConfig;
+use proxy_config::plugins::RequestTerminationConfig;
 
-use super::{AccessCtx, BuildError, Phases, Plugin};
+use super::{AccessCtx, Phases, Plugin};
 use crate::respond::PluginReply;
 
 /// One configured `request-termination` instance.
@@ -17,11 +17,10 @@ pub struct RequestTermination {
 impl RequestTermination {
     pub const NAME: &'static str = "request-termination";
 
-    pub fn build(config: serde_json::Value) -> Result<Self, BuildError> {
-        let c: TerminationConfig = super::parse_config(config)?;
+    pub fn new(c: RequestTerminationConfig) -> Self {
         let message = c.message.unwrap_or_else(|| default_message(c.status_code));
         let body = c.body.map(|b| (c.content_type.unwrap_or_else(|| "application/json; charset=utf-8".into()), b));
-        Ok(RequestTermination { reply: PluginReply::new(c.status_code, message).with_body(body) })
+        RequestTermination { reply: PluginReply::new(c.status_code, message).with_body(body) }
     }
 }
 
@@ -52,12 +51,20 @@ fn default_message(status: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proxy_config::plugins::PluginConfig;
+
+    fn build(config: serde_json::Value) -> RequestTermination {
+        match PluginConfig::from_entity(RequestTermination::NAME, &config).unwrap() {
+            PluginConfig::RequestTermination(c) => RequestTermination::new(c),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn message_defaults_to_kong_text() {
-        let t = RequestTermination::build(serde_json::json!({"status_code": 503})).unwrap();
+        let t = build(serde_json::json!({"status_code": 503}));
         assert_eq!((t.reply.status, t.reply.message.as_str()), (503, "Service unavailable"));
-        let t = RequestTermination::build(serde_json::json!({"status_code": 500, "message": "no backend"})).unwrap();
+        let t = build(serde_json::json!({"status_code": 500, "message": "no backend"}));
         assert_eq!((t.reply.status, t.reply.message.as_str()), (500, "no backend"));
     }
 }

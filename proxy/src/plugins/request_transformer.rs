@@ -13,20 +13,124 @@
 //! GET/HEAD/TRACE (Kong then copies the form into the query string). The caller buffers the body
 //! only then and calls [`BodyEdit::apply`]. Any other content type (gRPC included) is never read,
 //! as in Kong. A `multipart/form-data` body with body operations is refused
-//! ([`TransformError::Multipart`], 415): sluice does not rewrite multipart bodies.
+//! ([`TransformError::Multipart`], 415): sluice does not rewrite multipart bodies (Kong does).
+//!
+//! On the request path ([`RequestTransformerPlugin`], Kong's PRIORITY 801, access phase) the head
+//! is edited in place; what acts on the upstream request (Kong's `set_path`, which replaces the
+//! whole upstream path, service path included; `host` set by a header operation, which becomes
+//! the upstream Host / `:authority`; the body edit) is left as an [`UpstreamEdit`] that
+//! [`finish`] applies once `phases::upstream_request` built the request. The body is collected
+//! up to [`BODY_LIMIT`] bytes; a longer one is refused with 413.
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use proxy_config::plugins::request_transformer::split_pair;
 use proxy_config::plugins::template::{Key, Source, Template};
 use proxy_config::plugins::RequestTransformerConfig;
 use serde_json::{Map, Value};
 use thiserror::Error;
+
+use super::{AccessCtx, Phases, Plugin};
+use crate::downstream::request_body::{ClientBody, RequestBody};
+use crate::respond::{PluginReply, ProxyError};
+
+pub const NAME: &str = proxy_config::plugins::request_transformer::NAME;
+
+/// The largest request body collected for a body edit; a longer one is refused with 413.
+pub const BODY_LIMIT: usize = 8 << 20;
+
+/// The plugin on the request path; see the module doc.
+#[derive(Debug)]
+pub struct RequestTransformerPlugin(RequestTransformer);
+
+impl RequestTransformerPlugin {
+    pub fn new(c: &RequestTransformerConfig) -> Result<Self, super::BuildError> {
+        RequestTransformer::new(c)
+            .map(RequestTransformerPlugin)
+            .map_err(|e| super::BuildError::new("config", e.to_string()))
+    }
+}
+
+impl Plugin for RequestTransformerPlugin {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn priority(&self) -> u32 {
+        801
+    }
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+    }
+    fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
+        let t = &self.0;
+        let captures = match t.reads_captures {
+            true => captures_of(req.capture_paths, req.parts.uri.path()),
+            false => UriCaptures::default(),
+        };
+        let body = t.apply_head(req.parts, &captures).map_err(|e| Box::new(reply(&e)))?;
+        let path = t.uri.is_some().then(|| req.parts.uri.path().to_string());
+        let host = if t.sets_host { req.parts.headers.get(HOST).cloned() } else { None };
+        if path.is_some() || host.is_some() || body.is_some() {
+            req.state.upstream_edit = Some(Box::new(UpstreamEdit { path, host, body }));
+        }
+        Ok(())
+    }
+}
+
+fn reply(e: &TransformError) -> PluginReply {
+    PluginReply::new(e.status().as_u16(), e.to_string())
+}
+
+/// The captures of the first of the route's regex paths that matches `path`.
+fn captures_of(paths: &[regex::Regex], path: &str) -> UriCaptures {
+    paths.iter().find_map(|re| re.captures(path).map(|c| UriCaptures::from_regex(re, &c))).unwrap_or_default()
+}
+
+/// What request-transformer does to the upstream request once it is built.
+#[derive(Debug)]
+pub struct UpstreamEdit {
+    /// `replace.uri`, rendered and escaped: the whole upstream path.
+    path: Option<String>,
+    /// The Host a header operation set: the upstream Host / `:authority`.
+    host: Option<HeaderValue>,
+    body: Option<BodyEdit>,
+}
+
+/// Applies `edit` to the upstream request: path, host, then the body (collected, bounded).
+pub async fn finish(req: Request<RequestBody>, edit: UpstreamEdit) -> Result<Request<RequestBody>, ProxyError> {
+    let refuse = |e: TransformError| ProxyError::Plugin(Box::new(reply(&e)));
+    let (mut parts, body) = req.into_parts();
+    if let Some(path) = &edit.path {
+        let query = parts.uri.query().map(str::to_string);
+        rebuild(&mut parts, path, query.as_deref(), path).map_err(refuse)?;
+    }
+    if let Some(host) = edit.host {
+        if parts.version == Version::HTTP_2 {
+            let authority = Authority::try_from(host.as_bytes())
+                .map_err(|_| refuse(TransformError::HeaderValue(HOST.to_string())))?;
+            let mut up = std::mem::take(&mut parts.uri).into_parts();
+            up.authority = Some(authority);
+            parts.uri = Uri::from_parts(up).map_err(|_| refuse(TransformError::HeaderValue(HOST.to_string())))?;
+        } else {
+            parts.headers.insert(HOST, host);
+        }
+    }
+    let Some(body_edit) = edit.body else { return Ok(Request::from_parts(parts, body)) };
+    let bytes = match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(refuse(TransformError::TooLarge)),
+        Err(e) => return Err(ProxyError::InvalidRequest { reason: e.to_string() }),
+    };
+    let edited = body_edit.apply(&mut parts, bytes).map_err(refuse)?;
+    let body = ClientBody::Filtered(Box::pin(Full::new(edited).map_err(|never| match never {})));
+    Ok(Request::from_parts(parts, RequestBody::new(body).0))
+}
 
 /// A config the schema check let through but the proxy cannot build (names the entry).
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -50,6 +154,8 @@ pub enum TransformError {
     HeaderValue(String),
     #[error("request-transformer: the rendered path '{0}' is not a valid path")]
     Path(String),
+    #[error("request-transformer: the request body is over 8 MiB and is not transformed")]
+    TooLarge,
 }
 
 impl TransformError {
@@ -57,6 +163,7 @@ impl TransformError {
         match self {
             TransformError::Multipart => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TransformError::HeaderValue(_) | TransformError::Path(_) => StatusCode::BAD_REQUEST,
+            TransformError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
@@ -189,6 +296,10 @@ pub struct RequestTransformer {
     body: ParamOps,
     /// Whether a request's query string must be parsed (query operations or a template reading it).
     reads_query: bool,
+    /// Whether a template reads `uri_captures`.
+    reads_captures: bool,
+    /// Whether a header operation may set `host`.
+    sets_host: bool,
 }
 
 fn header_name(entry: &str, name: &str) -> Result<HeaderName, BuildError> {
@@ -231,6 +342,8 @@ impl RequestTransformer {
             query: ParamOps::build(c, |o| &o.querystring, &c.replace.querystring)?,
             body: ParamOps::build(c, |o| &o.body, &c.replace.body)?,
             reads_query: false,
+            reads_captures: false,
+            sets_host: false,
         };
         let templates = t
             .uri
@@ -241,8 +354,12 @@ impl RequestTransformer {
                     .into_iter()
                     .flat_map(|p| [&p.replace, &p.add, &p.append].into_iter().flatten().map(|o| &o.value)),
             );
-        let reads_query = templates.flat_map(|t| t.vars()).any(|v| v.source == Source::QueryParams);
-        t.reads_query = reads_query || !t.query.is_empty() || t.moves_form_to_query();
+        let sources: Vec<Source> = templates.flat_map(|t| t.vars()).map(|v| v.source).collect();
+        t.reads_query = sources.contains(&Source::QueryParams) || !t.query.is_empty() || t.moves_form_to_query();
+        t.reads_captures = sources.contains(&Source::UriCaptures);
+        t.sets_host =
+            [&t.replace_headers, &t.add_headers, &t.append_headers].into_iter().flatten().any(|o| o.name == HOST)
+                || t.rename_headers.iter().any(|(_, to)| to == HOST);
         Ok(t)
     }
 

@@ -7,19 +7,70 @@
 //!   operations exist ([`ResponseTransformer::edits_body`]); the caller buffers that body and
 //!   passes it to [`ResponseTransformer::apply_body`]. A body that is not a JSON object passes
 //!   unchanged (Kong logs and passes). gRPC responses (`application/grpc`) are never buffered.
+//! - The buffer: a JSON body is collected up to [`JSON_BODY_LIMIT`] bytes ([`JsonBody`]). A body
+//!   that grows past it is sent unedited (what was collected, then the rest as it comes) and a
+//!   warning is logged: Kong buffers without bound, sluice does not.
 //! - gRPC trailers (beyond Kong, which never touches them): [`ResponseTransformer::apply_trailers`]
 //!   runs remove, rename and replace on the trailers too, so that metadata a gRPC server sends
-//!   late can be dropped or rewritten like a header; `grpc-status` is never removed or renamed
-//!   there (a gRPC response without it is broken). add/append stay on the headers, where Kong
-//!   puts them, so that no entry is sent twice.
+//!   late can be dropped or rewritten like a header; `grpc-status` is never removed or renamed,
+//!   neither there nor in a trailers-only reply's headers (a gRPC response without it is
+//!   broken). add/append stay on the headers, where Kong puts them, so that no entry is sent
+//!   twice.
 
-use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
 use proxy_config::plugins::request_transformer::split_pair;
 use proxy_config::plugins::{JsonType, ResponseTransformerConfig};
 use serde_json::{Map, Value};
 use thiserror::Error;
+
+use super::{BuildError, HeaderFilterCtx, Phases, Plugin};
+
+pub const NAME: &str = proxy_config::plugins::response_transformer::NAME;
+
+/// The largest JSON response body collected for editing; a longer one passes unedited.
+pub const JSON_BODY_LIMIT: usize = 8 << 20;
+
+/// The plugin (Kong's PRIORITY 800): headers in header_filter, then the JSON body and gRPC
+/// trailers in body_filter.
+#[derive(Debug)]
+pub struct ResponseTransformerPlugin(Arc<ResponseTransformer>);
+
+impl ResponseTransformerPlugin {
+    pub fn new(c: &ResponseTransformerConfig) -> Result<Self, BuildError> {
+        ResponseTransformer::new(c)
+            .map(|t| ResponseTransformerPlugin(Arc::new(t)))
+            .map_err(|e| BuildError::new("config", e.to_string()))
+    }
+}
+
+impl Plugin for ResponseTransformerPlugin {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn priority(&self) -> u32 {
+        800
+    }
+    fn phases(&self) -> Phases {
+        Phases::HEADER_FILTER.union(Phases::BODY_FILTER)
+    }
+    fn header_filter(&self, resp: &mut HeaderFilterCtx<'_>) {
+        if self.0.apply_headers(resp.headers) {
+            resp.state.json_body = Some(self.0.clone());
+        }
+    }
+    fn body_filter(&self, frame: &mut Frame<Bytes>) {
+        if let Some(trailers) = frame.trailers_mut() {
+            self.0.apply_trailers(trailers);
+        }
+    }
+}
 
 /// A config the schema check let through but the proxy cannot build (it names the entry).
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -144,7 +195,7 @@ impl ResponseTransformer {
     /// `content-length` when the body will be edited. Returns [`Self::edits_body`].
     pub fn apply_headers(&self, headers: &mut HeaderMap) -> bool {
         let edits_body = self.edits_body(headers);
-        self.edit(headers, false);
+        self.edit(headers, true);
         for (n, v) in &self.add {
             if !headers.contains_key(n) {
                 headers.insert(n.clone(), v.clone());
@@ -159,8 +210,8 @@ impl ResponseTransformer {
         edits_body
     }
 
-    /// A gRPC response's trailers: remove, rename and replace as on headers; `grpc-status` is
-    /// never removed or renamed.
+    /// A response's trailers (gRPC's status and late metadata): remove, rename and replace as on
+    /// headers; `grpc-status` is never removed or renamed.
     pub fn apply_trailers(&self, trailers: &mut HeaderMap) {
         self.edit(trailers, true);
     }
@@ -204,6 +255,80 @@ impl ResponseTransformer {
             Ok(v) => Bytes::from(v),
             Err(_) => body,
         }
+    }
+}
+
+/// A JSON response body on its way to the client, collected (up to [`JSON_BODY_LIMIT`]) and
+/// edited by [`ResponseTransformer::apply_body`] at its end; trailers follow the edited body.
+/// Past the limit it is passed on unedited.
+pub struct JsonBody<B> {
+    inner: B,
+    transformer: Arc<ResponseTransformer>,
+    buf: BytesMut,
+    /// Trailers held back until the edited body is out.
+    trailers: Option<HeaderMap>,
+    /// Over the limit: frames pass as they come.
+    passing: bool,
+    done: bool,
+}
+
+impl<B> JsonBody<B> {
+    pub fn new(inner: B, transformer: Arc<ResponseTransformer>) -> Self {
+        JsonBody { inner, transformer, buf: BytesMut::new(), trailers: None, passing: false, done: false }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for JsonBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+        }
+        if this.passing {
+            if !this.buf.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))));
+            }
+            return Pin::new(&mut this.inner).poll_frame(cx);
+        }
+        loop {
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        this.buf.extend_from_slice(&data);
+                        if this.buf.len() > JSON_BODY_LIMIT {
+                            tracing::warn!(
+                                limit = JSON_BODY_LIMIT,
+                                "response-transformer: JSON body over the buffer limit, sent unedited"
+                            );
+                            this.passing = true;
+                            return Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))));
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            this.trailers = Some(t);
+                        }
+                    }
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    this.done = true;
+                    let edited = this.transformer.apply_body(this.buf.split().freeze());
+                    return Poll::Ready(Some(Ok(Frame::data(edited))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
     }
 }
 
