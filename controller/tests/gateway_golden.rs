@@ -7,7 +7,6 @@
 mod golden_support;
 
 use controller::translate;
-use controller::translate::gateway::analyze;
 use golden_support::{cases, check, load, settings};
 
 const PREFIXES: [&str; 3] = ["gateway-", "grpcroute-", "httproute-"];
@@ -22,7 +21,8 @@ fn gateway_golden() {
         let loaded = load(dir);
         let settings = settings(dir);
         let t = translate(&loaded.snapshot, &settings);
-        let analysis = analyze(&loaded.snapshot, &settings);
+        let st = &t.statuses;
+        let analysis = serde_json::json!({"classes": st.gateway_classes, "gateways": st.gateways, "routes": st.routes});
         if let Err(e) = proxy_config::validate(&t.config) {
             failures.push(format!("{}: translated config does not validate: {e}", dir.display()));
         }
@@ -39,7 +39,7 @@ fn gateway_golden() {
         reversed.grpc_routes.reverse();
         reversed.http_routes.reverse();
         reversed.reference_grants.reverse();
-        if translate(&reversed, &settings) != t || analyze(&reversed, &settings) != analysis {
+        if translate(&reversed, &settings) != t {
             failures.push(format!("{}: translation depends on object order", dir.display()));
         }
     }
