@@ -133,6 +133,8 @@ pub(crate) struct Routed {
 pub const REASON_REJECTED_BY_PROXY: &str = "RejectedByProxy";
 /// `Accepted` reason of a route left out of the config for the problems its message lists.
 pub const REASON_LEFT_OUT: &str = "UnsupportedValue";
+/// The problem of a route the proxy rejected.
+const PROBLEM_REJECTED: &str = "rejected by the proxy; left out of the config";
 /// Longest condition message written (the API allows 32768; Events carry the full problems).
 const MAX_MESSAGE: usize = 1024;
 
@@ -153,13 +155,17 @@ pub(crate) fn settle(
             continue;
         }
         let (reason, why) = if excluded.iter().any(|e| same(e, &r.object)) {
-            (REASON_REJECTED_BY_PROXY, "the proxy rejected the configuration generated from this route")
+            (
+                REASON_REJECTED_BY_PROXY,
+                "the proxy rejected the configuration generated from this route (its answer is in the \
+                 KongConfigurationApplyFailed Event); the route is left out until the configuration changes",
+            )
         } else {
             (REASON_LEFT_OUT, "the route is left out of the configuration")
         };
         let details: Vec<String> = problems
             .iter()
-            .filter(|p| same(&p.object, &r.object))
+            .filter(|p| same(&p.object, &r.object) && p.message != PROBLEM_REJECTED)
             .map(|p| if p.field.is_empty() { p.message.clone() } else { format!("{}: {}", p.field, p.message) })
             .collect();
         let mut message = if details.is_empty() { why.to_string() } else { format!("{why}: {}", details.join("; ")) };
@@ -440,7 +446,7 @@ pub(crate) fn translate(ctx: &mut Context<'_>) {
             ctx.routed.push(Routed { object: route.view.obj.clone(), attachments: route.attachments.clone() });
         }
         if ctx.is_excluded(&route.view.obj) {
-            ctx.problem(&route.view.obj, "", "rejected by the proxy; left out of the config");
+            ctx.problem(&route.view.obj, "", PROBLEM_REJECTED);
             continue;
         }
         if let Some(p) = annotations::check_hostile(&route.view.obj, &route.view.annotations) {
