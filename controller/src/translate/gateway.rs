@@ -572,7 +572,8 @@ fn translate_route(
         }
         let service_name = format!("{}.{}.{}.{}", kind.prefix(), obj.namespace, obj.name, rule.index);
         let rb = backends::rule_upstream(ctx, resolutions, &service_name, &tags);
-        // Rules that cannot forward answer with an error (grpcroute.md §6–7).
+        // Rules that cannot forward answer with an error, as the Gateway API asks: gRPC with
+        // 404 (UNIMPLEMENTED) without backendRefs, 503 for an unresolvable filter; HTTP with 500.
         let termination = if !rule.filters.unresolved.is_empty() {
             Some((if grpc { 503 } else { 500 }, "an ExtensionRef filter of this rule cannot be resolved"))
         } else if rule.backends.is_empty() {
