@@ -89,6 +89,7 @@ golden! {
     golden_hostless_rule,
     golden_httproute_and_grpcroute_same_host,
     golden_httproute_basic,
+    golden_httproute_left_out,
     golden_httproute_plugins,
     golden_ingress_prefix_basic,
     golden_ipv6_targets,

@@ -246,14 +246,16 @@ impl<'a> Context<'a> {
         problems.dedup();
         ingresses.sort();
         ingresses.dedup();
-        let config_routes: HashSet<ObjectRef> = config
-            .services
-            .iter()
-            .flat_map(|s| &s.routes)
-            .chain(&config.routes)
-            .filter_map(|r| names::object_from_tags(&r.tags))
-            .collect();
-        gateway::settle(&mut gateway_statuses, &routed, &config_routes, &problems, excluded);
+        if !routed.is_empty() {
+            let config_routes: HashSet<ObjectRef> = config
+                .services
+                .iter()
+                .flat_map(|s| &s.routes)
+                .chain(&config.routes)
+                .filter_map(|r| names::object_from_tags(&r.tags))
+                .collect();
+            gateway::settle(&mut gateway_statuses, &routed, &config_routes, &problems, excluded);
+        }
         let GatewayStatuses { classes, gateways, routes } = gateway_statuses;
         let statuses = Statuses { ingresses, gateway_classes: classes, gateways, routes };
         Translation { config, problems, statuses }
