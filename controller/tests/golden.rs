@@ -68,6 +68,7 @@ golden! {
     golden_gateway_allowed_routes_selector,
     golden_gateway_https_listener,
     golden_gateway_listener_status,
+    golden_gateway_rejected_certificate,
     golden_grpc_drops_methods_strip_path_and_path,
     golden_grpcroute_attachment,
     golden_grpcroute_exact_method_matching,

@@ -682,14 +682,35 @@ fn default_protocols(grpc: bool) -> Vec<Protocol> {
 }
 
 /// Certificates of the HTTPS listeners, with the listener hostname as SNI. A hostname already
-/// served by another certificate (an Ingress's, or an earlier listener's) keeps that one.
+/// served by another certificate (an Ingress's, or an earlier listener's) keeps that one. A
+/// certificate the proxy rejected (its Secret excluded) is left out, and its listener reports
+/// `ResolvedRefs` and `Programmed` False.
 fn certificates(ctx: &mut Context<'_>, gateways: &[GatewayInfo]) {
-    for g in gateways {
+    for (gi, g) in gateways.iter().enumerate() {
         if ctx.is_excluded(&g.obj) {
             continue;
         }
         for (li, l) in g.listeners.iter().enumerate().filter(|(_, l)| l.usable()) {
             let Some(cert) = &l.certificate else { continue };
+            if ctx.is_excluded(&cert.secret) {
+                let message = format!(
+                    "the proxy rejected the certificate of Secret {}/{}; left out, the proxy's default certificate is served",
+                    cert.secret.namespace, cert.secret.name
+                );
+                ctx.problem(&g.obj, format!("spec.listeners[{li}].tls.certificateRefs"), message.clone());
+                if let Some(status) = ctx.gateway_statuses.gateways.get_mut(gi).and_then(|s| s.listeners.get_mut(li)) {
+                    for c in &mut status.conditions {
+                        match c.type_ {
+                            "ResolvedRefs" => {
+                                *c = Cond::new("ResolvedRefs", false, "InvalidCertificateRef", message.clone())
+                            }
+                            "Programmed" => *c = Cond::new("Programmed", false, "Invalid", message.clone()),
+                            _ => {}
+                        }
+                    }
+                }
+                continue;
+            }
             let Some(host) = &l.hostname else {
                 ctx.problem(
                     &g.obj,
