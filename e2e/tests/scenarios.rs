@@ -423,8 +423,21 @@ async fn gateway_weighted_90_10_split_over_2000_calls() {
 }
 
 /// The routes of [`statuses_are_stored_as_written`]: one per kind of status the controller writes
-/// (accepted, a dropped rule, no matching listener, a refused cross-namespace backend).
+/// (accepted, a dropped rule, no matching listener, a refused cross-namespace backend, left out of
+/// the config for a missing KongPlugin).
 const STATUS_ROUTES: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: left-out
+  namespace: default
+  annotations: {konghq.com/plugins: nope}
+spec:
+  parentRefs: [{name: kong}]
+  hostnames: [left-out.example.com]
+  rules:
+  - backendRefs: [{name: grpcbin, port: 9001}]
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: web, namespace: default}
 spec:
@@ -545,6 +558,7 @@ async fn statuses_are_stored_as_written() {
         "GRPCRoute default/crossns",
         "HTTPRoute default/web",
         "HTTPRoute default/partly",
+        "HTTPRoute default/left-out",
     ]
     .into_iter()
     .map(String::from)
@@ -592,6 +606,7 @@ async fn statuses_are_stored_as_written() {
         "GRPCRoute default/crossns ResolvedRefs=RefNotPermitted",
         "HTTPRoute default/web Accepted=Accepted",
         "HTTPRoute default/partly PartiallyInvalid=UnsupportedValue",
+        "HTTPRoute default/left-out Accepted=UnsupportedValue",
         "Gateway default/kong Programmed=Programmed",
         "GatewayClass kong Accepted=Accepted",
     ] {
