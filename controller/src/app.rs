@@ -222,10 +222,9 @@ fn reload(path: &Path, current: &Mutex<Snapshot>, tx: &channel::Sender<u64>) {
     }
 }
 
-/// Reports to Kubernetes: Events for problems, Ingress statuses after applies.
+/// Reports problems to Kubernetes as Events (statuses: [`crate::status::wrap`]).
 struct KubeReporter {
     events: EventPublisher,
-    status: Arc<StatusWriter>,
 }
 
 impl Reporter for KubeReporter {
@@ -235,13 +234,6 @@ impl Reporter for KubeReporter {
     }
     fn applied(&self, t: &Translation) {
         LogReporter.applied(t);
-        let status = self.status.clone();
-        let ingresses = t.ingresses.clone();
-        tokio::spawn(async move {
-            if let Err(e) = status.update(&ingresses).await {
-                tracing::warn!(error = %e, "updating statuses failed");
-            }
-        });
     }
 }
 
@@ -266,13 +258,8 @@ async fn run_kube(
         leadership.clone(),
         shutdown.clone(),
     ));
-    let gateway_status =
-        crate::gateway_status::GatewayStatusWriter::new(client.clone(), settings.clone(), leadership.clone());
-    let reporter = Arc::new(KubeReporter {
-        events: EventPublisher::new(client.clone(), Some(instance_id())),
-        status: Arc::new(StatusWriter::new(client, settings.clone(), leadership)),
-    });
-    let reporter = crate::gateway_status::wrap(reporter, gateway_status);
+    let events = Arc::new(KubeReporter { events: EventPublisher::new(client.clone(), Some(instance_id())) });
+    let reporter = crate::status::wrap(events, StatusWriter::new(client, settings.clone(), leadership));
     let debounce = settings.sync_period()?;
     sync_loop(settings, snapshot, changes, debounce, reporter, shutdown).await
 }

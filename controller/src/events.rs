@@ -1,5 +1,6 @@
 //! Problems → Kubernetes Events on the objects at fault (type Warning, KIC's reasons
-//! `KongConfigurationTranslationFailed` / `KongConfigurationApplyFailed`), through kube-runtime's
+//! `KongConfigurationTranslationFailed` / `KongConfigurationApplyFailed`, and
+//! `KongStatusUpdateFailed` for a status write the API server refused), through kube-runtime's
 //! [`Recorder`] (which also de-duplicates repeated events into counts).
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -53,7 +54,13 @@ pub fn event(reason: &str, p: &Problem) -> Event {
         type_: EventType::Warning,
         reason: reason.to_string(),
         note: Some(note),
-        action: if reason.contains("Apply") { "Apply".into() } else { "Translate".into() },
+        action: if reason.contains("Apply") {
+            "Apply".into()
+        } else if reason.contains("Status") {
+            "UpdateStatus".into()
+        } else {
+            "Translate".into()
+        },
         secondary: None,
     }
 }

@@ -1,52 +1,27 @@
-//! Gateway API statuses (grpcroute.md §9, §12): GatewayClass `Accepted`, Gateway
-//! `Accepted`/`Programmed` + addresses + listener statuses, and route parent entries
-//! (`Accepted`, `ResolvedRefs`, `PartiallyInvalid`).
+//! Gateway API statuses in API form: GatewayClass `Accepted` + supported features, Gateway
+//! `Accepted`/`Programmed` + addresses + listener statuses, and route parent entries (`Accepted`,
+//! `ResolvedRefs`, `PartiallyInvalid`).
 //!
-//! The desired statuses come from [`crate::translate::gateway::analyze`] (pure, the same plan the
-//! translation uses). This module turns them into the API types (keeping `lastTransitionTime`
-//! while a condition's status does not change, setting `observedGeneration`), and writes them
-//! through the status subresource with a merge patch, only on the leader, only when they differ
-//! from what the object carries. Route `status.parents` entries of other controllers are kept
-//! untouched; ours are replaced. The patch carries the `resourceVersion` the entries were read at,
-//! so a concurrent writer makes it fail (409) instead of being overwritten; the next round retries.
+//! The conditions come from the translation ([`crate::translate::Statuses`]); these pure functions
+//! add what only the writer ([`crate::status`]) knows: the proxy's addresses, `lastTransitionTime`
+//! (kept while a condition's status does not change) and `observedGeneration`. Feeding a result
+//! back as the current status gives the same result, so an unchanged status is never rewritten.
+//! Route `status.parents` entries of other controllers are kept untouched; ours are replaced.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use gateway_api::apis::standard::gatewayclasses::{
-    GatewayClass, GatewayClassStatus, GatewayClassStatusSupportedFeatures,
-};
+use gateway_api::apis::standard::gatewayclasses::{GatewayClassStatus, GatewayClassStatusSupportedFeatures};
 use gateway_api::apis::standard::gateways::{
-    Gateway, GatewayStatus, GatewayStatusAddresses, GatewayStatusListeners, GatewayStatusListenersSupportedKinds,
+    GatewayStatus, GatewayStatusAddresses, GatewayStatusListeners, GatewayStatusListenersSupportedKinds,
 };
-use gateway_api::apis::standard::grpcroutes::GrpcRoute;
-use gateway_api::apis::standard::httproutes::HttpRoute;
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{json, Value};
-use thiserror::Error;
-use tokio::sync::Mutex;
 
-use crate::leader::Leadership;
-use crate::settings::Settings;
-use crate::snapshot::Snapshot;
-use crate::status::service_addresses;
-use crate::sync::Reporter;
-use crate::translate::gateway::model::{ClassStatus, Cond, GatewayStatusModel, RouteKind, RouteStatusModel};
-use crate::translate::gateway::{analyze, GATEWAY_GROUP};
-use crate::translate::{ObjectRef, Problem, Translation};
+use crate::translate::gateway::model::{ClassStatus, Cond, GatewayStatusModel, RouteStatusModel};
+use crate::translate::gateway::GATEWAY_GROUP;
 
 /// Gateway API features sluice claims (GatewayClass `status.supportedFeatures`, sorted).
 pub const SUPPORTED_FEATURES: &[&str] = &["GRPCRoute", "Gateway", "HTTPRoute", "ReferenceGrant"];
-
-#[derive(Debug, Error)]
-pub enum GatewayStatusError {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-}
 
 /// Conditions in API form: `lastTransitionTime` kept from `current` while the status is unchanged.
 pub fn conditions(desired: &[Cond], current: &[Condition], generation: Option<i64>, now: &Time) -> Vec<Condition> {
@@ -67,7 +42,7 @@ pub fn conditions(desired: &[Cond], current: &[Condition], generation: Option<i6
 }
 
 /// Whether the stored conditions were written for a newer generation than ours (stale snapshot).
-fn newer(current: &[Condition], generation: Option<i64>) -> bool {
+pub fn newer(current: &[Condition], generation: Option<i64>) -> bool {
     generation.is_some_and(|g| current.iter().any(|c| c.observed_generation.is_some_and(|o| o > g)))
 }
 
@@ -169,186 +144,11 @@ pub fn route_parents(model: &RouteStatusModel, current: &[Value], controller: &s
     out
 }
 
-/// Writes Gateway API statuses (leader only).
-pub struct GatewayStatusWriter {
-    client: Client,
-    settings: Arc<Settings>,
-    leadership: Leadership,
-    /// Serializes rounds; a round that finds one running is skipped (the next sync round retries).
-    running: Mutex<HashMap<ObjectRef, Value>>,
-}
-
-impl GatewayStatusWriter {
-    pub fn new(client: Client, settings: Arc<Settings>, leadership: Leadership) -> Self {
-        GatewayStatusWriter { client, settings, leadership, running: Mutex::new(HashMap::new()) }
-    }
-
-    async fn addresses(&self) -> Vec<String> {
-        if !self.settings.publish_status_address.is_empty() {
-            return self.settings.publish_status_address.clone();
-        }
-        let Ok(Some((ns, name))) = self.settings.publish_service() else { return Vec::new() };
-        match Api::<Service>::namespaced(self.client.clone(), &ns).get(&name).await {
-            Ok(svc) => service_addresses(&svc).into_iter().filter_map(|a| a.ip.or(a.hostname)).collect(),
-            Err(e) => {
-                tracing::warn!(service = %format!("{ns}/{name}"), error = %e, "reading the publish Service failed");
-                Vec::new()
-            }
-        }
-    }
-
-    /// Brings every Gateway API status in line with the snapshot.
-    pub async fn write(&self, snapshot: &Snapshot) -> Result<(), GatewayStatusError> {
-        if !self.settings.update_status || !self.leadership.is_leader() {
-            return Ok(());
-        }
-        let Ok(mut written) = self.running.try_lock() else { return Ok(()) };
-        let analysis = analyze(snapshot, &self.settings);
-        // Kubernetes keeps whole seconds.
-        let now = k8s_openapi::jiff::Timestamp::from_second(k8s_openapi::jiff::Timestamp::now().as_second())
-            .map(Time)
-            .unwrap_or_else(|_| Time(k8s_openapi::jiff::Timestamp::now()));
-        let controller = self.settings.gateway_controller_name.clone();
-        let pp = PatchParams::default();
-
-        for model in &analysis.classes {
-            let Some(obj) = snapshot.gateway_classes.iter().find(|c| c.name_any() == model.name) else { continue };
-            let current = obj.status.as_ref();
-            if current.and_then(|c| c.conditions.as_deref()).is_some_and(|c| newer(c, model.generation)) {
-                continue;
-            }
-            let desired = class_status(model, current, &now);
-            if current != Some(&desired) {
-                let api: Api<GatewayClass> = Api::all(self.client.clone());
-                patch(&api, obj.as_ref(), &json!({ "status": desired }), &pp, &mut written).await;
-            }
-        }
-
-        let addresses = if analysis.gateways.is_empty() { Vec::new() } else { self.addresses().await };
-        for model in &analysis.gateways {
-            let Some(obj) = find(&snapshot.gateways, &model.object) else { continue };
-            let current = obj.status.as_ref();
-            if current.and_then(|c| c.conditions.as_deref()).is_some_and(|c| newer(c, model.generation)) {
-                continue;
-            }
-            let desired = gateway_status(model, &addresses, current, &now);
-            if current != Some(&desired) {
-                let api: Api<Gateway> = Api::namespaced(self.client.clone(), &model.object.namespace);
-                patch(&api, obj.as_ref(), &json!({ "status": desired }), &pp, &mut written).await;
-            }
-        }
-
-        for model in &analysis.routes {
-            let (current, rv) = match model.kind {
-                RouteKind::Grpc => match find(&snapshot.grpc_routes, &model.object) {
-                    Some(r) => (r.status.as_ref().map(|s| serde_json::to_value(&s.parents)), r.resource_version()),
-                    None => continue,
-                },
-                RouteKind::Http => match find(&snapshot.http_routes, &model.object) {
-                    Some(r) => (r.status.as_ref().map(|s| serde_json::to_value(&s.parents)), r.resource_version()),
-                    None => continue,
-                },
-            };
-            let current: Vec<Value> =
-                current.and_then(Result::ok).and_then(|v| v.as_array().cloned()).unwrap_or_default();
-            let stale = current
-                .iter()
-                .filter(|v| v.get("controllerName").and_then(Value::as_str) == Some(controller.as_str()))
-                .filter_map(|v| v.get("conditions").cloned())
-                .filter_map(|c| serde_json::from_value::<Vec<Condition>>(c).ok())
-                .any(|c| newer(&c, model.generation));
-            if stale {
-                continue;
-            }
-            let desired = route_parents(model, &current, &controller, &now);
-            if desired == current {
-                continue;
-            }
-            let body = json!({ "metadata": { "resourceVersion": rv }, "status": { "parents": desired } });
-            match model.kind {
-                RouteKind::Grpc => {
-                    let api: Api<GrpcRoute> = Api::namespaced(self.client.clone(), &model.object.namespace);
-                    patch_named(&api, &model.object, &body, &pp, &mut written).await;
-                }
-                RouteKind::Http => {
-                    let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), &model.object.namespace);
-                    patch_named(&api, &model.object, &body, &pp, &mut written).await;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn find<'a, K: Resource<DynamicType = ()>>(list: &'a [Arc<K>], object: &ObjectRef) -> Option<&'a Arc<K>> {
-    list.iter().find(|o| o.name_any() == object.name && o.namespace().unwrap_or_default() == object.namespace)
-}
-
-async fn patch<K>(api: &Api<K>, obj: &K, body: &Value, pp: &PatchParams, written: &mut HashMap<ObjectRef, Value>)
-where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    patch_named(api, &ObjectRef::of(obj), body, pp, written).await;
-}
-
-/// One status patch; skipped when this exact body was already written for this resourceVersion.
-async fn patch_named<K>(
-    api: &Api<K>,
-    object: &ObjectRef,
-    body: &Value,
-    pp: &PatchParams,
-    written: &mut HashMap<ObjectRef, Value>,
-) where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    if written.get(object) == Some(body) {
-        return;
-    }
-    match api.patch_status(&object.name, pp, &Patch::Merge(body)).await {
-        Ok(_) => {
-            tracing::debug!(object = %object, "status updated");
-            written.insert(object.clone(), body.clone());
-        }
-        Err(e) => tracing::warn!(object = %object, error = %e, "updating status failed (retried next round)"),
-    }
-}
-
-/// A reporter that also writes Gateway API statuses after every successful sync round.
-pub struct GatewayStatusReporter {
-    inner: Arc<dyn Reporter>,
-    writer: Arc<GatewayStatusWriter>,
-}
-
-/// Wraps `inner` so that Gateway API statuses are written after each successful sync.
-pub fn wrap(inner: Arc<dyn Reporter>, writer: GatewayStatusWriter) -> Arc<dyn Reporter> {
-    Arc::new(GatewayStatusReporter { inner, writer: Arc::new(writer) })
-}
-
-impl Reporter for GatewayStatusReporter {
-    fn problems(&self, reason: &'static str, problems: &[Problem]) {
-        self.inner.problems(reason, problems);
-    }
-
-    fn applied(&self, translation: &Translation) {
-        self.inner.applied(translation);
-    }
-
-    fn synced(&self, snapshot: &Snapshot) {
-        self.inner.synced(snapshot);
-        let writer = self.writer.clone();
-        let snapshot = snapshot.clone();
-        tokio::spawn(async move {
-            if let Err(e) = writer.write(&snapshot).await {
-                tracing::warn!(error = %e, "updating Gateway API statuses failed");
-            }
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::gateway::model::{ListenerStatus, ParentRefOut, ParentStatus};
+    use crate::translate::gateway::model::{ListenerStatus, ParentRefOut, ParentStatus, RouteKind};
+    use crate::translate::ObjectRef;
 
     fn t(s: &str) -> Time {
         Time(s.parse().unwrap())

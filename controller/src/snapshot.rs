@@ -1,10 +1,8 @@
 //! The world as the translator sees it: owned copies of every watched object, one collection per
 //! kind, filled by the reflectors ([`crate::watch`]) or the manifest loader ([`crate::files`]).
-//!
-//! The Gateway API collections are carried even though Ingress translation does not read them, so
-//! that GRPCRoute/HTTPRoute translation can be added (`translate/gateway.rs`) without reshaping.
+//! Objects left out after the proxy rejected them are not removed from it: the translation is told
+//! which to leave out (`translate::translate_excluding`), so that it can report them.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use gateway_api::apis::standard::{
@@ -18,7 +16,6 @@ use kube::{Resource, ResourceExt};
 
 use crate::kong_plugins::{KongClusterPlugin, KongPlugin};
 use crate::policy::KongUpstreamPolicy;
-use crate::translate::ObjectRef;
 
 /// Every object the translator may read. Objects are shared (`Arc`) with the reflector stores, so
 /// taking a snapshot copies pointers, not objects.
@@ -50,10 +47,6 @@ fn sort<K: Resource>(v: &mut [Arc<K>]) {
     v.sort_by_cached_key(key);
 }
 
-fn keep<K: Resource<DynamicType = ()>>(v: &mut Vec<Arc<K>>, excluded: &HashSet<ObjectRef>) {
-    v.retain(|o| !excluded.contains(&ObjectRef::of(o.as_ref())));
-}
-
 impl Snapshot {
     /// Sorts every collection by namespace/name so that translation never depends on the order in
     /// which objects arrived.
@@ -72,30 +65,6 @@ impl Snapshot {
         sort(&mut self.kong_upstream_policies);
         sort(&mut self.kong_plugins);
         sort(&mut self.kong_cluster_plugins);
-    }
-
-    /// A copy without the given objects: the fallback config is the translation of the world minus
-    /// the objects the proxy rejected.
-    pub fn without(&self, excluded: &HashSet<ObjectRef>) -> Snapshot {
-        let mut s = self.clone();
-        if excluded.is_empty() {
-            return s;
-        }
-        keep(&mut s.ingresses, excluded);
-        keep(&mut s.ingress_classes, excluded);
-        keep(&mut s.services, excluded);
-        keep(&mut s.endpoint_slices, excluded);
-        keep(&mut s.secrets, excluded);
-        keep(&mut s.gateway_classes, excluded);
-        keep(&mut s.gateways, excluded);
-        keep(&mut s.grpc_routes, excluded);
-        keep(&mut s.http_routes, excluded);
-        keep(&mut s.reference_grants, excluded);
-        keep(&mut s.namespaces, excluded);
-        keep(&mut s.kong_upstream_policies, excluded);
-        keep(&mut s.kong_plugins, excluded);
-        keep(&mut s.kong_cluster_plugins, excluded);
-        s
     }
 
     /// Number of objects of all kinds.

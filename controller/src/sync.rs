@@ -37,10 +37,13 @@ pub const REASON_APPLY: &str = "KongConfigurationApplyFailed";
 pub trait Reporter: Send + Sync {
     /// Problems not reported in the previous round, with the Event reason.
     fn problems(&self, reason: &'static str, problems: &[Problem]);
-    /// The proxy runs the config of `translation` (after a push, or found already running).
+    /// The proxy runs the config of `translation` (after a push, or found already running), and
+    /// did not in the previous round.
     fn applied(&self, translation: &Translation);
-    /// A sync round ended with the proxy running the config of `snapshot` (called every round).
-    fn synced(&self, _snapshot: &Snapshot) {}
+    /// A sync round ended with the proxy running the config of `translation`, translated from
+    /// `snapshot` (the fallback translation after a rejected push). Called every such round: the
+    /// one trigger of status writes, which skip what is unchanged.
+    fn synced(&self, _translation: &Translation, _snapshot: &Snapshot) {}
 }
 
 /// Logs problems as warnings; for file mode and tests.
@@ -231,7 +234,7 @@ impl SyncLoop {
                 if state.applied_hash.as_deref() != Some(desired.hash.as_str()) {
                     self.mark_applied(state, desired);
                 }
-                self.reporter.synced(&desired.snapshot);
+                self.reporter.synced(&desired.translation, &desired.snapshot);
                 return true;
             }
             if state.dead_hash.as_deref() == Some(desired.hash.as_str()) {
@@ -254,7 +257,7 @@ impl SyncLoop {
                     self.metrics.push(true, "", millis, desired.body.len(), unix_now());
                     tracing::info!(hash = %desired.hash, proxy_hash = %proxy_hash, "configuration pushed");
                     self.mark_applied(state, desired);
-                    self.reporter.synced(&desired.snapshot);
+                    self.reporter.synced(&desired.translation, &desired.snapshot);
                     return true;
                 }
                 Err(PushError::Rejected(err)) => {

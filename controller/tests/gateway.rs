@@ -1,4 +1,4 @@
-//! Gateway API behaviour checked end to end through `translate` and `analyze` (no cluster):
+//! Gateway API behaviour checked end to end through `translate` and the statuses it returns (no cluster):
 //! weighted splits, ReferenceGrant grant/revoke, the configurable controller name, and the
 //! gRPC-only guard of GRPCRoute routes.
 
@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 
 use clap::Parser;
 use controller::files::{parse_documents, Loaded};
-use controller::translate::gateway::analyze;
-use controller::translate::gateway::model::Analysis;
+use controller::translate::Statuses;
 use controller::{translate, Settings, Snapshot};
+
+fn statuses(s: &Snapshot, settings: &Settings) -> Statuses {
+    translate(s, settings).statuses
+}
 
 const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -86,7 +89,7 @@ fn grant_case(with_grant: bool) -> String {
     )
 }
 
-fn resolved_refs(a: &Analysis) -> (String, String) {
+fn resolved_refs(a: &Statuses) -> (String, String) {
     let c = a.routes[0].parents[0].conditions.iter().find(|c| c.type_ == "ResolvedRefs").unwrap();
     (c.status.to_string(), c.reason.clone())
 }
@@ -95,28 +98,28 @@ fn resolved_refs(a: &Analysis) -> (String, String) {
 fn reference_grant_grants_and_revokes() {
     let settings = settings(&[]);
     let denied = snapshot(&grant_case(false));
-    assert_eq!(resolved_refs(&analyze(&denied, &settings)), ("False".into(), "RefNotPermitted".into()));
+    assert_eq!(resolved_refs(&statuses(&denied, &settings)), ("False".into(), "RefNotPermitted".into()));
     assert!(weights(&denied, "grpcroute.default.x.0").is_empty(), "no target without a grant: UNAVAILABLE");
 
     let granted = snapshot(&grant_case(true));
-    assert_eq!(resolved_refs(&analyze(&granted, &settings)), ("True".into(), "ResolvedRefs".into()));
+    assert_eq!(resolved_refs(&statuses(&granted, &settings)), ("True".into(), "ResolvedRefs".into()));
     assert_eq!(weights(&granted, "grpcroute.default.x.0").keys().collect::<Vec<_>>(), vec!["10.9.0.1:3000"]);
 
     // Deleting the grant (the next snapshot) revokes access again.
     let mut revoked = granted.clone();
     revoked.reference_grants.clear();
-    assert_eq!(resolved_refs(&analyze(&revoked, &settings)), ("False".into(), "RefNotPermitted".into()));
+    assert_eq!(resolved_refs(&statuses(&revoked, &settings)), ("False".into(), "RefNotPermitted".into()));
     // The route stays Accepted: only its refs are unresolved.
-    let accepted = analyze(&revoked, &settings).routes[0].parents[0].conditions[0].clone();
+    let accepted = statuses(&revoked, &settings).routes[0].parents[0].conditions[0].clone();
     assert_eq!((accepted.type_, accepted.status), ("Accepted", "True"));
 }
 
 #[test]
 fn controller_name_is_configurable() {
     let s = snapshot(&grant_case(true));
-    assert_eq!(analyze(&s, &settings(&[])).gateways.len(), 1);
-    let other = analyze(&s, &settings(&["--gateway-controller-name=example.com/other"]));
-    assert!(other.classes.is_empty() && other.gateways.is_empty() && other.routes[0].parents.is_empty());
+    assert_eq!(statuses(&s, &settings(&[])).gateways.len(), 1);
+    let other = statuses(&s, &settings(&["--gateway-controller-name=example.com/other"]));
+    assert!(other.gateway_classes.is_empty() && other.gateways.is_empty() && other.routes[0].parents.is_empty());
     assert!(translate(&s, &settings(&["--gateway-controller-name=example.com/other"])).config.services.is_empty());
 }
 

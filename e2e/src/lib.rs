@@ -1,17 +1,13 @@
-//! End-to-end test support for sluice.
-//!
-//! The main piece is [`apiserver`]: a small in-memory Kubernetes API server (a test tool, not a real API
-//! server) that real `kubectl` and kube-rs talk to, so scenario tests can run the controller and proxy
-//! without a cluster. Start one with [`TestApiServer::start`]; drive it with the real kubectl through
-//! [`Kubectl`].
+//! End-to-end test support for sluice: [`ControlPlane`] runs a real etcd + kube-apiserver (built
+//! from their Go modules, see `scripts/k8s-tools.sh`), [`install`] applies sluice's CRDs and install
+//! manifests to it, [`Kubectl`] drives it with the real kubectl, and [`BackendNet`] gives backends a
+//! private address in a network namespace (Kubernetes rejects loopback EndpointSlice addresses).
 
-pub mod apiserver;
 pub mod control_plane;
 pub mod install;
 pub mod kubectl;
 pub mod netns;
 
-pub use apiserver::{ApiServer, Options, ServerError, TestApiServer};
 pub use control_plane::{ControlPlane, ControlPlaneError};
 pub use kubectl::{Kubectl, KubectlError};
 pub use netns::{BackendNet, NetnsError};

@@ -8,6 +8,7 @@ mod support;
 
 use sluice_demo::BackendOptions;
 use std::collections::BTreeSet;
+use std::time::Duration;
 use support::*;
 
 fn backend_of(reply: &str) -> String {
@@ -419,4 +420,218 @@ async fn gateway_weighted_90_10_split_over_2000_calls() {
     }
     let share = f64::from(ninety) / 2000.0;
     assert!((share - 0.9).abs() <= 0.05, "90/10 split landed {ninety}/2000");
+}
+
+/// The routes of [`statuses_are_stored_as_written`]: one per kind of status the controller writes
+/// (accepted, a dropped rule, no matching listener, a refused cross-namespace backend, left out of
+/// the config for a missing KongPlugin).
+const STATUS_ROUTES: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: left-out
+  namespace: default
+  annotations: {konghq.com/plugins: nope}
+spec:
+  parentRefs: [{name: kong}]
+  hostnames: [left-out.example.com]
+  rules:
+  - backendRefs: [{name: grpcbin, port: 9001}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: default}
+spec:
+  parentRefs: [{name: kong}]
+  hostnames: [web.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: grpcbin, port: 9001}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: partly, namespace: default}
+spec:
+  parentRefs: [{name: kong, sectionName: http}]
+  hostnames: [partly.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /ok}}]
+    backendRefs: [{name: grpcbin, port: 9001}]
+  - matches: [{queryParams: [{name: q, value: x}]}]
+    backendRefs: [{name: grpcbin, port: 9001}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: nowhere, namespace: default}
+spec:
+  parentRefs: [{name: kong, sectionName: missing}]
+  rules:
+  - backendRefs: [{name: grpcbin, port: 9001}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: crossns, namespace: default}
+spec:
+  parentRefs: [{name: kong}]
+  hostnames: [cross.example.com]
+  rules:
+  - backendRefs: [{name: grpcbin, namespace: elsewhere, port: 9001}]
+"#;
+
+/// A CEL admission policy that refuses status writes to HTTPRoutes labelled `e2e-refuse-status`:
+/// how a status the schema rejects looks to the controller.
+const REFUSE_STATUS_POLICY: &str = r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: refuse-route-status}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [gateway.networking.k8s.io]
+      apiVersions: ["*"]
+      operations: [UPDATE]
+      resources: [httproutes/status]
+  validations:
+  - expression: "!has(object.metadata.labels) || !('e2e-refuse-status' in object.metadata.labels)"
+    message: this HTTPRoute's status is refused by the test's admission policy
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: refuse-route-status}
+spec:
+  policyName: refuse-route-status
+  validationActions: [Deny]
+"#;
+
+/// An HTTPRoute whose status writes the policy refuses; `parent` is the Gateway it names.
+fn refused_route(name: &str, parent: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: default\n  labels: {{e2e-refuse-status: \"true\"}}\nspec:\n  parentRefs: [{{name: {parent}}}]\n  hostnames: [{name}.example.com]\n  rules:\n  - backendRefs: [{{name: grpcbin, port: 9001}}]\n"
+    )
+}
+
+/// Every status the controller writes passes the real API server's schema and CEL rules and is
+/// stored as written: once the controller settled, what it would write for the objects as the API
+/// server stores them is exactly what they carry (a pruned, defaulted or refused field would show
+/// as a status still to write), for the GatewayClass, the Gateway, the Ingress and routes of both
+/// kinds in every condition the scenario can reach. A write the API server refuses (here: a CEL
+/// admission policy) is an error in the controller's log and a `KongStatusUpdateFailed` Event on
+/// the object; no other object gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_are_stored_as_written() {
+    use controller::status::{desired, REASON_STATUS};
+    use controller::{translate, ObjectRef, Settings};
+
+    let w = World::start().await;
+    // The policy first, and proven in force (a status write to a probe route whose parent is not
+    // ours, so that only the test writes it, is refused) before the refused route exists.
+    w.apply(REFUSE_STATUS_POLICY).await;
+    w.apply(&refused_route("probe", "not-ours")).await;
+    w.eventually("admission policy in force", Duration::from_secs(30), || async {
+        let patch = r#"{"status":{"parents":[]}}"#;
+        let args = ["patch", "httproute", "probe", "--subresource=status", "--type=merge", "-p", patch];
+        match w.kubectl.run(&args).await {
+            Ok(out)
+                if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("refused by the test") =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    w.apply(&example("00-gateway/gateway.yaml")).await;
+    w.apply(&example("01-grpcbin/grpcbin.yaml")).await;
+    w.apply(STATUS_ROUTES).await;
+    w.apply(&refused_route("refused", "kong")).await;
+
+    let settings = Settings::default();
+    let client = w.cp.kube_client().await.unwrap();
+    let watches = controller::watch::start(&client, &settings, true);
+    watches.stores.wait_until_ready().await.unwrap();
+    let refused = |o: &ObjectRef| o.kind == "HTTPRoute" && o.name == "refused";
+    let expected: BTreeSet<String> = [
+        "GatewayClass kong",
+        "Gateway default/kong",
+        "Ingress default/grpcbin",
+        "GRPCRoute default/grpcbin",
+        "GRPCRoute default/nowhere",
+        "GRPCRoute default/crossns",
+        "HTTPRoute default/web",
+        "HTTPRoute default/partly",
+        "HTTPRoute default/left-out",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let settled = w
+        .eventually("statuses stored as the controller wrote them", Duration::from_secs(30), || async {
+            let snapshot = watches.stores.snapshot();
+            let t = translate(&snapshot, &settings);
+            let updates = desired(
+                &t,
+                &snapshot,
+                &["192.0.2.10".to_string()],
+                &settings.gateway_controller_name,
+                &controller::status::now(),
+            );
+            let seen: BTreeSet<String> =
+                updates.iter().filter(|u| !refused(&u.object)).map(|u| u.object.to_string()).collect();
+            let pending: Vec<String> = updates
+                .iter()
+                .filter(|u| u.changed && !refused(&u.object))
+                .map(|u| format!("{}: wants {}", u.object, u.status))
+                .collect();
+            if !expected.is_subset(&seen) || !pending.is_empty() {
+                return Err(format!("missing {:?}; not stored as written: {pending:?}", expected.difference(&seen)));
+            }
+            Ok(updates)
+        })
+        .await;
+    // The stored statuses hold each reason the scenario aims at (so they were written, not absent).
+    let reasons: BTreeSet<String> = settled
+        .iter()
+        .flat_map(|u| {
+            let parents = u.status["parents"].as_array().cloned().unwrap_or_default();
+            let mut conds: Vec<serde_json::Value> =
+                parents.iter().flat_map(|p| p["conditions"].as_array().cloned().unwrap_or_default()).collect();
+            conds.extend(u.status["conditions"].as_array().cloned().unwrap_or_default());
+            conds.into_iter().map(move |c| {
+                format!("{} {}={}", u.object, c["type"].as_str().unwrap_or(""), c["reason"].as_str().unwrap_or(""))
+            })
+        })
+        .collect();
+    for want in [
+        "GRPCRoute default/grpcbin Accepted=Accepted",
+        "GRPCRoute default/nowhere Accepted=NoMatchingParent",
+        "GRPCRoute default/crossns ResolvedRefs=RefNotPermitted",
+        "HTTPRoute default/web Accepted=Accepted",
+        "HTTPRoute default/partly PartiallyInvalid=UnsupportedValue",
+        "HTTPRoute default/left-out Accepted=UnsupportedValue",
+        "Gateway default/kong Programmed=Programmed",
+        "GatewayClass kong Accepted=Accepted",
+    ] {
+        assert!(reasons.contains(want), "no {want} in {reasons:#?}");
+    }
+
+    // The refused write: an Event on that route naming the refusal, and an error in the log.
+    let selector = format!("--field-selector=reason={REASON_STATUS}");
+    let events = || async {
+        let v = w.get_json(&["events", "-A", &selector]).await;
+        v["items"].as_array().cloned().unwrap_or_default()
+    };
+    let event = w
+        .eventually("Event for the refused status write", Duration::from_secs(30), || async {
+            let items = events().await;
+            items
+                .into_iter()
+                .find(|e| e["involvedObject"]["name"] == "refused")
+                .ok_or_else(|| "no Event yet".to_string())
+        })
+        .await;
+    assert_eq!(event["involvedObject"]["kind"], "HTTPRoute", "{event}");
+    assert!(event["message"].as_str().unwrap_or("").contains("refused by the test"), "{event}");
+    assert!(w.controller_log().contains("writing the status failed"), "{}", w.controller_log());
+    let others: Vec<serde_json::Value> =
+        events().await.into_iter().filter(|e| e["involvedObject"]["name"] != "refused").collect();
+    assert!(others.is_empty(), "status writes refused: {others:#?}");
 }

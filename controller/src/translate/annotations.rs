@@ -1,4 +1,4 @@
-//! `konghq.com/*` annotations parsed into typed values, with KIC's parsing rules (kic.md §1.2–1.3).
+//! `konghq.com/*` annotations parsed into typed values, with KIC's parsing rules.
 //!
 //! Two differences from KIC, both deliberate:
 //! - an invalid value is still ignored (the default stays), but it is also reported as a
@@ -95,7 +95,7 @@ const SERVICE_KEYS: &[&str] = &[
     PLUGINS,
 ];
 
-/// Route-level settings from an Ingress (kic.md §1.2). `None` = not set, the default applies.
+/// Route-level settings from an Ingress. `None` = not set, the default applies.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RouteAnnotations {
     pub protocols: Option<Vec<Protocol>>,
@@ -117,7 +117,7 @@ pub struct RouteAnnotations {
     pub plugins: Vec<PluginName>,
 }
 
-/// Service-level settings from a Kubernetes Service (kic.md §1.3).
+/// Service-level settings from a Kubernetes Service.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceAnnotations {
     pub protocol: Option<Protocol>,

@@ -1,4 +1,4 @@
-//! TLS Secrets → Kong certificates and SNIs (kic.md §2.1), and CA Secrets → `ca_certificates`.
+//! TLS Secrets → Kong certificates and SNIs (as KIC builds them), and CA Secrets → `ca_certificates`.
 //!
 //! A TLS host is bound to the first Secret that claims it, in Ingress age order (oldest first), as
 //! KIC does; a later claim by another Secret is reported. A Secret whose PEM does not parse is left

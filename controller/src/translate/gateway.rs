@@ -1,15 +1,16 @@
-//! Gateway API → Kong entities (GRPCRoute, HTTPRoute; shared/research/grpcroute.md), and the
-//! statuses that go with them.
+//! Gateway API → Kong entities (GRPCRoute, HTTPRoute), and the statuses that go with them.
 //!
-//! One pure [`plan`] serves both the translation and the status writer, so what is reported is
-//! what is routed: our GatewayClasses and Gateways ([`listeners`]) → every route converted into a
+//! One pure [`plan`] gives both the entities and the statuses, so what is reported is what is
+//! routed: our GatewayClasses and Gateways ([`listeners`]) → every route converted into a
 //! kind-independent view ([`grpcroute`], [`httproute`], [`model`]) → attached to the listeners its
 //! parentRefs select (kind, namespace, [`hostnames`] intersection) → backendRefs resolved
 //! ([`backends`], [`refs`] for ReferenceGrants). [`translate`] then emits one Kong service and
 //! upstream per rule (`<kind>.<ns>.<name>.<rule>`, as KIC) and one Kong route per match and
 //! hostname class, with the Gateway API precedence encoded in `priority` ([`precedence`]) and the
 //! header filters as plugins ([`filters`]); `konghq.com/plugins` and ExtensionRef filters to a
-//! KongPlugin ask for plugins on the rule's routes ([`super::plugins`]).
+//! KongPlugin ask for plugins on the rule's routes ([`super::plugins`]). Once the config is final,
+//! [`settle`] turns `Accepted` off for every route whose entities did not make it into it (rejected
+//! by the proxy, or left out for a problem), and takes it off its listeners' `attachedRoutes`.
 
 pub mod backends;
 pub mod filters;
@@ -22,7 +23,7 @@ pub mod precedence;
 pub mod refs;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::{Resource, ResourceExt};
@@ -32,8 +33,8 @@ use self::backends::Resolution;
 use self::hostnames::Hosts;
 use self::listeners::{GatewayInfo, NamespaceLabels};
 use self::model::{
-    Analysis, BackendRef, Cond, GatewayStatusModel, ListenerStatus, ParentRef, ParentRefOut, ParentStatus, RouteKind,
-    RouteStatusModel, RouteView,
+    BackendRef, Cond, GatewayStatusModel, GatewayStatuses, ListenerStatus, ParentRef, ParentRefOut, ParentStatus,
+    RouteKind, RouteStatusModel, RouteView,
 };
 use super::annotations::{self, RouteAnnotations};
 use super::{names, plugins, Context, KongService, ObjectRef, Problem};
@@ -109,19 +110,90 @@ pub(crate) struct PlannedRoute<'a> {
     pub accepted: bool,
     /// Per rule, per backendRef.
     pub resolutions: Vec<Vec<(BackendRef, Resolution<'a>)>>,
+    /// The listeners it attached to: (index in `Plan::gateways`, index in its listeners).
+    pub attachments: Vec<(usize, usize)>,
 }
 
 /// The whole Gateway API picture of a snapshot.
 pub(crate) struct Plan<'a> {
-    pub analysis: Analysis,
+    /// The statuses, before [`settle`] looks at what made it into the config.
+    pub statuses: GatewayStatuses,
     pub gateways: Vec<GatewayInfo>,
     pub routes: Vec<PlannedRoute<'a>>,
     pub problems: Vec<Problem>,
 }
 
-/// The statuses the snapshot calls for (pure; the status writer adds addresses and times).
-pub fn analyze(snapshot: &Snapshot, settings: &Settings) -> Analysis {
-    plan(snapshot, settings).analysis
+/// A route [`translate`] meant to put into the config, with the listeners it attached to.
+pub(crate) struct Routed {
+    pub object: ObjectRef,
+    pub attachments: Vec<(usize, usize)>,
+}
+
+/// `Accepted` reason of a route whose entities the proxy rejected (the fallback config leaves it out).
+pub const REASON_REJECTED_BY_PROXY: &str = "RejectedByProxy";
+/// `Accepted` reason of a route left out of the config for the problems its message lists.
+pub const REASON_LEFT_OUT: &str = "UnsupportedValue";
+/// The problem of a route the proxy rejected.
+const PROBLEM_REJECTED: &str = "rejected by the proxy; left out of the config";
+/// Longest condition message written (the API allows 32768; Events carry the full problems).
+const MAX_MESSAGE: usize = 1024;
+
+/// Makes the route statuses match the final config: a route in `routed` none of whose Kong routes
+/// is in `config_routes` (the objects named by the tags of the config's routes) is not `Accepted`
+/// by any parent, with a reason and a message naming why, and no longer counts in its listeners'
+/// `attachedRoutes`.
+pub(crate) fn settle(
+    statuses: &mut GatewayStatuses,
+    routed: &[Routed],
+    config_routes: &HashSet<ObjectRef>,
+    problems: &[Problem],
+    excluded: &HashSet<ObjectRef>,
+) {
+    let same = |a: &ObjectRef, b: &ObjectRef| a.kind == b.kind && a.namespace == b.namespace && a.name == b.name;
+    for r in routed {
+        if config_routes.iter().any(|c| same(c, &r.object)) {
+            continue;
+        }
+        let (reason, why) = if excluded.iter().any(|e| same(e, &r.object)) {
+            (
+                REASON_REJECTED_BY_PROXY,
+                "the proxy rejected the configuration generated from this route (its answer is in the \
+                 KongConfigurationApplyFailed Event); the route is left out until the configuration changes",
+            )
+        } else {
+            (REASON_LEFT_OUT, "the route is left out of the configuration")
+        };
+        let details: Vec<String> = problems
+            .iter()
+            .filter(|p| same(&p.object, &r.object) && p.message != PROBLEM_REJECTED)
+            .map(|p| if p.field.is_empty() { p.message.clone() } else { format!("{}: {}", p.field, p.message) })
+            .collect();
+        let mut message = if details.is_empty() { why.to_string() } else { format!("{why}: {}", details.join("; ")) };
+        truncate(&mut message, MAX_MESSAGE);
+        if let Some(status) = statuses.routes.iter_mut().find(|s| same(&s.object, &r.object)) {
+            for parent in &mut status.parents {
+                for c in parent.conditions.iter_mut().filter(|c| c.type_ == "Accepted" && c.is_true()) {
+                    *c = Cond::new("Accepted", false, reason, message.clone());
+                }
+            }
+        }
+        for &(gi, li) in &r.attachments {
+            if let Some(l) = statuses.gateways.get_mut(gi).and_then(|g| g.listeners.get_mut(li)) {
+                l.attached_routes -= 1;
+            }
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
 }
 
 fn key_of<K: Resource>(o: &K) -> (String, String) {
@@ -190,7 +262,7 @@ pub(crate) fn plan<'a>(snapshot: &'a Snapshot, settings: &Settings) -> Plan<'a> 
         }
         let mut hosts = Hosts::empty();
         let mut parents = Vec::new();
-        let mut attached_any = false;
+        let mut attachments = Vec::new();
         for pref in &view.parent_refs {
             if pref.group != GATEWAY_GROUP || pref.kind != "Gateway" {
                 continue;
@@ -206,10 +278,10 @@ pub(crate) fn plan<'a>(snapshot: &'a Snapshot, settings: &Settings) -> Plan<'a> 
                 accepted
             };
             if accepted.is_true() {
-                attached_any = true;
                 for (li, h) in on {
                     hosts.extend(h);
                     gateways[gi].listeners[li].attached += 1;
+                    attachments.push((gi, li));
                 }
             } else {
                 problems.push(Problem::new(
@@ -236,7 +308,7 @@ pub(crate) fn plan<'a>(snapshot: &'a Snapshot, settings: &Settings) -> Plan<'a> 
             generation: view.generation,
             parents,
         });
-        routes.push(PlannedRoute { accepted: attached_any, hosts, resolutions, view });
+        routes.push(PlannedRoute { accepted: !attachments.is_empty(), hosts, resolutions, attachments, view });
     }
 
     let gateway_statuses = gateways
@@ -258,7 +330,7 @@ pub(crate) fn plan<'a>(snapshot: &'a Snapshot, settings: &Settings) -> Plan<'a> 
         })
         .collect();
     Plan {
-        analysis: Analysis { classes, gateways: gateway_statuses, routes: route_statuses },
+        statuses: GatewayStatuses { classes, gateways: gateway_statuses, routes: route_statuses },
         gateways,
         routes,
         problems,
@@ -359,16 +431,22 @@ struct Pending {
 
 /// Translates Gateway API objects into the context.
 pub(crate) fn translate(ctx: &mut Context<'_>) {
-    let plan = plan(ctx.snapshot, ctx.settings);
-    ctx.problems.extend(plan.problems);
-    certificates(ctx, &plan.gateways);
+    let Plan { statuses, gateways, routes, problems } = plan(ctx.snapshot, ctx.settings);
+    ctx.problems.extend(problems);
+    ctx.gateway_statuses = statuses;
+    certificates(ctx, &gateways);
     let mut pending = Vec::new();
-    for route in &plan.routes {
+    for route in &routes {
         if !route.accepted || route.hosts.is_empty() {
             continue;
         }
+        // A route without rules to implement is accepted with nothing to route; every other one
+        // is checked against the final config by `settle`.
+        if route.view.rules.iter().any(|r| r.dropped.is_none()) {
+            ctx.routed.push(Routed { object: route.view.obj.clone(), attachments: route.attachments.clone() });
+        }
         if ctx.is_excluded(&route.view.obj) {
-            ctx.problem(&route.view.obj, "", "rejected by the proxy; left out of the config");
+            ctx.problem(&route.view.obj, "", PROBLEM_REJECTED);
             continue;
         }
         if let Some(p) = annotations::check_hostile(&route.view.obj, &route.view.annotations) {
@@ -494,7 +572,8 @@ fn translate_route(
         }
         let service_name = format!("{}.{}.{}.{}", kind.prefix(), obj.namespace, obj.name, rule.index);
         let rb = backends::rule_upstream(ctx, resolutions, &service_name, &tags);
-        // Rules that cannot forward answer with an error (grpcroute.md §6–7).
+        // Rules that cannot forward answer with an error, as the Gateway API asks: gRPC with
+        // 404 (UNIMPLEMENTED) without backendRefs, 503 for an unresolvable filter; HTTP with 500.
         let termination = if !rule.filters.unresolved.is_empty() {
             Some((if grpc { 503 } else { 500 }, "an ExtensionRef filter of this rule cannot be resolved"))
         } else if rule.backends.is_empty() {
@@ -603,14 +682,35 @@ fn default_protocols(grpc: bool) -> Vec<Protocol> {
 }
 
 /// Certificates of the HTTPS listeners, with the listener hostname as SNI. A hostname already
-/// served by another certificate (an Ingress's, or an earlier listener's) keeps that one.
+/// served by another certificate (an Ingress's, or an earlier listener's) keeps that one. A
+/// certificate the proxy rejected (its Secret excluded) is left out, and its listener reports
+/// `ResolvedRefs` and `Programmed` False.
 fn certificates(ctx: &mut Context<'_>, gateways: &[GatewayInfo]) {
-    for g in gateways {
+    for (gi, g) in gateways.iter().enumerate() {
         if ctx.is_excluded(&g.obj) {
             continue;
         }
         for (li, l) in g.listeners.iter().enumerate().filter(|(_, l)| l.usable()) {
             let Some(cert) = &l.certificate else { continue };
+            if ctx.is_excluded(&cert.secret) {
+                let message = format!(
+                    "the proxy rejected the certificate of Secret {}/{}; left out, the proxy's default certificate is served",
+                    cert.secret.namespace, cert.secret.name
+                );
+                ctx.problem(&g.obj, format!("spec.listeners[{li}].tls.certificateRefs"), message.clone());
+                if let Some(status) = ctx.gateway_statuses.gateways.get_mut(gi).and_then(|s| s.listeners.get_mut(li)) {
+                    for c in &mut status.conditions {
+                        match c.type_ {
+                            "ResolvedRefs" => {
+                                *c = Cond::new("ResolvedRefs", false, "InvalidCertificateRef", message.clone())
+                            }
+                            "Programmed" => *c = Cond::new("Programmed", false, "Invalid", message.clone()),
+                            _ => {}
+                        }
+                    }
+                }
+                continue;
+            }
             let Some(host) = &l.hostname else {
                 ctx.problem(
                     &g.obj,

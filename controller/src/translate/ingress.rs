@@ -1,4 +1,4 @@
-//! Ingress → Kong routes (kic.md §1.5, §1.6, §2.1): class filtering, one route per Ingress × rule
+//! Ingress → Kong routes, as KIC builds them: class filtering, one route per Ingress × rule
 //! host × backend (all paths of that combination merged), pathType mapping, the default backend of
 //! the oldest Ingress, route annotations, and the gRPC corrections KIC gets wrong (methods and
 //! strip-path on gRPC routes are dropped with a problem instead of making the proxy reject the push).
@@ -259,7 +259,7 @@ fn flatten_slashes(path: &str) -> String {
     out
 }
 
-/// Kong paths of one Ingress path (kic.md §1.6), with regexes checked against the proxy's dialect.
+/// Kong paths of one Ingress path (KIC's pathType mapping), with regexes checked against the proxy's dialect.
 pub fn ingress_paths(path: Option<&str>, path_type: &str, regex_prefix: &str) -> Result<Vec<String>, String> {
     let raw = path.unwrap_or("");
     let p = if raw.is_empty() { "/".to_string() } else { flatten_slashes(raw) };

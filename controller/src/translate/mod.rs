@@ -1,4 +1,5 @@
-//! `translate(&Snapshot, &Settings) -> Translation`: Kubernetes objects to Kong declarative config.
+//! `translate(&Snapshot, &Settings) -> Translation`: Kubernetes objects to Kong declarative config,
+//! and the statuses of the Ingresses, GatewayClasses, Gateways and routes that config serves.
 //!
 //! Pure (no I/O, no clock) and deterministic: the same snapshot always gives byte-identical output,
 //! every list sorted. A bad object costs only that object: it is left out and reported as a
@@ -12,6 +13,10 @@
 //! (leaving out, fail closed, whatever asked for a plugin that cannot be used).
 //! Finally the config is sorted and checked with `proxy_config::validate`, and any entity the
 //! proxy would reject is removed (with a problem) so that a config we emit always validates.
+//! The statuses are settled last, from that final config: a route that did not make it in is not
+//! `Accepted`. Status writers ([`crate::status`]) write exactly these statuses, from the
+//! translation the proxy runs (the fallback one after a rejected push), so no second evaluation
+//! can disagree with what is routed.
 
 pub mod annotations;
 pub mod certificates;
@@ -31,6 +36,7 @@ use kube::{Resource, ResourceExt};
 use proxy_config::{CaCertificate, Certificate, Config, EntityError, Route, Upstream};
 use serde::{Deserialize, Serialize};
 
+use self::gateway::model::{ClassStatus, GatewayStatusModel, GatewayStatuses, RouteStatusModel};
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
@@ -95,8 +101,21 @@ pub struct Translation {
     pub config: Config,
     /// Sorted, without duplicates.
     pub problems: Vec<Problem>,
-    /// Ingresses of our class that were translated (their status gets the proxy's address).
+    /// The statuses of the objects this config serves.
+    pub statuses: Statuses,
+}
+
+/// The statuses a translation calls for, before the proxy's addresses and timestamps (which the
+/// status writer adds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Statuses {
+    /// Ingresses of our class in the config (their status gets the proxy's address), sorted.
     pub ingresses: Vec<ObjectRef>,
+    pub gateway_classes: Vec<ClassStatus>,
+    pub gateways: Vec<GatewayStatusModel>,
+    /// GRPCRoutes then HTTPRoutes, each sorted by namespace/name.
+    pub routes: Vec<RouteStatusModel>,
 }
 
 /// Translates the snapshot. See the module documentation.
@@ -145,6 +164,10 @@ pub(crate) struct Context<'a> {
     pub ingresses: Vec<ObjectRef>,
     /// The entities that ask for KongPlugins (resolved in [`plugins::attach`]).
     pub plugin_requests: Vec<plugins::Request>,
+    /// Set by [`gateway::translate`]; settled against the final config in [`Context::finish`].
+    pub gateway_statuses: GatewayStatuses,
+    /// The Gateway API routes meant to be in the config.
+    pub routed: Vec<gateway::Routed>,
 }
 
 fn key_of<K: Resource>(o: &K) -> Key {
@@ -178,6 +201,8 @@ impl<'a> Context<'a> {
             problems: Vec::new(),
             ingresses: Vec::new(),
             plugin_requests: Vec::new(),
+            gateway_statuses: GatewayStatuses::default(),
+            routed: Vec::new(),
         }
     }
 
@@ -192,7 +217,17 @@ impl<'a> Context<'a> {
 
     fn finish(mut self) -> Translation {
         let plugins = plugins::attach(&mut self);
-        let Context { kong_services, certificates, ca_certificates, mut problems, mut ingresses, .. } = self;
+        let Context {
+            kong_services,
+            certificates,
+            ca_certificates,
+            mut problems,
+            mut ingresses,
+            mut gateway_statuses,
+            routed,
+            excluded,
+            ..
+        } = self;
         let mut config = Config::empty();
         for (_, mut ks) in kong_services {
             ks.routes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -211,7 +246,19 @@ impl<'a> Context<'a> {
         problems.dedup();
         ingresses.sort();
         ingresses.dedup();
-        Translation { config, problems, ingresses }
+        if !routed.is_empty() {
+            let config_routes: HashSet<ObjectRef> = config
+                .services
+                .iter()
+                .flat_map(|s| &s.routes)
+                .chain(&config.routes)
+                .filter_map(|r| names::object_from_tags(&r.tags))
+                .collect();
+            gateway::settle(&mut gateway_statuses, &routed, &config_routes, &problems, excluded);
+        }
+        let GatewayStatuses { classes, gateways, routes } = gateway_statuses;
+        let statuses = Statuses { ingresses, gateway_classes: classes, gateways, routes };
+        Translation { config, problems, statuses }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Entity names, ids and tags exactly as KIC builds them (kic.md §2.1, §7.3), in one place so that
+//! Entity names, ids and tags exactly as KIC builds them, in one place so that
 //! every sub-translator and the push fallback (which maps names/tags back to objects) agree.
 
 use md5::{Digest, Md5};

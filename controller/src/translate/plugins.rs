@@ -1,4 +1,4 @@
-//! Kong plugins from KongPlugin / KongClusterPlugin (plugins.md §2): which entity asks for which
+//! Kong plugins from KongPlugin / KongClusterPlugin: which entity asks for which
 //! plugin, and the top-level `plugins:` entities that come out.
 //!
 //! The sub-translators record a [`Request`] for every entity they build that asks for plugins: an

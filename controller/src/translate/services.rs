@@ -1,4 +1,4 @@
-//! Kubernetes Service + port → Kong service (kic.md §1.3, §2.1): name `<ns>.<svc>.<port>`, host =
+//! Kubernetes Service + port → Kong service, named as KIC names it: name `<ns>.<svc>.<port>`, host =
 //! the upstream name, KIC's defaults, then the Service's `konghq.com/*` annotations.
 //!
 //! A Service is resolved once per translation; its annotation problems are reported once, on the

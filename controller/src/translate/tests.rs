@@ -53,7 +53,7 @@ fn excluded_service_takes_only_its_routes_along() {
     assert_eq!(fallback.config.services[0].name.as_deref(), Some("default.web.80"));
     assert_eq!(fallback.problems.len(), 1);
     assert!(fallback.problems[0].message.contains("rejected by the proxy"), "{:?}", fallback.problems);
-    assert_eq!(fallback.ingresses.len(), 1);
+    assert_eq!(fallback.statuses.ingresses.len(), 1);
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn excluded_ingress_is_left_out() {
     let t = translate_excluding(&s, &Settings::default(), &HashSet::from([ing.clone()]));
     assert!(t.config.services.is_empty());
     assert_eq!(t.problems[0].object, ing);
-    assert!(t.ingresses.is_empty());
+    assert!(t.statuses.ingresses.is_empty());
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Kong upstream and targets of a Kubernetes Service port (kic.md §2.1 "Targets"): pod addresses from
+//! Kong upstream and targets of a Kubernetes Service port, as KIC builds them: pod addresses from
 //! EndpointSlices, the ExternalName, or the Service's own DNS name with
 //! `ingress.kubernetes.io/service-upstream`.
 

@@ -1,9 +1,11 @@
 //! `sluice-cluster`: a real Kubernetes control plane with sluice running on it, for people
 //! (`make cluster`): etcd + kube-apiserver (`e2e::ControlPlane`), sluice's CRDs and install
 //! manifests plus the GatewayClass and Gateway of examples/00-gateway applied, `sluice-controller`
-//! as the manifests' ServiceAccount and `sluice-proxy`. Once all are ready it writes
-//! `<dir>/kubeconfig` and `<dir>/env` and runs until SIGTERM or SIGINT (`make cluster-down`), then
-//! stops every process it started, by PID.
+//! as the manifests' ServiceAccount and `sluice-proxy`, and the demo backends behind the Services
+//! of examples/ (see [`demo_backends`]), so that `kubectl apply -f examples/01-grpcbin` is all it
+//! takes to call through the proxy. Once all are ready it writes `<dir>/kubeconfig` and
+//! `<dir>/env` and runs until SIGTERM or SIGINT (`make cluster-down`), then stops every process it
+//! started, by PID, and removes the backends' network namespace.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,7 +16,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use e2e::install::{install_manifests, repo, service_account_token, ELECTION_ID, SLUICE_NAMESPACE};
-use e2e::{ControlPlane, Kubectl};
+use e2e::{BackendNet, ControlPlane, Kubectl};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::Deserialize;
+use sluice_demo::{Backend, BackendOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -28,6 +33,49 @@ struct Args {
     /// Directory holding sluice-proxy and sluice-controller.
     #[arg(long, default_value = "target/debug")]
     bin_dir: PathBuf,
+}
+
+/// The EndpointSlices `make demo` uses: one per Service of examples/, one endpoint per backend.
+const DEMO_SLICES: &str = "examples/local/endpointslices.yaml";
+/// The certificate and key of the TLS demo backends (Services whose port is named `grpcs`).
+const DEMO_TLS: (&str, &str) = ("examples/local/demo-backend-tls.crt", "examples/local/demo-backend-tls.key");
+
+/// The demo backends: for each EndpointSlice of [`DEMO_SLICES`], one backend per endpoint (named
+/// after the Service, `-a`, `-b`… when there are several; over TLS when the port is named
+/// `grpcs`), listening in a network namespace at a private address (Kubernetes rejects loopback
+/// endpoints), and an EndpointSlice `<slice>-cluster-<i>` per backend pointing the Service at it.
+/// The namespace and the backends live as long as the returned values.
+async fn demo_backends(kubectl: &Kubectl) -> anyhow::Result<(BackendNet, Vec<Backend>)> {
+    let net = BackendNet::create().context("creating the backends' network namespace (needs root and ip)")?;
+    let text = std::fs::read_to_string(repo().join(DEMO_SLICES)).with_context(|| DEMO_SLICES.to_string())?;
+    let read = |p: &str| std::fs::read_to_string(repo().join(p)).with_context(|| p.to_string());
+    let (cert, key) = (read(DEMO_TLS.0)?, read(DEMO_TLS.1)?);
+    let mut backends = Vec::new();
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let slice = EndpointSlice::deserialize(doc).with_context(|| format!("{DEMO_SLICES}: not an EndpointSlice"))?;
+        let slice_name = slice.metadata.name.clone().unwrap_or_default();
+        let labels = slice.metadata.labels.clone().unwrap_or_default();
+        let service = labels.get("kubernetes.io/service-name").cloned().unwrap_or_default();
+        let port_name = slice.ports.iter().flatten().find_map(|p| p.name.clone()).unwrap_or_default();
+        let n = slice.endpoints.as_ref().map_or(0, Vec::len);
+        for i in 0..n {
+            let suffix = if n == 1 { String::new() } else { format!("-{}", char::from(b'a' + (i % 26) as u8)) };
+            let mut opts = BackendOptions::named(&format!("{service}{suffix}"));
+            if port_name == "grpcs" {
+                opts = opts.with_tls(cert.clone(), key.clone());
+            }
+            let backend = sluice_demo::spawn_on(net.listen()?, opts).await?;
+            docs.push(format!(
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {slice_name}-cluster-{i}\n  namespace: default\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nports:\n- name: {port_name}\n  port: {port}\n  protocol: TCP\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions:\n    ready: true\n",
+                port = backend.addr().port(),
+                ip = net.ip(),
+            ));
+            backends.push(backend);
+        }
+    }
+    kubectl.apply(&docs.join("---\n"), &[]).await.context("applying the demo EndpointSlices")?;
+    Ok((net, backends))
 }
 
 /// The proxy's listen addresses, read from its `sluice-proxy started` log line.
@@ -92,6 +140,15 @@ async fn main() -> anyhow::Result<()> {
     let controller_kubeconfig = dir.join("controller.kubeconfig");
     cp.write_kubeconfig(&controller_kubeconfig, Some(&service_account_token(&kubectl).await?))?;
 
+    // Without root (or `ip`) the cluster still comes up, without backends.
+    let demo = match demo_backends(&kubectl).await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("sluice-cluster: demo backends not started: {e:#}");
+            None
+        }
+    };
+
     let (proxy, proxy_addrs, status) = start_proxy(&bin_dir, &dir).await?;
     let controller_log = std::fs::File::create(dir.join("controller.log"))?;
     let controller = Command::new(bin_dir.join("sluice-controller"))
@@ -141,6 +198,7 @@ async fn main() -> anyhow::Result<()> {
     // Controller and proxy first (kill_on_drop, by PID), then the control plane.
     drop(controller);
     drop(proxy);
+    drop(demo);
     drop(cp);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! backendRefs (grpcroute.md §7): resolving each ref (kind, ReferenceGrant, Service, port,
+//! backendRefs: resolving each ref (kind, ReferenceGrant, Service, port,
 //! protocol) into a Service port or a `ResolvedRefs` reason, and turning the refs of one rule into
 //! one weighted Kong upstream.
 //!

@@ -1,12 +1,12 @@
-//! GRPCRoute → [`RouteView`] (grpcroute.md §4): method matches become anchored regex paths on
+//! GRPCRoute → [`RouteView`]: method matches become anchored regex paths on
 //! `/<service>/<method>` (literals escaped, so `Echo` never matches `EchoTwo`), header matches
 //! become case-sensitive regex header conditions, and every route also requires a gRPC
 //! content-type so that it never captures plain HTTP requests meant for an HTTPRoute or Ingress on
-//! the same host (Kong issue 13175).
+//! the same host (Kong itself lets a GRPCRoute capture plain HTTP requests on a shared host).
 //!
 //! Regex dialect: the Rust `regex` crate (RE2-like), each regex applied to its own component and
 //! anchored as a full match. Precedence counts the pattern length and ranks a regex below an Exact
-//! of equal length (grpcroute.md §16 items 1–2).
+//! of equal length.
 
 use std::collections::BTreeMap;
 

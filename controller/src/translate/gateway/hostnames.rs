@@ -1,4 +1,4 @@
-//! Gateway API hostname rules (grpcroute.md §3): which names are valid, how a listener hostname and
+//! Gateway API hostname rules: which names are valid, how a listener hostname and
 //! a route hostname intersect (the narrower wins; `*.example.com` never matches `example.com`), and
 //! the effective host set of a route once all its accepted listeners are known.
 
@@ -96,7 +96,7 @@ pub(crate) fn effective(listener: Option<&str>, route: &[String]) -> Hosts {
     }
 }
 
-/// Precedence lengths of a matching hostname (grpcroute.md §5 items 1 and 2): characters of a
+/// Precedence lengths of a matching hostname (the first two Gateway API precedence rules): characters of a
 /// non-wildcard hostname (0 for a wildcard), then characters of the hostname.
 pub(crate) fn precedence(hostname: Option<&str>) -> (usize, usize) {
     match hostname {

@@ -1,4 +1,4 @@
-//! Our GatewayClasses and Gateways, and what each listener accepts (grpcroute.md §2, §12): the
+//! Our GatewayClasses and Gateways, and what each listener accepts: the
 //! protocol (HTTP and HTTPS; both serve HTTPRoute and GRPCRoute), the hostname, `allowedRoutes`
 //! (kinds and namespaces), the TLS certificate of an HTTPS listener (`certificateRefs`, a
 //! cross-namespace Secret needs a ReferenceGrant), and conflicts between listeners on one port.

@@ -336,9 +336,9 @@ pub struct RouteStatusModel {
     pub parents: Vec<ParentStatus>,
 }
 
-/// Everything the status writer needs, computed from the snapshot alone (pure).
+/// The Gateway API statuses of a translation (pure; the status writer adds addresses and times).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct Analysis {
+pub struct GatewayStatuses {
     pub classes: Vec<ClassStatus>,
     pub gateways: Vec<GatewayStatusModel>,
     pub routes: Vec<RouteStatusModel>,

@@ -1,4 +1,5 @@
-//! Gateway API match precedence encoded into the route `priority` field (grpcroute.md §5).
+//! Gateway API match precedence encoded into the route `priority` field, in the order the Gateway API specifies for
+//! GRPCRoute and HTTPRoute.
 //!
 //! Every Kong route generated from a Gateway API route gets a [`Key`]: (1) characters of the
 //! matching non-wildcard hostname, (2) characters of the matching hostname, (3–5) the kind's match

@@ -1,4 +1,4 @@
-//! ReferenceGrant checks (grpcroute.md §10): a reference into another namespace is allowed only
+//! ReferenceGrant checks: a reference into another namespace is allowed only
 //! when a ReferenceGrant in the *target* namespace lists the referrer (group, kind, namespace) in
 //! `from` and the target (group, kind, optional name) in `to`. Evaluated on every translation, so
 //! creating or deleting a grant takes effect on the next rebuild (the grants are watched).

@@ -1,4 +1,4 @@
-//! Plugin entity ids, instance names and tags exactly as KIC generates them (plugins.md §2.3), so
+//! Plugin entity ids, instance names and tags exactly as KIC generates them, so
 //! that a config written by sluice diffs cleanly against one written by KIC:
 //! - `id`: go-kong's `Plugin.FillID`, a UUIDv5 in the `plugins` namespace (itself the UUIDv5 of
 //!   `plugins` under go-kong's Kong-entities namespace) of `<name>[:service/<S>][:route/<R>]`;
