@@ -52,7 +52,7 @@ pub enum WebhookError {
     #[error("not an admission.k8s.io/v1 AdmissionReview: {0}")]
     Review(String),
     #[error("looking up {what}: {source}")]
-    Lookup { what: String, source: kube::Error },
+    Lookup { what: String, source: Box<kube::Error> },
 }
 
 /// Answers AdmissionReviews with the cluster's Secrets and IngressClass at hand.
@@ -100,10 +100,10 @@ impl Webhook {
         let mut secrets = HashMap::new();
         for (namespace, name) in reviewed.secrets() {
             let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            let found = api
-                .get_opt(&name)
-                .await
-                .map_err(|source| WebhookError::Lookup { what: format!("Secret {namespace}/{name}"), source })?;
+            let found = api.get_opt(&name).await.map_err(|e| WebhookError::Lookup {
+                what: format!("Secret {namespace}/{name}"),
+                source: Box::new(e),
+            })?;
             if let Some(mut secret) = found {
                 crate::watch::strip_secret(&mut secret);
                 secrets.insert((namespace, name), secret);
@@ -116,7 +116,7 @@ impl Webhook {
             let found = api
                 .get_opt(class)
                 .await
-                .map_err(|source| WebhookError::Lookup { what: format!("IngressClass {class}"), source })?;
+                .map_err(|e| WebhookError::Lookup { what: format!("IngressClass {class}"), source: Box::new(e) })?;
             default_class = found
                 .is_some_and(|c| c.annotations().get(DEFAULT_CLASS_ANNOTATION).map(String::as_str) == Some("true"));
         }
