@@ -34,16 +34,21 @@ fn chart() -> String {
     repo().join("charts/sluice").display().to_string()
 }
 
-/// Runs helm with its state in `home` (never the user's); returns stdout, panics with stderr.
-async fn helm(home: &Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(helm_bin())
+/// helm with its state in `home` (never the user's).
+async fn helm_output(home: &Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(helm_bin())
         .args(args)
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_DATA_HOME", home.join("data"))
         .output()
         .await
-        .expect("run helm");
+        .expect("run helm")
+}
+
+/// Runs helm; returns stdout, panics with stderr.
+async fn helm(home: &Path, args: &[&str]) -> String {
+    let out = helm_output(home, args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "helm {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
@@ -73,14 +78,7 @@ async fn chart_values_reject_unknown_keys_and_bad_combinations() {
         ("webhook.certificate.generate=false", "webhook.certificate.secretName"),
         ("metrics.service.enabled=false,metrics.serviceMonitor.enabled=true", "metrics.service.enabled"),
     ] {
-        let out = tokio::process::Command::new(helm_bin())
-            .args(["template", "sluice", &chart, "--set", set])
-            .env("HELM_CACHE_HOME", home.path().join("cache"))
-            .env("HELM_CONFIG_HOME", home.path().join("config"))
-            .env("HELM_DATA_HOME", home.path().join("data"))
-            .output()
-            .await
-            .unwrap();
+        let out = helm_output(home.path(), &["template", "sluice", &chart, "--set", set]).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(expected), "--set {set}: {stderr}");
     }

@@ -172,7 +172,7 @@ async fn webhook_refuses_bad_objects_and_admits_good_ones() {
     // KongPlugin: an unknown config field, an unknown plugin; a good one passes.
     let err = s.refused(BAD_PLUGIN).await;
     assert!(err.contains("denied the request") && err.contains("KongPlugin default/bad-plugin"), "{err}");
-    assert!(err.contains("bogus_field"), "{err}");
+    assert!(err.contains("config.bogus_field"), "{err}");
     let err = s.refused(&BAD_PLUGIN.replace("request-transformer", "no-such-plugin")).await;
     assert!(err.contains("KongPlugin default/bad-plugin: plugin:"), "{err}");
     s.admitted(&BAD_PLUGIN.replace(", bogus_field: 1", "")).await;
