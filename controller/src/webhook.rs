@@ -188,3 +188,72 @@ pub async fn serve(
     });
     Ok(local)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A webhook whose client answers every API call with a Secret holding a plugin config.
+    fn webhook() -> (Webhook, tokio::task::JoinHandle<usize>) {
+        let (mock, mut handle) = tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
+        let server = tokio::spawn(async move {
+            let mut calls = 0;
+            while let Some((req, send)) = handle.next_request().await {
+                calls += 1;
+                assert_eq!(req.uri().path(), "/api/v1/namespaces/ns/secrets/conf");
+                let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "conf", "namespace": "ns", "labels": {"konghq.com/secret": "true"}},
+                    "data": {"k": "eyJzdGF0dXNfY29kZSI6IDEwMDB9"}});
+                send.send_response(Response::new(Full::new(Bytes::from(secret.to_string()))));
+            }
+            calls
+        });
+        (Webhook::new(Arc::new(Settings::default()), Client::new(mock, "default")), server)
+    }
+
+    fn review(operation: &str, object: serde_json::Value) -> Vec<u8> {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u-1", "operation": operation, "name": "p", "namespace": "ns",
+            "kind": {"group": "configuration.konghq.com", "version": "v1", "kind": "KongPlugin"},
+            "resource": {"group": "configuration.konghq.com", "version": "v1", "resource": "kongplugins"},
+            "userInfo": {}, "object": object}})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn answer(review: &AdmissionReview<DynamicObject>) -> serde_json::Value {
+        serde_json::to_value(review).unwrap()["response"].clone()
+    }
+
+    #[tokio::test]
+    async fn reviews_answer_with_the_request_uid() {
+        let (webhook, server) = webhook();
+        let plugin = |config: serde_json::Value| {
+            json!({"apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
+                   "metadata": {"name": "p", "namespace": "ns"}, "plugin": "request-transformer", "config": config})
+        };
+        let ok = webhook.review(&review("CREATE", plugin(json!({"add": {"headers": ["a:b"]}})))).await.unwrap();
+        assert_eq!(answer(&ok)["allowed"], true);
+        assert_eq!(answer(&ok)["uid"], "u-1");
+
+        let bad = answer(&webhook.review(&review("UPDATE", plugin(json!({"nope": 1})))).await.unwrap());
+        assert_eq!(bad["allowed"], false);
+        let message = bad["status"]["message"].as_str().unwrap();
+        assert!(message.starts_with("KongPlugin ns/p: config.nope: "), "{message}");
+
+        // configFrom: the Secret is fetched through the API and its value checked.
+        let from = json!({"apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
+            "metadata": {"name": "p", "namespace": "ns"}, "plugin": "request-termination",
+            "configFrom": {"secretKeyRef": {"name": "conf", "key": "k"}}});
+        let bad = answer(&webhook.review(&review("CREATE", from)).await.unwrap());
+        assert_eq!(bad["allowed"], false);
+        assert!(bad["status"]["message"].as_str().unwrap().contains("status_code"), "{bad}");
+
+        let gone = webhook.review(&review("DELETE", serde_json::Value::Null)).await.unwrap();
+        assert_eq!(answer(&gone)["allowed"], true);
+        assert!(matches!(webhook.review(b"{}").await, Err(WebhookError::Review(_))));
+        drop(webhook);
+        assert_eq!(server.await.unwrap(), 1);
+    }
+}
