@@ -138,14 +138,12 @@ async fn chart_templates_are_accepted_by_the_api_server() {
     let cp = ControlPlane::start().await.unwrap_or_else(|e| panic!("starting the control plane: {e}"));
     let kubectl = Kubectl::new(cp.kubeconfig(), dir.path()).expect("kubectl");
     kubectl.ok(&["create", "namespace", "sluice"]).await.unwrap();
-    // CRDs for real first (a dry run does not register kinds), then everything as a server dry run.
-    let crd_yaml: Vec<String> = docs
-        .iter()
-        .filter(|d| d["kind"] == "CustomResourceDefinition")
-        .map(|d| serde_json::to_string(d).unwrap())
-        .collect();
-    let crd_list = format!("{{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{}]}}", crd_yaml.join(","));
-    kubectl.apply(&crd_list, &["--server-side"]).await.unwrap_or_else(|e| panic!("{e}"));
+    // CRDs for real first (a dry run does not register kinds): the chart's own files, which
+    // --include-crds rendered above; then everything as a server dry run.
+    let root = repo();
+    let (own, gateway) = (root.join("charts/sluice/crds"), root.join("charts/sluice/charts/gateway-api-crds/crds"));
+    let (own, gateway) = (own.display().to_string(), gateway.display().to_string());
+    kubectl.ok(&["apply", "-f", &own, "-f", &gateway]).await.unwrap_or_else(|e| panic!("{e}"));
     kubectl
         .ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"])
         .await
