@@ -134,6 +134,23 @@ async fn chart_templates_are_accepted_by_the_api_server() {
     assert_eq!(settings.admission_webhook().unwrap().map(|a| a.port()), Some(8080));
     assert_eq!(settings.publish_service().unwrap(), Some(("sluice".into(), "sluice-proxy".into())));
 
+    // The generated webhook certificate: what the controller loads, for the Service's DNS name,
+    // and its CA is the webhook's caBundle.
+    let secret = docs.iter().find(|d| d["kind"] == "Secret").unwrap();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(secret.clone()).unwrap();
+    let data = secret.data.unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    std::fs::write(&crt, &data["tls.crt"].0).unwrap();
+    std::fs::write(&key, &data["tls.key"].0).unwrap();
+    controller::webhook::tls::load(&crt, &key).unwrap_or_else(|e| panic!("the generated certificate: {e}"));
+    let hooks = docs.iter().find(|d| d["kind"] == "ValidatingWebhookConfiguration").unwrap();
+    let ca_bundle = hooks["webhooks"][0]["clientConfig"]["caBundle"].as_str().unwrap();
+    let ca: k8s_openapi::ByteString = serde_json::from_value(serde_json::json!(ca_bundle)).unwrap();
+    assert_eq!(ca, data["ca.crt"], "caBundle is the Secret's ca.crt");
+    assert!(String::from_utf8_lossy(&ca.0).starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(hooks["webhooks"][0]["clientConfig"]["service"]["name"], "sluice-admission-webhook");
+
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start().await.unwrap_or_else(|e| panic!("starting the control plane: {e}"));
     let kubectl = Kubectl::new(cp.kubeconfig(), dir.path()).expect("kubectl");
