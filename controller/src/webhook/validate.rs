@@ -24,7 +24,8 @@ use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
@@ -97,6 +98,18 @@ impl Reviewed {
         out
     }
 
+    /// The object's metadata.
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Reviewed::KongPlugin(o) => o.meta(),
+            Reviewed::KongClusterPlugin(o) => o.meta(),
+            Reviewed::Ingress(o) => o.meta(),
+            Reviewed::Service(o) => o.meta(),
+            Reviewed::HttpRoute(o) => o.meta(),
+            Reviewed::GrpcRoute(o) => o.meta(),
+        }
+    }
+
     /// Whether the checks need to know if our IngressClass is the cluster default.
     pub fn needs_default_class(&self) -> bool {
         matches!(self, Reviewed::Ingress(_))
@@ -112,9 +125,17 @@ pub struct Inputs {
     pub default_class: bool,
 }
 
-/// Everything wrong with the object, as translation would report it (empty = allowed).
+/// Everything wrong with the object, as translation would report it (empty = allowed). Objects
+/// translation does not read (namespaces outside `--watch-namespace`) and objects being deleted
+/// are not judged.
 pub fn check(reviewed: &Reviewed, inputs: &Inputs, settings: &Settings) -> Vec<Problem> {
     let mut problems = Vec::new();
+    let meta = reviewed.meta();
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    // Being deleted: its finalizers must stay removable.
+    if meta.deletion_timestamp.is_some() || (!namespace.is_empty() && !settings.watches_namespace(namespace)) {
+        return problems;
+    }
     match reviewed {
         Reviewed::KongPlugin(_) | Reviewed::KongClusterPlugin(_) => {
             if let Some(def) = reviewed.plugin() {
@@ -122,18 +143,15 @@ pub fn check(reviewed: &Reviewed, inputs: &Inputs, settings: &Settings) -> Vec<P
             }
         }
         Reviewed::Ingress(ing) => {
-            let ours = ingress::is_ours(ing, &settings.ingress_class, inputs.default_class);
-            if ours && settings.watches_namespace(&ing.namespace().unwrap_or_default()) {
+            if ingress::is_ours(ing, &settings.ingress_class, inputs.default_class) {
                 route_annotations(&ObjectRef::of(ing.as_ref()), ing.annotations(), &mut problems);
             }
         }
         Reviewed::Service(svc) => {
-            if settings.watches_namespace(&svc.namespace().unwrap_or_default()) {
-                let object = ObjectRef::of(svc.as_ref());
-                match annotations::check_hostile(&object, svc.annotations()) {
-                    Some(p) => problems.push(p),
-                    None => drop(annotations::service_annotations(&object, svc.annotations(), &mut problems)),
-                }
+            let object = ObjectRef::of(svc.as_ref());
+            match annotations::check_hostile(&object, svc.annotations()) {
+                Some(p) => problems.push(p),
+                None => drop(annotations::service_annotations(&object, svc.annotations(), &mut problems)),
             }
         }
         Reviewed::HttpRoute(r) => {
@@ -255,6 +273,22 @@ mod tests {
         let good = json!({"metadata": {"name": "g", "namespace": "ns"}, "spec": {"rules": [
             {"matches": [{"method": {"service": "a.B", "method": "C"}}], "backendRefs": [{"name": "s", "port": 9}]}]}});
         assert!(problems("gateway.networking.k8s.io", "GRPCRoute", good, &Inputs::default()).is_empty());
+    }
+
+    #[test]
+    fn unwatched_namespaces_and_deleted_objects_are_not_judged() {
+        let svc = |extra: serde_json::Value| {
+            let mut v = json!({"metadata": {"name": "s", "namespace": "ns",
+                               "annotations": {"konghq.com/read-timeout": "-1"}}});
+            v["metadata"].as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            Reviewed::parse("", "Service", v).unwrap()
+        };
+        let all = Settings::default();
+        assert_eq!(check(&svc(json!({})), &Inputs::default(), &all).len(), 1);
+        let others = Settings { watch_namespace: vec!["other".into()], ..Settings::default() };
+        assert!(check(&svc(json!({})), &Inputs::default(), &others).is_empty());
+        let deleting = svc(json!({"deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["x"]}));
+        assert!(check(&deleting, &Inputs::default(), &all).is_empty());
     }
 
     #[test]
