@@ -134,6 +134,13 @@ async fn chart_templates_are_accepted_by_the_api_server() {
     assert_eq!(settings.admission_webhook().unwrap().map(|a| a.port()), Some(8080));
     assert_eq!(settings.publish_service().unwrap(), Some(("sluice".into(), "sluice-proxy".into())));
 
+    // RBAC: the same rules as the install manifests (least privilege is tested there).
+    let manifests = documents(&std::fs::read_to_string(repo().join("manifests/10-rbac.yaml")).unwrap());
+    for kind in ["ClusterRole", "Role"] {
+        let rules = |docs: &[serde_json::Value]| docs.iter().find(|d| d["kind"] == kind).map(|d| d["rules"].clone());
+        assert_eq!(rules(&docs), rules(&manifests), "{kind} rules differ from manifests/10-rbac.yaml");
+    }
+
     // The generated webhook certificate: what the controller loads, for the Service's DNS name,
     // and its CA is the webhook's caBundle.
     let secret = docs.iter().find(|d| d["kind"] == "Secret").unwrap();
