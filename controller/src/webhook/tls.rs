@@ -113,3 +113,55 @@ pub fn server_config(certs: Arc<CertFiles>) -> Arc<ServerConfig> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn leaf(k: &CertifiedKey) -> Vec<u8> {
+        k.cert[0].to_vec()
+    }
+
+    #[test]
+    fn rotated_files_are_served_and_bad_ones_keep_the_previous_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let (a_cert, a_key) = pair("a.example");
+        std::fs::write(&cert, &a_cert).unwrap();
+        std::fs::write(&key, &a_key).unwrap();
+        let files = CertFiles::new(cert.clone(), key.clone()).unwrap();
+        let first = leaf(&files.current());
+
+        let (b_cert, b_key) = pair("b.example");
+        std::fs::write(&cert, &b_cert).unwrap();
+        std::fs::write(&key, &b_key).unwrap();
+        let second = leaf(&files.current());
+        assert_ne!(first, second, "the rotated certificate is served");
+        assert_eq!(second, leaf(&load(&cert, &key).unwrap()));
+
+        std::fs::write(&cert, "not a certificate").unwrap();
+        assert_eq!(leaf(&files.current()), second, "a bad rotation keeps the previous pair");
+    }
+
+    #[test]
+    fn bad_pairs_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        assert!(matches!(CertFiles::new(cert.clone(), key.clone()), Err(TlsError::Read { .. })));
+        let (a_cert, _) = pair("a.example");
+        let (_, b_key) = pair("b.example");
+        std::fs::write(&cert, &a_cert).unwrap();
+        std::fs::write(&key, &b_key).unwrap();
+        let err = load(&cert, &key).unwrap_err();
+        assert!(matches!(err, TlsError::Mismatch { .. }), "{err}");
+        std::fs::write(&key, "junk").unwrap();
+        let err = load(&cert, &key).unwrap_err().to_string();
+        assert!(err.starts_with(&key.display().to_string()), "{err}");
+    }
+}
