@@ -63,8 +63,10 @@ clippy:
 unit: ## Unit, golden, integration and e2e tests (with h2spec and the gRPC interop matrix, docs/conformance.md)
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
 
-crds: ## Regenerate crds/ and the Gateway API CRDs in manifests/
+crds: ## Regenerate crds/ and the Gateway API CRDs in manifests/, and the Helm chart's copies of both
 	$(CARGO) run -q -p controller --bin crdgen
+	cp crds/*.yaml charts/sluice/crds/
+	cp manifests/gateway-api-crds.yaml charts/sluice/charts/gateway-api-crds/crds/
 
 crds-check: ## Fail when crds/ is stale (the controller's crds_fresh test does the comparison)
 	@test -d crds || { echo "crds/ missing: run make crds"; exit 1; }

@@ -4,7 +4,8 @@
 # client test), cargo-fuzz, cargo-machete, iproute2 (the e2e backends' network namespaces), h2spec and
 # the gRPC interop client/server (peers/install.sh builds them with go), checks kubectl (shipped with
 # this machine image; e2e fails loudly without it), and builds kube-apiserver and etcd from their Go
-# modules into a cache outside the repository (scripts/k8s-tools.sh; reused when already there).
+# modules into a cache outside the repository (scripts/k8s-tools.sh; reused when already there), and
+# helm the same way (scripts/helm-tools.sh).
 set -euo pipefail
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
@@ -42,4 +43,7 @@ if ! command -v go >/dev/null; then
 fi
 k8s_bin="$("$(dirname "$0")/k8s-tools.sh" | tail -1)"
 echo "deps ok: kube-apiserver and etcd in $k8s_bin"
+# helm for the chart tests (e2e/tests/helm.rs), pinned in tools/helm/go.mod.
+helm_bin="$("$(dirname "$0")/helm-tools.sh" | tail -1)"
+echo "deps ok: helm in $helm_bin"
 echo "deps ok: $(kubectl version --client 2>/dev/null | head -1), python grpcio $(python3 -c 'import grpc; print(grpc.__version__)')"

@@ -51,6 +51,8 @@ pub enum AppError {
     Bind { what: &'static str, source: std::io::Error },
     #[error("serializing the config: {0}")]
     Render(String),
+    #[error("admission webhook: {0}")]
+    WebhookTls(#[from] crate::webhook::tls::TlsError),
 }
 
 /// The config as `--dump-config` prints it.
@@ -98,6 +100,9 @@ pub async fn run_with_client(
     settings: Arc<Settings>,
     shutdown: CancellationToken,
 ) -> Result<Option<String>, AppError> {
+    if !settings.dump_config {
+        serve_webhook(&client, &settings, &shutdown).await?;
+    }
     let gateway_api = watch::gateway_api_available(&client).await;
     let watches = watch::start(&client, &settings, gateway_api);
     tracing::info!(gateway_api, "waiting for every watch to sync");
@@ -150,6 +155,27 @@ async fn serve_endpoints(
             health::serve(addr, handler, shutdown.clone()).await.map_err(|source| AppError::Bind { what, source })?;
         tracing::info!(%bound, what, "listening");
     }
+    Ok(())
+}
+
+/// Starts the admission webhook when `--admission-webhook-listen` is set.
+async fn serve_webhook(
+    client: &Client,
+    settings: &Arc<Settings>,
+    shutdown: &CancellationToken,
+) -> Result<(), AppError> {
+    let Some(addr) = settings.admission_webhook()? else { return Ok(()) };
+    let certs = crate::webhook::tls::CertFiles::new(
+        settings.admission_webhook_cert_file.clone(),
+        settings.admission_webhook_key_file.clone(),
+    )?;
+    let tls = crate::webhook::tls::server_config(Arc::new(certs));
+    let webhook = Arc::new(crate::webhook::Webhook::new(settings.clone(), client.clone()));
+    let what = "--admission-webhook-listen";
+    let bound = crate::webhook::serve(addr, tls, webhook, shutdown.clone())
+        .await
+        .map_err(|source| AppError::Bind { what, source })?;
+    tracing::info!(%bound, what, "listening");
     Ok(())
 }
 

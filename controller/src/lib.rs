@@ -6,6 +6,7 @@
 //! [`translate::translate`] turns it into a Kong declarative config plus per-object problems (pure) →
 //! [`sync`] debounces, pushes through [`push`] to the proxy's admin socket, falls back when the proxy
 //! rejects entities, and then writes [`status`], [`events`] and [`metrics`].
+//! [`webhook`] (optional) refuses bad objects at admission with the translator's own checks.
 
 pub mod app;
 pub mod crds;
@@ -24,6 +25,7 @@ pub mod status;
 pub mod sync;
 pub mod translate;
 pub mod watch;
+pub mod webhook;
 
 pub use settings::Settings;
 pub use snapshot::Snapshot;

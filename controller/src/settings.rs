@@ -22,6 +22,8 @@ pub enum SettingsError {
     SyncPeriod(f64),
     #[error("--publish-service: '{0}' must be NAMESPACE/NAME")]
     PublishService(String),
+    #[error("--admission-webhook-listen: the admission webhook needs a cluster; it cannot run with --manifests")]
+    WebhookWithoutCluster,
 }
 
 /// Output format of `--dump-config`.
@@ -117,7 +119,23 @@ pub struct Settings {
     /// `controllerName` of the GatewayClasses this controller serves (Gateway API).
     #[arg(long, env = "CONTROLLER_GATEWAY_CONTROLLER_NAME", default_value = crate::translate::gateway::DEFAULT_CONTROLLER_NAME)]
     pub gateway_controller_name: String,
+
+    /// Address of the validating admission webhook (HTTPS), e.g. `:8080`; `off` (the default) disables it.
+    #[arg(long, env = "CONTROLLER_ADMISSION_WEBHOOK_LISTEN", default_value = "off")]
+    pub admission_webhook_listen: String,
+
+    /// PEM certificate chain the admission webhook serves (reread when it changes).
+    #[arg(long, env = "CONTROLLER_ADMISSION_WEBHOOK_CERT_FILE", default_value = DEFAULT_WEBHOOK_CERT)]
+    pub admission_webhook_cert_file: PathBuf,
+
+    /// PEM private key of `--admission-webhook-cert-file`.
+    #[arg(long, env = "CONTROLLER_ADMISSION_WEBHOOK_KEY_FILE", default_value = DEFAULT_WEBHOOK_KEY)]
+    pub admission_webhook_key_file: PathBuf,
 }
+
+/// KIC's default paths of the webhook's certificate and key (a mounted `kubernetes.io/tls` Secret).
+pub const DEFAULT_WEBHOOK_CERT: &str = "/admission-webhook/tls.crt";
+pub const DEFAULT_WEBHOOK_KEY: &str = "/admission-webhook/tls.key";
 
 impl Default for Settings {
     /// The defaults of every flag (what a bare `sluice-controller` gets), environment ignored.
@@ -143,6 +161,9 @@ impl Default for Settings {
             log_format: "text".into(),
             manifests: None,
             gateway_controller_name: crate::translate::gateway::DEFAULT_CONTROLLER_NAME.into(),
+            admission_webhook_listen: "off".into(),
+            admission_webhook_cert_file: DEFAULT_WEBHOOK_CERT.into(),
+            admission_webhook_key_file: DEFAULT_WEBHOOK_KEY.into(),
         }
     }
 }
@@ -155,7 +176,15 @@ impl Settings {
         endpoint_address("--health-probe-bind-address", &self.health_probe_bind_address)?;
         self.sync_period()?;
         self.publish_service()?;
+        if self.admission_webhook()?.is_some() && self.manifests.is_some() {
+            return Err(SettingsError::WebhookWithoutCluster);
+        }
         Ok(())
+    }
+
+    /// `--admission-webhook-listen` as an address (`None` = off).
+    pub fn admission_webhook(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        endpoint_address("--admission-webhook-listen", &self.admission_webhook_listen)
     }
 
     /// The admin socket path from `--kong-admin-url`.
@@ -278,5 +307,11 @@ mod tests {
         s.metrics_bind_address = "off".into();
         assert!(s.validate().is_ok());
         assert_eq!(endpoint_address("x", "0").unwrap(), None);
+        s.admission_webhook_listen = "nope".into();
+        assert!(matches!(s.validate(), Err(SettingsError::Address { flag: "--admission-webhook-listen", .. })));
+        s.admission_webhook_listen = ":8080".into();
+        assert!(s.validate().is_ok());
+        s.manifests = Some("/x".into());
+        assert_eq!(s.validate(), Err(SettingsError::WebhookWithoutCluster));
     }
 }

@@ -201,7 +201,7 @@ where
 /// Only TLS Secrets, CA Secrets (`ca.crt`/`cert`) and Secrets labelled `konghq.com/secret: "true"`
 /// (plugin configuration: KongPlugin `configFrom`/`configPatches`) keep their data: the controller
 /// must not hold more secrets than it serves.
-fn strip_secret(s: &mut Secret) {
+pub(crate) fn strip_secret(s: &mut Secret) {
     let tls = s.type_.as_deref() == Some("kubernetes.io/tls");
     let ca = s.data.as_ref().is_some_and(|d| d.contains_key("ca.crt") || d.contains_key("cert"));
     let labelled = s.labels().get(SECRET_LABEL).map(String::as_str) == Some("true");

@@ -16,7 +16,7 @@ use super::services::port_key;
 use super::{certificates, names, Context, ObjectRef};
 
 /// Annotation marking the cluster's default IngressClass.
-const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 /// KIC's default marker of a regex path in an ImplementationSpecific Ingress path.
 pub const DEFAULT_REGEX_PREFIX: &str = "/~";
 

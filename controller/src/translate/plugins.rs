@@ -147,7 +147,7 @@ impl PluginError {
 
 /// A plugin ready to be emitted: its definition and final config.
 #[derive(Debug, Clone)]
-struct Ready {
+pub(crate) struct Ready {
     def: PluginDef,
     config: serde_json::Value,
     protocols: Option<Vec<Protocol>>,
@@ -174,7 +174,8 @@ impl Catalog<'_> {
     }
 }
 
-fn build(
+/// Builds and checks one plugin's protocols and config (translation, and the admission webhook).
+pub(crate) fn build(
     def: &PluginDef,
     secrets: &HashMap<(String, String), &k8s_openapi::api::core::v1::Secret>,
 ) -> Result<Ready, PluginError> {

@@ -82,12 +82,25 @@ static WORLDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_WO
 impl World {
     /// Control plane + install manifests + kubectl + proxy (h2c port and TLS port) + controller.
     pub async fn start() -> World {
+        World::start_installed(|kubectl, _| async move {
+            install_manifests(&kubectl).await.map_err(|e| format!("installing the manifests: {e}"))
+        })
+        .await
+    }
+
+    /// As [`World::start`], with sluice installed by `install(kubectl, admin kubeconfig)` (which
+    /// must create the `sluice` ServiceAccount and its RBAC in the `sluice` namespace).
+    pub async fn start_installed<F, Fut>(install: F) -> World
+    where
+        F: FnOnce(Kubectl, PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
         let slot = WORLDS.acquire().await.expect("the semaphore is never closed");
         let dir = tempfile::tempdir().unwrap();
         let cp = ControlPlane::start().await.unwrap_or_else(|e| panic!("starting the control plane: {e}"));
         let kubeconfig = cp.kubeconfig().to_path_buf();
         let kubectl = Kubectl::new(&kubeconfig, dir.path()).expect("kubectl is required by the e2e tests");
-        install_manifests(&kubectl).await.unwrap_or_else(|e| panic!("installing the manifests: {e}"));
+        install(kubectl.clone(), kubeconfig.clone()).await.unwrap_or_else(|e| panic!("{e}"));
         let token = service_account_token(&kubectl).await.unwrap_or_else(|e| panic!("{e}"));
         let controller_kubeconfig = dir.path().join("controller.kubeconfig");
         cp.write_kubeconfig(&controller_kubeconfig, Some(&token)).unwrap();

@@ -1,0 +1,300 @@
+//! What the admission webhook checks, and with what: only the translator's own parsers and checks,
+//! so that the webhook and the translation can never disagree about an object.
+//!
+//! - KongPlugin / KongClusterPlugin: `translate::plugins::build`, the very function translation
+//!   runs before a plugin is attached (unknown plugin, unknown config field, bad value, the CEL
+//!   rules, unsupported fields, protocols), with the Secrets of `configFrom`/`configPatches` read
+//!   and stripped as the watch strips them;
+//! - Ingress (of our class) and Service: `konghq.com/*` annotations through
+//!   `annotations::check_hostile` and `route_annotations` / `service_annotations`;
+//! - HTTPRoute / GRPCRoute: the route's view as translation builds it (`httproute::view`,
+//!   `grpcroute::view`): invalid hostnames, rules that cannot be implemented, ignored or
+//!   unresolvable filters, and the route annotations.
+//!
+//! What depends on other objects (a backend Service that does not exist yet, a parent Gateway, a
+//! plugin named by an annotation) is not judged here: objects may be applied in any order, and
+//! translation reports those as Events.
+//!
+//! Everything here is pure: what the checks need from the cluster comes in as [`Inputs`]
+//! (fetched by the webhook's lookup).
+
+use std::collections::{BTreeMap, HashMap};
+
+use gateway_api::apis::standard::grpcroutes::GrpcRoute;
+use gateway_api::apis::standard::httproutes::HttpRoute;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use crate::kong_plugins::{KongClusterPlugin, KongPlugin, PluginDef};
+use crate::settings::Settings;
+use crate::translate::gateway::model::RouteView;
+use crate::translate::gateway::{grpcroute, httproute};
+use crate::translate::plugins::{self, PluginError};
+use crate::translate::{annotations, ingress, ObjectRef, Problem};
+
+/// An object under review, typed.
+#[derive(Debug, Clone)]
+pub enum Reviewed {
+    KongPlugin(Box<KongPlugin>),
+    KongClusterPlugin(Box<KongClusterPlugin>),
+    Ingress(Box<Ingress>),
+    Service(Box<Service>),
+    HttpRoute(Box<HttpRoute>),
+    GrpcRoute(Box<GrpcRoute>),
+}
+
+/// An object the webhook cannot read.
+#[derive(Debug, Error)]
+pub enum ValidateError {
+    #[error("{group}/{kind} is not validated by sluice")]
+    UnknownKind { group: String, kind: String },
+    #[error("{kind} {name}: cannot be read: {source}")]
+    Unreadable { kind: String, name: String, source: serde_json::Error },
+}
+
+fn typed<T: DeserializeOwned>(kind: &str, object: serde_json::Value) -> Result<Box<T>, ValidateError> {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    serde_json::from_value(object).map(Box::new).map_err(|source| ValidateError::Unreadable {
+        kind: kind.to_string(),
+        name,
+        source,
+    })
+}
+
+impl Reviewed {
+    /// Types `object` by its API group and kind.
+    pub fn parse(group: &str, kind: &str, object: serde_json::Value) -> Result<Reviewed, ValidateError> {
+        Ok(match (group, kind) {
+            (crate::kong_plugins::GROUP, "KongPlugin") => Reviewed::KongPlugin(typed(kind, object)?),
+            (crate::kong_plugins::GROUP, "KongClusterPlugin") => Reviewed::KongClusterPlugin(typed(kind, object)?),
+            ("networking.k8s.io", "Ingress") => Reviewed::Ingress(typed(kind, object)?),
+            ("", "Service") => Reviewed::Service(typed(kind, object)?),
+            (crate::translate::gateway::GATEWAY_GROUP, "HTTPRoute") => Reviewed::HttpRoute(typed(kind, object)?),
+            (crate::translate::gateway::GATEWAY_GROUP, "GRPCRoute") => Reviewed::GrpcRoute(typed(kind, object)?),
+            _ => return Err(ValidateError::UnknownKind { group: group.into(), kind: kind.into() }),
+        })
+    }
+
+    /// The plugin definition, for the two plugin kinds.
+    fn plugin(&self) -> Option<PluginDef> {
+        match self {
+            Reviewed::KongPlugin(p) => Some(PluginDef::of_plugin(p)),
+            Reviewed::KongClusterPlugin(p) => Some(PluginDef::of_cluster_plugin(p)),
+            _ => None,
+        }
+    }
+
+    /// `(namespace, name)` of the Secrets the checks read (`configFrom`, `configPatches`).
+    pub fn secrets(&self) -> Vec<(String, String)> {
+        let Some(def) = self.plugin() else { return Vec::new() };
+        let refs = def.config_from.iter().map(|(_, r)| r).chain(def.config_patches.iter().map(|(_, _, r)| r));
+        let mut out: Vec<(String, String)> = refs.map(|r| (r.namespace.clone(), r.name.clone())).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The object's metadata.
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Reviewed::KongPlugin(o) => o.meta(),
+            Reviewed::KongClusterPlugin(o) => o.meta(),
+            Reviewed::Ingress(o) => o.meta(),
+            Reviewed::Service(o) => o.meta(),
+            Reviewed::HttpRoute(o) => o.meta(),
+            Reviewed::GrpcRoute(o) => o.meta(),
+        }
+    }
+
+    /// Whether the checks need to know if our IngressClass is the cluster default.
+    pub fn needs_default_class(&self) -> bool {
+        matches!(self, Reviewed::Ingress(_))
+    }
+}
+
+/// What the checks need from the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The Secrets of [`Reviewed::secrets`] that exist, stripped as the watch strips them.
+    pub secrets: HashMap<(String, String), Secret>,
+    /// Whether the IngressClass named `--ingress-class` is the cluster default.
+    pub default_class: bool,
+}
+
+/// Everything wrong with the object, as translation would report it (empty = allowed). Objects
+/// translation does not read (namespaces outside `--watch-namespace`) and objects being deleted
+/// are not judged.
+pub fn check(reviewed: &Reviewed, inputs: &Inputs, settings: &Settings) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let meta = reviewed.meta();
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    // Being deleted: its finalizers must stay removable.
+    if meta.deletion_timestamp.is_some() || (!namespace.is_empty() && !settings.watches_namespace(namespace)) {
+        return problems;
+    }
+    match reviewed {
+        Reviewed::KongPlugin(_) | Reviewed::KongClusterPlugin(_) => {
+            if let Some(def) = reviewed.plugin() {
+                plugin(&def, inputs, &mut problems);
+            }
+        }
+        Reviewed::Ingress(ing) => {
+            if ingress::is_ours(ing, &settings.ingress_class, inputs.default_class) {
+                route_annotations(&ObjectRef::of(ing.as_ref()), ing.annotations(), &mut problems);
+            }
+        }
+        Reviewed::Service(svc) => {
+            let object = ObjectRef::of(svc.as_ref());
+            match annotations::check_hostile(&object, svc.annotations()) {
+                Some(p) => problems.push(p),
+                None => drop(annotations::service_annotations(&object, svc.annotations(), &mut problems)),
+            }
+        }
+        Reviewed::HttpRoute(r) => {
+            let view = httproute::view(r, &mut problems);
+            route(&view, &mut problems);
+        }
+        Reviewed::GrpcRoute(r) => {
+            let view = grpcroute::view(r, &mut problems);
+            route(&view, &mut problems);
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+fn plugin(def: &PluginDef, inputs: &Inputs, problems: &mut Vec<Problem>) {
+    let secrets: HashMap<(String, String), &Secret> = inputs.secrets.iter().map(|(k, v)| (k.clone(), v)).collect();
+    match plugins::build(def, &secrets) {
+        Ok(_) => {}
+        Err(PluginError::Broken { plugin, errors }) => {
+            problems.extend(errors.into_iter().map(|(field, message)| Problem::new(&plugin, field, message)));
+        }
+        Err(other) => problems.push(Problem::new(&def.object, "", other.to_string())),
+    }
+}
+
+fn route_annotations(object: &ObjectRef, raw: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    match annotations::check_hostile(object, raw) {
+        Some(p) => problems.push(p),
+        None => drop(annotations::route_annotations(object, raw, problems)),
+    }
+}
+
+/// A route's rules as translation reports them, and its annotations.
+fn route(view: &RouteView, problems: &mut Vec<Problem>) {
+    for rule in &view.rules {
+        if let Some((field, message)) = &rule.dropped {
+            problems.push(Problem::new(&view.obj, field.clone(), format!("{message}; rule left out")));
+        }
+        for (field, message) in rule.filters.ignored.iter().chain(&rule.filters.unresolved) {
+            problems.push(Problem::new(&view.obj, field.clone(), message.clone()));
+        }
+    }
+    route_annotations(&view.obj, &view.annotations, problems);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(group: &str, kind: &str, object: serde_json::Value, inputs: &Inputs) -> Vec<String> {
+        let reviewed = Reviewed::parse(group, kind, object).unwrap();
+        check(&reviewed, inputs, &Settings::default()).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn plugins_get_the_translation_checks() {
+        let good = json!({"metadata": {"name": "p", "namespace": "ns"}, "plugin": "request-transformer",
+                          "config": {"add": {"headers": ["x:1"]}}});
+        assert_eq!(problems("configuration.konghq.com", "KongPlugin", good, &Inputs::default()), Vec::<String>::new());
+        let unknown = json!({"metadata": {"name": "p", "namespace": "ns"}, "plugin": "no-such-plugin"});
+        let p = problems("configuration.konghq.com", "KongPlugin", unknown, &Inputs::default());
+        assert!(p.len() == 1 && p[0].starts_with("KongPlugin ns/p: plugin: "), "{p:?}");
+        let field = json!({"metadata": {"name": "c"}, "plugin": "request-transformer", "config": {"bogus": 1},
+                           "protocols": ["tcp"]});
+        let p = problems("configuration.konghq.com", "KongClusterPlugin", field, &Inputs::default());
+        assert!(p.iter().any(|m| m.contains("bogus")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("KongClusterPlugin c: protocols: ")), "{p:?}");
+    }
+
+    #[test]
+    fn config_from_reads_the_secret_it_names() {
+        let plugin = json!({"metadata": {"name": "p", "namespace": "ns"}, "plugin": "request-termination",
+                            "configFrom": {"secretKeyRef": {"name": "conf", "key": "k"}}});
+        let reviewed = Reviewed::parse("configuration.konghq.com", "KongPlugin", plugin.clone()).unwrap();
+        assert_eq!(reviewed.secrets(), vec![("ns".to_string(), "conf".to_string())]);
+        let p = problems("configuration.konghq.com", "KongPlugin", plugin.clone(), &Inputs::default());
+        assert!(p.len() == 1 && p[0].contains("configFrom.secretKeyRef: Secret ns/conf not found"), "{p:?}");
+        let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "conf", "namespace": "ns"},
+            "stringData": {"k": "{\"status_code\": 1000}"}}))
+        .unwrap();
+        let inputs = Inputs { secrets: [(("ns".into(), "conf".into()), secret)].into(), default_class: false };
+        let p = problems("configuration.konghq.com", "KongPlugin", plugin, &inputs);
+        assert!(p.len() == 1 && p[0].contains("status_code"), "{p:?}");
+    }
+
+    #[test]
+    fn annotations_of_our_ingresses_and_of_services() {
+        let ing = |class: &str| {
+            json!({"metadata": {"name": "i", "namespace": "ns",
+                   "annotations": {"konghq.com/strip-path": "maybe"}}, "spec": {"ingressClassName": class}})
+        };
+        let p = problems("networking.k8s.io", "Ingress", ing("kong"), &Inputs::default());
+        assert!(p.len() == 1 && p[0].contains("metadata.annotations.konghq.com/strip-path"), "{p:?}");
+        assert!(problems("networking.k8s.io", "Ingress", ing("other"), &Inputs::default()).is_empty());
+        let svc = json!({"metadata": {"name": "s", "namespace": "ns",
+                         "annotations": {"konghq.com/read-timeout": "-1", "konghq.com/protocol": "grpc"}}});
+        let p = problems("", "Service", svc, &Inputs::default());
+        assert!(
+            p.len() == 1 && p[0].starts_with("Service ns/s: metadata.annotations.konghq.com/read-timeout"),
+            "{p:?}"
+        );
+        let hostile =
+            json!({"metadata": {"name": "s", "namespace": "ns", "annotations": {"konghq.com/path": "/a\"b"}}});
+        assert_eq!(problems("", "Service", hostile, &Inputs::default()).len(), 1);
+    }
+
+    #[test]
+    fn route_fields_sluice_cannot_honour() {
+        let route = json!({"metadata": {"name": "r", "namespace": "ns"}, "spec": {"rules": [
+            {"matches": [{"queryParams": [{"name": "q", "value": "1"}]}]},
+            {"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "m", "port": 80}}}]},
+        ]}});
+        let p = problems("gateway.networking.k8s.io", "HTTPRoute", route, &Inputs::default());
+        assert!(p.iter().any(|m| m.starts_with("HTTPRoute ns/r: spec.rules[0]")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("HTTPRoute ns/r: spec.rules[1].filters[0]")), "{p:?}");
+        let good = json!({"metadata": {"name": "g", "namespace": "ns"}, "spec": {"rules": [
+            {"matches": [{"method": {"service": "a.B", "method": "C"}}], "backendRefs": [{"name": "s", "port": 9}]}]}});
+        assert!(problems("gateway.networking.k8s.io", "GRPCRoute", good, &Inputs::default()).is_empty());
+    }
+
+    #[test]
+    fn unwatched_namespaces_and_deleted_objects_are_not_judged() {
+        let svc = |extra: serde_json::Value| {
+            let mut v = json!({"metadata": {"name": "s", "namespace": "ns",
+                               "annotations": {"konghq.com/read-timeout": "-1"}}});
+            v["metadata"].as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            Reviewed::parse("", "Service", v).unwrap()
+        };
+        let all = Settings::default();
+        assert_eq!(check(&svc(json!({})), &Inputs::default(), &all).len(), 1);
+        let others = Settings { watch_namespace: vec!["other".into()], ..Settings::default() };
+        assert!(check(&svc(json!({})), &Inputs::default(), &others).is_empty());
+        let deleting = svc(json!({"deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["x"]}));
+        assert!(check(&deleting, &Inputs::default(), &all).is_empty());
+    }
+
+    #[test]
+    fn other_kinds_are_not_ours() {
+        assert!(matches!(Reviewed::parse("apps", "Deployment", json!({})), Err(ValidateError::UnknownKind { .. })));
+        let bad = Reviewed::parse("", "Service", json!({"metadata": {"name": "s"}, "spec": {"ports": "x"}}));
+        assert!(matches!(bad, Err(ValidateError::Unreadable { .. })), "{bad:?}");
+    }
+}
