@@ -10,6 +10,7 @@ pub mod control_plane;
 pub mod install;
 pub mod kubectl;
 pub mod netns;
+pub mod podrunner;
 
 pub use apiserver::{ApiServer, Options, ServerError, TestApiServer};
 pub use control_plane::{ControlPlane, ControlPlaneError};
