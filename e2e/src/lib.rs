@@ -11,6 +11,7 @@ pub mod install;
 pub mod kubectl;
 pub mod netns;
 pub mod podrunner;
+pub mod sluice;
 
 pub use apiserver::{ApiServer, Options, ServerError, TestApiServer};
 pub use control_plane::{ControlPlane, ControlPlaneError};

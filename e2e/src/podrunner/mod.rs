@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use tokio::sync::Notify;
@@ -45,6 +45,9 @@ pub enum PodRunnerError {
     Kube { what: String, source: kube::Error },
     #[error("pod {pod}: {detail}")]
     Pod { pod: String, detail: String },
+    /// Something the Pod needs does not exist yet (retried on the next event).
+    #[error("waiting for {0}")]
+    Waiting(String),
     #[error(transparent)]
     Netns(#[from] crate::netns::NetnsError),
 }
@@ -88,6 +91,9 @@ pub struct Config {
     pub images: Images,
     /// Where Pods' files (Secret volumes, logs) go.
     pub dir: PathBuf,
+    /// Namespaces whose Deployments and Pods the runner leaves alone (e.g. sluice's own, whose
+    /// controller and proxy run as local processes already).
+    pub skip_namespaces: Vec<String>,
 }
 
 /// The running runner; [`PodRunner::stop`] (or drop) stops every process and removes every
@@ -106,12 +112,14 @@ impl PodRunner {
             watch::<Pod>(Api::all(client.clone()), notify.clone()),
             watch::<Deployment>(Api::all(client.clone()), notify.clone()),
             watch::<Service>(Api::all(client.clone()), notify.clone()),
+            // Secret volumes: a Pod waits for its Secret.
+            watch::<Secret>(Api::all(client.clone()), notify.clone()),
         ];
         let task = tokio::spawn(async move {
             let mut running = pods::Running::new(client.clone(), config.clone());
             loop {
                 notify.notified().await;
-                if let Err(e) = replicas::reconcile(&client).await {
+                if let Err(e) = replicas::reconcile(&client, &config.skip_namespaces).await {
                     tracing::warn!(error = %e, "deployments");
                 }
                 if let Err(e) = running.reconcile().await {

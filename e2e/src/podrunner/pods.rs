@@ -78,6 +78,9 @@ impl Running {
         let mut seen = HashSet::new();
         for pod in pods {
             let (ns, name, uid) = (pod.namespace().unwrap_or_default(), pod.name_any(), pod.uid().unwrap_or_default());
+            if self.config.skip_namespaces.contains(&ns) {
+                continue;
+            }
             let k = key(&ns, &name);
             let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
             if pod.metadata.deletion_timestamp.is_some() {
@@ -101,6 +104,9 @@ impl Running {
                         match self.start(&pod).await {
                             Ok(p) => {
                                 self.procs.insert(k, p);
+                            }
+                            Err(PodRunnerError::Waiting(what)) => {
+                                tracing::info!(pod = %k, "waiting for {what}");
                             }
                             Err(e) => {
                                 tracing::warn!(pod = %k, error = %e, "pod not started");
@@ -126,7 +132,11 @@ impl Running {
     async fn bind(&self, ns: &str, name: &str) -> Result<(), PodRunnerError> {
         let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
             "target": {"apiVersion": "v1", "kind": "Node", "name": self.config.node}});
-        match self.api(ns).create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding).await {
+        match self
+            .api(ns)
+            .create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding)
+            .await
+        {
             Ok(_) => Ok(()),
             // Already bound (a second event for the same Pod) or already gone.
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(()),
@@ -180,42 +190,67 @@ impl Running {
         let err = |detail: String| PodRunnerError::Pod { pod: key(&ns, &name), detail };
         let spec = pod.spec.as_ref().ok_or_else(|| err("no spec".into()))?;
         let [container] = spec.containers.as_slice() else {
-            return Err(err(format!("the runner runs one container per pod, spec.containers has {}", spec.containers.len())));
+            return Err(err(format!(
+                "the runner runs one container per pod, spec.containers has {}",
+                spec.containers.len()
+            )));
         };
         if container.command.is_some() {
-            return Err(err(format!("container {}: command is not supported (the image's binary runs)", container.name)));
+            return Err(err(format!(
+                "container {}: command is not supported (the image's binary runs)",
+                container.name
+            )));
         }
         let image = container.image.clone().unwrap_or_default();
         let binary = self.config.images.binary(&image).map_err(err)?;
         let dir = self.config.dir.join(format!("{ns}_{name}"));
-        std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
-        let mounts = self.write_secret_volumes(pod, container, &dir).await?;
         let net = BackendNet::create()?;
-        let env = environment(pod, container, &mounts, net.ip()).map_err(err)?;
         let child = match &binary {
             None => None,
             Some(bin) => {
-                let log = std::fs::File::create(dir.with_extension("log"))
-                    .map_err(|e| err(format!("log file: {e}")))?;
-                let log2 = log.try_clone().map_err(|e| err(format!("log file: {e}")))?;
-                let child = Command::new("ip")
-                    .args(["netns", "exec", net.name()])
-                    .arg(bin)
-                    .args(container.args.iter().flatten())
-                    .env_clear()
-                    .envs(env)
-                    .current_dir(&dir)
-                    .stdin(Stdio::null())
-                    .stdout(log)
-                    .stderr(log2)
-                    .spawn()
-                    .map_err(|e| err(format!("starting {}: {e}", bin.display())))?;
-                Some(child)
+                let started = self.spawn(pod, container, bin, &dir, &net).await;
+                if started.is_err() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                Some(started?)
             }
         };
         let port = ready_port(container);
-        let ready = tokio::spawn(write_ready(self.api(&ns), name.clone(), container.clone(), net.ip(), binary.map(|_| port)));
+        let ready =
+            tokio::spawn(write_ready(self.api(&ns), name.clone(), container.clone(), net.ip(), binary.map(|_| port)));
         Ok(Proc { uid: pod.uid().unwrap_or_default(), ready, child, net, dir })
+    }
+
+    /// Runs `bin` as the container: its environment, Secret volumes and args, in `net`.
+    async fn spawn(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        bin: &Path,
+        dir: &Path,
+        net: &BackendNet,
+    ) -> Result<Child, PodRunnerError> {
+        let err = |detail: String| PodRunnerError::Pod {
+            pod: key(&pod.namespace().unwrap_or_default(), &pod.name_any()),
+            detail,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+        let mounts = self.write_secret_volumes(pod, container, dir).await?;
+        let env = environment(pod, container, &mounts, net.ip()).map_err(err)?;
+        let log = std::fs::File::create(dir.with_extension("log")).map_err(|e| err(format!("log file: {e}")))?;
+        let log2 = log.try_clone().map_err(|e| err(format!("log file: {e}")))?;
+        Command::new("ip")
+            .args(["netns", "exec", net.name()])
+            .arg(bin)
+            .args(container.args.iter().flatten())
+            .env_clear()
+            .envs(env)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| err(format!("starting {}: {e}", bin.display())))
     }
 
     /// Writes each Secret volume the container mounts to `dir/<volume>/<key>`; returns
@@ -235,19 +270,31 @@ impl Running {
                 .iter()
                 .find(|v| v.name == m.name)
                 .ok_or_else(|| err(format!("volumeMount {}: no such volume", m.name)))?;
-            let secret_name = v
+            let source = v
                 .secret
                 .as_ref()
-                .and_then(|s| s.secret_name.clone())
                 .ok_or_else(|| err(format!("volume {}: only secret volumes are supported", v.name)))?;
-            let secret = Api::<Secret>::namespaced(self.client.clone(), &ns)
-                .get(&secret_name)
-                .await
-                .map_err(PodRunnerError::kube(format!("secret {ns}/{secret_name} of pod {name}")))?;
+            let secret_name = source.secret_name.clone().unwrap_or_default();
+            // As kubelet: a Secret not there yet keeps the Pod waiting (retried on Secret events).
+            let secret = match Api::<Secret>::namespaced(self.client.clone(), &ns).get_opt(&secret_name).await {
+                Ok(Some(s)) => s,
+                Ok(None) => return Err(PodRunnerError::Waiting(format!("secret {ns}/{secret_name} of pod {name}"))),
+                Err(e) => return Err(PodRunnerError::kube(format!("secret {ns}/{secret_name} of pod {name}"))(e)),
+            };
+            let data = secret.data.unwrap_or_default();
+            // `items` picks keys and names their files; without it every key is a file.
+            let files: Vec<(String, String)> = match &source.items {
+                Some(items) => items.iter().map(|i| (i.key.clone(), i.path.clone())).collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
             let vdir = dir.join(&v.name);
             std::fs::create_dir_all(&vdir).map_err(|e| err(format!("creating {}: {e}", vdir.display())))?;
-            for (k, value) in secret.data.iter().flatten() {
-                std::fs::write(vdir.join(k), &value.0).map_err(|e| err(format!("writing secret key {k}: {e}")))?;
+            for (k, path) in files {
+                let value = data
+                    .get(&k)
+                    .ok_or_else(|| err(format!("volume {}: secret {secret_name} has no key {k}", v.name)))?;
+                std::fs::write(vdir.join(&path), &value.0)
+                    .map_err(|e| err(format!("writing secret key {k} to {path}: {e}")))?;
             }
             mounts.push((m.mount_path.trim_end_matches('/').to_string(), vdir));
         }

@@ -2,11 +2,17 @@
 //! `spec.replicas` Pods of its current template (labelled `pod-template-hash`, owned by the
 //! Deployment); Pods of an older template are deleted, as are Pods whose owning Deployment is gone
 //! (the garbage collector's part). The Deployment's status counts them.
+//!
+//! Two parts of kube-controller-manager's job come with it: the namespace's `default`
+//! ServiceAccount, which Pod admission requires (the ServiceAccount controller's part), is created
+//! before the first Pod; and Pods get `automountServiceAccountToken: false` unless their template
+//! says otherwise, since the token volume admission would add needs the root CA ConfigMap that
+//! only kube-controller-manager publishes, and the runner mounts only Secret volumes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -18,10 +24,7 @@ const HASH_LABEL: &str = "pod-template-hash";
 
 /// The owning Deployment's UID of a Pod the runner created.
 fn owner(pod: &Pod) -> Option<&str> {
-    pod.owner_references()
-        .iter()
-        .find(|o| o.kind == "Deployment" && o.controller == Some(true))
-        .map(|o| o.uid.as_str())
+    pod.owner_references().iter().find(|o| o.kind == "Deployment" && o.controller == Some(true)).map(|o| o.uid.as_str())
 }
 
 /// A stable short hash of the Pod template (FNV-1a of its JSON).
@@ -42,8 +45,8 @@ pub(crate) fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// One pass over all Deployments and the Pods they own.
-pub async fn reconcile(client: &Client) -> Result<(), PodRunnerError> {
+/// One pass over all Deployments (outside `skip` namespaces) and the Pods they own.
+pub async fn reconcile(client: &Client, skip: &[String]) -> Result<(), PodRunnerError> {
     let deployments = Api::<Deployment>::all(client.clone())
         .list(&ListParams::default())
         .await
@@ -54,7 +57,8 @@ pub async fn reconcile(client: &Client) -> Result<(), PodRunnerError> {
         .map_err(PodRunnerError::kube("listing pods"))?;
     let uids: HashSet<String> = deployments.iter().filter_map(|d| d.uid()).collect();
     let mut owned: HashMap<&str, Vec<&Pod>> = HashMap::new();
-    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+    let skipped = |ns: Option<String>| ns.is_some_and(|ns| skip.contains(&ns));
+    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && !skipped(p.namespace())) {
         let Some(uid) = owner(pod) else { continue };
         if uids.contains(uid) {
             owned.entry(uid).or_default().push(pod);
@@ -62,7 +66,7 @@ pub async fn reconcile(client: &Client) -> Result<(), PodRunnerError> {
             delete(client, pod).await?;
         }
     }
-    for d in deployments.iter().filter(|d| d.metadata.deletion_timestamp.is_none()) {
+    for d in deployments.iter().filter(|d| d.metadata.deletion_timestamp.is_none() && !skipped(d.namespace())) {
         let uid = d.uid().unwrap_or_default();
         let hash = template_hash(d);
         let mut current = Vec::new();
@@ -77,6 +81,9 @@ pub async fn reconcile(client: &Client) -> Result<(), PodRunnerError> {
         let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
         for pod in current.iter().skip(desired) {
             delete(client, pod).await?;
+        }
+        if current.len() < desired {
+            default_service_account(client, &d.namespace().unwrap_or_default()).await?;
         }
         for _ in current.len()..desired {
             create(client, d, &hash).await?;
@@ -96,13 +103,26 @@ async fn delete(client: &Client, pod: &Pod) -> Result<(), PodRunnerError> {
     }
 }
 
+/// The namespace's `default` ServiceAccount (Pod admission rejects Pods without it).
+async fn default_service_account(client: &Client, ns: &str) -> Result<(), PodRunnerError> {
+    let mut sa = ServiceAccount::default();
+    sa.metadata.name = Some("default".into());
+    match Api::<ServiceAccount>::namespaced(client.clone(), ns).create(&PostParams::default(), &sa).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(PodRunnerError::kube(format!("creating serviceaccount {ns}/default"))(e)),
+    }
+}
+
 async fn create(client: &Client, d: &Deployment, hash: &str) -> Result<(), PodRunnerError> {
     let (ns, name) = (d.namespace().unwrap_or_default(), d.name_any());
     let template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     let mut labels: BTreeMap<String, String> = meta.labels.unwrap_or_default();
     labels.insert(HASH_LABEL.to_string(), hash.to_string());
-    let mut pod = Pod { spec: template.spec, ..Pod::default() };
+    let mut spec = template.spec.unwrap_or_default();
+    spec.automount_service_account_token.get_or_insert(false);
+    let mut pod = Pod { spec: Some(spec), ..Pod::default() };
     pod.metadata.generate_name = Some(format!("{name}-{hash}-"));
     pod.metadata.labels = Some(labels);
     pod.metadata.annotations = meta.annotations;
