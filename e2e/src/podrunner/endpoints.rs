@@ -160,3 +160,40 @@ pub async fn reconcile(client: &Client, node: &str) -> Result<(), PodRunnerError
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_ports_resolve_numbers_names_and_defaults() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "ports": [{"name": "grpc", "containerPort": 3001}]}]}}))
+        .unwrap();
+        let port = |target: serde_json::Value| -> ServicePort {
+            serde_json::from_value(json!({"port": 8080, "targetPort": target})).unwrap()
+        };
+        assert_eq!(target_port(&port(json!(3000)), Some(&pod)), Some(3000));
+        assert_eq!(target_port(&port(json!("grpc")), Some(&pod)), Some(3001));
+        assert_eq!(target_port(&port(json!("http")), Some(&pod)), None);
+        let default: ServicePort = serde_json::from_value(json!({"port": 8080})).unwrap();
+        assert_eq!(target_port(&default, None), Some(8080));
+    }
+
+    #[test]
+    fn stored_slices_compare_equal_to_what_was_written() {
+        let svc: Service = serde_json::from_value(json!({"metadata": {"name": "s", "namespace": "n"},
+            "spec": {"selector": {"app": "a"}, "ports": [{"name": "h2c", "port": 8080, "targetPort": 3000,
+                "appProtocol": "kubernetes.io/h2c"}]}}))
+        .unwrap();
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "n", "uid": "u",
+            "labels": {"app": "a"}}, "spec": {"containers": []}, "status": {"podIP": "10.199.0.2"}}))
+        .unwrap();
+        assert!(selects(svc.spec.as_ref().unwrap().selector.as_ref().unwrap(), &pod));
+        let want = desired(&svc, &[&pod], "node");
+        let slice: EndpointSlice = serde_json::from_value(json!({"metadata": {"name": "s-podrunner"},
+            "addressType": "IPv4", "endpoints": want["endpoints"], "ports": want["ports"]}))
+        .unwrap();
+        assert_eq!(stored(&slice), want);
+    }
+}

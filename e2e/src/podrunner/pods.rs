@@ -396,3 +396,59 @@ async fn write_ready(api: Api<Pod>, name: String, container: Container, ip: Ipv4
         tracing::warn!(pod = %name, error = %e, "writing ready status");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_env(env: serde_json::Value) -> (Pod, Container) {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "apps", "uid": "u-1"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "web", "image": "echo", "env": env}]}
+        }))
+        .unwrap();
+        let c = pod.spec.as_ref().unwrap().containers[0].clone();
+        (pod, c)
+    }
+
+    #[test]
+    fn environment_resolves_values_field_refs_and_secret_paths() {
+        let (pod, c) = with_env(json!([
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "CERT", "value": "/etc/secret-volume/crt"},
+            {"name": "OTHER", "value": "/etc/secret-volumes/crt"},
+        ]));
+        let mounts = vec![("/etc/secret-volume".to_string(), PathBuf::from("/run/p/secret-volume"))];
+        let env = environment(&pod, &c, &mounts, Ipv4Addr::new(10, 199, 0, 2)).unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("POD_NAME"), Some("web-1"));
+        assert_eq!(get("NAMESPACE"), Some("apps"));
+        assert_eq!(get("IP"), Some("10.199.0.2"));
+        assert_eq!(get("CERT"), Some("/run/p/secret-volume/crt"));
+        // Only whole path components under the mount are rewritten.
+        assert_eq!(get("OTHER"), Some("/etc/secret-volumes/crt"));
+    }
+
+    #[test]
+    fn environment_names_what_it_cannot_resolve() {
+        let (pod, c) =
+            with_env(json!([{"name": "LIMIT", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['x']"}}}]));
+        let e = environment(&pod, &c, &[], Ipv4Addr::LOCALHOST).unwrap_err();
+        assert!(e.contains("env LIMIT") && e.contains("metadata.labels['x']"), "{e}");
+        let (pod, c) = with_env(json!([{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]));
+        let e = environment(&pod, &c, &[], Ipv4Addr::LOCALHOST).unwrap_err();
+        assert!(e.contains("env KEY"), "{e}");
+    }
+
+    #[test]
+    fn ready_port_prefers_declared_ports_then_http_port() {
+        let (_, mut c) = with_env(json!([{"name": "HTTP_PORT", "value": "8081"}]));
+        assert_eq!(ready_port(&c), 8081);
+        c.env = None;
+        assert_eq!(ready_port(&c), DEFAULT_PORT);
+        c.ports = Some(vec![k8s_openapi::api::core::v1::ContainerPort { container_port: 9000, ..Default::default() }]);
+        assert_eq!(ready_port(&c), 9000);
+    }
+}
