@@ -8,7 +8,7 @@ TEST_THREADS ?= 4
 # keeps its default.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: help build release pgo-profile demo cluster cluster-down test deps deps-audit lint fmt fmt-check clippy doc-refs unit crds crds-check bench fuzz fuzz-short soak clean-demo peers-report
+.PHONY: help build release pgo-profile demo cluster cluster-down test deps deps-audit lint fmt fmt-check clippy doc-refs unit crds crds-check bench fuzz fuzz-short soak clean-demo peers-report conformance
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -73,6 +73,9 @@ crds-check: ## Fail when crds/ is stale (the controller's crds_fresh test does t
 
 peers-report: deps ## Rerun h2spec and the gRPC interop matrix (part of make test); rewrite docs/conformance.md
 	CARGO=$(CARGO) ./peers/report.sh
+
+conformance: ## Gateway API conformance suite on a real kube-apiserver; report in conformance/ (docs/conformance.md)
+	CARGO=$(CARGO) ./scripts/conformance.sh
 
 bench: ## Side-by-side benchmark with direct, Envoy, nginx and HAProxy (see bench/README.md)
 	./bench/run-all.sh

@@ -10,6 +10,9 @@ SLUICE_PEERS_REPORT=$out ${CARGO:-cargo} test -q -p proxy --test h2spec --test g
 for f in h2spec.md grpc-interop.md; do
   test -s "$out/$f" || { echo "ERROR: the suites wrote no $f" >&2; exit 1; }
 done
+# The Gateway API section comes from `make conformance` (scripts/conformance.sh), not from these
+# suites: kept as it is.
+gateway_section=$(sed -n '/^## Gateway API conformance/,$p' docs/conformance.md)
 version() { (cd peers && go list -m -f '{{.Version}}' "$1"); }
 h2spec_v=$(version github.com/summerwind/h2spec)
 grpc_v=$(version google.golang.org/grpc)
@@ -62,5 +65,8 @@ never sets); \`client_compressed_unary\`, \`server_compressed_unary\`, \`client_
 \`server_compressed_streaming\` exist in the C++ and Java interop clients only, not in grpc-go's (whose
 server also ignores the request's compression fields).
 MD
+  if [ -n "$gateway_section" ]; then
+    printf '\n%s\n' "$gateway_section"
+  fi
 } >docs/conformance.md
 echo "wrote docs/conformance.md"

@@ -7,6 +7,8 @@ pub mod control_plane;
 pub mod install;
 pub mod kubectl;
 pub mod netns;
+pub mod podrunner;
+pub mod sluice;
 
 pub use control_plane::{ControlPlane, ControlPlaneError};
 pub use kubectl::{Kubectl, KubectlError};

@@ -7,21 +7,17 @@
 //! `<dir>/env` and runs until SIGTERM or SIGINT (`make cluster-down`), then stops every process it
 //! started, by PID, and removes the backends' network namespace.
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use e2e::install::{install_manifests, repo, service_account_token, ELECTION_ID, SLUICE_NAMESPACE};
+use e2e::install::{install_manifests, repo, service_account_token};
+use e2e::sluice::{start_controller, start_proxy};
 use e2e::{BackendNet, ControlPlane, Kubectl};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Deserialize;
 use sluice_demo::{Backend, BackendOptions};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// Runs a local control plane with sluice on it until stopped.
 #[derive(Debug, Parser)]
@@ -78,49 +74,6 @@ async fn demo_backends(kubectl: &Kubectl) -> anyhow::Result<(BackendNet, Vec<Bac
     Ok((net, backends))
 }
 
-/// The proxy's listen addresses, read from its `sluice-proxy started` log line.
-async fn start_proxy(bin_dir: &Path, dir: &Path) -> anyhow::Result<(Child, Vec<SocketAddr>, SocketAddr)> {
-    let mut child = Command::new(bin_dir.join("sluice-proxy"))
-        .env("KONG_PROXY_LISTEN", "127.0.0.1:0 http2, 127.0.0.1:0 http2 ssl")
-        .env("KONG_STATUS_LISTEN", "127.0.0.1:0")
-        .env("SLUICE_ADMIN_SOCKET", dir.join("run/admin.sock"))
-        .env("KONG_LOG_LEVEL", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting sluice-proxy")?;
-    let mut lines = BufReader::new(child.stderr.take().context("proxy stderr")?).lines();
-    let mut log = std::fs::File::create(dir.join("proxy.log")).context("proxy.log")?;
-    let started = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = writeln!(log, "{line}");
-            if line.contains("sluice-proxy started") {
-                return Some(line);
-            }
-        }
-        None
-    })
-    .await
-    .context("sluice-proxy did not start within 30 s")?
-    .context("sluice-proxy exited before it started (see proxy.log)")?;
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = writeln!(log, "{line}");
-        }
-    });
-    let v: serde_json::Value = serde_json::from_str(&started).context("proxy start line is JSON")?;
-    let parse = |s: &str| -> Vec<SocketAddr> {
-        s.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|a| a.trim().parse().ok()).collect()
-    };
-    let proxy = parse(v["fields"]["proxy"].as_str().unwrap_or_default());
-    let status = parse(v["fields"]["status"].as_str().unwrap_or_default());
-    if proxy.len() != 2 || status.is_empty() {
-        bail!("unexpected proxy start line: {started}");
-    }
-    Ok((child, proxy, status[0]))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -149,25 +102,12 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let (proxy, proxy_addrs, status) = start_proxy(&bin_dir, &dir).await?;
-    let controller_log = std::fs::File::create(dir.join("controller.log"))?;
-    let controller = Command::new(bin_dir.join("sluice-controller"))
-        .arg("--kubeconfig")
-        .arg(&controller_kubeconfig)
-        .arg(format!("--kong-admin-url=unix://{}", dir.join("run/admin.sock").display()))
-        .arg(format!("--election-namespace={SLUICE_NAMESPACE}"))
-        .arg(format!("--election-id={ELECTION_ID}"))
-        .args([
-            "--proxy-sync-seconds=0.5",
-            "--metrics-bind-address=127.0.0.1:0",
-            "--health-probe-bind-address=127.0.0.1:0",
-            "--publish-status-address=127.0.0.1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(controller_log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting sluice-controller")?;
+    let proxy = start_proxy(&bin_dir, &dir, "127.0.0.1:0 http2, 127.0.0.1:0 http2 ssl").await?;
+    let (proxy_addrs, status) = (proxy.listeners.clone(), proxy.status);
+    if proxy_addrs.len() != 2 {
+        bail!("the proxy reported {} listeners, not the 2 asked for", proxy_addrs.len());
+    }
+    let controller = start_controller(&bin_dir, &dir, &controller_kubeconfig, "127.0.0.1")?;
 
     // Ready: the Gateway of examples/00-gateway is Programmed, which needs the controller to have
     // read everything, pushed to the proxy and written its status.
