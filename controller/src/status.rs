@@ -38,7 +38,7 @@ use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 use crate::sync::Reporter;
 use crate::translate::gateway::model::RouteKind;
-use crate::translate::{ObjectRef, Problem, Translation};
+use crate::translate::{ObjectRef, Problem, Statuses, Translation};
 
 /// Event reason of a status write the API server refused.
 pub const REASON_STATUS: &str = "KongStatusUpdateFailed";
@@ -112,17 +112,16 @@ fn update<K: Resource<DynamicType = ()>>(obj: &K, status: Value, changed: bool) 
     StatusUpdate { object: ObjectRef::of(obj), status, changed, resource_version: obj.resource_version() }
 }
 
-/// Every status `translation` calls for, as written with the proxy's `addresses` at `now` (pure).
-/// Objects whose stored status was written for a newer generation than the snapshot's (a stale
-/// snapshot) are skipped; so are Ingresses while no address is known.
+/// Every status of a translation (`statuses`), as written with the proxy's `addresses` at `now`
+/// (pure). Objects whose stored status was written for a newer generation than the snapshot's (a
+/// stale snapshot) are skipped; so are Ingresses while no address is known.
 pub fn desired(
-    translation: &Translation,
+    statuses: &Statuses,
     snapshot: &Snapshot,
     addresses: &[String],
     controller: &str,
     now: &Time,
 ) -> Vec<StatusUpdate> {
-    let statuses = &translation.statuses;
     let mut out = Vec::new();
     if !addresses.is_empty() {
         let lb: Vec<IngressLoadBalancerIngress> = addresses.iter().map(|a| address(a)).collect();
@@ -219,10 +218,10 @@ impl StatusWriter {
         Ok(service_addresses(&svc))
     }
 
-    /// Brings every status `translation` calls for in line; returns one problem per write the API
-    /// server refused (conflicts are not problems: the next round retries them), or `None` when
-    /// this round writes nothing (not the leader, `--update-status=false`, another round running).
-    pub async fn write(&self, translation: &Translation, snapshot: &Snapshot) -> Option<Vec<Problem>> {
+    /// Brings every status of a translation in line; returns one problem per write the API server
+    /// refused (conflicts are not problems: the next round retries them), or `None` when this
+    /// round writes nothing (not the leader, `--update-status=false`, another round running).
+    pub async fn write(&self, statuses: &Statuses, snapshot: &Snapshot) -> Option<Vec<Problem>> {
         if !self.settings.update_status || !self.leadership.is_leader() {
             return None;
         }
@@ -236,7 +235,9 @@ impl StatusWriter {
         };
         let controller = self.settings.gateway_controller_name.as_str();
         let mut failures = Vec::new();
-        for u in desired(translation, snapshot, &addresses, controller, &now()) {
+        let updates = desired(statuses, snapshot, &addresses, controller, &now());
+        written.retain(|object, _| updates.iter().any(|u| u.object == *object));
+        for u in updates {
             if !u.changed {
                 continue;
             }
@@ -307,9 +308,10 @@ impl Reporter for StatusReporter {
     fn synced(&self, translation: &Translation, snapshot: &Snapshot) {
         self.inner.synced(translation, snapshot);
         let (inner, writer, reported) = (self.inner.clone(), self.writer.clone(), self.reported.clone());
-        let (translation, snapshot) = (translation.clone(), snapshot.clone());
+        // The statuses only: the config can be large, and the snapshot is shared pointers.
+        let (statuses, snapshot) = (translation.statuses.clone(), snapshot.clone());
         tokio::spawn(async move {
-            let Some(failures) = writer.write(&translation, &snapshot).await else { return };
+            let Some(failures) = writer.write(&statuses, &snapshot).await else { return };
             let new: Vec<Problem> = {
                 let mut seen = reported.lock().unwrap_or_else(|e| e.into_inner());
                 let new = failures.iter().filter(|p| !seen.contains(*p)).cloned().collect();

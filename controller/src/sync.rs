@@ -10,6 +10,9 @@
 //!   twice: while the full translation keeps the hash that failed, the fallback is used directly,
 //!   and a rejected config that maps to no object is not retried until something changes (a
 //!   restarted proxy meanwhile gets the last config it accepted).
+//! - Statuses: every round that ends with the proxy running our config calls
+//!   [`Reporter::synced`] with the translation of that config (the fallback one after a rejected
+//!   push): the one trigger of status writes.
 //! - The caller starts the loop only when every source has synced: nothing is pushed before that.
 
 use std::collections::{HashMap, HashSet};

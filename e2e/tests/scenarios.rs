@@ -568,7 +568,7 @@ async fn statuses_are_stored_as_written() {
             let snapshot = watches.stores.snapshot();
             let t = translate(&snapshot, &settings);
             let updates = desired(
-                &t,
+                &t.statuses,
                 &snapshot,
                 &["192.0.2.10".to_string()],
                 &settings.gateway_controller_name,
