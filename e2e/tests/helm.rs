@@ -209,3 +209,31 @@ async fn helm_install_then_the_controller_serves_a_route() {
         .await;
     assert_eq!(reply, r#"{"reply":"hello helm"}"#);
 }
+
+/// The webhook on (the default): `helm upgrade` keeps the certificate the install generated (Helm's
+/// `lookup`), so the API server's caBundle and the controller's mounted Secret never disagree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_upgrade_keeps_the_generated_webhook_certificate() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start().await.unwrap_or_else(|e| panic!("starting the control plane: {e}"));
+    let kubectl = Kubectl::new(cp.kubeconfig(), dir.path()).expect("kubectl");
+    let kc = cp.kubeconfig().display().to_string();
+    let chart = chart();
+    let install = ["install", "sluice", &chart, "-n", "sluice", "--create-namespace", "--kubeconfig", &kc];
+    helm(home.path(), &install).await;
+    let secret = |k: Kubectl| async move {
+        let out = k.ok(&["get", "secret", "sluice-admission-webhook", "-n", "sluice", "-o", "json"]).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (v["data"]["tls.crt"].clone(), v["data"]["ca.crt"].clone())
+    };
+    let before = secret(kubectl.clone()).await;
+    assert!(before.0.is_string() && before.1.is_string(), "{before:?}");
+    let upgrade = ["upgrade", "sluice", &chart, "-n", "sluice", "--kubeconfig", &kc, "--set", "replicas=2"];
+    helm(home.path(), &upgrade).await;
+    assert_eq!(secret(kubectl.clone()).await, before, "the upgrade reused the generated certificate");
+    let hooks = kubectl.ok(&["get", "validatingwebhookconfiguration", "sluice", "-o", "json"]).await.unwrap();
+    let hooks: serde_json::Value = serde_json::from_str(&hooks).unwrap();
+    assert_eq!(hooks["webhooks"][0]["clientConfig"]["caBundle"], before.1);
+    assert_eq!(hooks["webhooks"][0]["failurePolicy"], "Ignore");
+}

@@ -257,7 +257,7 @@ spec:
 }
 
 /// The manifests' webhook add-on is accepted by the real API server as documented: the Deployment
-/// patch, then the Service and the ValidatingWebhookConfiguration (server-side dry run).
+/// patch, then the Service and the ValidatingWebhookConfiguration with the CA filled in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_manifests_apply_as_documented() {
     let dir = tempfile::tempdir().unwrap();
@@ -282,6 +282,16 @@ async fn webhook_manifests_apply_as_documented() {
     let mounts = controller["volumeMounts"].as_array().unwrap();
     let cert_dir = std::path::Path::new(controller::settings::DEFAULT_WEBHOOK_CERT).parent().unwrap();
     assert!(mounts.iter().any(|m| m["mountPath"] == cert_dir.to_str().unwrap()), "{mounts:?}");
-    let webhook = root.join("manifests/webhook").display().to_string();
-    kubectl.ok(&["apply", "--dry-run=server", "-f", &webhook]).await.unwrap_or_else(|e| panic!("{e}"));
+    // As manifests/README.md: the CA put into `caBundle: ""` with sed, then applied.
+    let file = std::fs::read_to_string(root.join("manifests/webhook/50-admission-webhook.yaml")).unwrap();
+    assert_eq!(file.matches("caBundle: \"\"").count(), 1, "the README's sed expects one empty caBundle");
+    let (ca_pem, _, _) = pki(dir.path());
+    let base64 = serde_json::to_value(ByteString(ca_pem.clone().into_bytes())).unwrap();
+    let filled = file.replace("caBundle: \"\"", &format!("caBundle: {}", base64.as_str().unwrap()));
+    kubectl.apply(&filled, &[]).await.unwrap_or_else(|e| panic!("{e}"));
+    let out = kubectl.ok(&["get", "validatingwebhookconfiguration", "sluice", "-o", "json"]).await.unwrap();
+    let config: ValidatingWebhookConfiguration = serde_json::from_str(&out).unwrap();
+    let hook = &config.webhooks.unwrap()[0];
+    assert_eq!(hook.client_config.ca_bundle, Some(ByteString(ca_pem.into_bytes())));
+    assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));
 }

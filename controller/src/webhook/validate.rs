@@ -291,6 +291,70 @@ mod tests {
         assert!(check(&deleting, &Inputs::default(), &all).is_empty());
     }
 
+    /// The webhook and translation judge the same objects the same way: the same fields at fault
+    /// (and for annotations, the same words), because they run the same code.
+    #[test]
+    fn webhook_and_translation_report_the_same_fields() {
+        const WORLD: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default, annotations: {konghq.com/read-timeout: "-1", konghq.com/protocols: grpc}}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+  annotations: {konghq.com/strip-path: maybe, konghq.com/methods: "G3T", konghq.com/plugins: broken}
+spec:
+  ingressClassName: kong
+  rules:
+  - http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: configuration.konghq.com/v1
+kind: KongPlugin
+metadata: {name: broken, namespace: default}
+plugin: request-transformer
+config: {add: {headers: ["x:1"]}, nope: 1}
+protocols: [tcp]
+"#;
+        let mut loaded = crate::files::Loaded::default();
+        crate::files::parse_documents(WORLD, "world", &mut loaded);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let settings = Settings::default();
+        let translated = crate::translate::translate(&loaded.snapshot, &settings).problems;
+        for doc in WORLD.split("\n---\n") {
+            let value: serde_json::Value = serde_yaml_ng::from_str(doc).unwrap();
+            let (api_version, kind) = (value["apiVersion"].as_str().unwrap(), value["kind"].as_str().unwrap());
+            let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("").to_string();
+            let kind = kind.to_string();
+            let reviewed = Reviewed::parse(&group, &kind, value).unwrap();
+            let admitted = check(&reviewed, &Inputs::default(), &settings);
+            assert!(!admitted.is_empty(), "{kind}: the webhook finds nothing");
+            for p in &admitted {
+                let same = translated.iter().find(|t| t.object.kind == p.object.kind && t.field == p.field);
+                let t = same.unwrap_or_else(|| panic!("translation does not report {p}: {translated:#?}"));
+                if p.field.starts_with("metadata.annotations.") {
+                    assert_eq!(t.message, p.message);
+                }
+            }
+            let fields = |list: &[Problem]| {
+                list.iter()
+                    .filter(|t| t.object.kind == kind && !t.field.is_empty())
+                    .map(|t| t.field.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+            };
+            // Translation also reports what depends on other objects on the referrer (the
+            // Ingress's plugins annotation naming the broken plugin): the webhook leaves that out.
+            let mut expected = fields(&translated);
+            expected.remove("metadata.annotations.konghq.com/plugins");
+            assert_eq!(fields(&admitted), expected, "{kind}");
+        }
+    }
+
     #[test]
     fn other_kinds_are_not_ours() {
         assert!(matches!(Reviewed::parse("apps", "Deployment", json!({})), Err(ValidateError::UnknownKind { .. })));
