@@ -15,6 +15,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -153,6 +154,14 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     let proxy = start_proxy(&bin_dir, &dir, &listen.join(", ")).await?;
     let controller = start_controller(&bin_dir, &dir, &controller_kubeconfig, &address.to_string())?;
     println!("sluice-conformance: Gateway address {address}, logs in {}", dir.display());
+    // The suite reads the supported features from the GatewayClass status, which the controller
+    // writes together with Accepted: wait for it, or the suite finds none and stops.
+    kubectl
+        .clone()
+        .with_timeout(Duration::from_secs(130))
+        .ok(&["wait", "--for=condition=Accepted", &format!("gatewayclass/{GATEWAY_CLASS}"), "--timeout=120s"])
+        .await
+        .context("waiting for the GatewayClass to be Accepted (see controller.log)")?;
 
     let images = Images {
         map: vec![
