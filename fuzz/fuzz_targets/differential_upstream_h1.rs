@@ -6,6 +6,8 @@
 //!
 //! - `101 Switching Protocols` that nobody asked for (sluice never asks for an upgrade);
 //! - a control byte inside a chunk extension (hyper skips extension bytes up to CR);
+//! - a bare LF in the trailer section (hyper reads it as a byte of the trailer line, httparse as
+//!   a line end: the two would end the body at different bytes, so sluice ends none);
 //! - an invalid `content-length` on a response that has no body (to HEAD, or 204/304): hyper
 //!   ignores it, sluice does not pass an invalid length on (502).
 //! - an invalid `content-length` next to `transfer-encoding`: hyper lets transfer-encoding
@@ -77,7 +79,13 @@ fn hyper_reads(wire: &[u8], method: Method) -> Option<(u16, Vec<u8>)> {
 
 fn intended(e: &H1Error, method: &Method, their_status: u16, wire: &[u8]) -> bool {
     let bodiless = *method == Method::HEAD || their_status == 204 || their_status == 304;
-    matches!(e, H1Error::Upgrade | H1Error::Wire(WireError::Chunked("invalid byte in a chunk extension")))
+    matches!(
+        e,
+        H1Error::Upgrade
+            | H1Error::Wire(WireError::Chunked(
+                "invalid byte in a chunk extension" | "bare LF in the trailer section"
+            ))
+    )
         || ((bodiless || has_transfer_encoding(wire)) && matches!(e, H1Error::Wire(WireError::ContentLength)))
 }
 
