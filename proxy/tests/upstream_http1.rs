@@ -286,6 +286,7 @@ async fn invalid_upstream_responses_are_502_and_a_short_body_is_cut() {
             // Transfer-encoding would override it, but an invalid length is refused, not ignored.
             "/te-bad-length" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5x\r\n\r\n0\r\n\r\n",
             "/te-on-1.0" => b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "/trailer-lf" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nt: x\n\r\n",
             "/short" => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
             _ => OK_HELLO,
         };
@@ -299,7 +300,7 @@ async fn invalid_upstream_responses_are_502_and_a_short_body_is_cut() {
     }
     // Invalid chunk framing and an upstream closing inside the body come after the status: the
     // client's response is cut off (no head at all, or a body that fails), never complete.
-    for path in ["/chunks", "/short"] {
+    for path in ["/chunks", "/trailer-lf", "/short"] {
         let mut c = Client::connect(p.addr(0)).await;
         if let Ok((status, _, body)) = c.try_request("GET", path, b"").await {
             assert_eq!(status, 200, "{path}");
