@@ -3,8 +3,9 @@
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Each target starts from
 # fuzz/corpus/<target> (committed, minimised) and fuzz/seeds/<target> (committed, hand-written);
 # what it finds goes to fuzz/.work/<target> (ignored by git), so a run leaves the tree clean.
-# To refresh a committed corpus after a long run (keep it small, a few hundred KB):
-#   cp fuzz/.work/T/* fuzz/corpus/T/ && (cd fuzz && cargo +nightly fuzz cmin T corpus/T)
+# To refresh a committed corpus after a long run, minimised to the inputs that cover every edge
+# (counters off: a few hundred files, tens of KB, instead of thousands):
+#   cp fuzz/.work/T/* fuzz/corpus/T/ && (cd fuzz && cargo +nightly fuzz cmin T corpus/T -- -use_counters=0)
 # Prints one line per target: executions, seconds, and OK or the crash artifact.
 set -euo pipefail
 secs="${1:-20}"

@@ -283,7 +283,10 @@ async fn invalid_upstream_responses_are_502_and_a_short_body_is_cut() {
             "/chunks" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
             "/upgrade" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n",
             // Found by the differential fuzz target: RFC 9112 §6.1, faulty framing.
+            // Transfer-encoding would override it, but an invalid length is refused, not ignored.
+            "/te-bad-length" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5x\r\n\r\n0\r\n\r\n",
             "/te-on-1.0" => b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "/trailer-lf" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nt: x\n\r\n",
             "/short" => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
             _ => OK_HELLO,
         };
@@ -291,13 +294,13 @@ async fn invalid_upstream_responses_are_502_and_a_short_body_is_cut() {
     })
     .await;
     let p = proxy_to(up.addr).await;
-    for path in ["/garbage", "/lengths", "/upgrade", "/te-on-1.0"] {
+    for path in ["/garbage", "/lengths", "/upgrade", "/te-on-1.0", "/te-bad-length"] {
         let got = h1(p.addr(0), get(path, "up.example")).await;
         assert_eq!(got.status, 502, "{path}: {}", got.body);
     }
     // Invalid chunk framing and an upstream closing inside the body come after the status: the
     // client's response is cut off (no head at all, or a body that fails), never complete.
-    for path in ["/chunks", "/short"] {
+    for path in ["/chunks", "/trailer-lf", "/short"] {
         let mut c = Client::connect(p.addr(0)).await;
         if let Ok((status, _, body)) = c.try_request("GET", path, b"").await {
             assert_eq!(status, 200, "{path}");
