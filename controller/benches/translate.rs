@@ -1,6 +1,6 @@
 //! Translation cost at scale: 5,000 Ingresses, each to its own Service (with a 3-endpoint
 //! EndpointSlice), half of them with TLS-free gRPC annotations. The target is < 500 ms per
-//! translation (issue 5). Run: `cargo bench -p controller --bench translate`.
+//! translation. Run: `cargo bench -p controller --bench translate`.
 
 use std::sync::Arc;
 

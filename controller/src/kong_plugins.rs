@@ -1,5 +1,5 @@
 //! `KongPlugin` (namespaced) and `KongClusterPlugin` (cluster-scoped), KIC's
-//! `configuration.konghq.com/v1` CRDs that configure one Kong plugin each (plugins.md §2.1).
+//! `configuration.konghq.com/v1` CRDs that configure one Kong plugin each.
 //!
 //! Unlike most CRDs they have no `spec`: `plugin`, `config`, `configFrom`, `configPatches`,
 //! `disabled`, `protocols` and `instance_name` sit next to `metadata`. kube's `CustomResource`

@@ -1,7 +1,7 @@
 //! `sluice-controller` as a library: everything but argument parsing lives here so that tests,
 //! benchmarks and the thin binary share one code path.
 //!
-//! The pipeline (DESIGN.md, "The controller"):
+//! The pipeline (ARCHITECTURE.md):
 //! [`watch`] (Kubernetes reflectors) or [`files`] (`--manifests`) fill a [`snapshot::Snapshot`] →
 //! [`translate::translate`] turns it into a Kong declarative config plus per-object problems (pure) →
 //! [`sync`] debounces, pushes through [`push`] to the proxy's admin socket, falls back when the proxy

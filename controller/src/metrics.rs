@@ -1,4 +1,4 @@
-//! The controller's Prometheus metrics, with KIC's names and labels (kic.md §4.2) so existing
+//! The controller's Prometheus metrics, with KIC's names and labels so existing
 //! dashboards keep working: push count/duration/size/last success, broken resources, translation
 //! count/duration. Served as text on `--metrics-bind-address` `/metrics`.
 

@@ -1,5 +1,5 @@
 //! Client of the proxy's admin socket: HTTP/1.1 over a unix socket (hyper + tokio `UnixStream`),
-//! Kong's DB-less admin semantics (DESIGN.md "Admin socket"):
+//! Kong's DB-less admin semantics (ARCHITECTURE.md, the admin socket):
 //! - `POST /config?check_hash=1` → 201 `{"configuration_hash": ...}`, 304 when the proxy already
 //!   runs that hash, 400 with Kong's `flattened_errors` when it rejects entities;
 //! - `GET /status` → `{"configuration_hash": ...}` (32 zeros when the proxy has no config).

@@ -1,5 +1,5 @@
 //! Test support: a fake proxy admin socket (hyper on a tempdir unix socket) that answers like
-//! sluice-proxy (DESIGN.md "Admin socket") and records what it was sent.
+//! sluice-proxy's admin socket and records what it was sent.
 
 #![allow(dead_code)]
 
