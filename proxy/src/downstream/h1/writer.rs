@@ -87,7 +87,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     }
                     match &mut w.framing {
                         ResponseFraming::Length(left) => {
-                            *left = left.checked_sub(data.len() as u64).ok_or(H1ServerError::ResponseTooLong)?;
+                            // Not `ok_or(error)?`: an eager error is dropped on every frame.
+                            let Some(rest) = left.checked_sub(data.len() as u64) else {
+                                return Poll::Ready(Err(H1ServerError::ResponseTooLong));
+                            };
+                            *left = rest;
                             self.queue(data, b"");
                         }
                         ResponseFraming::Chunked => {
