@@ -292,6 +292,9 @@ pub fn respond(
         (!route.plugins.body_filter().is_empty() || !route.plugins.log().is_empty()).then(|| route.plugins.clone());
     let limits = Limits { deadline, idle: svc.read_timeout, head_at: sent.head_at };
     let mut body = UpstreamBody::new(body, grpc, limits, d, sent.guard, plugins);
+    if route.plugins.is_empty() {
+        return Ok(http::Response::from_parts(head, ProxyBody::Upstream(Box::pin(body))));
+    }
     body.size_limit = ctx.plugins.size_limit.take();
     let body = match ctx.plugins.json_body.take() {
         // response-transformer edits this JSON body: collected, then edited at its end (a body

@@ -67,17 +67,22 @@ pub fn upstream_request(
     };
 
     let h2_upstream = svc.transport.h2;
+    // Built from its parts, not with `Uri::builder()`, whose `map` steps cost ~120 instructions
+    // per request when not inlined (bench/callgrind.sh).
     let uri = if h2_upstream {
         headers.remove(header::HOST);
         let scheme = if svc.transport.tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
         let authority =
             FORWARDED_VALUES.with(|c| c.borrow_mut().authority(&authority)).ok_or(ProxyError::BadRequest)?;
-        Uri::builder().scheme(scheme).authority(authority).path_and_query(path_and_query).build()
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(scheme);
+        uri.authority = Some(authority);
+        uri.path_and_query = Some(path_and_query);
+        Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest)?
     } else {
         headers.insert(header::HOST, authority);
-        Uri::builder().path_and_query(path_and_query).build()
-    }
-    .map_err(|_| ProxyError::BadRequest)?;
+        Uri::from(path_and_query)
+    };
 
     let (body, counter) = RequestBody::new(body);
     if let (Some(d), Some(counter)) = (done.as_mut(), counter) {

@@ -102,26 +102,27 @@ pub struct UpstreamEdit {
     body: Option<BodyEdit>,
 }
 
-/// Applies `edit` to the upstream request: path, host, then the body (collected, bounded).
-pub async fn finish(req: Request<RequestBody>, edit: UpstreamEdit) -> Result<Request<RequestBody>, ProxyError> {
+/// Applies `edit` to the upstream request, in place: path, host, then the body (collected,
+/// bounded).
+pub async fn finish(req: &mut Request<RequestBody>, edit: UpstreamEdit) -> Result<(), ProxyError> {
     let refuse = |e: TransformError| ProxyError::Plugin(Box::new(reply(&e)));
-    let (mut parts, body) = req.into_parts();
     if let Some(path) = &edit.path {
-        let query = parts.uri.query().map(str::to_string);
-        rebuild(&mut parts, path, query.as_deref(), path).map_err(refuse)?;
+        let query = req.uri().query().map(str::to_string);
+        set_uri_path(req.uri_mut(), path, query.as_deref()).map_err(refuse)?;
     }
     if let Some(host) = edit.host {
-        if parts.version == Version::HTTP_2 {
-            let authority = Authority::try_from(host.as_bytes())
-                .map_err(|_| refuse(TransformError::HeaderValue(HOST.to_string())))?;
-            let mut up = std::mem::take(&mut parts.uri).into_parts();
+        if req.version() == Version::HTTP_2 {
+            let bad_host = || refuse(TransformError::HeaderValue(HOST.to_string()));
+            let authority = Authority::try_from(host.as_bytes()).map_err(|_| bad_host())?;
+            let mut up = std::mem::take(req.uri_mut()).into_parts();
             up.authority = Some(authority);
-            parts.uri = Uri::from_parts(up).map_err(|_| refuse(TransformError::HeaderValue(HOST.to_string())))?;
+            *req.uri_mut() = Uri::from_parts(up).map_err(|_| bad_host())?;
         } else {
-            parts.headers.insert(HOST, host);
+            req.headers_mut().insert(HOST, host);
         }
     }
-    let Some(body_edit) = edit.body else { return Ok(Request::from_parts(parts, body)) };
+    let Some(body_edit) = edit.body else { return Ok(()) };
+    let (mut parts, body) = std::mem::replace(req, Request::new(RequestBody::new(ClientBody::Empty).0)).into_parts();
     let bytes = match Limited::new(body, BODY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(refuse(TransformError::TooLarge)),
@@ -129,10 +130,10 @@ pub async fn finish(req: Request<RequestBody>, edit: UpstreamEdit) -> Result<Req
     };
     let edited = body_edit.apply(&mut parts, bytes).map_err(refuse)?;
     let body = ClientBody::Filtered(Box::pin(Full::new(edited).map_err(|never| match never {})));
-    Ok(Request::from_parts(parts, RequestBody::new(body).0))
+    *req = Request::from_parts(parts, RequestBody::new(body).0);
+    Ok(())
 }
 
-/// A config the schema check let through but the proxy cannot build (names the entry).
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BuildError {
     #[error("invalid entry '{0}': expected 'name:value'")]
@@ -784,14 +785,23 @@ fn escape_path(p: &str) -> String {
 }
 
 fn rebuild(parts: &mut Parts, path: &str, query: Option<&str>, shown: &str) -> Result<(), TransformError> {
+    rebuild_uri(&mut parts.uri, path, query, shown)
+}
+
+/// `uri` with `path` (already escaped) and `query`, scheme and authority kept.
+fn set_uri_path(uri: &mut Uri, path: &str, query: Option<&str>) -> Result<(), TransformError> {
+    rebuild_uri(uri, path, query, path)
+}
+
+fn rebuild_uri(uri: &mut Uri, path: &str, query: Option<&str>, shown: &str) -> Result<(), TransformError> {
     let pq = match query {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.to_string(),
     };
     let pq: PathAndQuery = pq.parse().map_err(|_| TransformError::Path(shown.to_string()))?;
-    let mut up = std::mem::take(&mut parts.uri).into_parts();
+    let mut up = std::mem::take(uri).into_parts();
     up.path_and_query = Some(pq);
-    parts.uri = Uri::from_parts(up).map_err(|_| TransformError::Path(shown.to_string()))?;
+    *uri = Uri::from_parts(up).map_err(|_| TransformError::Path(shown.to_string()))?;
     Ok(())
 }
 
