@@ -83,14 +83,17 @@ pub async fn serve(
     }
     let mut ctx = Ctx { done: Some(done), route: None, plugins: RequestState::default() };
     // The balancer phase is awaited here, not in a helper `async fn`: its future (which holds the
-    // send futures) would be moved once more per request (bench/callgrind.sh).
+    // send futures) would be moved once more per request (bench/callgrind.sh). It runs the
+    // response phases itself (`after_balancer`), so the upstream response never travels through
+    // its output, and it takes the request from `p.request` rather than by value.
     let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx) {
-        Ok(p) => match balancer::balance_and_send(p.request, p.service, &conn, &shared.pool, p.deadline).await {
-            Ok((response, sent)) => {
-                after_balancer(response, sent, p.route, p.service, grpc && h2, p.deadline, &mut ctx)
-            }
-            Err(err) => Err(err),
-        },
+        Ok(mut p) => {
+            let (route, service, deadline, ctx) = (p.route, p.service, p.deadline, &mut ctx);
+            balancer::balance_and_send(&mut p.request, service, &conn, &shared.pool, deadline, |response, sent| {
+                after_balancer(response, sent, route, service, grpc && h2, deadline, ctx)
+            })
+            .await
+        }
         Err(err) => Err(err),
     };
     match result {
@@ -119,7 +122,9 @@ fn protocol_label(grpc: bool, tls: bool, h2: bool) -> &'static str {
 
 /// What the phases before the balancer leave for it.
 struct Prepared<'a> {
-    request: Request<RequestBody>,
+    /// The upstream request, in the slot the balancer phase takes it from (see
+    /// [`balancer::balance_and_send`]).
+    request: Option<Request<RequestBody>>,
     route: &'a RouteRt,
     service: &'a ServiceRt,
     deadline: Option<Instant>,
@@ -142,12 +147,13 @@ fn before_balancer<'a>(
     let routed = route::route(&parts, conn, rt, grpc, h2, &mut ctx.done)?;
     let route = &rt.routes[routed.route];
     access::access(route, routed.route, &mut parts, conn, &shared.trusted, grpc, ctx)?;
-    let service = &rt.services[route.service.ok_or(ProxyError::NoService)?];
+    // `let else`, not `ok_or(error)?`: an error built eagerly is dropped on every request.
+    let Some(service) = route.service.map(|i| &rt.services[i]) else { return Err(ProxyError::NoService) };
     // The deadline of a gRPC call starts when the proxy receives it.
     let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };
     let request =
         upstream_request::upstream_request(parts, body, route, service, &routed, conn, &shared.trusted, &mut ctx.done)?;
-    Ok(Prepared { request, route, service, deadline })
+    Ok(Prepared { request: Some(request), route, service, deadline })
 }
 
 /// header_filter → body_filter (which ends in log).

@@ -449,7 +449,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     }
                     match &mut w.framing {
                         Out::Length(left) => {
-                            *left = left.checked_sub(data.len() as u64).ok_or(H1ServerError::ResponseTooLong)?;
+                            // Not `ok_or(error)?`: an eager error is dropped on every frame.
+                            let Some(rest) = left.checked_sub(data.len() as u64) else {
+                                return Poll::Ready(Err(H1ServerError::ResponseTooLong));
+                            };
+                            *left = rest;
                             self.queue(data, b"");
                         }
                         Out::Chunked => {
@@ -612,8 +616,13 @@ pub fn parse_request(
         (len, method, target, req.version == Some(1), req.headers.len())
     };
     let raw = buf.split_to(len).freeze();
-    let method = method.and_then(|m| Method::from_bytes(&raw[m]).ok()).ok_or(H1ServerError::Method)?;
-    let uri = target.and_then(|t| Uri::from_maybe_shared(raw.slice(t)).ok()).ok_or(H1ServerError::Target)?;
+    // `let else`, not `ok_or(error)?`: an error built eagerly is dropped on every good request.
+    let Some(method) = method.and_then(|m| Method::from_bytes(&raw[m]).ok()) else {
+        return Err(H1ServerError::Method);
+    };
+    let Some(uri) = target.and_then(|t| Uri::from_maybe_shared(raw.slice(t)).ok()) else {
+        return Err(H1ServerError::Target);
+    };
     // Room for the X-Forwarded-* and X-Real-IP fields the proxy adds: the map never grows.
     let mut headers = std::mem::take(spare);
     headers.clear();
@@ -706,6 +715,14 @@ pub fn valid_host(v: &[u8]) -> bool {
         },
     };
     let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit));
+    // Nearly every Host is a name or an IPv4 address without percent-encodings: one table pass
+    // (cheaper per byte than the loop below, which every HTTP/1.1 request would otherwise run).
+    let host_ok = host.iter().all(|&b| REG_NAME[b as usize]) || valid_reg_name(host);
+    host_ok && !v.is_empty() && port_ok && (v[0] == b'[' || !host.is_empty())
+}
+
+/// Whether `host` is a reg-name / IPv4 address: [`REG_NAME`] bytes and `%XX` percent-encodings.
+fn valid_reg_name(host: &[u8]) -> bool {
     let mut i = 0;
     while i < host.len() {
         match host[i] {
@@ -714,7 +731,7 @@ pub fn valid_host(v: &[u8]) -> bool {
             _ => return false,
         }
     }
-    !v.is_empty() && port_ok && (v[0] == b'[' || !host.is_empty())
+    true
 }
 
 /// The bytes of a reg-name besides percent-encodings: unreserved and sub-delims (RFC 3986 §3.2.2),

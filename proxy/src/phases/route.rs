@@ -32,17 +32,16 @@ pub fn route(
 ) -> Result<Routed, ProxyError> {
     let host = host_of(&parts.uri, &parts.headers);
     let path = parts.uri.path();
-    let m = rt
-        .router
-        .find(&RouteRequest {
-            host,
-            path,
-            method: parts.method.as_str(),
-            headers: &parts.headers,
-            sni: conn.sni.as_deref(),
-            grpc,
-        })
-        .ok_or(ProxyError::NoRoute)?;
+    let found = rt.router.find(&RouteRequest {
+        host,
+        path,
+        method: parts.method.as_str(),
+        headers: &parts.headers,
+        sni: conn.sni.as_deref(),
+        grpc,
+    });
+    // `let else`, not `ok_or(error)?`: an error built eagerly is dropped on every routed request.
+    let Some(m) = found else { return Err(ProxyError::NoRoute) };
     let route = &rt.routes[m.route];
     if let Some(d) = done.as_mut() {
         d.set_route(route.metrics.clone());
