@@ -82,14 +82,17 @@ pub async fn serve(
         });
     }
     let mut ctx = Ctx { done: Some(done), route: None, plugins: RequestState::default() };
+    // The upstream request is written into this slot, and the balancer phase takes it from there:
+    // moved through return values and arguments instead, it would cost a memcpy per hop.
+    let mut upstream = None;
     // The balancer phase is awaited here, not in a helper `async fn`: its future (which holds the
     // send futures) would be moved once more per request (bench/callgrind.sh). It runs the
     // response phases itself (`after_balancer`), so the upstream response never travels through
-    // its output, and it takes the request from `p.request` rather than by value.
-    let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx) {
-        Ok(mut p) => {
-            let (route, service, deadline, ctx) = (p.route, p.service, p.deadline, &mut ctx);
-            balancer::balance_and_send(&mut p.request, service, &conn, &shared.pool, deadline, |response, sent| {
+    // its output.
+    let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx, &mut upstream) {
+        Ok(Prepared { route, service, deadline }) => {
+            let ctx = &mut ctx;
+            balancer::balance_and_send(&mut upstream, service, &conn, &shared.pool, deadline, |response, sent| {
                 after_balancer(response, sent, route, service, grpc && h2, deadline, ctx)
             })
             .await
@@ -120,17 +123,14 @@ fn protocol_label(grpc: bool, tls: bool, h2: bool) -> &'static str {
     }
 }
 
-/// What the phases before the balancer leave for it.
+/// What the phases before the balancer leave for it, besides the upstream request.
 struct Prepared<'a> {
-    /// The upstream request, in the slot the balancer phase takes it from (see
-    /// [`balancer::balance_and_send`]).
-    request: Option<Request<RequestBody>>,
     route: &'a RouteRt,
     service: &'a ServiceRt,
     deadline: Option<Instant>,
 }
 
-/// route → access → upstream_request.
+/// route → access → upstream_request, which leaves the upstream request in `upstream`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn before_balancer<'a>(
@@ -142,6 +142,7 @@ fn before_balancer<'a>(
     h2: bool,
     start: Instant,
     ctx: &mut Ctx,
+    upstream: &mut Option<Request<RequestBody>>,
 ) -> Result<Prepared<'a>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let routed = route::route(&parts, conn, rt, grpc, h2, &mut ctx.done)?;
@@ -151,9 +152,17 @@ fn before_balancer<'a>(
     let Some(service) = route.service.map(|i| &rt.services[i]) else { return Err(ProxyError::NoService) };
     // The deadline of a gRPC call starts when the proxy receives it.
     let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };
-    let request =
-        upstream_request::upstream_request(parts, body, route, service, &routed, conn, &shared.trusted, &mut ctx.done)?;
-    Ok(Prepared { request: Some(request), route, service, deadline })
+    *upstream = Some(upstream_request::upstream_request(
+        parts,
+        body,
+        route,
+        service,
+        &routed,
+        conn,
+        &shared.trusted,
+        &mut ctx.done,
+    )?);
+    Ok(Prepared { route, service, deadline })
 }
 
 /// header_filter → body_filter (which ends in log).
