@@ -700,21 +700,26 @@ pub fn parse_request(
 /// sub-delim characters, then an optional all-digit port. An empty value is refused too, as nginx
 /// does: sluice routes and forwards by it.
 pub fn valid_host(v: &[u8]) -> bool {
-    let (host, port) = match v.strip_prefix(b"[") {
+    let (host, port_ok) = match v.strip_prefix(b"[") {
         Some(rest) => {
             let Some(end) = rest.iter().position(|&b| b == b']') else { return false };
             let literal = std::str::from_utf8(&rest[..end]).ok();
             if literal.and_then(|l| l.parse::<std::net::Ipv6Addr>().ok()).is_none() {
                 return false;
             }
-            (&b""[..], &rest[end + 1..])
+            let port = &rest[end + 1..];
+            (&b""[..], port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit)))
         }
-        None => match v.iter().rposition(|&b| b == b':') {
-            Some(i) => (&v[..i], &v[i..]),
-            None => (v, &b""[..]),
-        },
+        // The port is the run of digits at the end, after a ':' (one scan from the end). Any other
+        // ':' stays in the host, which it fails.
+        None => {
+            let digits = v.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+            match v.len().checked_sub(digits + 1) {
+                Some(colon) if v[colon] == b':' => (&v[..colon], true),
+                _ => (v, true),
+            }
+        }
     };
-    let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit));
     // Nearly every Host is a name or an IPv4 address without percent-encodings: one table pass
     // (cheaper per byte than the loop below, which every HTTP/1.1 request would otherwise run).
     let host_ok = host.iter().all(|&b| REG_NAME[b as usize]) || valid_reg_name(host);
@@ -1110,6 +1115,39 @@ mod tests {
         let small = written(Out::Chunked, ProxyBody::full(&b"hello"[..])).await;
         assert_eq!(small, b"5\r\nhello\r\n0\r\n\r\n");
         assert!(written(Out::Length(big.len() as u64), ProxyBody::full(big.clone())).await == big, "length");
+    }
+
+    #[test]
+    fn hosts_are_a_uri_host_and_an_optional_port() {
+        for ok in [
+            "h",
+            "example.com:8000",
+            "127.0.0.1:18095",
+            "a%2Fb",
+            "[::1]",
+            "[::1]:80",
+            "host:",
+            "1234",
+            "a-b.c~!$&'()*+,;=",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "a:b:80",
+            "a:b1",
+            "example.com:abc",
+            "exa mple.com",
+            "a/b@evil",
+            "[::1",
+            "[zz]",
+            "[::1]x",
+            "%2",
+            "%zz",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]
