@@ -85,24 +85,34 @@ pub async fn serve(
         });
     }
     let mut ctx = Ctx { done: Some(done), route: None, plugins: RequestState::default() };
+    // The upstream request is written into this slot, and the balancer phase takes it from there:
+    // moved through return values and arguments instead, it would cost a memcpy per hop.
+    let mut upstream = None;
     // The balancer phase is awaited here, not in a helper `async fn`: its future (which holds the
-    // send futures) would be moved once more per request (bench/callgrind.sh).
-    let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx) {
-        Ok(mut p) => {
-            // request-transformer's edits of the built upstream request (path, host, body);
-            // edited in place: moving `p` once more costs every request a copy (bench/callgrind.sh).
-            let edited = match ctx.plugins.upstream_edit.take() {
-                None => Ok(()),
-                Some(edit) => Box::pin(request_transformer::finish(&mut p.request, *edit)).await,
+    // send futures) would be moved once more per request (bench/callgrind.sh). It runs the
+    // response phases itself (`after_balancer`), so the upstream response never travels through
+    // its output.
+    let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx, &mut upstream) {
+        Ok(Prepared { route, service, deadline }) => {
+            // request-transformer's edits of the built upstream request (path, host, body), in
+            // place in the slot.
+            let edited = match (ctx.plugins.upstream_edit.take(), upstream.as_mut()) {
+                (Some(edit), Some(request)) => Box::pin(request_transformer::finish(request, *edit)).await,
+                _ => Ok(()),
             };
             match edited {
-                Ok(()) => match balancer::balance_and_send(p.request, p.service, &conn, &shared.pool, p.deadline).await
-                {
-                    Ok((response, sent)) => {
-                        after_balancer(response, sent, p.route, p.service, grpc && h2, p.deadline, &mut ctx)
-                    }
-                    Err(err) => Err(err),
-                },
+                Ok(()) => {
+                    let ctx = &mut ctx;
+                    balancer::balance_and_send(
+                        &mut upstream,
+                        service,
+                        &conn,
+                        &shared.pool,
+                        deadline,
+                        |response, sent| after_balancer(response, sent, route, service, grpc && h2, deadline, ctx),
+                    )
+                    .await
+                }
                 Err(err) => Err(err),
             }
         }
@@ -138,15 +148,14 @@ fn protocol_label(grpc: bool, tls: bool, h2: bool) -> &'static str {
     }
 }
 
-/// What the phases before the balancer leave for it.
+/// What the phases before the balancer leave for it, besides the upstream request.
 struct Prepared<'a> {
-    request: Request<RequestBody>,
     route: &'a RouteRt,
     service: &'a ServiceRt,
     deadline: Option<Instant>,
 }
 
-/// route → access → upstream_request.
+/// route → access → upstream_request, which leaves the upstream request in `upstream`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn before_balancer<'a>(
@@ -158,6 +167,7 @@ fn before_balancer<'a>(
     h2: bool,
     start: Instant,
     ctx: &mut Ctx,
+    upstream: &mut Option<Request<RequestBody>>,
 ) -> Result<Prepared<'a>, ProxyError> {
     let (mut parts, mut body) = req.into_parts();
     let routed = route::route(&parts, conn, rt, grpc, h2, &mut ctx.done)?;
@@ -166,12 +176,21 @@ fn before_balancer<'a>(
     if !route.plugins.request_body().is_empty() {
         body = access::request_body(route, &parts, body, ctx);
     }
-    let service = &rt.services[route.service.ok_or(ProxyError::NoService)?];
+    // `let else`, not `ok_or(error)?`: an error built eagerly is dropped on every request.
+    let Some(service) = route.service.map(|i| &rt.services[i]) else { return Err(ProxyError::NoService) };
     // The deadline of a gRPC call starts when the proxy receives it.
     let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };
-    let request =
-        upstream_request::upstream_request(parts, body, route, service, &routed, conn, &shared.trusted, &mut ctx.done)?;
-    Ok(Prepared { request, route, service, deadline })
+    *upstream = Some(upstream_request::upstream_request(
+        parts,
+        body,
+        route,
+        service,
+        &routed,
+        conn,
+        &shared.trusted,
+        &mut ctx.done,
+    )?);
+    Ok(Prepared { route, service, deadline })
 }
 
 /// header_filter → body_filter (which ends in log).

@@ -119,6 +119,12 @@ impl Completion {
     }
     /// Picks `grpc-status` out of headers (trailers-only) or trailers.
     pub fn observe_trailers(&mut self, headers: &HeaderMap) {
+        // Only where something records it (see `complete`): the metrics for gRPC calls and
+        // unrouted replies, the access log for all. A lookup of this name on every plain HTTP
+        // response is measurable (bench/callgrind.sh).
+        if self.grpc_path.is_none() && self.route.is_some() && self.details.is_none() {
+            return;
+        }
         if let Some(v) = headers.get(&grpc::GRPC_STATUS) {
             if let Some(code) = std::str::from_utf8(v.as_bytes()).ok().and_then(|s| s.parse::<u8>().ok()) {
                 self.grpc_status = Some(code);

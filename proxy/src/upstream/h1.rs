@@ -338,8 +338,14 @@ impl RequestWriter {
         out.put_u8(b' ');
         out.put_slice(parts.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
         out.put_slice(b" HTTP/1.1\r\n");
+        // Noted while the fields are written: a `contains_key` after the loop costs a lookup per request.
+        let mut declared_length = false;
         for (name, value) in &parts.headers {
-            if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            if name == CONTENT_LENGTH {
+                declared_length = true;
+                continue;
+            }
+            if name == TRANSFER_ENCODING {
                 continue;
             }
             put_field(&mut out, name, value);
@@ -347,8 +353,7 @@ impl RequestWriter {
         match encoding {
             // RFC 9110 §8.6: a zero length is said only where a body is expected or was declared.
             Encoding::Length(0)
-                if !(parts.headers.contains_key(CONTENT_LENGTH)
-                    || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)) => {}
+                if !(declared_length || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)) => {}
             Encoding::Length(n) => {
                 let _ = write!(out, "content-length: {n}\r\n");
             }
