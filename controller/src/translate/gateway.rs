@@ -12,15 +12,15 @@
 //! [`settle`] turns `Accepted` off for every route whose entities did not make it into it (rejected
 //! by the proxy, or left out for a problem), and takes it off its listeners' `attachedRoutes`.
 
-pub mod backends;
-pub mod filters;
-pub mod grpcroute;
-pub mod hostnames;
-pub mod httproute;
-pub mod listeners;
-pub mod model;
-pub mod precedence;
-pub mod refs;
+pub(crate) mod backends;
+pub(crate) mod filters;
+pub(crate) mod grpcroute;
+pub(crate) mod hostnames;
+pub(crate) mod httproute;
+pub(crate) mod listeners;
+pub(crate) mod model;
+pub(crate) mod precedence;
+pub(crate) mod refs;
 pub(crate) mod route_settings;
 
 use std::cmp::Reverse;
@@ -44,11 +44,11 @@ use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
 /// The Gateway API group.
-pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+pub(crate) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// KIC's controller name, the default of `--gateway-controller-name`.
-pub const DEFAULT_CONTROLLER_NAME: &str = "konghq.com/kic-gateway-controller";
+pub(crate) const DEFAULT_CONTROLLER_NAME: &str = "konghq.com/kic-gateway-controller";
 /// Tag KIC puts on entities of a named rule.
-pub const TAG_NAMED_RULE: &str = "k8s-named-route-rule:";
+pub(crate) const TAG_NAMED_RULE: &str = "k8s-named-route-rule:";
 
 /// Fills the defaults of a parentRef.
 pub(crate) fn parent_ref(
@@ -134,7 +134,7 @@ pub(crate) struct Routed {
 /// `Accepted` reason of a route whose entities the proxy rejected (the fallback config leaves it out).
 pub const REASON_REJECTED_BY_PROXY: &str = "RejectedByProxy";
 /// `Accepted` reason of a route left out of the config for the problems its message lists.
-pub const REASON_LEFT_OUT: &str = "UnsupportedValue";
+pub(crate) const REASON_LEFT_OUT: &str = "UnsupportedValue";
 /// The problem of a route the proxy rejected.
 const PROBLEM_REJECTED: &str = "rejected by the proxy; left out of the config";
 /// Longest condition message written (the API allows 32768; Events carry the full problems).

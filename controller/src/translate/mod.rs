@@ -19,13 +19,13 @@
 //! can disagree with what is routed.
 
 pub mod annotations;
-pub mod certificates;
-pub mod gateway;
-pub mod ingress;
-pub mod names;
-pub mod plugins;
-pub mod services;
-pub mod upstreams;
+pub(crate) mod certificates;
+pub(crate) mod gateway;
+pub(crate) mod ingress;
+pub(crate) mod names;
+pub(crate) mod plugins;
+pub(crate) mod services;
+pub(crate) mod upstreams;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -37,6 +37,7 @@ use proxy_config::{CaCertificate, Certificate, Config, EntityError, Route, Upstr
 use serde::{Deserialize, Serialize};
 
 use self::gateway::model::{ClassStatus, GatewayStatusModel, GatewayStatuses, RouteStatusModel};
+pub use self::gateway::REASON_REJECTED_BY_PROXY;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
@@ -206,12 +207,12 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub fn problem(&mut self, object: &ObjectRef, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, object: &ObjectRef, field: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(object, field, message));
     }
 
     /// Whether the object was rejected by the proxy (fallback translation).
-    pub fn is_excluded(&self, object: &ObjectRef) -> bool {
+    pub(crate) fn is_excluded(&self, object: &ObjectRef) -> bool {
         !self.excluded.is_empty() && self.excluded.contains(object)
     }
 

@@ -40,7 +40,7 @@ use crate::translate::{annotations, ingress, ObjectRef, Problem};
 
 /// An object under review, typed.
 #[derive(Debug, Clone)]
-pub enum Reviewed {
+pub(super) enum Reviewed {
     KongPlugin(Box<KongPlugin>),
     KongClusterPlugin(Box<KongClusterPlugin>),
     Ingress(Box<Ingress>),
@@ -51,7 +51,7 @@ pub enum Reviewed {
 
 /// An object the webhook cannot read.
 #[derive(Debug, Error)]
-pub enum ValidateError {
+pub(super) enum ValidateError {
     #[error("{group}/{kind} is not validated by sluice")]
     UnknownKind { group: String, kind: String },
     #[error("{kind} {name}: cannot be read: {source}")]
@@ -69,7 +69,7 @@ fn typed<T: DeserializeOwned>(kind: &str, object: serde_json::Value) -> Result<B
 
 impl Reviewed {
     /// Types `object` by its API group and kind.
-    pub fn parse(group: &str, kind: &str, object: serde_json::Value) -> Result<Reviewed, ValidateError> {
+    pub(super) fn parse(group: &str, kind: &str, object: serde_json::Value) -> Result<Reviewed, ValidateError> {
         Ok(match (group, kind) {
             (crate::kong_plugins::GROUP, "KongPlugin") => Reviewed::KongPlugin(typed(kind, object)?),
             (crate::kong_plugins::GROUP, "KongClusterPlugin") => Reviewed::KongClusterPlugin(typed(kind, object)?),
@@ -91,7 +91,7 @@ impl Reviewed {
     }
 
     /// `(namespace, name)` of the Secrets the checks read (`configFrom`, `configPatches`).
-    pub fn secrets(&self) -> Vec<(String, String)> {
+    pub(super) fn secrets(&self) -> Vec<(String, String)> {
         let Some(def) = self.plugin() else { return Vec::new() };
         let refs = def.config_from.iter().map(|(_, r)| r).chain(def.config_patches.iter().map(|(_, _, r)| r));
         let mut out: Vec<(String, String)> = refs.map(|r| (r.namespace.clone(), r.name.clone())).collect();
@@ -113,14 +113,14 @@ impl Reviewed {
     }
 
     /// Whether the checks need to know if our IngressClass is the cluster default.
-    pub fn needs_default_class(&self) -> bool {
+    pub(super) fn needs_default_class(&self) -> bool {
         matches!(self, Reviewed::Ingress(_))
     }
 }
 
 /// What the checks need from the cluster.
 #[derive(Debug, Clone, Default)]
-pub struct Inputs {
+pub(super) struct Inputs {
     /// The Secrets of [`Reviewed::secrets`] that exist, stripped as the watch strips them.
     pub secrets: HashMap<(String, String), Secret>,
     /// Whether the IngressClass named `--ingress-class` is the cluster default.
@@ -130,7 +130,7 @@ pub struct Inputs {
 /// Everything wrong with the object, as translation would report it (empty = allowed). Objects
 /// translation does not read (namespaces outside `--watch-namespace`) and objects being deleted
 /// are not judged.
-pub fn check(reviewed: &Reviewed, inputs: &Inputs, settings: &Settings) -> Vec<Problem> {
+pub(super) fn check(reviewed: &Reviewed, inputs: &Inputs, settings: &Settings) -> Vec<Problem> {
     let mut problems = Vec::new();
     let meta = reviewed.meta();
     let namespace = meta.namespace.as_deref().unwrap_or_default();

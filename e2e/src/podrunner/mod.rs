@@ -18,10 +18,10 @@
 //!
 //! Everything it starts is stopped when the [`PodRunner`] is stopped or dropped.
 
-pub mod endpoints;
-pub mod node;
-pub mod pods;
-pub mod replicas;
+mod endpoints;
+mod node;
+mod pods;
+mod replicas;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
