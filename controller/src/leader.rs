@@ -20,14 +20,10 @@ pub(crate) const RETRY: Duration = Duration::from_secs(2);
 
 /// Whether this replica currently leads.
 #[derive(Debug, Clone, Default)]
-pub struct Leadership(Arc<AtomicBool>);
+pub(crate) struct Leadership(Arc<AtomicBool>);
 
 impl Leadership {
-    /// Always leader (file mode, tests, single replica without election).
-    pub fn always() -> Self {
-        Leadership(Arc::new(AtomicBool::new(true)))
-    }
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
     fn set(&self, v: bool) {

@@ -298,7 +298,7 @@ const MAX_TRUSTED_LITERAL: usize = 2048;
 
 /// Whether a Kong path is `~` + a literal whose every regex metacharacter is escaped (+ an optional
 /// `$`): such a regex always compiles.
-pub fn is_escaped_literal_regex(path: &str) -> bool {
+pub(crate) fn is_escaped_literal_regex(path: &str) -> bool {
     let Some(body) = path.strip_prefix('~') else { return false };
     let body = body.strip_suffix('$').unwrap_or(body);
     if body.len() > MAX_TRUSTED_LITERAL {
@@ -354,7 +354,7 @@ fn restore_paths(config: &mut Config, stashed: Stashed) {
 }
 
 /// Removes the entity an error names (and whatever can no longer stand without it).
-pub fn remove_entity(config: &mut Config, e: &EntityError) {
+pub(crate) fn remove_entity(config: &mut Config, e: &EntityError) {
     let name = e.entity_name.as_str();
     match e.entity_type.as_str() {
         "service" => {
