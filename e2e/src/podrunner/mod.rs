@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// The field manager / `managed-by` value of what the runner writes.
-pub const MANAGER: &str = "sluice-podrunner";
+pub(crate) const MANAGER: &str = "sluice-podrunner";
 
 /// Failures of the runner's API calls and processes.
 #[derive(Debug, thiserror::Error)]
