@@ -344,7 +344,8 @@ kind: HTTPRoute
 metadata:
   name: http
   namespace: default
-  annotations: {konghq.com/protocols: http, konghq.com/snis: b.example, konghq.com/host-aliases: a.example}
+  annotations: {konghq.com/protocols: http, konghq.com/snis: b.example, konghq.com/host-aliases: a.example,
+                konghq.com/regex-priority: "5", konghq.com/regex-prefix: "~", ingress.kubernetes.io/force-ssl-redirect: "true"}
 spec:
   parentRefs: [{name: gw}]
   rules: [{backendRefs: [{name: web, port: 80}]}]
@@ -397,12 +398,18 @@ spec:
             expected.remove("metadata.annotations.konghq.com/plugins");
             assert_eq!(fields(&admitted), expected, "{kind}");
             let keys: &[&str] = match kind.as_str() {
-                "GRPCRoute" => &["strip-path", "methods", "protocols"],
-                "HTTPRoute" => &["snis", "host-aliases"],
+                "GRPCRoute" => &["konghq.com/strip-path", "konghq.com/methods", "konghq.com/protocols"],
+                "HTTPRoute" => &[
+                    "konghq.com/snis",
+                    "konghq.com/host-aliases",
+                    "konghq.com/regex-priority",
+                    "konghq.com/regex-prefix",
+                    "ingress.kubernetes.io/force-ssl-redirect",
+                ],
                 _ => &[],
             };
             for key in keys {
-                let field = annotations::field(&format!("konghq.com/{key}"));
+                let field = annotations::field(key);
                 assert!(fields(&admitted).contains(&field), "{kind}: {field} not refused: {admitted:#?}");
             }
         }

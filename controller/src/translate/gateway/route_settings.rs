@@ -1,6 +1,7 @@
 //! Which `konghq.com/*` route annotations a Gateway API route can honour, and the problems of
 //! those it cannot (strip-path or methods on a GRPCRoute, protocols of the other family,
-//! host-aliases, snis without a TLS protocol). One function, used by translation and by the
+//! host-aliases, snis without a TLS protocol, the Ingress-only regex-priority, regex-prefix and
+//! force-ssl-redirect). One function, used by translation and by the
 //! admission webhook, so that the two can never disagree about a route's annotations.
 
 use proxy_config::Protocol;
@@ -44,6 +45,17 @@ pub(crate) fn route_settings(
     }
     if !ann.host_aliases.is_empty() {
         problem(annotations::HOST_ALIASES, "ignored on Gateway API routes: use spec.hostnames".into());
+    }
+    // Ingress-only: Gateway API routes order themselves by the spec's precedence rules, match
+    // regexes by `type: RegularExpression`, and redirect with a RequestRedirect filter.
+    for (key, set) in [
+        (annotations::REGEX_PRIORITY, ann.regex_priority.is_some()),
+        (annotations::REGEX_PREFIX, ann.regex_prefix.is_some()),
+        (annotations::FORCE_SSL_REDIRECT, ann.force_ssl_redirect),
+    ] {
+        if set {
+            problem(key, "ignored on Gateway API routes: it applies to Ingresses only".into());
+        }
     }
     let snis = match &ann.snis {
         Some(s) if protocols.iter().any(|p| matches!(p, Protocol::Https | Protocol::Grpcs)) => s.clone(),
