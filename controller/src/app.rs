@@ -26,10 +26,10 @@ use crate::translate::{translate, Problem, Translation};
 use crate::watch::{self, WatchError};
 
 /// How often `--manifests` is checked for changes.
-pub const FILE_POLL: Duration = Duration::from_millis(250);
+pub(crate) const FILE_POLL: Duration = Duration::from_millis(250);
 /// Upper bound of the debounce in file mode, so an edit is live within 2 s even with the default
 /// `--proxy-sync-seconds` of 3 (file edits do not come in API-server storms).
-pub const FILE_DEBOUNCE_MAX: Duration = Duration::from_millis(500);
+pub(crate) const FILE_DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -66,7 +66,7 @@ pub fn render(config: &Config, format: DumpFormat) -> Result<String, AppError> {
 }
 
 /// This controller's instance id (pod name when deployed).
-pub fn instance_id() -> String {
+pub(crate) fn instance_id() -> String {
     std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "sluice-controller".to_string())
 }
 

@@ -18,7 +18,7 @@ use crate::kong_plugins::{KongClusterPlugin, KongPlugin};
 use crate::policy::KongUpstreamPolicy;
 
 /// The Gateway API release the `gateway-api` crate (0.22) was generated from.
-pub const GATEWAY_API_VERSION: &str = "v1.5.1";
+pub(crate) const GATEWAY_API_VERSION: &str = "v1.5.1";
 /// The `api-approved.kubernetes.io` value of the upstream Gateway API CRDs.
 const API_APPROVED: &str = "https://github.com/kubernetes-sigs/gateway-api/pull/3328";
 /// Where the files live, relative to the workspace root.

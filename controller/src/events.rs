@@ -11,12 +11,12 @@ use crate::translate::{ObjectRef, Problem};
 
 /// Events published per round at most: a cluster full of broken objects must not turn the
 /// controller into an event storm.
-pub const MAX_EVENTS_PER_ROUND: usize = 200;
+pub(crate) const MAX_EVENTS_PER_ROUND: usize = 200;
 /// The `reportingController` of our events.
-pub const CONTROLLER: &str = "sluice-controller";
+pub(crate) const CONTROLLER: &str = "sluice-controller";
 
 /// The `apiVersion` of a kind we translate.
-pub fn api_version(kind: &str) -> Option<&'static str> {
+pub(crate) fn api_version(kind: &str) -> Option<&'static str> {
     match kind {
         "Ingress" | "IngressClass" => Some("networking.k8s.io/v1"),
         "Service" | "Secret" => Some("v1"),
@@ -29,7 +29,7 @@ pub fn api_version(kind: &str) -> Option<&'static str> {
 }
 
 /// The reference an Event is attached to; `None` for things that are not API objects (files).
-pub fn object_reference(o: &ObjectRef) -> Option<ObjectReference> {
+pub(crate) fn object_reference(o: &ObjectRef) -> Option<ObjectReference> {
     Some(ObjectReference {
         api_version: Some(api_version(&o.kind)?.to_string()),
         kind: Some(o.kind.clone()),
@@ -41,7 +41,7 @@ pub fn object_reference(o: &ObjectRef) -> Option<ObjectReference> {
 }
 
 /// The Event for one problem.
-pub fn event(reason: &str, p: &Problem) -> Event {
+pub(crate) fn event(reason: &str, p: &Problem) -> Event {
     let mut note = if p.field.is_empty() { p.message.clone() } else { format!("{}: {}", p.field, p.message) };
     if note.len() > 1000 {
         let mut cut = 1000;
@@ -67,17 +67,17 @@ pub fn event(reason: &str, p: &Problem) -> Event {
 
 /// Publishes problems as Events in the background.
 #[derive(Clone)]
-pub struct EventPublisher {
+pub(crate) struct EventPublisher {
     recorder: Recorder,
 }
 
 impl EventPublisher {
-    pub fn new(client: Client, instance: Option<String>) -> Self {
+    pub(crate) fn new(client: Client, instance: Option<String>) -> Self {
         EventPublisher { recorder: Recorder::new(client, Reporter { controller: CONTROLLER.into(), instance }) }
     }
 
     /// Spawns one publication per problem (at most [`MAX_EVENTS_PER_ROUND`]).
-    pub fn publish(&self, reason: &'static str, problems: &[Problem]) {
+    pub(crate) fn publish(&self, reason: &'static str, problems: &[Problem]) {
         for p in problems.iter().take(MAX_EVENTS_PER_ROUND) {
             let Some(reference) = object_reference(&p.object) else { continue };
             let recorder = self.recorder.clone();

@@ -39,7 +39,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
 }
 
 /// The manifest files under `path` (itself if it is a file), sorted; hidden files are skipped.
-pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, FilesError> {
+pub(crate) fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, FilesError> {
     let meta = std::fs::metadata(path).map_err(io(path))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -78,7 +78,7 @@ pub fn load(path: &Path) -> Result<Loaded, FilesError> {
 }
 
 /// A cheap fingerprint of the manifests (paths, sizes, mtimes): when it changes, reload.
-pub fn fingerprint(path: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+pub(crate) fn fingerprint(path: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     manifest_files(path)
         .unwrap_or_default()
         .into_iter()

@@ -21,10 +21,15 @@ use crate::translate::gateway::model::{ClassStatus, Cond, GatewayStatusModel, Ro
 use crate::translate::gateway::GATEWAY_GROUP;
 
 /// Gateway API features sluice claims (GatewayClass `status.supportedFeatures`, sorted).
-pub const SUPPORTED_FEATURES: &[&str] = &["GRPCRoute", "Gateway", "HTTPRoute", "ReferenceGrant"];
+pub(crate) const SUPPORTED_FEATURES: &[&str] = &["GRPCRoute", "Gateway", "HTTPRoute", "ReferenceGrant"];
 
 /// Conditions in API form: `lastTransitionTime` kept from `current` while the status is unchanged.
-pub fn conditions(desired: &[Cond], current: &[Condition], generation: Option<i64>, now: &Time) -> Vec<Condition> {
+pub(crate) fn conditions(
+    desired: &[Cond],
+    current: &[Condition],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
     desired
         .iter()
         .map(|d| {
@@ -42,12 +47,16 @@ pub fn conditions(desired: &[Cond], current: &[Condition], generation: Option<i6
 }
 
 /// Whether the stored conditions were written for a newer generation than ours (stale snapshot).
-pub fn newer(current: &[Condition], generation: Option<i64>) -> bool {
+pub(crate) fn newer(current: &[Condition], generation: Option<i64>) -> bool {
     generation.is_some_and(|g| current.iter().any(|c| c.observed_generation.is_some_and(|o| o > g)))
 }
 
 /// The GatewayClass status.
-pub fn class_status(model: &ClassStatus, current: Option<&GatewayClassStatus>, now: &Time) -> GatewayClassStatus {
+pub(crate) fn class_status(
+    model: &ClassStatus,
+    current: Option<&GatewayClassStatus>,
+    now: &Time,
+) -> GatewayClassStatus {
     let empty = Vec::new();
     let current = current.and_then(|c| c.conditions.as_ref()).unwrap_or(&empty);
     GatewayClassStatus {
@@ -59,13 +68,13 @@ pub fn class_status(model: &ClassStatus, current: Option<&GatewayClassStatus>, n
 }
 
 /// An address as Gateway status wants it.
-pub fn gateway_address(value: &str) -> GatewayStatusAddresses {
+pub(crate) fn gateway_address(value: &str) -> GatewayStatusAddresses {
     let kind = if value.parse::<IpAddr>().is_ok() { "IPAddress" } else { "Hostname" };
     GatewayStatusAddresses { r#type: Some(kind.to_string()), value: value.to_string() }
 }
 
 /// The Gateway status: the model plus `Programmed` (needs an address) and the addresses.
-pub fn gateway_status(
+pub(crate) fn gateway_status(
     model: &GatewayStatusModel,
     addresses: &[String],
     current: Option<&GatewayStatus>,
@@ -123,7 +132,7 @@ pub fn gateway_status(
 }
 
 /// Route `status.parents`: other controllers' entries as they are, then ours.
-pub fn route_parents(model: &RouteStatusModel, current: &[Value], controller: &str, now: &Time) -> Vec<Value> {
+pub(crate) fn route_parents(model: &RouteStatusModel, current: &[Value], controller: &str, now: &Time) -> Vec<Value> {
     let ours = |v: &Value| v.get("controllerName").and_then(Value::as_str) == Some(controller);
     let mut out: Vec<Value> = current.iter().filter(|v| !ours(v)).cloned().collect();
     for p in &model.parents {

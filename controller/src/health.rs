@@ -26,7 +26,7 @@ pub type Handler = Arc<dyn Fn(&str) -> Option<(StatusCode, &'static str, String)
 pub struct Readiness(Arc<AtomicBool>);
 
 impl Readiness {
-    pub fn set_ready(&self) {
+    pub(crate) fn set_ready(&self) {
         self.0.store(true, Ordering::Release);
     }
     pub fn is_ready(&self) -> bool {

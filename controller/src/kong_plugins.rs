@@ -30,17 +30,17 @@ use serde::{Deserialize, Serialize};
 use crate::translate::ObjectRef;
 
 /// The API group of both kinds.
-pub const GROUP: &str = "configuration.konghq.com";
+pub(crate) const GROUP: &str = "configuration.konghq.com";
 /// Their version.
-pub const VERSION: &str = "v1";
+pub(crate) const VERSION: &str = "v1";
 /// The label that makes a KongClusterPlugin global.
-pub const GLOBAL_LABEL: &str = "global";
+pub(crate) const GLOBAL_LABEL: &str = "global";
 /// The label a Secret needs so that the controller keeps its data (the label Kong's operator
 /// requires on Secrets referenced by Kong resources); others are cached without data.
-pub const SECRET_LABEL: &str = "konghq.com/secret";
+pub(crate) const SECRET_LABEL: &str = "konghq.com/secret";
 
 /// KIC's CEL rules, as `(rule, message)`.
-pub const CEL_RULES: &[(&str, &str)] = &[
+pub(crate) const CEL_RULES: &[(&str, &str)] = &[
     ("self.plugin == oldSelf.plugin", "The plugin field is immutable"),
     ("!(has(self.config) && has(self.configFrom))", "Using both config and configFrom fields is not allowed."),
     (
@@ -288,7 +288,7 @@ fn crd<K: JsonSchema>(kind: &str, plural: &str, short: &str, scope: &str) -> Cus
 
 /// A Secret key reference with its namespace resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretRef {
+pub(crate) struct SecretRef {
     pub namespace: String,
     pub name: String,
     pub key: String,
@@ -296,7 +296,7 @@ pub struct SecretRef {
 
 /// Either kind, seen the same way by the translator.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PluginDef {
+pub(crate) struct PluginDef {
     pub object: ObjectRef,
     pub plugin: String,
     pub config: Option<serde_json::Value>,
@@ -358,7 +358,7 @@ impl PluginDef {
         }
     }
 
-    pub fn of_plugin(p: &KongPlugin) -> Self {
+    pub(crate) fn of_plugin(p: &KongPlugin) -> Self {
         let ns = p.namespace().unwrap_or_default();
         PluginDef::new(ObjectRef::of(p), p.labels(), &p.fields, |r| SecretRef {
             namespace: ns.clone(),
@@ -367,7 +367,7 @@ impl PluginDef {
         })
     }
 
-    pub fn of_cluster_plugin(p: &KongClusterPlugin) -> Self {
+    pub(crate) fn of_cluster_plugin(p: &KongClusterPlugin) -> Self {
         PluginDef::new(ObjectRef::of(p), p.labels(), &p.fields, |r| SecretRef {
             namespace: r.namespace.clone(),
             name: r.name.clone(),
@@ -376,7 +376,7 @@ impl PluginDef {
     }
 
     /// Whether this is a global KongClusterPlugin (label `global: "true"`).
-    pub fn is_global(&self) -> bool {
+    pub(crate) fn is_global(&self) -> bool {
         self.object.kind == "KongClusterPlugin" && self.labels.get(GLOBAL_LABEL).map(String::as_str) == Some("true")
     }
 }

@@ -14,20 +14,16 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 /// How long a lease is valid without renewal.
-pub const LEASE_SECONDS: i32 = 15;
+pub(crate) const LEASE_SECONDS: i32 = 15;
 /// How often the lease is renewed or tried.
-pub const RETRY: Duration = Duration::from_secs(2);
+pub(crate) const RETRY: Duration = Duration::from_secs(2);
 
 /// Whether this replica currently leads.
 #[derive(Debug, Clone, Default)]
-pub struct Leadership(Arc<AtomicBool>);
+pub(crate) struct Leadership(Arc<AtomicBool>);
 
 impl Leadership {
-    /// Always leader (file mode, tests, single replica without election).
-    pub fn always() -> Self {
-        Leadership(Arc::new(AtomicBool::new(true)))
-    }
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
     fn set(&self, v: bool) {
@@ -38,14 +34,14 @@ impl Leadership {
 }
 
 /// Whether a lease held by someone else has expired at `now`.
-pub fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
+pub(crate) fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
     let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else { return true };
     let secs = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
     renewed.0.checked_add(SignedDuration::from_secs(secs)).map(|end| end < now).unwrap_or(true)
 }
 
 /// One attempt to acquire or renew; `Ok(true)` = we lead.
-pub async fn try_acquire(api: &Api<Lease>, name: &str, identity: &str) -> Result<bool, kube::Error> {
+pub(crate) async fn try_acquire(api: &Api<Lease>, name: &str, identity: &str) -> Result<bool, kube::Error> {
     let now = MicroTime(Timestamp::now());
     match api.get_opt(name).await? {
         None => {
@@ -84,7 +80,7 @@ pub async fn try_acquire(api: &Api<Lease>, name: &str, identity: &str) -> Result
 }
 
 /// Runs the election until `shutdown`, updating `leadership`.
-pub async fn run(
+pub(crate) async fn run(
     client: Client,
     namespace: String,
     name: String,

@@ -7,20 +7,21 @@
 //! [`sync`] debounces, pushes through [`push`] to the proxy's admin socket, falls back when the proxy
 //! rejects entities, and then writes [`status`], [`events`] and [`metrics`].
 //! [`webhook`] (optional) refuses bad objects at admission with the translator's own checks.
+#![warn(unreachable_pub)]
 
 pub mod app;
 pub mod crds;
-pub mod events;
+mod events;
 pub mod files;
-pub mod gateway_status;
+mod gateway_status;
 pub mod health;
-pub mod kong_plugins;
-pub mod leader;
+mod kong_plugins;
+mod leader;
 pub mod metrics;
-pub mod policy;
+mod policy;
 pub mod push;
 pub mod settings;
-pub mod snapshot;
+mod snapshot;
 pub mod status;
 pub mod sync;
 pub mod translate;

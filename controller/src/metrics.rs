@@ -9,7 +9,7 @@ use prometheus::{
 use thiserror::Error;
 
 /// KIC's `protocol` label value for DB-less pushes.
-pub const PROTOCOL_DBLESS: &str = "db-less";
+pub(crate) const PROTOCOL_DBLESS: &str = "db-less";
 
 #[derive(Debug, Error)]
 #[error("registering metrics: {0}")]
@@ -128,7 +128,7 @@ impl Metrics {
     }
 
     /// Objects the proxy rejected in the last push.
-    pub fn push_broken(&self, count: usize) {
+    pub(crate) fn push_broken(&self, count: usize) {
         let v = i64::try_from(count).unwrap_or(i64::MAX);
         self.push_broken.with_label_values(&[self.dataplane.as_str(), self.instance_id.as_str()]).set(v);
     }

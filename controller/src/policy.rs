@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The Service annotation naming a policy.
-pub const ANNOTATION: &str = "konghq.com/upstream-policy";
+pub(crate) const ANNOTATION: &str = "konghq.com/upstream-policy";
 
 /// Load-balancing settings for the upstreams of the Services that reference the policy.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -118,7 +118,7 @@ fn free_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 /// Why a policy cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum PolicyError {
+pub(crate) enum PolicyError {
     #[error("unsupported algorithm '{0}' (round-robin, least-connections, consistent-hashing)")]
     Algorithm(String),
     #[error("unsupported hash input '{0}' (ip, or a header)")]
@@ -139,7 +139,7 @@ fn hash(spec: &HashSpec) -> Result<(HashOn, Option<String>), PolicyError> {
 }
 
 /// Applies a policy to an upstream (algorithm, hashing, slots, health checks).
-pub fn apply(spec: &KongUpstreamPolicySpec, upstream: &mut Upstream) -> Result<(), PolicyError> {
+pub(crate) fn apply(spec: &KongUpstreamPolicySpec, upstream: &mut Upstream) -> Result<(), PolicyError> {
     let algorithm = match spec.algorithm.as_deref() {
         None | Some("round-robin") => Algorithm::RoundRobin,
         Some("least-connections") => Algorithm::LeastConnections,

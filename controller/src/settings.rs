@@ -135,7 +135,7 @@ pub struct Settings {
 
 /// KIC's default paths of the webhook's certificate and key (a mounted `kubernetes.io/tls` Secret).
 pub const DEFAULT_WEBHOOK_CERT: &str = "/admission-webhook/tls.crt";
-pub const DEFAULT_WEBHOOK_KEY: &str = "/admission-webhook/tls.key";
+pub(crate) const DEFAULT_WEBHOOK_KEY: &str = "/admission-webhook/tls.key";
 
 impl Default for Settings {
     /// The defaults of every flag (what a bare `sluice-controller` gets), environment ignored.
@@ -196,7 +196,7 @@ impl Settings {
     }
 
     /// `--proxy-sync-seconds` as a duration.
-    pub fn sync_period(&self) -> Result<Duration, SettingsError> {
+    pub(crate) fn sync_period(&self) -> Result<Duration, SettingsError> {
         let s = self.proxy_sync_seconds;
         if s.is_finite() && s > 0.0 && s < 86_400.0 {
             Ok(Duration::from_secs_f64(s))
@@ -206,7 +206,7 @@ impl Settings {
     }
 
     /// `--proxy-timeout-seconds` as a duration (invalid values fall back to KIC's 30 s).
-    pub fn push_timeout(&self) -> Duration {
+    pub(crate) fn push_timeout(&self) -> Duration {
         let s = self.proxy_timeout_seconds;
         if s.is_finite() && s > 0.0 && s < 3_600.0 {
             Duration::from_secs_f64(s)
@@ -229,13 +229,13 @@ impl Settings {
     }
 
     /// Whether objects of `namespace` are in scope of `--watch-namespace`.
-    pub fn watches_namespace(&self, namespace: &str) -> bool {
+    pub(crate) fn watches_namespace(&self, namespace: &str) -> bool {
         self.watch_namespace.is_empty() || self.watch_namespace.iter().any(|n| n == namespace)
     }
 }
 
 /// Like [`bind_address`], but `0`, `off` or empty disable the listener (`None`), as in KIC.
-pub fn endpoint_address(flag: &'static str, value: &str) -> Result<Option<SocketAddr>, SettingsError> {
+pub(crate) fn endpoint_address(flag: &'static str, value: &str) -> Result<Option<SocketAddr>, SettingsError> {
     match value {
         "0" | "off" | "" => Ok(None),
         v => bind_address(flag, v).map(Some),

@@ -60,7 +60,7 @@ pub fn address(value: &str) -> IngressLoadBalancerIngress {
 
 /// The addresses a publish Service exposes: its load-balancer ingress, else its external IPs,
 /// else its cluster IPs.
-pub fn service_addresses(svc: &Service) -> Vec<String> {
+pub(crate) fn service_addresses(svc: &Service) -> Vec<String> {
     let lb: Vec<String> = svc
         .status
         .as_ref()
@@ -193,7 +193,7 @@ pub fn now() -> Time {
 }
 
 /// Writes statuses (leader only).
-pub struct StatusWriter {
+pub(crate) struct StatusWriter {
     client: Client,
     settings: Arc<Settings>,
     leadership: Leadership,
@@ -204,7 +204,7 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
-    pub fn new(client: Client, settings: Arc<Settings>, leadership: Leadership) -> Self {
+    pub(crate) fn new(client: Client, settings: Arc<Settings>, leadership: Leadership) -> Self {
         StatusWriter { client, settings, leadership, written: Mutex::new(HashMap::new()) }
     }
 
@@ -221,7 +221,7 @@ impl StatusWriter {
     /// Brings every status of a translation in line; returns one problem per write the API server
     /// refused (conflicts are not problems: the next round retries them), or `None` when this
     /// round writes nothing (not the leader, `--update-status=false`, another round running).
-    pub async fn write(&self, statuses: &Statuses, snapshot: &Snapshot) -> Option<Vec<Problem>> {
+    pub(crate) async fn write(&self, statuses: &Statuses, snapshot: &Snapshot) -> Option<Vec<Problem>> {
         if !self.settings.update_status || !self.leadership.is_leader() {
             return None;
         }
@@ -284,7 +284,7 @@ impl StatusWriter {
 
 /// A reporter that also writes statuses at the end of every sync round that leaves the proxy
 /// running a config, and reports refused writes through the inner reporter (Events).
-pub struct StatusReporter {
+pub(crate) struct StatusReporter {
     inner: Arc<dyn Reporter>,
     writer: Arc<StatusWriter>,
     /// Refused writes already reported, so that a write refused every round gives one Event.
@@ -292,7 +292,7 @@ pub struct StatusReporter {
 }
 
 /// Wraps `inner` so that statuses are written after each successful sync round.
-pub fn wrap(inner: Arc<dyn Reporter>, writer: StatusWriter) -> Arc<dyn Reporter> {
+pub(crate) fn wrap(inner: Arc<dyn Reporter>, writer: StatusWriter) -> Arc<dyn Reporter> {
     Arc::new(StatusReporter { inner, writer: Arc::new(writer), reported: Default::default() })
 }
 

@@ -32,9 +32,9 @@ use crate::snapshot::Snapshot;
 use crate::translate::{names, translate, translate_excluding, ObjectRef, Problem, Translation};
 
 /// Event reason for translation problems (KIC's).
-pub const REASON_TRANSLATION: &str = "KongConfigurationTranslationFailed";
+pub(crate) const REASON_TRANSLATION: &str = "KongConfigurationTranslationFailed";
 /// Event reason for entities the proxy rejected (KIC's).
-pub const REASON_APPLY: &str = "KongConfigurationApplyFailed";
+pub(crate) const REASON_APPLY: &str = "KongConfigurationApplyFailed";
 
 /// Where the loop reports to (Kubernetes Events and statuses, or logs in file mode).
 pub trait Reporter: Send + Sync {
@@ -51,7 +51,7 @@ pub trait Reporter: Send + Sync {
 
 /// Logs problems as warnings; for file mode and tests.
 #[derive(Debug, Default)]
-pub struct LogReporter;
+pub(crate) struct LogReporter;
 
 impl Reporter for LogReporter {
     fn problems(&self, reason: &'static str, problems: &[Problem]) {
@@ -65,7 +65,7 @@ impl Reporter for LogReporter {
 }
 
 /// Produces the current snapshot (reflector stores or loaded files).
-pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+pub(crate) type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
 /// Everything the loop needs.
 pub struct SyncLoop {

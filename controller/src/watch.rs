@@ -31,9 +31,6 @@ use crate::policy::KongUpstreamPolicy;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
-/// The Gateway API group.
-pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
-
 #[derive(Debug, Error)]
 pub enum WatchError {
     #[error("a {0} reflector stopped before its first list completed")]
@@ -275,8 +272,8 @@ pub fn start(client: &Client, settings: &Settings, gateway_api: bool) -> Watches
 }
 
 /// Whether the cluster serves the Gateway API kinds sluice reads.
-pub async fn gateway_api_available(client: &Client) -> bool {
-    match kube::discovery::group(client, GATEWAY_API_GROUP).await {
+pub(crate) async fn gateway_api_available(client: &Client) -> bool {
+    match kube::discovery::group(client, crate::translate::gateway::GATEWAY_GROUP).await {
         Ok(group) => {
             let kinds: Vec<String> = group.recommended_resources().into_iter().map(|(r, _)| r.kind).collect();
             ["GRPCRoute", "HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant"]

@@ -11,7 +11,7 @@
 //! Served over TLS ([`tls`]) on HTTP/1.1, at `POST /validate`.
 
 pub mod tls;
-pub mod validate;
+mod validate;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

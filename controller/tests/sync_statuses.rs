@@ -13,7 +13,7 @@ use controller::health::Readiness;
 use controller::metrics::Metrics;
 use controller::push::AdminClient;
 use controller::sync::{Reporter, SyncLoop};
-use controller::translate::gateway::REASON_REJECTED_BY_PROXY;
+use controller::translate::REASON_REJECTED_BY_PROXY;
 use controller::{Problem, Settings, Snapshot, Translation};
 use support::FakeAdmin;
 use tokio_util::sync::CancellationToken;

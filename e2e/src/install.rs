@@ -8,7 +8,7 @@ use crate::kubectl::{Kubectl, KubectlError};
 
 /// The namespace and ServiceAccount of manifests/10-rbac.yaml.
 pub const SLUICE_NAMESPACE: &str = "sluice";
-pub const SLUICE_ACCOUNT: &str = "sluice";
+pub(crate) const SLUICE_ACCOUNT: &str = "sluice";
 /// The leader-election Lease the Role of manifests/10-rbac.yaml allows (`--election-id`).
 pub const ELECTION_ID: &str = "sluice-controller-leader";
 

@@ -123,7 +123,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl with `stdin` as its standard input (for `apply -f -`). Returns stdout.
-    pub async fn ok_with_stdin(&self, args: &[&str], stdin: &str) -> Result<String, KubectlError> {
+    pub(crate) async fn ok_with_stdin(&self, args: &[&str], stdin: &str) -> Result<String, KubectlError> {
         Self::check(args, self.output(args, Some(stdin)).await?)
     }
 

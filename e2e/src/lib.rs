@@ -2,11 +2,12 @@
 //! from their Go modules, see `scripts/k8s-tools.sh`), [`install`] applies sluice's CRDs and install
 //! manifests to it, [`Kubectl`] drives it with the real kubectl, and [`BackendNet`] gives backends a
 //! private address in a network namespace (Kubernetes rejects loopback EndpointSlice addresses).
+#![warn(unreachable_pub)]
 
-pub mod control_plane;
+mod control_plane;
 pub mod install;
-pub mod kubectl;
-pub mod netns;
+mod kubectl;
+mod netns;
 pub mod podrunner;
 pub mod sluice;
 

@@ -114,11 +114,6 @@ impl BackendNet {
         self.ns_ip
     }
 
-    /// The host end of the pair.
-    pub fn host_ip(&self) -> Ipv4Addr {
-        self.host_ip
-    }
-
     /// A TCP listener on a free port of [`Self::ip`], inside the namespace (non-blocking, ready for
     /// tokio).
     pub fn listen(&self) -> Result<TcpListener, NetnsError> {

@@ -249,11 +249,16 @@ spec:
 ";
     let err = s.refused(grpc).await;
     assert!(err.contains("GRPCRoute default/echo: spec.rules[0].filters[0]"), "{err}");
-    s.admitted(&grpc.replace(
+    let grpc = grpc.replace(
         "  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 80}}}]\n    backendRefs",
         "  - backendRefs",
-    ))
-    .await;
+    );
+    // A route annotation a GRPCRoute cannot honour, as translation reports it.
+    let stripped =
+        grpc.replace("namespace: default}", "namespace: default, annotations: {konghq.com/strip-path: 'true'}}");
+    let err = s.refused(&stripped).await;
+    assert!(err.contains("GRPCRoute default/echo: metadata.annotations.konghq.com/strip-path: dropped"), "{err}");
+    s.admitted(&grpc).await;
 }
 
 /// The manifests' webhook add-on is accepted by the real API server as documented: the Deployment

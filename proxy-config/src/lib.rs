@@ -6,12 +6,13 @@
 //! the regex dialect both sides must agree on ([`patterns`]), Kong's plugin schemas ([`plugins`])
 //! and the configuration hash ([`hash`]).
 //! The controller and the proxy depend on it and never on each other.
+#![warn(unreachable_pub)]
 
-pub mod errors;
-pub mod hash;
+mod errors;
+mod hash;
 pub mod patterns;
 pub mod plugins;
-pub mod schema;
+mod schema;
 pub mod validate;
 
 pub use errors::{EntityError, FieldError, FlattenedError, ParseError};

@@ -22,7 +22,7 @@ pub const PATH: &str = "konghq.com/path";
 pub const STRIP_PATH: &str = "konghq.com/strip-path";
 pub const PRESERVE_HOST: &str = "konghq.com/preserve-host";
 pub const METHODS: &str = "konghq.com/methods";
-pub const HEADERS_PREFIX: &str = "konghq.com/headers.";
+pub(crate) const HEADERS_PREFIX: &str = "konghq.com/headers.";
 pub const HEADERS_SEPARATOR: &str = "konghq.com/headers-separator";
 pub const HOST_ALIASES: &str = "konghq.com/host-aliases";
 pub const HOST_HEADER: &str = "konghq.com/host-header";
@@ -41,7 +41,7 @@ pub const TLS_VERIFY: &str = "konghq.com/tls-verify";
 pub const TLS_VERIFY_DEPTH: &str = "konghq.com/tls-verify-depth";
 pub const CA_CERTIFICATES_SECRETS: &str = "konghq.com/ca-certificates-secrets";
 pub const TAGS: &str = "konghq.com/tags";
-pub const PLUGINS: &str = "konghq.com/plugins";
+pub(crate) const PLUGINS: &str = "konghq.com/plugins";
 pub const SERVICE_UPSTREAM: &str = "ingress.kubernetes.io/service-upstream";
 pub const FORCE_SSL_REDIRECT: &str = "ingress.kubernetes.io/force-ssl-redirect";
 pub const INGRESS_CLASS: &str = "kubernetes.io/ingress.class";
@@ -164,12 +164,12 @@ pub fn check_hostile(object: &ObjectRef, annotations: &BTreeMap<String, String>)
 }
 
 /// KIC's list rule: split on the separator, trim, drop empty items.
-pub fn split_list<'a>(value: &'a str, separator: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+pub(crate) fn split_list<'a>(value: &'a str, separator: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     value.split(separator).map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Go's `strconv.ParseBool` forms (what KIC accepts for booleans).
-pub fn parse_bool(value: &str) -> Option<bool> {
+pub(crate) fn parse_bool(value: &str) -> Option<bool> {
     match value.trim() {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),

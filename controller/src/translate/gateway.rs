@@ -12,15 +12,16 @@
 //! [`settle`] turns `Accepted` off for every route whose entities did not make it into it (rejected
 //! by the proxy, or left out for a problem), and takes it off its listeners' `attachedRoutes`.
 
-pub mod backends;
-pub mod filters;
-pub mod grpcroute;
-pub mod hostnames;
-pub mod httproute;
-pub mod listeners;
-pub mod model;
-pub mod precedence;
-pub mod refs;
+pub(crate) mod backends;
+pub(crate) mod filters;
+pub(crate) mod grpcroute;
+pub(crate) mod hostnames;
+pub(crate) mod httproute;
+pub(crate) mod listeners;
+pub(crate) mod model;
+pub(crate) mod precedence;
+pub(crate) mod refs;
+pub(crate) mod route_settings;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,17 +37,18 @@ use self::model::{
     BackendRef, Cond, GatewayStatusModel, GatewayStatuses, ListenerStatus, ParentRef, ParentRefOut, ParentStatus,
     RouteKind, RouteStatusModel, RouteView,
 };
+use self::route_settings::{route_settings, RouteSettings};
 use super::annotations::{self, RouteAnnotations};
 use super::{names, plugins, Context, KongService, ObjectRef, Problem};
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
 /// The Gateway API group.
-pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+pub(crate) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// KIC's controller name, the default of `--gateway-controller-name`.
-pub const DEFAULT_CONTROLLER_NAME: &str = "konghq.com/kic-gateway-controller";
+pub(crate) const DEFAULT_CONTROLLER_NAME: &str = "konghq.com/kic-gateway-controller";
 /// Tag KIC puts on entities of a named rule.
-pub const TAG_NAMED_RULE: &str = "k8s-named-route-rule:";
+pub(crate) const TAG_NAMED_RULE: &str = "k8s-named-route-rule:";
 
 /// Fills the defaults of a parentRef.
 pub(crate) fn parent_ref(
@@ -132,7 +134,7 @@ pub(crate) struct Routed {
 /// `Accepted` reason of a route whose entities the proxy rejected (the fallback config leaves it out).
 pub const REASON_REJECTED_BY_PROXY: &str = "RejectedByProxy";
 /// `Accepted` reason of a route left out of the config for the problems its message lists.
-pub const REASON_LEFT_OUT: &str = "UnsupportedValue";
+pub(crate) const REASON_LEFT_OUT: &str = "UnsupportedValue";
 /// The problem of a route the proxy rejected.
 const PROBLEM_REJECTED: &str = "rejected by the proxy; left out of the config";
 /// Longest condition message written (the API allows 32768; Events carry the full problems).
@@ -495,44 +497,7 @@ fn translate_route(
     let obj = &view.obj;
     let kind = view.kind;
     let grpc = kind == RouteKind::Grpc;
-    let family_ok = |p: &Protocol| p.is_grpc() == grpc;
-    let protocols = match &ann.protocols {
-        Some(list) if list.iter().all(family_ok) => list.clone(),
-        Some(_) => {
-            ctx.problem(
-                obj,
-                annotations::field(annotations::PROTOCOLS),
-                format!(
-                    "ignored: a {} needs {} protocols",
-                    kind.kind(),
-                    if grpc { "grpc/grpcs" } else { "http/https" }
-                ),
-            );
-            default_protocols(grpc)
-        }
-        None => default_protocols(grpc),
-    };
-    if grpc && ann.strip_path == Some(true) {
-        ctx.problem(obj, annotations::field(annotations::STRIP_PATH), "dropped: gRPC routes cannot strip the path");
-    }
-    if grpc && ann.methods.is_some() {
-        ctx.problem(obj, annotations::field(annotations::METHODS), "dropped: gRPC routes cannot match HTTP methods");
-    }
-    if !ann.host_aliases.is_empty() {
-        ctx.problem(
-            obj,
-            annotations::field(annotations::HOST_ALIASES),
-            "ignored on Gateway API routes: use spec.hostnames",
-        );
-    }
-    let snis = match &ann.snis {
-        Some(s) if protocols.iter().any(|p| matches!(p, Protocol::Https | Protocol::Grpcs)) => s.clone(),
-        Some(_) => {
-            ctx.problem(obj, annotations::field(annotations::SNIS), "dropped: snis need protocols https or grpcs");
-            Vec::new()
-        }
-        None => Vec::new(),
-    };
+    let RouteSettings { protocols, snis } = route_settings(obj, kind, ann, &mut ctx.problems);
     let groups = host_groups(&route.hosts);
     let ns_name = format!("{}/{}", obj.namespace, obj.name);
     for (rule, resolutions) in view.rules.iter().zip(&route.resolutions) {
@@ -670,14 +635,6 @@ fn translate_route(
                 pending.push(Pending { kind, service: service_name.clone(), route: route_entity, key });
             }
         }
-    }
-}
-
-fn default_protocols(grpc: bool) -> Vec<Protocol> {
-    if grpc {
-        vec![Protocol::Grpc, Protocol::Grpcs]
-    } else {
-        vec![Protocol::Http, Protocol::Https]
     }
 }
 

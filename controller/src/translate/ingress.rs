@@ -16,9 +16,9 @@ use super::services::port_key;
 use super::{certificates, names, Context, ObjectRef};
 
 /// Annotation marking the cluster's default IngressClass.
-pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+pub(crate) const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 /// KIC's default marker of a regex path in an ImplementationSpecific Ingress path.
-pub const DEFAULT_REGEX_PREFIX: &str = "/~";
+pub(crate) const DEFAULT_REGEX_PREFIX: &str = "/~";
 
 /// Translates every Ingress of our class, then their TLS sections.
 pub(crate) fn translate(ctx: &mut Context<'_>) {
@@ -48,7 +48,7 @@ pub(crate) fn translate(ctx: &mut Context<'_>) {
 
 /// KIC's class rule: the legacy annotation wins, then `spec.ingressClassName`, else the Ingress is
 /// ours only if our class is the cluster default.
-pub fn is_ours(ing: &Ingress, class: &str, default_class: bool) -> bool {
+pub(crate) fn is_ours(ing: &Ingress, class: &str, default_class: bool) -> bool {
     if let Some(c) = ing.annotations().get(annotations::INGRESS_CLASS).filter(|c| !c.is_empty()) {
         return c == class;
     }
@@ -260,7 +260,7 @@ fn flatten_slashes(path: &str) -> String {
 }
 
 /// Kong paths of one Ingress path (KIC's pathType mapping), with regexes checked against the proxy's dialect.
-pub fn ingress_paths(path: Option<&str>, path_type: &str, regex_prefix: &str) -> Result<Vec<String>, String> {
+pub(crate) fn ingress_paths(path: Option<&str>, path_type: &str, regex_prefix: &str) -> Result<Vec<String>, String> {
     let raw = path.unwrap_or("");
     let p = if raw.is_empty() { "/".to_string() } else { flatten_slashes(raw) };
     let is_regex = matches!(path_type, "ImplementationSpecific" | "") && !regex_prefix.is_empty();

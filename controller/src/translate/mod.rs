@@ -19,13 +19,13 @@
 //! can disagree with what is routed.
 
 pub mod annotations;
-pub mod certificates;
-pub mod gateway;
-pub mod ingress;
-pub mod names;
-pub mod plugins;
-pub mod services;
-pub mod upstreams;
+pub(crate) mod certificates;
+pub(crate) mod gateway;
+pub(crate) mod ingress;
+pub(crate) mod names;
+pub(crate) mod plugins;
+pub(crate) mod services;
+pub(crate) mod upstreams;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -37,6 +37,7 @@ use proxy_config::{CaCertificate, Certificate, Config, EntityError, Route, Upstr
 use serde::{Deserialize, Serialize};
 
 use self::gateway::model::{ClassStatus, GatewayStatusModel, GatewayStatuses, RouteStatusModel};
+pub use self::gateway::REASON_REJECTED_BY_PROXY;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
@@ -206,12 +207,12 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub fn problem(&mut self, object: &ObjectRef, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, object: &ObjectRef, field: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(object, field, message));
     }
 
     /// Whether the object was rejected by the proxy (fallback translation).
-    pub fn is_excluded(&self, object: &ObjectRef) -> bool {
+    pub(crate) fn is_excluded(&self, object: &ObjectRef) -> bool {
         !self.excluded.is_empty() && self.excluded.contains(object)
     }
 
@@ -297,7 +298,7 @@ const MAX_TRUSTED_LITERAL: usize = 2048;
 
 /// Whether a Kong path is `~` + a literal whose every regex metacharacter is escaped (+ an optional
 /// `$`): such a regex always compiles.
-pub fn is_escaped_literal_regex(path: &str) -> bool {
+pub(crate) fn is_escaped_literal_regex(path: &str) -> bool {
     let Some(body) = path.strip_prefix('~') else { return false };
     let body = body.strip_suffix('$').unwrap_or(body);
     if body.len() > MAX_TRUSTED_LITERAL {
@@ -353,7 +354,7 @@ fn restore_paths(config: &mut Config, stashed: Stashed) {
 }
 
 /// Removes the entity an error names (and whatever can no longer stand without it).
-pub fn remove_entity(config: &mut Config, e: &EntityError) {
+pub(crate) fn remove_entity(config: &mut Config, e: &EntityError) {
     let name = e.entity_name.as_str();
     match e.entity_type.as_str() {
         "service" => {

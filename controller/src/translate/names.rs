@@ -6,37 +6,37 @@ use md5::{Digest, Md5};
 use super::ObjectRef;
 
 /// Tag prefixes KIC puts on every entity; the push fallback reads them back.
-pub const TAG_NAME: &str = "k8s-name:";
-pub const TAG_NAMESPACE: &str = "k8s-namespace:";
-pub const TAG_KIND: &str = "k8s-kind:";
-pub const TAG_UID: &str = "k8s-uid:";
-pub const TAG_GROUP: &str = "k8s-group:";
-pub const TAG_VERSION: &str = "k8s-version:";
+pub(crate) const TAG_NAME: &str = "k8s-name:";
+pub(crate) const TAG_NAMESPACE: &str = "k8s-namespace:";
+pub(crate) const TAG_KIND: &str = "k8s-kind:";
+pub(crate) const TAG_UID: &str = "k8s-uid:";
+pub(crate) const TAG_GROUP: &str = "k8s-group:";
+pub(crate) const TAG_VERSION: &str = "k8s-version:";
 
 /// Kong service of a Kubernetes Service port: `<ns>.<svc>.<port|portName>`.
-pub fn service_name(namespace: &str, service: &str, port_key: &str) -> String {
+pub(crate) fn service_name(namespace: &str, service: &str, port_key: &str) -> String {
     format!("{namespace}.{service}.{port_key}")
 }
 
 /// Upstream name and Kong service host: `<svc>.<ns>.<port|portName>.svc`.
-pub fn upstream_name(namespace: &str, service: &str, port_key: &str) -> String {
+pub(crate) fn upstream_name(namespace: &str, service: &str, port_key: &str) -> String {
     format!("{service}.{namespace}.{port_key}.svc")
 }
 
 /// Route of an Ingress rule: `<ns>.<ingress>.<svc>.<host>.<port>`; `*` becomes `_` and an empty host
 /// leaves an empty segment (`default.web.svc..80`).
-pub fn route_name(namespace: &str, ingress: &str, service: &str, host: &str, port_key: &str) -> String {
+pub(crate) fn route_name(namespace: &str, ingress: &str, service: &str, host: &str, port_key: &str) -> String {
     format!("{namespace}.{ingress}.{service}.{}.{port_key}", host.replace('*', "_"))
 }
 
 /// Route of an Ingress default backend: `<ns>.<ingress>`.
-pub fn default_backend_route_name(namespace: &str, ingress: &str) -> String {
+pub(crate) fn default_backend_route_name(namespace: &str, ingress: &str) -> String {
     format!("{namespace}.{ingress}")
 }
 
 /// A deterministic UUID (version 3 layout: MD5 of a namespaced key), so ids never change between
 /// runs or replicas.
-pub fn uuid(kind: &str, key: &str) -> String {
+pub(crate) fn uuid(kind: &str, key: &str) -> String {
     let mut h = Md5::new();
     h.update(b"sluice.konghq.com/");
     h.update(kind.as_bytes());
@@ -50,7 +50,7 @@ pub fn uuid(kind: &str, key: &str) -> String {
 }
 
 /// The tags of an entity generated from `object`, then the object's `konghq.com/tags`.
-pub fn tags(object: &ObjectRef, extra: &[String]) -> Vec<String> {
+pub(crate) fn tags(object: &ObjectRef, extra: &[String]) -> Vec<String> {
     let (group, version) = group_version(&object.kind);
     let mut t = vec![
         format!("{TAG_NAME}{}", object.name),
@@ -73,7 +73,7 @@ pub fn tags(object: &ObjectRef, extra: &[String]) -> Vec<String> {
 }
 
 /// Reads the object an entity came from out of its tags (the inverse of [`tags`]).
-pub fn object_from_tags(tags: &[String]) -> Option<ObjectRef> {
+pub(crate) fn object_from_tags(tags: &[String]) -> Option<ObjectRef> {
     let find = |p: &str| tags.iter().find_map(|t| t.strip_prefix(p)).map(str::to_string);
     Some(ObjectRef {
         kind: find(TAG_KIND)?,

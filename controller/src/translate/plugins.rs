@@ -25,8 +25,8 @@
 //!
 //! Entities are named as KIC names them ([`naming`]).
 
-pub mod config;
-pub mod naming;
+pub(crate) mod config;
+pub(crate) mod naming;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -72,7 +72,7 @@ impl fmt::Display for PluginName {
 
 /// The Kong entity plugins attach to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Scope {
+pub(crate) enum Scope {
     Service(String),
     Route(String),
 }
@@ -118,7 +118,7 @@ impl Context<'_> {
 
 /// Why a referrer cannot have a plugin it asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum PluginError {
+pub(crate) enum PluginError {
     #[error("referenced KongPlugin or KongClusterPlugin \"{0}\" does not exist")]
     NotFound(String),
     #[error("KongPlugin {namespace}/{name} is in another namespace and no ReferenceGrant in {namespace} allows it")]

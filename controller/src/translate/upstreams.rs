@@ -13,12 +13,12 @@ use super::annotations::ServiceAnnotations;
 use super::{Context, ObjectRef};
 
 /// Weight of one endpoint (Kong's default target weight).
-pub const DEFAULT_WEIGHT: u32 = 100;
+pub(crate) const DEFAULT_WEIGHT: u32 = 100;
 /// Kong's maximum target weight.
 const MAX_WEIGHT: u32 = 65_535;
 
 /// An empty round-robin upstream (Kong's defaults).
-pub fn empty_upstream(name: String, tags: Vec<String>) -> Upstream {
+pub(crate) fn empty_upstream(name: String, tags: Vec<String>) -> Upstream {
     Upstream {
         id: None,
         name,

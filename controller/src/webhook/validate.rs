@@ -9,7 +9,8 @@
 //!   `annotations::check_hostile` and `route_annotations` / `service_annotations`;
 //! - HTTPRoute / GRPCRoute: the route's view as translation builds it (`httproute::view`,
 //!   `grpcroute::view`): invalid hostnames, rules that cannot be implemented, ignored or
-//!   unresolvable filters, and the route annotations.
+//!   unresolvable filters, and the route annotations, with what a route of that kind cannot
+//!   honour (`gateway::route_settings`).
 //!
 //! What depends on other objects (a backend Service that does not exist yet, a parent Gateway, a
 //! plugin named by an annotation) is not judged here: objects may be applied in any order, and
@@ -32,13 +33,14 @@ use thiserror::Error;
 use crate::kong_plugins::{KongClusterPlugin, KongPlugin, PluginDef};
 use crate::settings::Settings;
 use crate::translate::gateway::model::RouteView;
+use crate::translate::gateway::route_settings::route_settings;
 use crate::translate::gateway::{grpcroute, httproute};
 use crate::translate::plugins::{self, PluginError};
 use crate::translate::{annotations, ingress, ObjectRef, Problem};
 
 /// An object under review, typed.
 #[derive(Debug, Clone)]
-pub enum Reviewed {
+pub(super) enum Reviewed {
     KongPlugin(Box<KongPlugin>),
     KongClusterPlugin(Box<KongClusterPlugin>),
     Ingress(Box<Ingress>),
@@ -49,7 +51,7 @@ pub enum Reviewed {
 
 /// An object the webhook cannot read.
 #[derive(Debug, Error)]
-pub enum ValidateError {
+pub(super) enum ValidateError {
     #[error("{group}/{kind} is not validated by sluice")]
     UnknownKind { group: String, kind: String },
     #[error("{kind} {name}: cannot be read: {source}")]
@@ -67,7 +69,7 @@ fn typed<T: DeserializeOwned>(kind: &str, object: serde_json::Value) -> Result<B
 
 impl Reviewed {
     /// Types `object` by its API group and kind.
-    pub fn parse(group: &str, kind: &str, object: serde_json::Value) -> Result<Reviewed, ValidateError> {
+    pub(super) fn parse(group: &str, kind: &str, object: serde_json::Value) -> Result<Reviewed, ValidateError> {
         Ok(match (group, kind) {
             (crate::kong_plugins::GROUP, "KongPlugin") => Reviewed::KongPlugin(typed(kind, object)?),
             (crate::kong_plugins::GROUP, "KongClusterPlugin") => Reviewed::KongClusterPlugin(typed(kind, object)?),
@@ -89,7 +91,7 @@ impl Reviewed {
     }
 
     /// `(namespace, name)` of the Secrets the checks read (`configFrom`, `configPatches`).
-    pub fn secrets(&self) -> Vec<(String, String)> {
+    pub(super) fn secrets(&self) -> Vec<(String, String)> {
         let Some(def) = self.plugin() else { return Vec::new() };
         let refs = def.config_from.iter().map(|(_, r)| r).chain(def.config_patches.iter().map(|(_, _, r)| r));
         let mut out: Vec<(String, String)> = refs.map(|r| (r.namespace.clone(), r.name.clone())).collect();
@@ -111,14 +113,14 @@ impl Reviewed {
     }
 
     /// Whether the checks need to know if our IngressClass is the cluster default.
-    pub fn needs_default_class(&self) -> bool {
+    pub(super) fn needs_default_class(&self) -> bool {
         matches!(self, Reviewed::Ingress(_))
     }
 }
 
 /// What the checks need from the cluster.
 #[derive(Debug, Clone, Default)]
-pub struct Inputs {
+pub(super) struct Inputs {
     /// The Secrets of [`Reviewed::secrets`] that exist, stripped as the watch strips them.
     pub secrets: HashMap<(String, String), Secret>,
     /// Whether the IngressClass named `--ingress-class` is the cluster default.
@@ -128,7 +130,7 @@ pub struct Inputs {
 /// Everything wrong with the object, as translation would report it (empty = allowed). Objects
 /// translation does not read (namespaces outside `--watch-namespace`) and objects being deleted
 /// are not judged.
-pub fn check(reviewed: &Reviewed, inputs: &Inputs, settings: &Settings) -> Vec<Problem> {
+pub(super) fn check(reviewed: &Reviewed, inputs: &Inputs, settings: &Settings) -> Vec<Problem> {
     let mut problems = Vec::new();
     let meta = reviewed.meta();
     let namespace = meta.namespace.as_deref().unwrap_or_default();
@@ -196,7 +198,13 @@ fn route(view: &RouteView, problems: &mut Vec<Problem>) {
             problems.push(Problem::new(&view.obj, field.clone(), message.clone()));
         }
     }
-    route_annotations(&view.obj, &view.annotations, problems);
+    match annotations::check_hostile(&view.obj, &view.annotations) {
+        Some(p) => problems.push(p),
+        None => {
+            let ann = annotations::route_annotations(&view.obj, &view.annotations, problems);
+            route_settings(&view.obj, view.kind, &ann, problems);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -320,6 +328,39 @@ metadata: {name: broken, namespace: default}
 plugin: request-transformer
 config: {add: {headers: ["x:1"]}, nope: 1}
 protocols: [tcp]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata:
+  name: grpc
+  namespace: default
+  annotations: {konghq.com/strip-path: "true", konghq.com/methods: GET, konghq.com/protocols: http}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: http
+  namespace: default
+  annotations: {konghq.com/protocols: http, konghq.com/snis: b.example, konghq.com/host-aliases: a.example,
+                konghq.com/regex-priority: "5", konghq.com/regex-prefix: "~", ingress.kubernetes.io/force-ssl-redirect: "true"}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: kong}
+spec: {controllerName: konghq.com/kic-gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: kong
+  listeners: [{name: http, port: 80, protocol: HTTP}]
 "#;
         let mut loaded = crate::files::Loaded::default();
         crate::files::parse_documents(WORLD, "world", &mut loaded);
@@ -331,11 +372,15 @@ protocols: [tcp]
             let (api_version, kind) = (value["apiVersion"].as_str().unwrap(), value["kind"].as_str().unwrap());
             let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("").to_string();
             let kind = kind.to_string();
+            let name = value["metadata"]["name"].as_str().unwrap().to_string();
+            if kind.starts_with("Gateway") {
+                continue; // the routes' parents, not judged by the webhook
+            }
             let reviewed = Reviewed::parse(&group, &kind, value).unwrap();
             let admitted = check(&reviewed, &Inputs::default(), &settings);
             assert!(!admitted.is_empty(), "{kind}: the webhook finds nothing");
             for p in &admitted {
-                let same = translated.iter().find(|t| t.object.kind == p.object.kind && t.field == p.field);
+                let same = translated.iter().find(|t| t.object == p.object && t.field == p.field);
                 let t = same.unwrap_or_else(|| panic!("translation does not report {p}: {translated:#?}"));
                 if p.field.starts_with("metadata.annotations.") {
                     assert_eq!(t.message, p.message);
@@ -343,7 +388,7 @@ protocols: [tcp]
             }
             let fields = |list: &[Problem]| {
                 list.iter()
-                    .filter(|t| t.object.kind == kind && !t.field.is_empty())
+                    .filter(|t| t.object.kind == kind && t.object.name == name && !t.field.is_empty())
                     .map(|t| t.field.clone())
                     .collect::<std::collections::BTreeSet<_>>()
             };
@@ -352,6 +397,21 @@ protocols: [tcp]
             let mut expected = fields(&translated);
             expected.remove("metadata.annotations.konghq.com/plugins");
             assert_eq!(fields(&admitted), expected, "{kind}");
+            let keys: &[&str] = match kind.as_str() {
+                "GRPCRoute" => &["konghq.com/strip-path", "konghq.com/methods", "konghq.com/protocols"],
+                "HTTPRoute" => &[
+                    "konghq.com/snis",
+                    "konghq.com/host-aliases",
+                    "konghq.com/regex-priority",
+                    "konghq.com/regex-prefix",
+                    "ingress.kubernetes.io/force-ssl-redirect",
+                ],
+                _ => &[],
+            };
+            for key in keys {
+                let field = annotations::field(key);
+                assert!(fields(&admitted).contains(&field), "{kind}: {field} not refused: {admitted:#?}");
+            }
         }
     }
 

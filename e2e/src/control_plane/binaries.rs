@@ -17,7 +17,7 @@ pub enum BinariesError {
 
 /// The two binaries.
 #[derive(Debug, Clone)]
-pub struct Binaries {
+pub(crate) struct Binaries {
     pub kube_apiserver: PathBuf,
     pub etcd: PathBuf,
 }
@@ -49,7 +49,7 @@ fn bin_dir() -> Result<PathBuf, BinariesError> {
 
 impl Binaries {
     /// Finds (building once per process if needed) kube-apiserver and etcd.
-    pub fn locate() -> Result<Binaries, BinariesError> {
+    pub(crate) fn locate() -> Result<Binaries, BinariesError> {
         static FOUND: OnceLock<Result<Binaries, BinariesError>> = OnceLock::new();
         FOUND
             .get_or_init(|| {

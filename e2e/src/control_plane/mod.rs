@@ -6,8 +6,8 @@
 //! kubeconfig (`system:masters`); readiness is polled (`/health`, `/readyz`), never waited for by
 //! sleeping. Dropping the [`ControlPlane`] kills both processes by PID and removes the directory.
 
-pub mod binaries;
-pub mod pki;
+mod binaries;
+mod pki;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub use binaries::Binaries;
-pub use pki::{PkiError, PkiFiles};
+pub(crate) use binaries::Binaries;
+pub(crate) use pki::{PkiError, PkiFiles};
 
 /// How long etcd and kube-apiserver may take to become ready (2 shared cores: generous).
 const START_LIMIT: Duration = Duration::from_secs(180);

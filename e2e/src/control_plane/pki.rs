@@ -51,7 +51,7 @@ fn write_file(path: PathBuf, text: &str) -> Result<PathBuf, PkiError> {
 }
 
 /// Makes every certificate and key and writes them into `dir`.
-pub fn write(dir: &Path) -> Result<PkiFiles, PkiError> {
+pub(super) fn write(dir: &Path) -> Result<PkiFiles, PkiError> {
     let (serving_issuer, serving_ca_pem) = ca("sluice-e2e serving CA")?;
     let serving_key = KeyPair::generate()?;
     let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;

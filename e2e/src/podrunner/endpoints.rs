@@ -100,7 +100,7 @@ fn stored(slice: &EndpointSlice) -> Value {
 }
 
 /// One pass over all Services.
-pub async fn reconcile(client: &Client, node: &str) -> Result<(), PodRunnerError> {
+pub(super) async fn reconcile(client: &Client, node: &str) -> Result<(), PodRunnerError> {
     let services = Api::<Service>::all(client.clone())
         .list(&ListParams::default())
         .await

@@ -18,10 +18,10 @@
 //!
 //! Everything it starts is stopped when the [`PodRunner`] is stopped or dropped.
 
-pub mod endpoints;
-pub mod node;
-pub mod pods;
-pub mod replicas;
+mod endpoints;
+mod node;
+mod pods;
+mod replicas;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// The field manager / `managed-by` value of what the runner writes.
-pub const MANAGER: &str = "sluice-podrunner";
+pub(crate) const MANAGER: &str = "sluice-podrunner";
 
 /// Failures of the runner's API calls and processes.
 #[derive(Debug, thiserror::Error)]

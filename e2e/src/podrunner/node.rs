@@ -12,10 +12,10 @@ use serde_json::json;
 use super::{now, PodRunnerError};
 
 /// The node's InternalIP (Pods' hostIP): processes run on this host.
-pub const NODE_IP: &str = "127.0.0.1";
+pub(super) const NODE_IP: &str = "127.0.0.1";
 
 /// Creates the Node (if missing) and writes its status: Ready, InternalIP, capacity.
-pub async fn register(client: &Client, name: &str) -> Result<(), PodRunnerError> {
+pub(super) async fn register(client: &Client, name: &str) -> Result<(), PodRunnerError> {
     let api: Api<Node> = Api::all(client.clone());
     let mut node = Node::default();
     node.metadata.name = Some(name.to_string());

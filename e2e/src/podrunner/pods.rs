@@ -56,7 +56,7 @@ impl Drop for Proc {
 }
 
 /// The Pods this runner runs, by `namespace/name`.
-pub struct Running {
+pub(super) struct Running {
     client: Client,
     config: Config,
     procs: ByKey<Proc>,
@@ -65,12 +65,12 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn new(client: Client, config: Config) -> Running {
+    pub(super) fn new(client: Client, config: Config) -> Running {
         Running { client, config, procs: HashMap::new(), failed: HashSet::new() }
     }
 
     /// One pass over all Pods: bind, start, notice exits, finish deletions.
-    pub async fn reconcile(&mut self) -> Result<(), PodRunnerError> {
+    pub(super) async fn reconcile(&mut self) -> Result<(), PodRunnerError> {
         let pods = Api::<Pod>::all(self.client.clone())
             .list(&ListParams::default())
             .await

@@ -46,7 +46,7 @@ pub(crate) fn is_ready(pod: &Pod) -> bool {
 }
 
 /// One pass over all Deployments (outside `skip` namespaces) and the Pods they own.
-pub async fn reconcile(client: &Client, skip: &[String]) -> Result<(), PodRunnerError> {
+pub(super) async fn reconcile(client: &Client, skip: &[String]) -> Result<(), PodRunnerError> {
     let deployments = Api::<Deployment>::all(client.clone())
         .list(&ListParams::default())
         .await

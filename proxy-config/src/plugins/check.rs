@@ -29,14 +29,14 @@ pub(crate) fn join(path: &str, key: &str) -> String {
 }
 
 impl Checker {
-    pub fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, message));
     }
 
     /// A record at `path`: absent or null → `None` without error (Kong fills defaults); anything
     /// but an object → "expected a record". Every key not in `fields` is an error: a field sluice
     /// leaves out names the reason, any other "unknown field".
-    pub fn record<'v>(
+    pub(crate) fn record<'v>(
         &mut self,
         path: &str,
         v: Option<&'v Value>,
@@ -65,7 +65,7 @@ impl Checker {
         Some(map)
     }
 
-    pub fn string<'v>(&mut self, m: &'v Map<String, Value>, path: &str, key: &str) -> Option<&'v str> {
+    pub(crate) fn string<'v>(&mut self, m: &'v Map<String, Value>, path: &str, key: &str) -> Option<&'v str> {
         match m.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
@@ -76,7 +76,7 @@ impl Checker {
         }
     }
 
-    pub fn boolean(&mut self, m: &Map<String, Value>, path: &str, key: &str) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, m: &Map<String, Value>, path: &str, key: &str) -> Option<bool> {
         match m.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -87,7 +87,7 @@ impl Checker {
         }
     }
 
-    pub fn integer(&mut self, m: &Map<String, Value>, path: &str, key: &str) -> Option<i64> {
+    pub(crate) fn integer(&mut self, m: &Map<String, Value>, path: &str, key: &str) -> Option<i64> {
         match m.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
@@ -98,7 +98,7 @@ impl Checker {
         }
     }
 
-    pub fn number(&mut self, m: &Map<String, Value>, path: &str, key: &str) -> Option<f64> {
+    pub(crate) fn number(&mut self, m: &Map<String, Value>, path: &str, key: &str) -> Option<f64> {
         match m.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => n.as_f64(),
@@ -110,7 +110,7 @@ impl Checker {
     }
 
     /// An integer field bounded like Kong's `between`.
-    pub fn between(&mut self, m: &Map<String, Value>, path: &str, key: &str, lo: i64, hi: i64) -> Option<i64> {
+    pub(crate) fn between(&mut self, m: &Map<String, Value>, path: &str, key: &str, lo: i64, hi: i64) -> Option<i64> {
         let n = self.integer(m, path, key)?;
         if n < lo || n > hi {
             self.err(join(path, key), format!("value should be between {lo} and {hi}"));
@@ -120,7 +120,7 @@ impl Checker {
     }
 
     /// A string field restricted to `options` (Kong's `one_of`).
-    pub fn one_of<'v>(
+    pub(crate) fn one_of<'v>(
         &mut self,
         m: &'v Map<String, Value>,
         path: &str,
@@ -137,7 +137,7 @@ impl Checker {
 
     /// An array of strings: each element with its path (`path.key.N`, 1-based like Kong's
     /// flattened errors). Non-string elements are errors and left out of the answer.
-    pub fn strings<'v>(&mut self, m: &'v Map<String, Value>, path: &str, key: &str) -> Vec<(String, &'v str)> {
+    pub(crate) fn strings<'v>(&mut self, m: &'v Map<String, Value>, path: &str, key: &str) -> Vec<(String, &'v str)> {
         let field = join(path, key);
         match m.get(key) {
             None | Some(Value::Null) => Vec::new(),

@@ -31,7 +31,7 @@ use crate::translate::plugins::{self, Scope};
 use crate::translate::{upstreams, Context, ObjectRef};
 
 /// The target that carries the share of invalid backends (see the module documentation).
-pub const INVALID_BACKEND_TARGET: &str = "invalid-backend.sluice.invalid:1";
+pub(crate) const INVALID_BACKEND_TARGET: &str = "invalid-backend.sluice.invalid:1";
 /// Kong's maximum target weight.
 const MAX_WEIGHT: u64 = 65_535;
 

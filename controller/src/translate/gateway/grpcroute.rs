@@ -24,7 +24,7 @@ use super::model::{
 use crate::translate::Problem;
 
 /// The header every GRPCRoute route requires, and its condition (a gRPC content type).
-pub const GRPC_CONTENT_TYPE: (&str, &str) = ("content-type", "~*^application/grpc");
+pub(crate) const GRPC_CONTENT_TYPE: (&str, &str) = ("content-type", "~*^application/grpc");
 
 /// Converts a GRPCRoute; problems name the fields that are ignored or dropped.
 pub(crate) fn view(route: &GrpcRoute, problems: &mut Vec<Problem>) -> RouteView {

@@ -58,11 +58,11 @@ pub(crate) struct Listener {
 
 impl Listener {
     /// Routes may attach (accepted, not conflicted).
-    pub fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         self.accepted.is_true() && !self.conflicted.is_true()
     }
 
-    pub fn programmed(&self) -> Cond {
+    pub(crate) fn programmed(&self) -> Cond {
         if self.usable() && self.resolved_refs.is_true() {
             Cond::new("Programmed", true, "Programmed", "")
         } else {
@@ -71,7 +71,7 @@ impl Listener {
     }
 
     /// Whether a route of this kind in this namespace may attach.
-    pub fn allows(&self, kind: RouteKind, route_ns: &str, gateway_ns: &str, labels: &NamespaceLabels) -> bool {
+    pub(crate) fn allows(&self, kind: RouteKind, route_ns: &str, gateway_ns: &str, labels: &NamespaceLabels) -> bool {
         self.kinds.contains(&kind)
             && match &self.namespaces {
                 Namespaces::Same => route_ns == gateway_ns,

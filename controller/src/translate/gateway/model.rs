@@ -37,7 +37,7 @@ impl RouteKind {
 
 /// A `parentRefs[]` entry with the defaults filled in (group, kind, namespace).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParentRef {
+pub(crate) struct ParentRef {
     pub group: String,
     pub kind: String,
     pub namespace: String,
@@ -338,7 +338,7 @@ pub struct RouteStatusModel {
 
 /// The Gateway API statuses of a translation (pure; the status writer adds addresses and times).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct GatewayStatuses {
+pub(crate) struct GatewayStatuses {
     pub classes: Vec<ClassStatus>,
     pub gateways: Vec<GatewayStatusModel>,
     pub routes: Vec<RouteStatusModel>,

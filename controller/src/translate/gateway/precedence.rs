@@ -17,9 +17,9 @@ use std::cmp::Reverse;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Priority base of HTTPRoute routes.
-pub const HTTP_BASE: u64 = 1_000_000_000;
+pub(crate) const HTTP_BASE: u64 = 1_000_000_000;
 /// Priority base of GRPCRoute routes.
-pub const GRPC_BASE: u64 = 2_000_000_000;
+pub(crate) const GRPC_BASE: u64 = 2_000_000_000;
 
 /// The precedence of one generated Kong route; greater = wins.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

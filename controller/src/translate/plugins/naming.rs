@@ -35,7 +35,7 @@ fn format_uuid(b: &[u8; 16]) -> String {
 }
 
 /// The id of a plugin named `name` on the given service and/or route (both `None` = global).
-pub fn plugin_id(name: &str, service: Option<&str>, route: Option<&str>) -> String {
+pub(crate) fn plugin_id(name: &str, service: Option<&str>, route: Option<&str>) -> String {
     let namespace = uuid5(&KONG_ENTITIES_NAMESPACE, b"plugins");
     let mut key = name.to_string();
     if let Some(s) = service {
@@ -50,7 +50,7 @@ pub fn plugin_id(name: &str, service: Option<&str>, route: Option<&str>) -> Stri
 }
 
 /// The instance name of a KongPlugin's `instance_name` on one entity.
-pub fn instance_name(base: &str, service: Option<&str>, route: Option<&str>) -> String {
+pub(crate) fn instance_name(base: &str, service: Option<&str>, route: Option<&str>) -> String {
     if service.is_none() && route.is_none() {
         return base.to_string();
     }
@@ -61,7 +61,7 @@ pub fn instance_name(base: &str, service: Option<&str>, route: Option<&str>) -> 
 }
 
 /// The tags of a plugin entity generated from `object`.
-pub fn tags(object: &ObjectRef) -> Vec<String> {
+pub(crate) fn tags(object: &ObjectRef) -> Vec<String> {
     let mut t = names::tags(object, &[]);
     if object.namespace.is_empty() {
         t.retain(|tag| tag != names::TAG_NAMESPACE);
