@@ -9,7 +9,7 @@
 //!   feeds metrics and the access log exactly once.
 
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
@@ -19,7 +19,7 @@ use crate::wire::grpc::{self, Code};
 
 /// The error type of [`ProxyBody`]: the downstream side resets the stream (h2) or closes the
 /// connection (HTTP/1.1) when it sees one.
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Every response body sluice produces.
 pub enum ProxyBody {
@@ -70,7 +70,7 @@ impl Body for ProxyBody {
 }
 
 /// The HTTP/2 reset reason behind an error (an h2 error, or an error caused by one), if any.
-pub fn h2_reason(e: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
+pub(crate) fn h2_reason(e: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(h2e) = err.downcast_ref::<h2::Error>() {
@@ -81,17 +81,8 @@ pub fn h2_reason(e: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
     None
 }
 
-/// Poll helper so callers can `ready!` on frames (kept for symmetry with hyper's API).
-pub fn poll_data(body: Pin<&mut ProxyBody>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
-    match ready!(body.poll_frame(cx)) {
-        Some(Ok(f)) => Poll::Ready(f.into_data().ok().map(Ok)),
-        Some(Err(e)) => Poll::Ready(Some(Err(e))),
-        None => Poll::Ready(None),
-    }
-}
-
 /// Header values of a gRPC trailers-only reply.
-pub fn trailers_only_headers(code: Code, message: &str) -> HeaderMap {
+pub(crate) fn trailers_only_headers(code: Code, message: &str) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(3);
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     h.insert("grpc-status", code.header_value());

@@ -5,6 +5,6 @@
 //! Layer: above `upstream`, `listen`, `router` and `plugins` (the runtime owns their built
 //! forms); below `phases`, which read one snapshot per request.
 
-pub mod admin;
-pub mod state;
-pub mod status;
+pub(crate) mod admin;
+pub(crate) mod state;
+pub(crate) mod status;

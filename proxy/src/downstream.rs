@@ -16,9 +16,9 @@ use crate::body::ProxyBody;
 use request_body::ClientBody;
 
 pub mod h1;
-pub mod h2;
-pub mod rapid_reset;
-pub mod request_body;
+pub(crate) mod h2;
+pub(crate) mod rapid_reset;
+pub(crate) mod request_body;
 
 /// Facts about the downstream connection a request arrived on.
 #[derive(Debug, Clone)]

@@ -14,15 +14,19 @@
 //! 9. The request path in Kong's phases: [`phases`].
 //! 10. The wiring of it all: [`app`].
 
+// Public: what the binary, the integration tests, the fuzz targets and the benches use; the rest
+// is the crate's own (`unreachable_pub` keeps `pub` for what leaves the crate).
+#![warn(unreachable_pub)]
+
 pub mod app;
-pub mod body;
-pub mod config;
+pub(crate) mod body;
+pub(crate) mod config;
 pub mod downstream;
-pub mod listen;
-pub mod memo;
-pub mod phases;
-pub mod plugins;
-pub mod respond;
+pub(crate) mod listen;
+pub(crate) mod memo;
+pub(crate) mod phases;
+pub(crate) mod plugins;
+pub(crate) mod respond;
 pub mod router;
 pub mod settings;
 pub mod telemetry;

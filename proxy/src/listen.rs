@@ -5,7 +5,7 @@
 //!
 //! Layer: above `downstream`; below `config` (whose runtime holds the TLS certificate store).
 
-pub mod proxy_protocol;
-pub mod server;
-pub mod sniff;
-pub mod tls;
+pub(crate) mod proxy_protocol;
+pub(crate) mod server;
+pub(crate) mod sniff;
+pub(crate) mod tls;

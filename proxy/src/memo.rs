@@ -7,7 +7,7 @@
 // Always inlined: it sits on the request path, and as a call it costs more than the compare it does
 // (bench/callgrind.sh).
 #[inline(always)]
-pub fn last<K: PartialEq + Copy, V: Clone>(slot: &mut Option<(K, V)>, key: K, make: impl FnOnce(K) -> V) -> V {
+pub(crate) fn last<K: PartialEq + Copy, V: Clone>(slot: &mut Option<(K, V)>, key: K, make: impl FnOnce(K) -> V) -> V {
     match slot {
         Some((k, v)) if *k == key => v.clone(),
         _ => {

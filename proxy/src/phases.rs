@@ -40,16 +40,16 @@ use crate::upstream::pool::Pool;
 use crate::wire::grpc;
 use body_filter::UpstreamStream;
 
-pub mod access;
-pub mod balancer;
-pub mod body_filter;
-pub mod header_filter;
-pub mod log;
-pub mod route;
-pub mod upstream_request;
+pub(crate) mod access;
+pub(crate) mod balancer;
+pub(crate) mod body_filter;
+pub(crate) mod header_filter;
+pub(crate) mod log;
+pub(crate) mod route;
+pub(crate) mod upstream_request;
 
 /// What every request shares.
-pub struct Shared {
+pub(crate) struct Shared {
     pub state: Arc<State>,
     pub pool: Pool,
     pub observer: Arc<Observer>,
@@ -59,14 +59,14 @@ pub struct Shared {
 /// One request's facts that outlive a failing phase: its record, the route it matched once the
 /// access phase started (its header_filter plugins still see the proxy's own reply, as in Kong),
 /// and the plugins' per-request state.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub done: Option<Completion>,
     pub route: Option<usize>,
     pub plugins: RequestState,
 }
 
 /// The request handler of proxy listeners (both HTTP versions).
-pub async fn serve(
+pub(crate) async fn serve(
     req: Request<ClientBody>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,

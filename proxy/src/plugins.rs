@@ -33,24 +33,24 @@ use thiserror::Error;
 use crate::downstream::request_body::ClientBody;
 use crate::respond::PluginReply;
 
-pub mod correlation_id;
-pub mod cors;
-pub mod ip_restriction;
-pub mod request_size_limiting;
-pub mod request_termination;
-pub mod request_transformer;
-pub mod response_transformer;
+pub(crate) mod correlation_id;
+pub(crate) mod cors;
+pub(crate) mod ip_restriction;
+pub(crate) mod request_size_limiting;
+pub(crate) mod request_termination;
+pub(crate) mod request_transformer;
+pub(crate) mod response_transformer;
 
 /// A plugin entity whose config cannot be built; `field` is Kong's flattened field name.
 #[derive(Debug, Error, PartialEq)]
 #[error("{message}")]
-pub struct BuildError {
+pub(crate) struct BuildError {
     pub field: String,
     pub message: String,
 }
 
 impl BuildError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         BuildError { field: field.into(), message: message.into() }
     }
 }
@@ -159,7 +159,7 @@ pub trait Plugin: Send + Sync + Debug {
 
 /// Builds the instance a `plugins` entity describes, from proxy-config's typed config of it
 /// (one schema, the one the controller checks with).
-pub fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
+pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
     Ok(match typed_config(name, config)? {
         PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
         PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),

@@ -11,7 +11,7 @@ use crate::wire::grpc::Code;
 
 /// Why the proxy answered a request itself.
 #[derive(Debug, Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error("no Route matched with those values")]
     NoRoute,
     #[error("no Service found with those values")]
@@ -51,7 +51,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// The HTTP status a plain HTTP client gets (Kong's).
-    pub fn http_status(&self) -> u16 {
+    pub(crate) fn http_status(&self) -> u16 {
         match self {
             ProxyError::NoRoute => 404,
             ProxyError::NoService => 503,
@@ -70,7 +70,7 @@ impl ProxyError {
     }
 
     /// The gRPC status a gRPC client gets.
-    pub fn grpc_code(&self) -> Code {
+    pub(crate) fn grpc_code(&self) -> Code {
         match self {
             ProxyError::NoRoute => Code::Unimplemented,
             ProxyError::GrpcsOnly => Code::Cancelled,
@@ -85,11 +85,6 @@ impl ProxyError {
             ProxyError::TransferCodingNotImplemented { .. } => Code::Unimplemented,
         }
     }
-
-    /// Whether the reply came from the upstream (it never does for these).
-    pub fn is_gateway_error(&self) -> bool {
-        matches!(self, ProxyError::UpstreamFailed { .. } | ProxyError::UpstreamTimeout | ProxyError::NoHealthyTarget)
-    }
 }
 
 /// The gRPC status of a plugin's reply, by its HTTP status. The statuses plugins use map to the
@@ -98,7 +93,7 @@ impl ProxyError {
 /// (404 UNIMPLEMENTED, 502/504 UNAVAILABLE, anything else UNKNOWN)
 /// except where Kong's PDK map is more precise (200 OK, 409 ABORTED, 499 CANCELLED, 500 INTERNAL,
 /// 501 UNIMPLEMENTED, 504 DEADLINE_EXCEEDED).
-pub fn plugin_grpc_code(status: u16) -> Code {
+pub(crate) fn plugin_grpc_code(status: u16) -> Code {
     match status {
         200 => Code::Ok,
         400 => Code::InvalidArgument,
@@ -146,7 +141,7 @@ impl PluginReply {
 
 /// The response for `err`. `grpc` is true when the request is gRPC over HTTP/2 (gRPC over
 /// HTTP/1.1 gets the HTTP answer: its client cannot read trailers).
-pub fn error_response(err: &ProxyError, grpc: bool) -> Response<ProxyBody> {
+pub(crate) fn error_response(err: &ProxyError, grpc: bool) -> Response<ProxyBody> {
     let grpc_shaped = grpc && !matches!(err, ProxyError::GrpcOverHttp1 | ProxyError::NotGrpc);
     if grpc_shaped {
         let mut resp = Response::new(ProxyBody::Empty);
@@ -191,7 +186,7 @@ pub fn error_response(err: &ProxyError, grpc: bool) -> Response<ProxyBody> {
 }
 
 /// Kong's JSON message body.
-pub fn json_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+pub(crate) fn json_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let body = serde_json::json!({ "message": message }).to_string();
     let mut resp = Response::new(ProxyBody::full(body));
     *resp.status_mut() = status;

@@ -3,7 +3,7 @@
 //!
 //! Layer: above `wire` and `settings`; the connection layers report into it, it reads none of them.
 
-pub mod access_log;
+pub(crate) mod access_log;
 pub mod logging;
-pub mod metrics;
-pub mod observe;
+pub(crate) mod metrics;
+pub(crate) mod observe;

@@ -5,7 +5,7 @@
 //! Layer: above `downstream` (it sends the client's [`crate::downstream::request_body`]); it knows
 //! nothing of routes, plugins or phases.
 
-pub mod balancer;
+pub(crate) mod balancer;
 pub mod h1;
-pub mod h2;
-pub mod pool;
+pub(crate) mod h2;
+pub(crate) mod pool;

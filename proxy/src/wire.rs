@@ -6,6 +6,6 @@
 
 pub mod grpc;
 pub mod h1;
-pub mod h2_body;
-pub mod hop_by_hop;
-pub mod http_date;
+pub(crate) mod h2_body;
+pub(crate) mod hop_by_hop;
+pub(crate) mod http_date;

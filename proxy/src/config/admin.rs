@@ -41,7 +41,7 @@ pub enum AdminError {
 }
 
 #[derive(Debug, Error)]
-pub enum CacheError {
+pub(crate) enum CacheError {
     #[error("cannot read: {0}")]
     Read(std::io::Error),
     #[error("cannot write: {0}")]
@@ -51,7 +51,7 @@ pub enum CacheError {
 }
 
 /// What the admin handlers share.
-pub struct AdminState {
+pub(crate) struct AdminState {
     pub state: Arc<State>,
     cache: Option<PathBuf>,
     /// Holds apply + cache write together, so the file always matches the live config.
@@ -59,13 +59,13 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(state: Arc<State>, cache: Option<PathBuf>) -> Self {
+    pub(crate) fn new(state: Arc<State>, cache: Option<PathBuf>) -> Self {
         AdminState { state, cache, push_lock: Mutex::new(()) }
     }
 }
 
 /// Writes `text` to `path` atomically: a temp file in the same directory, fsync, rename.
-pub fn write_cache(path: &Path, text: &[u8]) -> Result<(), CacheError> {
+pub(crate) fn write_cache(path: &Path, text: &[u8]) -> Result<(), CacheError> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "config".into());
@@ -88,7 +88,7 @@ pub fn write_cache(path: &Path, text: &[u8]) -> Result<(), CacheError> {
 }
 
 /// Loads and applies the cached config; `Ok(None)` when there is no cache file yet.
-pub fn load_cache(path: &Path, state: &State) -> Result<Option<String>, CacheError> {
+pub(crate) fn load_cache(path: &Path, state: &State) -> Result<Option<String>, CacheError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -102,7 +102,7 @@ pub fn load_cache(path: &Path, state: &State) -> Result<Option<String>, CacheErr
 }
 
 /// Binds the admin socket (removing a stale one) with mode 0600.
-pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
+pub(crate) fn bind(path: &Path) -> Result<UnixListener, AdminError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(|source| AdminError::Dir { path: dir.into(), source })?;
@@ -129,7 +129,7 @@ fn own_uid() -> u32 {
 }
 
 /// Serves the admin API until shutdown.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: UnixListener,
     admin: Arc<AdminState>,
     mut shutdown: watch::Receiver<bool>,
@@ -170,7 +170,7 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
 }
 
 /// The admin API's request handler (public for tests that bypass the socket).
-pub async fn handle(req: Request<Incoming>, admin: Arc<AdminState>) -> Result<Response<ProxyBody>, Infallible> {
+pub(crate) async fn handle(req: Request<Incoming>, admin: Arc<AdminState>) -> Result<Response<ProxyBody>, Infallible> {
     let state = &admin.state;
     let check_hash =
         req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "check_hash=1" || kv == "check_hash=true"));
@@ -232,7 +232,7 @@ fn post_config(admin: &AdminState, body: Bytes, check_hash: bool) -> Response<Pr
 }
 
 /// `GET /status` body, shared with the status listener.
-pub fn status_body(state: &State) -> Response<ProxyBody> {
+pub(crate) fn status_body(state: &State) -> Response<ProxyBody> {
     let hash = state.hash();
     let active = state.metrics.active_connections.get();
     json(

@@ -258,7 +258,7 @@ fn entity_error(kind: &str, name: &str, field: &str, message: String) -> EntityE
 }
 
 /// Builds a runtime from a validated config.
-pub fn build(
+pub(crate) fn build(
     config: Config,
     default_cert: &Arc<CertifiedKey>,
     health: &mut HealthRegistry,

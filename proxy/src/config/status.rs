@@ -17,7 +17,7 @@ use crate::downstream::Handler;
 use crate::respond::json_response;
 use crate::telemetry::metrics::{TARGET_HEALTH_HELP, TARGET_HEALTH_NAME, TARGET_STATES};
 
-pub struct StatusHandler {
+pub(crate) struct StatusHandler {
     pub state: Arc<State>,
 }
 
@@ -32,7 +32,7 @@ impl Handler for StatusHandler {
 }
 
 impl StatusHandler {
-    pub fn respond(&self, method: &Method, path: &str) -> Response<ProxyBody> {
+    pub(crate) fn respond(&self, method: &Method, path: &str) -> Response<ProxyBody> {
         if method != Method::GET && method != Method::HEAD {
             return json_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
         }

@@ -50,7 +50,7 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 const CUT_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one HTTP/2 connection until it ends, shutdown has drained it, or it was cut for abuse.
-pub async fn serve<I, H>(
+pub(crate) async fn serve<I, H>(
     io: I,
     conn: ConnInfo,
     handler: Arc<H>,

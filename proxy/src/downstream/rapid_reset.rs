@@ -42,7 +42,7 @@ use crate::settings::ConnLimits;
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Per-connection premature-reset accounting.
-pub struct ResetTracker {
+pub(crate) struct ResetTracker {
     min_streams: u32,
     percent: u32,
     lifetime: Duration,
@@ -57,7 +57,7 @@ pub struct ResetTracker {
 }
 
 impl ResetTracker {
-    pub fn new(limits: &ConnLimits, cuts: IntCounter) -> ResetTracker {
+    pub(crate) fn new(limits: &ConnLimits, cuts: IntCounter) -> ResetTracker {
         ResetTracker {
             min_streams: limits.h2_reset_min_streams.max(1),
             percent: limits.h2_reset_percent.clamp(1, 100),
@@ -71,7 +71,7 @@ impl ResetTracker {
     }
 
     /// A new stream started on the connection.
-    pub fn start(self: &Arc<Self>) -> StreamGuard {
+    pub(crate) fn start(self: &Arc<Self>) -> StreamGuard {
         {
             let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
             c.0 = c.0.saturating_add(1);
@@ -93,7 +93,7 @@ impl ResetTracker {
     }
 
     /// Resolves once the connection has had no open stream for `timeout`.
-    pub async fn idle_for(&self, timeout: Duration) {
+    pub(crate) async fn idle_for(&self, timeout: Duration) {
         loop {
             let (open, since) = *self.open.lock().unwrap_or_else(|p| p.into_inner());
             let at = if open == 0 { since + timeout } else { Instant::now() + timeout };
@@ -117,12 +117,12 @@ impl ResetTracker {
     }
 
     /// Whether the connection must be cut.
-    pub fn is_tripped(&self) -> bool {
+    pub(crate) fn is_tripped(&self) -> bool {
         self.tripped.load(Ordering::Acquire)
     }
 
     /// Resolves once the connection must be cut.
-    pub async fn tripped(&self) {
+    pub(crate) async fn tripped(&self) {
         while !self.is_tripped() {
             self.notify.notified().await;
         }
@@ -130,7 +130,7 @@ impl ResetTracker {
 }
 
 /// Held by one stream from the service call to the end of its response body.
-pub struct StreamGuard {
+pub(crate) struct StreamGuard {
     tracker: Arc<ResetTracker>,
     started: Instant,
     finished: AtomicBool,
@@ -161,7 +161,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> Guarded<B> {
-    pub fn new(inner: B, guard: Option<StreamGuard>) -> Self {
+    pub(crate) fn new(inner: B, guard: Option<StreamGuard>) -> Self {
         Guarded { inner, guard }
     }
 }
@@ -201,14 +201,14 @@ impl<B: Body<Data = Bytes>> Body for Guarded<B> {
 }
 
 /// The I/O of an h2 connection, which lingers when dropped before the client closed its side.
-pub struct Lingering<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> {
+pub(crate) struct Lingering<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> {
     inner: Option<I>,
     /// The client closed its side: nothing to linger for.
     eof: bool,
 }
 
 impl<I: AsyncRead + AsyncWrite + Send + Unpin + 'static> Lingering<I> {
-    pub fn new(io: I) -> Self {
+    pub(crate) fn new(io: I) -> Self {
         Lingering { inner: Some(io), eof: false }
     }
 

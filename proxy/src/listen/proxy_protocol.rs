@@ -12,10 +12,10 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The 12-byte signature that starts a version 2 header.
-pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub(crate) const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 /// The longest version 1 header, CRLF included.
-pub const V1_MAX_LEN: usize = 107;
+pub(crate) const V1_MAX_LEN: usize = 107;
 
 /// The shortest header of either version (`PROXY UNKNOWN\r\n` is 15 bytes, a v2 header 16), so this
 /// many bytes can always be read without reading past a header.
@@ -24,7 +24,7 @@ const MIN_HEADER_LEN: usize = 15;
 /// What the header says about the connection. Both are `None` for v1 `UNKNOWN`, v2 `LOCAL` (health
 /// checks from the balancer itself) and v2 addresses that are neither IPv4 nor IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ProxyHeader {
+pub(crate) struct ProxyHeader {
     /// The original client.
     pub source: Option<SocketAddr>,
     /// The address the client connected to.
@@ -33,7 +33,7 @@ pub struct ProxyHeader {
 
 /// Why a header was refused.
 #[derive(Debug, Error)]
-pub enum ProxyProtocolError {
+pub(crate) enum ProxyProtocolError {
     #[error("connection closed inside the PROXY protocol header")]
     Truncated,
     #[error("reading the PROXY protocol header: {0}")]
@@ -67,7 +67,7 @@ impl From<std::io::Error> for ProxyProtocolError {
 }
 
 /// Reads one PROXY protocol header (v1 or v2) from the start of `io`, consuming exactly its bytes.
-pub async fn read_proxy_header<R: AsyncRead + Unpin>(io: &mut R) -> Result<ProxyHeader, ProxyProtocolError> {
+pub(crate) async fn read_proxy_header<R: AsyncRead + Unpin>(io: &mut R) -> Result<ProxyHeader, ProxyProtocolError> {
     let mut buf = [0u8; V1_MAX_LEN];
     io.read_exact(&mut buf[..MIN_HEADER_LEN]).await?;
     if buf[..12] == V2_SIGNATURE {

@@ -22,7 +22,7 @@ use crate::settings::ConnLimits;
 use crate::telemetry::metrics::Metrics;
 
 /// One bound listener and how to treat its connections.
-pub struct Listener {
+pub(crate) struct Listener {
     pub tcp: TcpListener,
     pub name: String,
     pub http2: bool,
@@ -33,7 +33,7 @@ pub struct Listener {
 /// Accepts until `shutdown` flips, spawning each connection on `tracker`. `global` counts the open
 /// connections of every listener sharing it, capped at `limits.max_connections`.
 #[allow(clippy::too_many_arguments)]
-pub async fn accept_loop<H: Handler>(
+pub(crate) async fn accept_loop<H: Handler>(
     listener: Listener,
     handler: Arc<H>,
     limits: Arc<ConnLimits>,
@@ -179,7 +179,7 @@ async fn serve_socket<H: Handler>(
 }
 
 /// Runs one HTTP connection until it ends, shutdown has drained it, or (h2) it was cut for abuse.
-pub async fn serve_http<I, H>(
+pub(crate) async fn serve_http<I, H>(
     io: I,
     h2: bool,
     conn: ConnInfo,

@@ -17,14 +17,14 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
-pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How much of a first line without `HTTP/` is read before HTTP/1.1 gets it anyway (and its
 /// request-line limit answers it).
 const MAX_FIRST_LINE: usize = 8 << 10;
 
 #[derive(Debug, Error)]
-pub enum SniffError {
+pub(crate) enum SniffError {
     #[error("connection closed before the first request")]
     Closed,
     #[error("read failed while detecting the protocol: {0}")]
@@ -35,13 +35,13 @@ pub enum SniffError {
 
 /// The protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detected {
+pub(crate) enum Detected {
     H2,
     Http1,
 }
 
 /// Reads just enough to decide. The caller bounds it with the handshake timeout.
-pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> Result<(Detected, BytesMut), SniffError> {
+pub(crate) async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> Result<(Detected, BytesMut), SniffError> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         if io.read_buf(&mut buf).await? == 0 {
@@ -77,13 +77,13 @@ fn names_http_version(buf: &[u8]) -> Option<bool> {
 }
 
 /// An I/O stream that first yields already-read bytes.
-pub struct Prefixed<S> {
+pub(crate) struct Prefixed<S> {
     prefix: BytesMut,
     inner: S,
 }
 
 impl<S> Prefixed<S> {
-    pub fn new(prefix: BytesMut, inner: S) -> Self {
+    pub(crate) fn new(prefix: BytesMut, inner: S) -> Self {
         Prefixed { prefix, inner }
     }
 }

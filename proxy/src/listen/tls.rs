@@ -26,14 +26,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use thiserror::Error;
 
 /// ALPN protocol ids.
-pub const ALPN_H2: &[u8] = b"h2";
-pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+pub(crate) const ALPN_H2: &[u8] = b"h2";
+pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// The only TLS versions sluice speaks.
 static VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// The crypto provider for every config: ring.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -77,7 +77,7 @@ impl PemProblem {
 
 /// Parses a PEM certificate chain (leaf first) and a PEM private key into a signing pair, checking
 /// that the key belongs to the leaf certificate.
-pub fn certified_key_from_pem(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, PemProblem> {
+pub(crate) fn certified_key_from_pem(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, PemProblem> {
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PemProblem::cert(format!("invalid certificate PEM: {e}")))?;
@@ -209,7 +209,7 @@ impl CertStore {
 
 /// The default certificate: from `KONG_SSL_CERT`/`KONG_SSL_CERT_KEY` when both are given, else a
 /// self-signed P-256 certificate for `localhost`, generated now (call once at start).
-pub fn load_default_certificate(
+pub(crate) fn load_default_certificate(
     cert_path: Option<&Path>,
     key_path: Option<&Path>,
 ) -> Result<Arc<CertifiedKey>, TlsError> {
@@ -241,12 +241,12 @@ fn self_signed_localhost() -> Result<Arc<CertifiedKey>, TlsError> {
 }
 
 /// Picks the server certificate per handshake from whatever store is current at that moment.
-pub struct SniResolver {
+pub(crate) struct SniResolver {
     current: Arc<dyn Fn() -> Arc<CertStore> + Send + Sync>,
 }
 
 impl SniResolver {
-    pub fn new(current: Arc<dyn Fn() -> Arc<CertStore> + Send + Sync>) -> Self {
+    pub(crate) fn new(current: Arc<dyn Fn() -> Arc<CertStore> + Send + Sync>) -> Self {
         SniResolver { current }
     }
 }
@@ -265,7 +265,7 @@ impl ResolvesServerCert for SniResolver {
 
 /// A server config for an `ssl` listener: TLS 1.2 and 1.3; ALPN `h2` then `http/1.1` when the
 /// listener has `http2`, else only `http/1.1`.
-pub fn server_config(resolver: Arc<SniResolver>, http2: bool) -> Arc<ServerConfig> {
+pub(crate) fn server_config(resolver: Arc<SniResolver>, http2: bool) -> Arc<ServerConfig> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         // ring's default provider has TLS 1.2 and 1.3 suites and kx groups (the `tls12` feature is
@@ -281,7 +281,11 @@ pub fn server_config(resolver: Arc<SniResolver>, http2: bool) -> Arc<ServerConfi
 /// server certificate but still checks the handshake signatures; `verify == true` checks the chain
 /// and name against `ca_pems` (each may hold several certificates) or, when none are given, the
 /// Mozilla roots. ALPN is `h2` for `grpcs` upstreams and `http/1.1` otherwise.
-pub fn upstream_client_config(verify: bool, ca_pems: &[&str], alpn_h2: bool) -> Result<Arc<ClientConfig>, TlsError> {
+pub(crate) fn upstream_client_config(
+    verify: bool,
+    ca_pems: &[&str],
+    alpn_h2: bool,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let algorithms = provider.signature_verification_algorithms;
     let builder = ClientConfig::builder_with_provider(provider).with_protocol_versions(VERSIONS)?;

@@ -18,7 +18,7 @@ use crate::settings::trust::TrustedIps;
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 #[inline(always)]
-pub fn access(
+pub(crate) fn access(
     route: &RouteRt,
     index: usize,
     parts: &mut Parts,
@@ -46,7 +46,7 @@ pub fn access(
 }
 
 /// The route's body filters on the client's body (request-size-limiting), in priority order.
-pub fn request_body(route: &RouteRt, parts: &Parts, mut body: ClientBody, ctx: &mut Ctx) -> ClientBody {
+pub(crate) fn request_body(route: &RouteRt, parts: &Parts, mut body: ClientBody, ctx: &mut Ctx) -> ClientBody {
     for p in route.plugins.request_body() {
         body = p.request_body(body, &parts.headers, &mut ctx.plugins);
     }
@@ -56,7 +56,7 @@ pub fn request_body(route: &RouteRt, parts: &Parts, mut body: ClientBody, ctx: &
 /// Kong's forwarded client address (`kong.client.get_forwarded_ip`): `X-Real-IP` (Kong's default
 /// `real_ip_header`) when the peer is trusted, else the connection's client (the PROXY protocol
 /// address on such listeners).
-pub fn forwarded_ip(headers: &http::HeaderMap, conn: &ConnInfo, trusted: &TrustedIps) -> IpAddr {
+pub(crate) fn forwarded_ip(headers: &http::HeaderMap, conn: &ConnInfo, trusted: &TrustedIps) -> IpAddr {
     if trusted.contains(conn.peer.ip()) {
         if let Some(ip) = headers.get(X_REAL_IP).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()) {
             return ip;

@@ -21,7 +21,7 @@ use crate::upstream::pool::{Pool, Sender, TimedOut, Unanswered};
 use crate::wire::grpc;
 
 /// What the balancer phase leaves for the response phases.
-pub struct Sent {
+pub(crate) struct Sent {
     /// The target's label (`None` for a plain host:port service: rendered only when read).
     pub label: Option<Arc<str>>,
     /// Keeps the target's in-flight count up until the response ends.
@@ -38,7 +38,7 @@ pub struct Sent {
 /// sends it takes it (a retry of a request that never left puts it back), rather than being moved
 /// into this future; the response goes to `then` here, rather than out through this future's
 /// output and into the caller.
-pub async fn balance_and_send(
+pub(crate) async fn balance_and_send(
     request: &mut Option<Request<RequestBody>>,
     svc: &ServiceRt,
     conn: &ConnInfo,

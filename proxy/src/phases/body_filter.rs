@@ -24,7 +24,7 @@ use crate::upstream::h2::H2Body;
 use crate::wire::grpc::{self, Code};
 
 /// Timers that bound an upstream response body.
-pub struct Limits {
+pub(crate) struct Limits {
     /// Absolute end (from `grpc-timeout`): the call is over at this instant.
     pub deadline: Option<Instant>,
     /// Longest gap between two frames from the upstream (the service's `read_timeout`).
@@ -34,7 +34,7 @@ pub struct Limits {
 }
 
 /// An upstream response body as its connection delivers it.
-pub enum UpstreamStream {
+pub(crate) enum UpstreamStream {
     /// From an HTTP/1.1 connection.
     H1(H1Body),
     /// From an HTTP/2 stream.
@@ -65,7 +65,7 @@ impl UpstreamStream {
 }
 
 /// The upstream body with its limits and its completion record.
-pub struct UpstreamBody {
+pub(crate) struct UpstreamBody {
     inner: Option<UpstreamStream>,
     grpc: bool,
     deadline: Option<Instant>,
@@ -91,7 +91,7 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    pub fn new(
+    pub(crate) fn new(
         inner: UpstreamStream,
         grpc: bool,
         limits: Limits,
@@ -271,7 +271,7 @@ impl Drop for UpstreamBody {
 /// when the body ends or is dropped).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn respond(
+pub(crate) fn respond(
     head: http::response::Parts,
     body: UpstreamStream,
     sent: super::balancer::Sent,

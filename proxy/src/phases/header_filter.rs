@@ -11,14 +11,14 @@ use crate::plugins::{HeaderFilterCtx, RequestState};
 use crate::wire::hop_by_hop::strip_hop_by_hop;
 
 #[inline(always)]
-pub fn header_filter(route: &RouteRt, head: &mut Parts, state: &mut RequestState) {
+pub(crate) fn header_filter(route: &RouteRt, head: &mut Parts, state: &mut RequestState) {
     head.version = Version::HTTP_11;
     strip_hop_by_hop(&mut head.headers);
     run_plugins(route, head.status.as_u16(), &mut head.headers, state);
 }
 
 /// The route's header_filter plugins (response-transformer's hook point among them).
-pub fn run_plugins(route: &RouteRt, status: u16, headers: &mut HeaderMap, state: &mut RequestState) {
+pub(crate) fn run_plugins(route: &RouteRt, status: u16, headers: &mut HeaderMap, state: &mut RequestState) {
     let plugins = route.plugins.header_filter();
     if plugins.is_empty() {
         return;
@@ -31,7 +31,7 @@ pub fn run_plugins(route: &RouteRt, status: u16, headers: &mut HeaderMap, state:
 
 /// The body_filter of the proxy's own reply: response-transformer's JSON edit, if its
 /// header_filter asked for one (Kong's plugins see `kong.response.exit` bodies too).
-pub fn local_body(resp: &mut http::Response<ProxyBody>, state: &mut RequestState) {
+pub(crate) fn local_body(resp: &mut http::Response<ProxyBody>, state: &mut RequestState) {
     if let (Some(t), ProxyBody::Full(body)) = (state.json_body.take(), resp.body_mut()) {
         if let Some(b) = body.take() {
             *body = Some(t.apply_body(b));

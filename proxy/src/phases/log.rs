@@ -11,14 +11,14 @@ use crate::respond::ProxyError;
 use crate::telemetry::observe::Completion;
 
 /// The route's log plugins for a finished upstream response.
-pub fn run_plugins(chain: &PluginChain, done: &Completion) {
+pub(crate) fn run_plugins(chain: &PluginChain, done: &Completion) {
     for p in chain.log() {
         p.log(done.status());
     }
 }
 
 /// Records a reply the proxy made itself.
-pub fn local_reply(done: Option<Completion>, resp: &Response<ProxyBody>, err: &ProxyError) {
+pub(crate) fn local_reply(done: Option<Completion>, resp: &Response<ProxyBody>, err: &ProxyError) {
     if let Some(mut d) = done {
         d.set_response(resp.status().as_u16(), false, resp.headers());
         d.set_error(&err.to_string());

@@ -14,7 +14,7 @@ use crate::router::RouteRequest;
 use crate::telemetry::observe::Completion;
 
 /// The matched route.
-pub struct Routed {
+pub(crate) struct Routed {
     /// Index into `Runtime::routes`.
     pub route: usize,
     /// Length of the path prefix the route matched (for `strip_path`).
@@ -22,7 +22,7 @@ pub struct Routed {
 }
 
 #[inline(always)]
-pub fn route(
+pub(crate) fn route(
     parts: &Parts,
     conn: &ConnInfo,
     rt: &Runtime,
@@ -72,14 +72,14 @@ pub fn route(
 }
 
 /// `:authority` for HTTP/2, else the Host header; empty when neither is present.
-pub fn host_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
+pub(crate) fn host_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
     uri.authority()
         .map(Authority::as_str)
         .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
         .unwrap_or("")
 }
 
-pub fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map(|(h, _)| &host[..h.len() + 1]).unwrap_or(host);
     }

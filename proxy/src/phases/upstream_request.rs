@@ -24,7 +24,7 @@ use crate::wire::hop_by_hop::strip_hop_by_hop;
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn upstream_request(
+pub(crate) fn upstream_request(
     mut parts: Parts,
     body: ClientBody,
     route: &RouteRt,

@@ -15,16 +15,16 @@ use super::{AccessCtx, BuildError, HeaderFilterCtx, Phases, Plugin};
 use crate::respond::PluginReply;
 
 #[derive(Debug)]
-pub struct CorrelationId {
+pub(crate) struct CorrelationId {
     header: HeaderName,
     generator: Generator,
     echo: bool,
 }
 
 impl CorrelationId {
-    pub const NAME: &'static str = "correlation-id";
+    pub(crate) const NAME: &'static str = "correlation-id";
 
-    pub fn new(c: &CorrelationIdConfig) -> Result<Self, BuildError> {
+    pub(crate) fn new(c: &CorrelationIdConfig) -> Result<Self, BuildError> {
         let header = HeaderName::from_bytes(c.header_name.as_bytes())
             .map_err(|_| BuildError::new("config.header_name", format!("invalid header name '{}'", c.header_name)))?;
         if c.generator == Generator::Tracker {

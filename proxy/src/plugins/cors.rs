@@ -27,7 +27,7 @@ enum Origin {
 }
 
 #[derive(Debug)]
-pub struct Cors {
+pub(crate) struct Cors {
     /// `None`: every origin (`origins` empty or `["*"]`), answered with `*`.
     origins: Option<Vec<Origin>>,
     allow_headers: Option<HeaderValue>,
@@ -57,9 +57,9 @@ fn max_age_value(secs: f64) -> HeaderValue {
 }
 
 impl Cors {
-    pub const NAME: &'static str = "cors";
+    pub(crate) const NAME: &'static str = "cors";
 
-    pub fn new(c: &CorsConfig) -> Result<Self, BuildError> {
+    pub(crate) fn new(c: &CorsConfig) -> Result<Self, BuildError> {
         let origins = if c.origins.is_empty() || c.origins == ["*"] {
             None
         } else {

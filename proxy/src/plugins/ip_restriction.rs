@@ -12,7 +12,7 @@ use super::{AccessCtx, BuildError, Phases, Plugin};
 use crate::respond::PluginReply;
 
 #[derive(Debug)]
-pub struct IpRestriction {
+pub(crate) struct IpRestriction {
     allow: Vec<IpCidr>,
     deny: Vec<IpCidr>,
     status: u16,
@@ -20,11 +20,11 @@ pub struct IpRestriction {
 }
 
 impl IpRestriction {
-    pub const NAME: &'static str = "ip-restriction";
+    pub(crate) const NAME: &'static str = "ip-restriction";
 
     /// From the checked config (proxy-config refuses bad entries, naming them, and a config
     /// with neither list; this repeats the latter so that no instance can allow everything).
-    pub fn new(c: IpRestrictionConfig) -> Result<Self, BuildError> {
+    pub(crate) fn new(c: IpRestrictionConfig) -> Result<Self, BuildError> {
         if c.allow.is_empty() && c.deny.is_empty() {
             return Err(BuildError::new("config", "at least one of these fields must be non-empty: 'allow', 'deny'"));
         }

@@ -36,15 +36,15 @@ use super::{AccessCtx, Phases, Plugin, RequestState};
 use crate::downstream::request_body::{ClientBody, ClientBodyError};
 use crate::respond::PluginReply;
 
-pub const NAME: &str = proxy_config::plugins::request_size_limiting::NAME;
+pub(crate) const NAME: &str = proxy_config::plugins::request_size_limiting::NAME;
 
 /// The plugin (Kong's PRIORITY 951): the head check in the access phase, then the body counted
 /// on its way upstream.
 #[derive(Debug)]
-pub struct RequestSizeLimiting(SizeLimit);
+pub(crate) struct RequestSizeLimiting(SizeLimit);
 
 impl RequestSizeLimiting {
-    pub fn new(c: &RequestSizeLimitingConfig) -> Self {
+    pub(crate) fn new(c: &RequestSizeLimitingConfig) -> Self {
         RequestSizeLimiting(SizeLimit::new(c))
     }
 }
@@ -76,23 +76,23 @@ impl Plugin for RequestSizeLimiting {
 }
 
 /// The proxy's answer to a refusal (`respond` turns it into Kong's JSON or gRPC status 8).
-pub fn reply(e: SizeLimitError) -> PluginReply {
+pub(crate) fn reply(e: SizeLimitError) -> PluginReply {
     PluginReply::new(e.status().as_u16(), e.message())
 }
 
 /// The answer when the body went over the limit while it was being sent.
-pub fn too_large() -> PluginReply {
+pub(crate) fn too_large() -> PluginReply {
     reply(SizeLimitError::TooLarge { expect_continue: false })
 }
 
 /// Kong's message for a body over the limit.
-pub const TOO_LARGE: &str = "Request size limit exceeded";
+pub(crate) const TOO_LARGE: &str = "Request size limit exceeded";
 /// Kong's message when `require_content_length` is set and the request has none.
-pub const LENGTH_REQUIRED: &str = "A valid Content-Length header is required";
+pub(crate) const LENGTH_REQUIRED: &str = "A valid Content-Length header is required";
 
 /// Why a request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum SizeLimitError {
+pub(crate) enum SizeLimitError {
     /// The declared or counted body is over the limit; `expect_continue` when the client sent
     /// `Expect: 100-continue` (Kong answers 417 then).
     #[error("Request size limit exceeded")]
@@ -104,7 +104,7 @@ pub enum SizeLimitError {
 
 impl SizeLimitError {
     /// The HTTP status Kong answers with.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             SizeLimitError::TooLarge { expect_continue: false } => StatusCode::PAYLOAD_TOO_LARGE,
             SizeLimitError::TooLarge { expect_continue: true } => StatusCode::EXPECTATION_FAILED,
@@ -113,7 +113,7 @@ impl SizeLimitError {
     }
 
     /// The message of the error body (and of `grpc-message`).
-    pub fn message(&self) -> &'static str {
+    pub(crate) fn message(&self) -> &'static str {
         match self {
             SizeLimitError::TooLarge { .. } => TOO_LARGE,
             SizeLimitError::LengthRequired => LENGTH_REQUIRED,
@@ -123,26 +123,21 @@ impl SizeLimitError {
 
 /// One instance's limit, built once per config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SizeLimit {
+pub(crate) struct SizeLimit {
     limit: u64,
     require_content_length: bool,
 }
 
 impl SizeLimit {
-    pub fn new(config: &RequestSizeLimitingConfig) -> Self {
+    pub(crate) fn new(config: &RequestSizeLimitingConfig) -> Self {
         SizeLimit { limit: config.limit_bytes(), require_content_length: config.require_content_length }
-    }
-
-    /// The largest body allowed, in bytes (a body of exactly this size passes, as in Kong).
-    pub fn limit(&self) -> u64 {
-        self.limit
     }
 
     /// Kong's access-phase check on the head: a declared `Content-Length` over the limit is
     /// refused before any byte is read; without a valid one, `require_content_length` refuses
     /// unless the body is chunked. (An HTTP/2 request, every gRPC call included, has no chunked
     /// coding: with `require_content_length` it needs a `content-length`, as in Kong.)
-    pub fn check_head(&self, headers: &HeaderMap) -> Result<(), SizeLimitError> {
+    pub(crate) fn check_head(&self, headers: &HeaderMap) -> Result<(), SizeLimitError> {
         let declared =
             headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
         match declared {
@@ -155,7 +150,7 @@ impl SizeLimit {
 
     /// The body, counted as it flows; see [`LimitedBody`]. The tripwire says afterwards whether
     /// the limit ended the body.
-    pub fn wrap<B>(&self, body: B, headers: &HeaderMap) -> (LimitedBody<B>, Tripwire) {
+    pub(crate) fn wrap<B>(&self, body: B, headers: &HeaderMap) -> (LimitedBody<B>, Tripwire) {
         let tripwire = Tripwire::default();
         let body = LimitedBody {
             inner: body,
@@ -193,7 +188,7 @@ impl Tripwire {
 
 /// The error of a [`LimitedBody`]: the inner body's, or the limit.
 #[derive(Debug, Error)]
-pub enum LimitedBodyError<E> {
+pub(crate) enum LimitedBodyError<E> {
     #[error(transparent)]
     Body(E),
     #[error("{0}")]
@@ -204,20 +199,13 @@ pin_project_lite::pin_project! {
     /// A body that counts its data bytes and fails with [`SizeLimitError::TooLarge`] once they
     /// exceed the limit. Frames are passed on as they come (nothing is buffered); trailers pass
     /// untouched; after the limit is crossed the inner body is not polled again.
-    pub struct LimitedBody<B> {
+    pub(crate) struct LimitedBody<B> {
         #[pin]
         inner: B,
         limit: u64,
         seen: u64,
         expect_continue: bool,
         tripped: Arc<AtomicBool>,
-    }
-}
-
-impl<B> LimitedBody<B> {
-    /// The data bytes passed on so far.
-    pub fn seen(&self) -> u64 {
-        self.seen
     }
 }
 
@@ -255,14 +243,19 @@ impl<B: Body> Body for LimitedBody<B> {
     }
 }
 
-/// Whether an error (or one of its sources) is the size limit's, for callers that only see the
-/// upstream client's error after a [`LimitedBody`] failed inside it.
-pub fn find_limit_error(mut e: &(dyn std::error::Error + 'static)) -> Option<SizeLimitError> {
-    loop {
-        if let Some(l) = e.downcast_ref::<SizeLimitError>() {
-            return Some(*l);
-        }
-        e = e.source()?;
+#[cfg(test)]
+impl SizeLimit {
+    /// The largest body allowed, in bytes (a body of exactly this size passes, as in Kong).
+    fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+#[cfg(test)]
+impl<B> LimitedBody<B> {
+    /// The data bytes passed on so far.
+    fn seen(&self) -> u64 {
+        self.seen
     }
 }
 
@@ -405,17 +398,6 @@ mod tests {
         assert!(matches!(b.frame().await, Some(Err(LimitedBodyError::Limit(_)))));
         assert!(!b.is_end_stream());
         assert_eq!(tx.capacity(), 0, "the inner body was polled after the limit");
-    }
-
-    #[test]
-    fn limit_errors_are_found_through_sources() {
-        #[derive(Debug, Error)]
-        #[error("send failed")]
-        struct Wrapper(#[source] LimitedBodyError<std::io::Error>);
-        let e = Wrapper(LimitedBodyError::Limit(SizeLimitError::TooLarge { expect_continue: false }));
-        assert_eq!(find_limit_error(&e), Some(SizeLimitError::TooLarge { expect_continue: false }));
-        let e = Wrapper(LimitedBodyError::Body(std::io::Error::other("reset")));
-        assert_eq!(find_limit_error(&e), None);
     }
 
     /// A stream over an mpsc receiver (tokio-stream is not a dependency).

@@ -10,14 +10,14 @@ use crate::respond::PluginReply;
 
 /// One configured `request-termination` instance.
 #[derive(Debug)]
-pub struct RequestTermination {
+pub(crate) struct RequestTermination {
     reply: PluginReply,
 }
 
 impl RequestTermination {
-    pub const NAME: &'static str = "request-termination";
+    pub(crate) const NAME: &'static str = "request-termination";
 
-    pub fn new(c: RequestTerminationConfig) -> Self {
+    pub(crate) fn new(c: RequestTerminationConfig) -> Self {
         let message = c.message.unwrap_or_else(|| default_message(c.status_code));
         let body = c.body.map(|b| (c.content_type.unwrap_or_else(|| "application/json; charset=utf-8".into()), b));
         RequestTermination { reply: PluginReply::new(c.status_code, message).with_body(body) }

@@ -40,17 +40,17 @@ use super::{AccessCtx, Phases, Plugin};
 use crate::downstream::request_body::{ClientBody, RequestBody};
 use crate::respond::{PluginReply, ProxyError};
 
-pub const NAME: &str = proxy_config::plugins::request_transformer::NAME;
+pub(crate) const NAME: &str = proxy_config::plugins::request_transformer::NAME;
 
 /// The largest request body collected for a body edit; a longer one is refused with 413.
-pub const BODY_LIMIT: usize = 8 << 20;
+pub(crate) const BODY_LIMIT: usize = 8 << 20;
 
 /// The plugin on the request path; see the module doc.
 #[derive(Debug)]
-pub struct RequestTransformerPlugin(RequestTransformer);
+pub(crate) struct RequestTransformerPlugin(RequestTransformer);
 
 impl RequestTransformerPlugin {
-    pub fn new(c: &RequestTransformerConfig) -> Result<Self, super::BuildError> {
+    pub(crate) fn new(c: &RequestTransformerConfig) -> Result<Self, super::BuildError> {
         RequestTransformer::new(c)
             .map(RequestTransformerPlugin)
             .map_err(|e| super::BuildError::new("config", e.to_string()))
@@ -104,7 +104,7 @@ pub struct UpstreamEdit {
 
 /// Applies `edit` to the upstream request, in place: path, host, then the body (collected,
 /// bounded).
-pub async fn finish(req: &mut Request<RequestBody>, edit: UpstreamEdit) -> Result<(), ProxyError> {
+pub(crate) async fn finish(req: &mut Request<RequestBody>, edit: UpstreamEdit) -> Result<(), ProxyError> {
     let refuse = |e: TransformError| ProxyError::Plugin(Box::new(reply(&e)));
     if let Some(path) = &edit.path {
         let query = req.uri().query().map(str::to_string);
@@ -135,7 +135,7 @@ pub async fn finish(req: &mut Request<RequestBody>, edit: UpstreamEdit) -> Resul
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum BuildError {
+pub(crate) enum BuildError {
     #[error("invalid entry '{0}': expected 'name:value'")]
     Pair(String),
     #[error("invalid header name in '{0}'")]
@@ -148,7 +148,7 @@ pub enum BuildError {
 
 /// Why a request cannot be transformed; [`TransformError::status`] is the answer.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum TransformError {
+pub(crate) enum TransformError {
     #[error("request-transformer: multipart/form-data bodies are not transformed by sluice")]
     Multipart,
     #[error("request-transformer: header '{0}' rendered to an invalid value")]
@@ -160,7 +160,7 @@ pub enum TransformError {
 }
 
 impl TransformError {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             TransformError::Multipart => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TransformError::HeaderValue(_) | TransformError::Path(_) => StatusCode::BAD_REQUEST,
@@ -172,14 +172,14 @@ impl TransformError {
 /// The named and numbered groups of the route's regex path that matched (Kong's
 /// `uri_captures`): `[0]` is the whole match. Empty for prefix paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UriCaptures {
+pub(crate) struct UriCaptures {
     numbered: Vec<Option<String>>,
     named: Vec<(String, String)>,
 }
 
 impl UriCaptures {
     /// The captures of `re` matching the request path.
-    pub fn from_regex(re: &regex::Regex, caps: &regex::Captures<'_>) -> Self {
+    pub(crate) fn from_regex(re: &regex::Regex, caps: &regex::Captures<'_>) -> Self {
         UriCaptures {
             numbered: caps.iter().map(|m| m.map(|m| m.as_str().to_string())).collect(),
             named: re
@@ -285,7 +285,7 @@ struct RenderedParams {
 
 /// One instance, ready to apply.
 #[derive(Debug, Clone)]
-pub struct RequestTransformer {
+pub(crate) struct RequestTransformer {
     uri: Option<Template>,
     method: Option<Method>,
     remove_headers: Vec<HeaderName>,
@@ -319,7 +319,7 @@ fn header_ops(list: &[String]) -> Result<Vec<HeaderOp>, BuildError> {
 }
 
 impl RequestTransformer {
-    pub fn new(c: &RequestTransformerConfig) -> Result<Self, BuildError> {
+    pub(crate) fn new(c: &RequestTransformerConfig) -> Result<Self, BuildError> {
         let method = match &c.http_method {
             Some(m) => Some(Method::from_bytes(m.as_bytes()).map_err(|_| BuildError::Method(m.clone()))?),
             None => None,
@@ -372,7 +372,11 @@ impl RequestTransformer {
     /// Edits the request head (path, method, headers, query string). Returns the body edit when
     /// this request's body must be read ([`BodyEdit`]); `None` = leave the body alone (never
     /// buffered). The query string is edited by the body edit instead when it depends on the body.
-    pub fn apply_head(&self, parts: &mut Parts, captures: &UriCaptures) -> Result<Option<BodyEdit>, TransformError> {
+    pub(crate) fn apply_head(
+        &self,
+        parts: &mut Parts,
+        captures: &UriCaptures,
+    ) -> Result<Option<BodyEdit>, TransformError> {
         let kind = body_kind(parts.headers.get(CONTENT_TYPE));
         let body_ops = !self.body.is_empty() && kind.is_some();
         if body_ops && kind == Some(BodyKind::Multipart) {
@@ -475,7 +479,7 @@ impl RequestTransformer {
 
 /// The body part of one request's transformation; see [`RequestTransformer::apply_head`].
 #[derive(Debug)]
-pub struct BodyEdit {
+pub(crate) struct BodyEdit {
     kind: BodyKind,
     body_ops: Option<RenderedParams>,
     query: Option<QueryEdit>,
@@ -492,7 +496,7 @@ impl BodyEdit {
     /// Edits the buffered body (and, when it depends on the body, the query string) and returns
     /// the body to send; `content-length` is set to its length. A body that does not parse as
     /// its content type (or a JSON body that is not an object) is sent unchanged, as in Kong.
-    pub fn apply(self, parts: &mut Parts, body: Bytes) -> Result<Bytes, TransformError> {
+    pub(crate) fn apply(self, parts: &mut Parts, body: Bytes) -> Result<Bytes, TransformError> {
         if let Some(q) = self.query {
             let mut query = q.base;
             let mut changed = false;

@@ -32,18 +32,18 @@ use thiserror::Error;
 
 use super::{BuildError, HeaderFilterCtx, Phases, Plugin};
 
-pub const NAME: &str = proxy_config::plugins::response_transformer::NAME;
+pub(crate) const NAME: &str = proxy_config::plugins::response_transformer::NAME;
 
 /// The largest JSON response body collected for editing; a longer one passes unedited.
-pub const JSON_BODY_LIMIT: usize = 8 << 20;
+pub(crate) const JSON_BODY_LIMIT: usize = 8 << 20;
 
 /// The plugin (Kong's PRIORITY 800): headers in header_filter, then the JSON body and gRPC
 /// trailers in body_filter.
 #[derive(Debug)]
-pub struct ResponseTransformerPlugin(Arc<ResponseTransformer>);
+pub(crate) struct ResponseTransformerPlugin(Arc<ResponseTransformer>);
 
 impl ResponseTransformerPlugin {
-    pub fn new(c: &ResponseTransformerConfig) -> Result<Self, BuildError> {
+    pub(crate) fn new(c: &ResponseTransformerConfig) -> Result<Self, BuildError> {
         ResponseTransformer::new(c)
             .map(|t| ResponseTransformerPlugin(Arc::new(t)))
             .map_err(|e| BuildError::new("config", e.to_string()))
@@ -261,7 +261,7 @@ impl ResponseTransformer {
 /// A JSON response body on its way to the client, collected (up to [`JSON_BODY_LIMIT`]) and
 /// edited by [`ResponseTransformer::apply_body`] at its end; trailers follow the edited body.
 /// Past the limit it is passed on unedited.
-pub struct JsonBody<B> {
+pub(crate) struct JsonBody<B> {
     inner: B,
     transformer: Arc<ResponseTransformer>,
     buf: BytesMut,
@@ -273,7 +273,7 @@ pub struct JsonBody<B> {
 }
 
 impl<B> JsonBody<B> {
-    pub fn new(inner: B, transformer: Arc<ResponseTransformer>) -> Self {
+    pub(crate) fn new(inner: B, transformer: Arc<ResponseTransformer>) -> Self {
         JsonBody { inner, transformer, buf: BytesMut::new(), trailers: None, passing: false, done: false }
     }
 }

@@ -36,7 +36,7 @@ pub enum AccessLogError {
 
 /// A cheap, cloneable handle to the writer thread.
 #[derive(Clone)]
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     handle: Arc<Handle>,
 }
 
@@ -104,7 +104,7 @@ impl Queue {
 
 /// One access log line.
 #[derive(Serialize)]
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     pub time: String,
     pub client: String,
     pub method: &'a str,
@@ -129,7 +129,7 @@ pub struct Entry<'a> {
 impl AccessLog {
     /// Opens the target (`/dev/stdout`, `/dev/stderr` or a file, appended) and starts the writer.
     /// `off` is handled by the caller (no `AccessLog` at all).
-    pub fn open(target: &str) -> Result<AccessLog, AccessLogError> {
+    pub(crate) fn open(target: &str) -> Result<AccessLog, AccessLogError> {
         let out: Box<dyn Write + Send> = match target {
             "/dev/stdout" | "stdout" => Box::new(std::io::stdout()),
             "/dev/stderr" | "stderr" => Box::new(std::io::stderr()),
@@ -161,7 +161,7 @@ impl AccessLog {
     }
 
     /// Queues one entry; never blocks (but for the moment the batch is locked).
-    pub fn write(&self, entry: &Entry<'_>) {
+    pub(crate) fn write(&self, entry: &Entry<'_>) {
         // Room for a typical line: no regrowth while serde writes it.
         let mut line = Vec::with_capacity(384);
         if serde_json::to_writer(&mut line, entry).is_err() {
@@ -171,7 +171,11 @@ impl AccessLog {
         let q = &*self.handle.queue;
         let mut batch = q.lock();
         if batch.lines >= q.limit {
-            q.dropped.fetch_add(1, Ordering::Relaxed);
+            // Said in the log at 1, 2, 4, 8, ... lines dropped: never silent, never a flood.
+            let dropped = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "access log lines dropped: the writer cannot keep up");
+            }
             return;
         }
         let was_empty = batch.bytes.is_empty();
@@ -182,11 +186,6 @@ impl AccessLog {
         if was_empty || full {
             q.wake.notify_one();
         }
-    }
-
-    /// Lines dropped because the writer could not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.handle.queue.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -205,14 +204,14 @@ thread_local! {
 }
 
 /// RFC 3339 UTC timestamp of now, with milliseconds.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let ms = now.as_millis();
     RENDERED.with(|r| memo::last(&mut r.borrow_mut().stamp, ms, |_| rfc3339(now)))
 }
 
 /// `ip:port` of a client, as `SocketAddr` displays it.
-pub fn client_text(addr: SocketAddr) -> String {
+pub(crate) fn client_text(addr: SocketAddr) -> String {
     RENDERED.with(|r| memo::last(&mut r.borrow_mut().client, addr, |a| a.to_string()))
 }
 
@@ -237,6 +236,14 @@ fn rfc3339(now: Duration) -> String {
         rem % 60,
         now.subsec_millis()
     )
+}
+
+#[cfg(test)]
+impl AccessLog {
+    /// Lines dropped because the writer could not keep up.
+    fn dropped(&self) -> u64 {
+        self.handle.queue.dropped.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]

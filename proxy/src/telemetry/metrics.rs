@@ -40,12 +40,12 @@ mod routes;
 use routes::{GrpcSeries, RouteSeries, RouteTable};
 
 /// Distinct (route, grpc service, grpc method) series kept before new ones are folded into `other`.
-pub const GRPC_SERIES_LIMIT: usize = 2000;
+pub(crate) const GRPC_SERIES_LIMIT: usize = 2000;
 const WORKSPACE: &str = "default";
 /// Kong's `kong_upstream_target_health` states, in Kong's order.
-pub const TARGET_STATES: [&str; 4] = ["healthchecks_off", "healthy", "unhealthy", "dns_error"];
-pub const TARGET_HEALTH_NAME: &str = "kong_upstream_target_health";
-pub const TARGET_HEALTH_HELP: &str = "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated.";
+pub(crate) const TARGET_STATES: [&str; 4] = ["healthchecks_off", "healthy", "unhealthy", "dns_error"];
+pub(crate) const TARGET_HEALTH_NAME: &str = "kong_upstream_target_health";
+pub(crate) const TARGET_HEALTH_HELP: &str = "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated.";
 /// `sluice_config_pushes_total` results, created at zero so `rate()` sees the first push.
 const PUSH_RESULTS: [&str; 3] = ["accepted", "rejected", "unchanged"];
 /// `sluice_rejected_connections_total` reasons (server.rs), created at zero.

@@ -15,7 +15,7 @@ use crate::telemetry::metrics::{Metrics, Observation, RouteMetrics};
 use crate::wire::grpc;
 
 /// Where finished requests go.
-pub struct Observer {
+pub(crate) struct Observer {
     pub metrics: Arc<Metrics>,
     pub access_log: Option<AccessLog>,
     /// `false` with `SLUICE_METRICS=off`: finished requests are not recorded in the metrics (to
@@ -24,7 +24,7 @@ pub struct Observer {
 }
 
 /// Request details kept only when the access log is on (they cost allocations).
-pub struct LogDetails {
+pub(crate) struct LogDetails {
     pub method: Method,
     pub host: String,
     pub path: String,
@@ -32,7 +32,7 @@ pub struct LogDetails {
 }
 
 /// One request in flight.
-pub struct Completion {
+pub(crate) struct Completion {
     observer: Arc<Observer>,
     start: Instant,
     client: SocketAddr,
@@ -50,7 +50,7 @@ pub struct Completion {
 }
 
 impl Completion {
-    pub fn new(observer: Arc<Observer>, start: Instant, client: SocketAddr) -> Completion {
+    pub(crate) fn new(observer: Arc<Observer>, start: Instant, client: SocketAddr) -> Completion {
         observer.metrics.request_started();
         Completion {
             observer,
@@ -70,43 +70,43 @@ impl Completion {
         }
     }
 
-    pub fn wants_details(&self) -> bool {
+    pub(crate) fn wants_details(&self) -> bool {
         self.observer.access_log.is_some()
     }
-    pub fn set_details(&mut self, d: LogDetails) {
+    pub(crate) fn set_details(&mut self, d: LogDetails) {
         self.details = Some(Box::new(d));
     }
-    pub fn set_route(&mut self, route: Arc<RouteMetrics>) {
+    pub(crate) fn set_route(&mut self, route: Arc<RouteMetrics>) {
         self.route = Some(route);
     }
-    pub fn set_grpc_path(&mut self, path: &str) {
+    pub(crate) fn set_grpc_path(&mut self, path: &str) {
         self.grpc_path = Some(path.into());
     }
     /// The target (`None` when nothing reads it: it is only rendered for the access log).
-    pub fn set_upstream(&mut self, target: Option<Arc<str>>, latency: Duration) {
+    pub(crate) fn set_upstream(&mut self, target: Option<Arc<str>>, latency: Duration) {
         self.upstream = target;
         self.upstream_latency = Some(latency);
     }
-    pub fn set_request_counter(&mut self, counter: Arc<AtomicU64>) {
+    pub(crate) fn set_request_counter(&mut self, counter: Arc<AtomicU64>) {
         self.bytes_in = Some(counter);
     }
     /// The response status and whether it came from the upstream (`source` in Kong's metrics).
-    pub fn set_response(&mut self, status: u16, from_service: bool, headers: &HeaderMap) {
+    pub(crate) fn set_response(&mut self, status: u16, from_service: bool, headers: &HeaderMap) {
         self.status = status;
         self.from_service = from_service;
         self.observe_trailers(headers);
     }
     /// The response status recorded so far.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         self.status
     }
-    pub fn set_grpc_status(&mut self, code: u8) {
+    pub(crate) fn set_grpc_status(&mut self, code: u8) {
         self.grpc_status = Some(code);
     }
-    pub fn set_error(&mut self, message: &str) {
+    pub(crate) fn set_error(&mut self, message: &str) {
         self.error = Some(message.into());
     }
-    pub fn set_cancelled(&mut self) {
+    pub(crate) fn set_cancelled(&mut self) {
         if self.error.is_none() {
             self.error = Some("client cancelled".into());
         }
@@ -114,11 +114,11 @@ impl Completion {
             self.grpc_status = Some(grpc::Code::Cancelled.as_u8());
         }
     }
-    pub fn add_bytes_out(&mut self, n: usize) {
+    pub(crate) fn add_bytes_out(&mut self, n: usize) {
         self.bytes_out += n as u64;
     }
     /// Picks `grpc-status` out of headers (trailers-only) or trailers.
-    pub fn observe_trailers(&mut self, headers: &HeaderMap) {
+    pub(crate) fn observe_trailers(&mut self, headers: &HeaderMap) {
         // Only where something records it (see `complete`): the metrics for gRPC calls and
         // unrouted replies, the access log for all. A lookup of this name on every plain HTTP
         // response is measurable (bench/callgrind.sh).
@@ -133,7 +133,7 @@ impl Completion {
     }
 
     /// Records the request. Called once; dropping a `Completion` without calling it records nothing.
-    pub fn complete(self) {
+    pub(crate) fn complete(self) {
         let total = self.start.elapsed();
         let total_ms = total.as_secs_f64() * 1000.0;
         let upstream_ms = self.upstream_latency.map(|d| d.as_secs_f64() * 1000.0);

@@ -15,7 +15,7 @@ use proxy_config::{Algorithm, HashOn, Upstream};
 use tokio::time::Instant;
 
 /// How long a target whose connections fail is skipped before it gets another chance.
-pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
 /// Longest weighted round-robin schedule kept (weights are scaled down past it).
 const MAX_SCHEDULE: u64 = 4096;
 /// Virtual nodes per unit of weight on the consistent-hashing ring (capped per target).
@@ -71,10 +71,10 @@ impl TargetHealth {
 
 /// Counts a request against its target while it is in flight (least-connections).
 #[derive(Debug)]
-pub struct ActiveGuard(Arc<TargetHealth>);
+pub(crate) struct ActiveGuard(Arc<TargetHealth>);
 
 impl ActiveGuard {
-    pub fn new(health: Arc<TargetHealth>) -> Self {
+    pub(crate) fn new(health: Arc<TargetHealth>) -> Self {
         health.active.fetch_add(1, Ordering::Relaxed);
         ActiveGuard(health)
     }

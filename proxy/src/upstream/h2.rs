@@ -33,7 +33,7 @@ const INITIAL_MAX_SEND_STREAMS: usize = 100;
 
 /// One upstream HTTP/2 connection, cloned for every request that uses it.
 #[derive(Clone)]
-pub struct H2Sender {
+pub(crate) struct H2Sender {
     send: h2::client::SendRequest<Bytes>,
     conn: Arc<ConnState>,
 }
@@ -65,24 +65,24 @@ impl Drop for OpenStream {
 }
 
 /// The body of an upstream HTTP/2 response.
-pub struct H2Body {
+pub(crate) struct H2Body {
     recv: RecvBody,
     _open: OpenStream,
 }
 
 impl H2Body {
-    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    pub(crate) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.recv.poll_frame(cx).map(|f| f.map(|f| f.map_err(Into::into)))
     }
 
-    pub fn is_end_stream(&self) -> bool {
+    pub(crate) fn is_end_stream(&self) -> bool {
         self.recv.is_end_stream()
     }
 }
 
 impl H2Sender {
     /// The HTTP/2 handshake over `io`; the connection is driven by a spawned task from then on.
-    pub async fn handshake(io: Box<dyn Io>, tuning: &H2Tuning) -> Result<H2Sender, h2::Error> {
+    pub(crate) async fn handshake(io: Box<dyn Io>, tuning: &H2Tuning) -> Result<H2Sender, h2::Error> {
         let (send, mut conn) = h2::client::Builder::new()
             .initial_window_size(tuning.stream_window)
             .initial_connection_window_size(tuning.connection_window)
@@ -116,12 +116,12 @@ impl H2Sender {
         Ok(sender)
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.conn.closed.load(Ordering::Acquire)
     }
 
     /// Sends `req` and waits for the response headers, pushing the request body meanwhile.
-    pub async fn send(&mut self, req: Request<RequestBody>) -> Result<Response<H2Body>, Unanswered> {
+    pub(crate) async fn send(&mut self, req: Request<RequestBody>) -> Result<Response<H2Body>, Unanswered> {
         // Fails when the connection is going away (GOAWAY read, closed), before anything was sent.
         // (Streams over the upstream's concurrency limit wait in h2's queue once sent.)
         if let Err(error) = poll_fn(|cx| self.send.poll_ready(cx)).await {

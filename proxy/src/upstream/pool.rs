@@ -27,12 +27,12 @@ use crate::upstream::h2::H2Sender;
 /// Idle HTTP/1.1 connections kept per key.
 const MAX_IDLE_H1: usize = 256;
 /// How long an idle HTTP/1.1 connection is kept (Kong's `upstream_keepalive_idle_timeout`).
-pub const H1_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const H1_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often idle HTTP/1.1 connections are checked.
 const H1_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("cannot resolve '{host}': {source}")]
     Resolve { host: String, source: std::io::Error },
     #[error("'{host}' resolved to no address")]
@@ -52,7 +52,7 @@ pub enum ConnectError {
 impl ConnectError {
     /// Whether the failure says the target itself is unreachable (Kong's passive `tcp_failures`),
     /// as opposed to a TLS or protocol mismatch that a different config would fix.
-    pub fn is_tcp_failure(&self) -> bool {
+    pub(crate) fn is_tcp_failure(&self) -> bool {
         matches!(
             self,
             ConnectError::Connect { .. }
@@ -94,7 +94,7 @@ pub struct Unanswered {
 pub struct TimedOut;
 
 /// A connection ready to take one request.
-pub enum Sender {
+pub(crate) enum Sender {
     /// An HTTP/1.1 connection, owned by the request, and where it goes back when done.
     H1(H1Conn, H1PoolReturn),
     H2(H2Sender),
@@ -102,7 +102,7 @@ pub enum Sender {
 
 /// Tuning of upstream HTTP/2 connections.
 #[derive(Clone, Debug)]
-pub struct H2Tuning {
+pub(crate) struct H2Tuning {
     pub stream_window: u32,
     pub connection_window: u32,
     /// PING period while streams are open, and how long one may go unanswered.
@@ -195,7 +195,7 @@ impl H1PoolReturn {
 }
 
 #[derive(Default)]
-pub struct Pool {
+pub(crate) struct Pool {
     h1: Arc<H1Idle>,
     h1_sweeper: std::sync::OnceLock<()>,
     h2: Mutex<KeyMap<H2Slot>>,
@@ -203,7 +203,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(tuning: H2Tuning) -> Self {
+    pub(crate) fn new(tuning: H2Tuning) -> Self {
         Pool { tuning, ..Pool::default() }
     }
 
@@ -218,7 +218,7 @@ impl Pool {
 
     /// A sender for `host:port`: a pooled one when `fresh` is false and one is usable, else a new
     /// connection (dialled within `connect_timeout`).
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         host: &Arc<str>,
         port: u16,

@@ -9,18 +9,18 @@ use bytes::Bytes;
 use http_body::Frame;
 
 /// The receiving half of one h2 stream.
-pub struct RecvBody {
+pub(crate) struct RecvBody {
     stream: h2::RecvStream,
     /// DATA has ended; trailers (if any) come next.
     data_done: bool,
 }
 
 impl RecvBody {
-    pub fn new(stream: h2::RecvStream) -> Self {
+    pub(crate) fn new(stream: h2::RecvStream) -> Self {
         RecvBody { stream, data_done: false }
     }
 
-    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+    pub(crate) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
         if !self.data_done {
             match ready!(self.stream.poll_data(cx)) {
                 Some(Ok(data)) => {
@@ -39,7 +39,7 @@ impl RecvBody {
         }
     }
 
-    pub fn is_end_stream(&self) -> bool {
+    pub(crate) fn is_end_stream(&self) -> bool {
         self.stream.is_end_stream()
     }
 }

@@ -19,7 +19,7 @@ fn is_hop_by_hop(name: &HeaderName, value: &HeaderValue) -> bool {
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those named by `Connection`.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
     // One pass over the few headers a request has is cheaper than nine hashed removals, and most
     // requests carry none of these (HTTP/2 forbids most of them outright).
     if !h.iter().any(|(n, v)| is_hop_by_hop(n, v)) {

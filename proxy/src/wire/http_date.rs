@@ -14,7 +14,7 @@ thread_local! {
 }
 
 /// The current time as an HTTP date (RFC 9110 §5.6.7).
-pub fn now() -> HeaderValue {
+pub(crate) fn now() -> HeaderValue {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     CACHED.with(|c| memo::last(&mut c.borrow_mut(), secs, |_| render(now)))

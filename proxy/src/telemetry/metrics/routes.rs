@@ -18,13 +18,13 @@ use prometheus::IntCounter;
 use super::WORKSPACE;
 
 /// Kong's `kong_kong_latency_ms` buckets.
-pub const KONG_LATENCY_BUCKETS: &[f64] =
+pub(super) const KONG_LATENCY_BUCKETS: &[f64] =
     &[1.0, 2.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0, 750.0, 1000.0, 3000.0, 6000.0];
 /// Kong's `kong_upstream_latency_ms` / `kong_request_latency_ms` buckets.
-pub const UPSTREAM_LATENCY_BUCKETS: &[f64] =
+pub(super) const UPSTREAM_LATENCY_BUCKETS: &[f64] =
     &[25.0, 50.0, 80.0, 100.0, 250.0, 400.0, 700.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, 60000.0];
 
-pub const HTTP_REQUESTS: (&str, &str) =
+pub(super) const HTTP_REQUESTS: (&str, &str) =
     ("kong_http_requests_total", "HTTP status codes per consumer/service/route in Kong");
 const KONG_LATENCY: (&str, &str) =
     ("kong_kong_latency_ms", "Latency added by Kong and enabled plugins for each service/route in Kong");
@@ -35,7 +35,7 @@ const REQUEST_LATENCY: (&str, &str) =
 const BANDWIDTH: (&str, &str) = ("kong_bandwidth_bytes", "Total bandwidth (ingress/egress) throughput in bytes");
 
 /// A fixed-bucket histogram.
-pub struct Hist {
+pub(super) struct Hist {
     bounds: &'static [f64],
     /// Observations per bucket (not cumulative); the `+Inf` bucket is `count`.
     buckets: Box<[AtomicU64]>,
@@ -54,7 +54,7 @@ impl Hist {
         }
     }
 
-    pub fn observe(&self, v: f64) {
+    pub(super) fn observe(&self, v: f64) {
         if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
@@ -93,7 +93,7 @@ impl Hist {
 }
 
 /// The series of one (service, route).
-pub struct RouteSeries {
+pub(super) struct RouteSeries {
     pub ok_from_service: AtomicU64,
     pub kong_latency: Hist,
     pub upstream_latency: Hist,
@@ -105,7 +105,7 @@ pub struct RouteSeries {
     pub grpc: Mutex<Vec<GrpcSeries>>,
 }
 
-pub struct GrpcSeries {
+pub(super) struct GrpcSeries {
     pub service: Box<str>,
     pub method: Box<str>,
     pub code: u8,
@@ -128,13 +128,13 @@ impl RouteSeries {
 
 /// Every route's series, by (service, route) name.
 #[derive(Default)]
-pub struct RouteTable {
+pub(super) struct RouteTable {
     routes: Mutex<BTreeMap<(String, String), Arc<RouteSeries>>>,
 }
 
 impl RouteTable {
     /// The series of a route, made on first use.
-    pub fn get(&self, service: &str, route: &str) -> Arc<RouteSeries> {
+    pub(super) fn get(&self, service: &str, route: &str) -> Arc<RouteSeries> {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = routes.get(&(service.to_string(), route.to_string())) {
             return s.clone();
@@ -146,7 +146,7 @@ impl RouteTable {
 
     /// Adds the per-route series to `families` (gathered from the registry, sorted by name):
     /// into the registry's `kong_http_requests_total` when it has one, else as new families.
-    pub fn add_to(&self, families: &mut Vec<MetricFamily>) {
+    pub(super) fn add_to(&self, families: &mut Vec<MetricFamily>) {
         let routes: Vec<((String, String), Arc<RouteSeries>)> = {
             let r = self.routes.lock().unwrap_or_else(|p| p.into_inner());
             r.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
