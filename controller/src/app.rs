@@ -12,9 +12,9 @@ use thiserror::Error;
 use tokio::sync::watch as channel;
 use tokio_util::sync::CancellationToken;
 
+use crate::endpoints::{self, Readiness};
 use crate::events::EventPublisher;
 use crate::files::{self, FilesError};
-use crate::health::{self, Readiness};
 use crate::leader::{self, Leadership};
 use crate::metrics::{Metrics, MetricsError};
 use crate::push::AdminClient;
@@ -146,13 +146,14 @@ async fn serve_endpoints(
     shutdown: &CancellationToken,
 ) -> Result<(), AppError> {
     let endpoints = [
-        ("--health-probe-bind-address", settings.health_probe_bind_address.as_str(), health::probes(ready.clone())),
-        ("--metrics-bind-address", settings.metrics_bind_address.as_str(), health::metrics(metrics.clone())),
+        ("--health-probe-bind-address", settings.health_probe_bind_address.as_str(), endpoints::probes(ready.clone())),
+        ("--metrics-bind-address", settings.metrics_bind_address.as_str(), endpoints::metrics(metrics.clone())),
     ];
     for (what, value, handler) in endpoints {
         let Some(addr) = endpoint_address(what, value)? else { continue };
-        let bound =
-            health::serve(addr, handler, shutdown.clone()).await.map_err(|source| AppError::Bind { what, source })?;
+        let bound = endpoints::serve(addr, handler, shutdown.clone())
+            .await
+            .map_err(|source| AppError::Bind { what, source })?;
         tracing::info!(%bound, what, "listening");
     }
     Ok(())

@@ -11,10 +11,10 @@
 
 pub mod app;
 pub mod crds;
+pub mod endpoints;
 mod events;
 pub mod files;
 mod gateway_status;
-pub mod health;
 mod kong_plugins;
 mod leader;
 pub mod metrics;

@@ -24,7 +24,7 @@ use proxy_config::{config_hash, FlattenedError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::Readiness;
+use crate::endpoints::Readiness;
 use crate::metrics::Metrics;
 use crate::push::{AdminClient, PushError};
 use crate::settings::Settings;

@@ -8,8 +8,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use controller::endpoints::Readiness;
 use controller::files::{parse_documents, Loaded};
-use controller::health::Readiness;
 use controller::metrics::Metrics;
 use controller::push::AdminClient;
 use controller::sync::{Reporter, SyncLoop};

@@ -15,7 +15,7 @@ use crate::config::state::State;
 use crate::config::status::StatusHandler;
 use crate::listen::server::{accept_loop, Listener};
 use crate::listen::tls::{self, SniResolver, TlsError};
-use crate::phases::Shared;
+use crate::phases::ProxyHandler;
 use crate::settings::listen::{ListenEntry, ListenError};
 use crate::settings::Settings;
 use crate::telemetry::access_log::{AccessLog, AccessLogError};
@@ -93,7 +93,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     // SLUICE_METRICS=off: a switch for measuring what request metrics cost (make bench).
     let metrics_enabled = !matches!(std::env::var("SLUICE_METRICS").as_deref(), Ok("off" | "0" | "false"));
     let observer = Arc::new(Observer { metrics: metrics.clone(), access_log, metrics_enabled });
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ProxyHandler {
         state: state.clone(),
         pool: Pool::new(H2Tuning {
             keepalive_interval: settings.limits.upstream_h2_keepalive_interval,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 
-use crate::body::ProxyBody;
+use crate::response_body::ProxyBody;
 use request_body::ClientBody;
 
 pub mod h1;

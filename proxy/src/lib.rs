@@ -6,7 +6,7 @@
 //! 1. [`memo`], [`wire`]: protocol vocabulary (HTTP/1.1 framing, gRPC codes, hop-by-hop headers).
 //! 2. [`settings`]: the process settings (Kong's listen grammar, trusted IPs).
 //! 3. [`telemetry`]: metrics, access log, the per-request record.
-//! 4. [`body`], [`respond`]: the response body type and the one mapping of failures to replies.
+//! 4. [`response_body`], [`respond`]: the response body type and the one mapping of failures to replies.
 //! 5. [`downstream`]: client connections (HTTP/1.x, HTTP/2) and the request body.
 //! 6. [`upstream`]: the connection pool, upstream HTTP/1.1 and HTTP/2, the balancer.
 //! 7. [`listen`]: accept, PROXY protocol, TLS, preface sniffing; [`router`]; [`plugins`].
@@ -19,7 +19,6 @@
 #![warn(unreachable_pub)]
 
 pub mod app;
-pub(crate) mod body;
 pub(crate) mod config;
 pub mod downstream;
 pub(crate) mod listen;
@@ -27,6 +26,7 @@ pub(crate) mod memo;
 pub(crate) mod phases;
 pub(crate) mod plugins;
 pub(crate) mod respond;
+pub(crate) mod response_body;
 pub mod router;
 pub mod settings;
 pub mod telemetry;

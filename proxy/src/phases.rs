@@ -28,12 +28,12 @@ use std::sync::Arc;
 use http::{Request, Response, Version};
 use tokio::time::Instant;
 
-use crate::body::ProxyBody;
-use crate::config::state::{RouteRt, Runtime, ServiceRt, State};
+use crate::config::state::{LiveConfig, RouteRt, ServiceRt, State};
 use crate::downstream::request_body::{ClientBody, RequestBody};
 use crate::downstream::ConnInfo;
 use crate::plugins::{request_transformer, RequestState};
 use crate::respond::{error_response, ProxyError};
+use crate::response_body::ProxyBody;
 use crate::settings::trust::TrustedIps;
 use crate::telemetry::observe::{Completion, LogDetails, Observer};
 use crate::upstream::pool::Pool;
@@ -48,8 +48,9 @@ pub(crate) mod log;
 pub(crate) mod route;
 pub(crate) mod upstream_request;
 
-/// What every request shares.
-pub(crate) struct Shared {
+/// The proxy listeners' request handler: what every request shares (the config state, the upstream
+/// connection pool, telemetry, the trusted addresses).
+pub(crate) struct ProxyHandler {
     pub state: Arc<State>,
     pub pool: Pool,
     pub observer: Arc<Observer>,
@@ -69,7 +70,7 @@ pub(crate) struct Ctx {
 pub(crate) async fn serve(
     req: Request<ClientBody>,
     conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
+    shared: Arc<ProxyHandler>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let rt = shared.state.load();
@@ -161,8 +162,8 @@ struct Prepared<'a> {
 fn before_balancer<'a>(
     req: Request<ClientBody>,
     conn: &ConnInfo,
-    shared: &Shared,
-    rt: &'a Runtime,
+    shared: &ProxyHandler,
+    rt: &'a LiveConfig,
     grpc: bool,
     h2: bool,
     start: Instant,
@@ -209,7 +210,7 @@ fn after_balancer(
     body_filter::respond(head, body, sent, route, service, grpc, deadline, ctx)
 }
 
-impl crate::downstream::Handler for Shared {
+impl crate::downstream::Handler for ProxyHandler {
     // `serve` itself, not a future awaiting it: one state machine less to build and move.
     fn call(
         self: Arc<Self>,

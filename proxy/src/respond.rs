@@ -6,7 +6,7 @@
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use thiserror::Error;
 
-use crate::body::{trailers_only_headers, ProxyBody};
+use crate::response_body::{trailers_only_headers, ProxyBody};
 use crate::wire::grpc::Code;
 
 /// Why the proxy answered a request itself.

@@ -23,9 +23,9 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::body::ProxyBody;
 use crate::config::state::{Applied, State};
 use crate::respond::json_response;
+use crate::response_body::ProxyBody;
 
 /// Largest config body accepted (a 10,000-route config is a few MiB).
 const MAX_BODY: usize = 256 << 20;

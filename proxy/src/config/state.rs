@@ -68,7 +68,7 @@ impl RouteRt {
 }
 
 /// One immutable config, ready to serve.
-pub struct Runtime {
+pub struct LiveConfig {
     pub config: Arc<Config>,
     pub hash: String,
     pub router: Router,
@@ -77,7 +77,7 @@ pub struct Runtime {
     pub certs: Arc<CertStore>,
 }
 
-impl Runtime {
+impl LiveConfig {
     pub fn is_empty(&self) -> bool {
         self.config.is_empty()
     }
@@ -94,7 +94,7 @@ pub enum Applied {
 
 /// The root: current runtime plus what a rebuild needs to carry over.
 pub struct State {
-    current: ArcSwap<Runtime>,
+    current: ArcSwap<LiveConfig>,
     default_cert: Arc<CertifiedKey>,
     health: Mutex<HealthRegistry>,
     /// Serializes builds so two pushes cannot interleave their swaps.
@@ -116,12 +116,12 @@ impl State {
     }
 
     /// The live runtime (one atomic load; keep it for the whole request).
-    pub fn load(&self) -> Arc<Runtime> {
+    pub fn load(&self) -> Arc<LiveConfig> {
         self.current.load_full()
     }
 
     /// Cheap access for hot paths that do not keep the snapshot.
-    pub fn current(&self) -> arc_swap::Guard<Arc<Runtime>> {
+    pub fn current(&self) -> arc_swap::Guard<Arc<LiveConfig>> {
         self.current.load()
     }
 
@@ -263,7 +263,7 @@ pub(crate) fn build(
     default_cert: &Arc<CertifiedKey>,
     health: &mut HealthRegistry,
     metrics: &Metrics,
-) -> Result<Runtime, FlattenedError> {
+) -> Result<LiveConfig, FlattenedError> {
     let mut errors: Vec<EntityError> = Vec::new();
     let router = Router::build(&config).map_err(|e| errors.extend(e)).ok();
     let certs = CertStore::build(&config.certificates, default_cert.clone()).map_err(|e| errors.extend(e)).ok();
@@ -364,7 +364,7 @@ pub(crate) fn build(
     match (router, certs, errors.is_empty()) {
         (Some(router), Some(certs), true) => {
             let hash = if config.is_empty() { EMPTY_HASH.to_string() } else { config_hash(&config) };
-            Ok(Runtime { config: Arc::new(config), hash, router, routes, services, certs: Arc::new(certs) })
+            Ok(LiveConfig { config: Arc::new(config), hash, router, routes, services, certs: Arc::new(certs) })
         }
         _ => Err(FlattenedError::new(errors)),
     }

@@ -9,12 +9,12 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, Opts, Registry};
 
-use crate::body::ProxyBody;
-use crate::config::state::{Runtime, State};
+use crate::config::state::{LiveConfig, State};
 use crate::downstream::request_body::ClientBody;
 use crate::downstream::ConnInfo;
 use crate::downstream::Handler;
 use crate::respond::json_response;
+use crate::response_body::ProxyBody;
 use crate::telemetry::metrics::{TARGET_HEALTH_HELP, TARGET_HEALTH_NAME, TARGET_STATES};
 
 pub(crate) struct StatusHandler {
@@ -62,7 +62,7 @@ impl StatusHandler {
 
 /// `kong_upstream_target_health` for the upstreams the live runtime's services use, built fresh
 /// per scrape so that removed targets disappear with their config.
-fn target_health(rt: &Runtime) -> Vec<MetricFamily> {
+fn target_health(rt: &LiveConfig) -> Vec<MetricFamily> {
     let Ok(gauge) = GaugeVec::new(
         Opts::new(TARGET_HEALTH_NAME, TARGET_HEALTH_HELP),
         &["upstream", "target", "address", "state", "subsystem"],

@@ -32,11 +32,11 @@ use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::body::{h2_reason, ProxyBody};
 use crate::downstream::rapid_reset::{Guarded, Lingering, ResetTracker, StreamGuard};
 use crate::downstream::request_body::{ClientBody, H2RequestBody};
 use crate::downstream::ConnInfo;
 use crate::downstream::Handler;
+use crate::response_body::{h2_reason, ProxyBody};
 use crate::settings::ConnLimits;
 use crate::telemetry::metrics::Metrics;
 use crate::wire::hop_by_hop::strip_hop_by_hop;

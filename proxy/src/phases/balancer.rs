@@ -10,12 +10,12 @@ use std::time::Duration;
 use http::{Request, Response};
 use tokio::time::Instant;
 
-use crate::body::ProxyBody;
 use crate::config::state::ServiceRt;
 use crate::downstream::request_body::{ClientBodyError, RequestBody};
 use crate::downstream::ConnInfo;
 use crate::phases::body_filter::UpstreamStream;
 use crate::respond::ProxyError;
+use crate::response_body::ProxyBody;
 use crate::upstream::balancer::{ActiveGuard, PickContext};
 use crate::upstream::pool::{Pool, Sender, TimedOut, Unanswered};
 use crate::wire::grpc;
@@ -141,7 +141,7 @@ pub(crate) async fn balance_and_send(
                 return Err(ProxyError::InvalidRequest { reason: error.to_string() });
             }
             Ok(Err(Unanswered { error, .. })) => {
-                let refused = crate::body::h2_reason(&*error) == Some(h2::Reason::REFUSED_STREAM);
+                let refused = crate::response_body::h2_reason(&*error) == Some(h2::Reason::REFUSED_STREAM);
                 tracing::debug!(target = %label_of(), error = %error, refused, "upstream request failed");
                 return Err(ProxyError::UpstreamFailed { detail: error.to_string() });
             }

@@ -14,9 +14,9 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::{h2_reason, BodyError};
 use crate::plugins::request_size_limiting::{self, Tripwire};
 use crate::plugins::response_transformer::JsonBody;
+use crate::response_body::{h2_reason, BodyError};
 use crate::telemetry::observe::Completion;
 use crate::upstream::balancer::ActiveGuard;
 use crate::upstream::h1::H1Body;
@@ -280,8 +280,8 @@ pub(crate) fn respond(
     grpc: bool,
     deadline: Option<Instant>,
     ctx: &mut super::Ctx,
-) -> Result<http::Response<crate::body::ProxyBody>, crate::respond::ProxyError> {
-    use crate::body::ProxyBody;
+) -> Result<http::Response<crate::response_body::ProxyBody>, crate::respond::ProxyError> {
+    use crate::response_body::ProxyBody;
     let Some(mut d) = ctx.done.take() else {
         return Ok(http::Response::from_parts(head, ProxyBody::Empty));
     };

@@ -5,9 +5,9 @@
 use http::response::Parts;
 use http::{HeaderMap, Version};
 
-use crate::body::ProxyBody;
 use crate::config::state::RouteRt;
 use crate::plugins::{HeaderFilterCtx, RequestState};
+use crate::response_body::ProxyBody;
 use crate::wire::hop_by_hop::strip_hop_by_hop;
 
 #[inline(always)]

@@ -5,9 +5,9 @@
 
 use http::Response;
 
-use crate::body::ProxyBody;
 use crate::plugins::PluginChain;
 use crate::respond::ProxyError;
+use crate::response_body::ProxyBody;
 use crate::telemetry::observe::Completion;
 
 /// The route's log plugins for a finished upstream response.

@@ -7,7 +7,7 @@ use http::request::Parts;
 use http::uri::{Authority, PathAndQuery};
 use http::Uri;
 
-use crate::config::state::Runtime;
+use crate::config::state::LiveConfig;
 use crate::downstream::ConnInfo;
 use crate::respond::ProxyError;
 use crate::router::RouteRequest;
@@ -15,7 +15,7 @@ use crate::telemetry::observe::Completion;
 
 /// The matched route.
 pub(crate) struct Routed {
-    /// Index into `Runtime::routes`.
+    /// Index into `LiveConfig::routes`.
     pub route: usize,
     /// Length of the path prefix the route matched (for `strip_path`).
     pub matched_path_len: usize,
@@ -25,7 +25,7 @@ pub(crate) struct Routed {
 pub(crate) fn route(
     parts: &Parts,
     conn: &ConnInfo,
-    rt: &Runtime,
+    rt: &LiveConfig,
     grpc: bool,
     h2: bool,
     done: &mut Option<Completion>,

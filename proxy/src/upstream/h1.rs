@@ -34,8 +34,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
-use crate::body::BodyError;
 use crate::downstream::request_body::{ClientBodyError, RequestBody};
+use crate::response_body::BodyError;
 use crate::upstream::pool::{H1PoolReturn, Io, TimedOut, Unanswered};
 use crate::wire::h1::{
     decode, field_at, field_spans, poll_write_all, put_field, Chunked, Decoded, FieldSpan, Framing, FramingHeaders,

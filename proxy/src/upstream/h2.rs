@@ -23,8 +23,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 
-use crate::body::BodyError;
 use crate::downstream::request_body::RequestBody;
+use crate::response_body::BodyError;
 use crate::upstream::pool::{H2Tuning, Io, Unanswered};
 use crate::wire::h2_body::RecvBody;
 

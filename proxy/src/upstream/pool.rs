@@ -19,8 +19,8 @@ use rustls::pki_types::ServerName;
 use thiserror::Error;
 use tokio::net::TcpStream;
 
-use crate::body::BodyError;
 use crate::downstream::request_body::RequestBody;
+use crate::response_body::BodyError;
 use crate::upstream::h1::H1Conn;
 use crate::upstream::h2::H2Sender;
 

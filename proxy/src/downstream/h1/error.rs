@@ -4,8 +4,8 @@
 
 use thiserror::Error;
 
-use crate::body::BodyError;
 use crate::respond::ProxyError;
+use crate::response_body::BodyError;
 use crate::wire::h1::WireError;
 
 /// Why a connection ended without a clean close.

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::Conn;
 use super::H1ServerError;
-use crate::body::ProxyBody;
+use crate::response_body::ProxyBody;
 use crate::wire::h1::{poll_write_all, put_field};
 
 /// Response body frames up to this size are copied next to what is queued (one write for a head

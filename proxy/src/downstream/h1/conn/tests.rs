@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::body::ProxyBody;
+use crate::response_body::ProxyBody;
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long (on the paused clock) a test waits for any one step.
