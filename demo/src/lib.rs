@@ -8,6 +8,9 @@
 //! - [`knobs`] lists the request metadata that makes a handler sleep, fail or stream differently.
 //! - [`tls::self_signed`] makes certificates for tests; [`grpc_call`] is the CLI client's engine.
 
+// `pub` only for what the binaries and the other crates' tests use.
+#![warn(unreachable_pub)]
+
 pub mod backend;
 pub mod error;
 pub mod grpc_call;
