@@ -89,19 +89,20 @@ impl ProxyError {
 
 /// The gRPC status of a plugin's reply, by its HTTP status. The statuses plugins use map to the
 /// gRPC code that says the same (401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 413 and 429 RESOURCE_EXHAUSTED, 400
-/// INVALID_ARGUMENT, 503 UNAVAILABLE); the rest follow gRPC's own HTTP-to-gRPC status mapping
+/// INVALID_ARGUMENT, 503 UNAVAILABLE; request-size-limiting's 411 INVALID_ARGUMENT, no length declared,
+/// and 417 RESOURCE_EXHAUSTED, a declared length over the limit after `Expect: 100-continue`); the rest follow gRPC's own HTTP-to-gRPC status mapping
 /// (404 UNIMPLEMENTED, 502/504 UNAVAILABLE, anything else UNKNOWN)
 /// except where Kong's PDK map is more precise (200 OK, 409 ABORTED, 499 CANCELLED, 500 INTERNAL,
 /// 501 UNIMPLEMENTED, 504 DEADLINE_EXCEEDED).
 pub(crate) fn plugin_grpc_code(status: u16) -> Code {
     match status {
         200 => Code::Ok,
-        400 => Code::InvalidArgument,
+        400 | 411 => Code::InvalidArgument,
         401 => Code::Unauthenticated,
         403 => Code::PermissionDenied,
         404 | 501 => Code::Unimplemented,
         409 => Code::Aborted,
-        413 | 429 => Code::ResourceExhausted,
+        413 | 417 | 429 => Code::ResourceExhausted,
         499 => Code::Cancelled,
         500 => Code::Internal,
         502 | 503 => Code::Unavailable,
@@ -237,7 +238,9 @@ mod tests {
         let r = error_response(&err, false);
         assert_eq!(r.status(), 403);
         assert_eq!(r.headers()["content-type"], "application/json; charset=utf-8");
-        for (http, grpc) in [(401, 16), (403, 7), (413, 8), (429, 8), (400, 3), (503, 14), (404, 12), (418, 2)] {
+        for (http, grpc) in
+            [(401, 16), (403, 7), (413, 8), (429, 8), (400, 3), (411, 3), (417, 8), (503, 14), (404, 12), (418, 2)]
+        {
             assert_eq!(plugin_grpc_code(http).as_u8(), grpc, "{http}");
         }
     }
