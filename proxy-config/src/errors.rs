@@ -11,6 +11,9 @@ pub enum ParseError {
     Json(String),
     #[error("invalid YAML: {0}")]
     Yaml(String),
+    /// Refused before parsing (see `nesting`): nesting past `max` levels.
+    #[error("invalid YAML: nested deeper than {max} levels at line {line}")]
+    TooDeep { line: usize, max: usize },
 }
 
 /// One problem with one field of an entity.

@@ -10,6 +10,7 @@
 
 mod errors;
 mod hash;
+pub mod nesting;
 pub mod patterns;
 pub mod plugins;
 mod schema;
@@ -21,12 +22,14 @@ pub use schema::*;
 pub use validate::{check_plugin_config, validate};
 
 /// Parses a declarative config from JSON or YAML text (JSON is YAML, but the JSON parser gives
-/// better messages, so it is tried first when the text looks like JSON).
+/// better messages, so it is tried first when the text looks like JSON). YAML nested deeper than
+/// [`nesting::MAX_DEPTH`] is refused before it is parsed.
 pub fn parse(text: &str) -> Result<Config, ParseError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
         serde_json::from_str(text).map_err(|e| ParseError::Json(e.to_string()))
     } else {
+        nesting::check(text, nesting::MAX_DEPTH)?;
         serde_yaml_ng::from_str(text).map_err(|e| ParseError::Yaml(e.to_string()))
     }
 }

@@ -566,3 +566,18 @@ async fn idle_h2_connections_get_goaway_and_close() {
     assert!(served.elapsed() >= Duration::from_millis(250), "closed after {:?}", served.elapsed());
     assert!(c.next(Duration::from_secs(5)).await.is_none(), "connection still open");
 }
+
+/// Deeply nested YAML makes the YAML parser work for minutes (its cost grows with the square of
+/// the depth); the proxy refuses it before parsing, names the line, keeps its config and serves.
+#[tokio::test]
+async fn a_deeply_nested_yaml_push_is_refused_before_parsing_and_traffic_goes_on() {
+    let echo = echo_http("web").await;
+    let proxy = TestProxy::start("127.0.0.1:0", &[]).await;
+    proxy.push_ok(&basic_config(echo.addr, echo.addr)).await;
+    let hostile = format!("_format_version: \"3.0\"\nservices: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let (status, body) = proxy.push(&hostile).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("nested deeper than 64 levels at line 2"), "{body}");
+    let got = h1(proxy.addr(0), get("/", "example.com")).await;
+    assert_eq!(got.status, 200, "the old config still serves");
+}

@@ -4,6 +4,11 @@
 //! The socket is created mode 0600 in a directory that is not world-writable, and each peer's uid
 //! must be ours (or root's). With `SLUICE_CONFIG_CACHE`, every accepted config is also written to
 //! that file (temp file + rename, mode 0600 as it holds TLS keys) for the next start.
+//!
+//! Parsing, validating and building a config runs on a blocking thread, never on the threads that
+//! serve requests (a 100,000-route config takes seconds to build), one push at a time; while one
+//! is being built, up to [`MAX_WAITING_PUSHES`] more wait their turn and any further push is
+//! answered 429 at once. Hostile YAML (deep nesting) fails fast in `proxy_config::parse`.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -29,6 +34,9 @@ use crate::response_body::ProxyBody;
 
 /// Largest config body accepted (a 10,000-route config is a few MiB).
 const MAX_BODY: usize = 256 << 20;
+
+/// Pushes that may wait while another one is being built; more are refused with 429.
+pub(crate) const MAX_WAITING_PUSHES: usize = 2;
 
 #[derive(Debug, Error)]
 pub enum AdminError {
@@ -56,11 +64,32 @@ pub(crate) struct AdminState {
     cache: Option<PathBuf>,
     /// Holds apply + cache write together, so the file always matches the live config.
     push_lock: Mutex<()>,
+    /// Admits one push to be built and [`MAX_WAITING_PUSHES`] to wait.
+    pushes: PushGate,
 }
 
 impl AdminState {
     pub(crate) fn new(state: Arc<State>, cache: Option<PathBuf>) -> Self {
-        AdminState { state, cache, push_lock: Mutex::new(()) }
+        AdminState { state, cache, push_lock: Mutex::new(()), pushes: PushGate::new(MAX_WAITING_PUSHES) }
+    }
+}
+
+/// Bounds the config pushes in progress: one at work, `waiting` queued, the rest refused.
+pub(crate) struct PushGate {
+    work: tokio::sync::Semaphore,
+    queue: tokio::sync::Semaphore,
+}
+
+impl PushGate {
+    pub(crate) fn new(waiting: usize) -> Self {
+        PushGate { work: tokio::sync::Semaphore::new(1), queue: tokio::sync::Semaphore::new(waiting + 1) }
+    }
+
+    /// Waits for this push's turn; `None` when too many pushes are already in line.
+    pub(crate) async fn enter(&self) -> Option<(tokio::sync::SemaphorePermit<'_>, tokio::sync::SemaphorePermit<'_>)> {
+        let place = self.queue.try_acquire().ok()?;
+        let turn = self.work.acquire().await.ok()?;
+        Some((place, turn))
     }
 }
 
@@ -176,11 +205,23 @@ pub(crate) async fn handle(req: Request<Incoming>, admin: Arc<AdminState>) -> Re
         req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "check_hash=1" || kv == "check_hash=true"));
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/config") => {
+            let Some(_turn) = admin.pushes.enter().await else {
+                let mut r = json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many configuration pushes in progress; retry when the current one is done",
+                );
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Ok(r);
+            };
             let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(e) => return Ok(json_response(StatusCode::PAYLOAD_TOO_LARGE, &format!("cannot read body: {e}"))),
             };
-            post_config(&admin, body, check_hash)
+            let admin = admin.clone();
+            match tokio::task::spawn_blocking(move || post_config(&admin, body, check_hash)).await {
+                Ok(r) => r,
+                Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("configuration build failed: {e}")),
+            }
         }
         (&Method::GET, "/config") => {
             let rt = state.load();
@@ -242,4 +283,26 @@ pub(crate) fn status_body(state: &State) -> Response<ProxyBody> {
             "server": { "connections_active": active, "total_requests": state.metrics.nginx_requests.get() }
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PushGate;
+
+    #[tokio::test]
+    async fn one_push_works_two_wait_and_the_next_is_refused() {
+        let gate = PushGate::new(2);
+        let first = gate.enter().await.expect("first push admitted");
+        let (second, third) = (gate.enter(), gate.enter());
+        tokio::pin!(second, third);
+        // The waiting ones hold their place in line but not the turn.
+        assert!(futures_util::poll!(second.as_mut()).is_pending());
+        assert!(futures_util::poll!(third.as_mut()).is_pending());
+        assert!(gate.enter().await.is_none(), "a fourth push is refused at once");
+        drop(first);
+        let second = second.await.expect("second push gets its turn");
+        drop(second);
+        assert!(third.await.is_some());
+        assert!(gate.enter().await.is_some(), "the line is free again");
+    }
 }
