@@ -111,7 +111,9 @@ impl Scan {
             // A scalar starts after an indicator (`:`, `-`, `,`, `[`, `{`, `?`) and the spaces that follow it.
             scalar_start = self.quote.is_none()
                 && match c {
-                    b' ' | b'\t' => scalar_start || matches!(at.checked_sub(1).map(|p| rest[p]), Some(b':' | b'-' | b'?')),
+                    b' ' | b'\t' => {
+                        scalar_start || matches!(at.checked_sub(1).map(|p| rest[p]), Some(b':' | b'-' | b'?'))
+                    }
                     b'[' | b'{' | b',' => self.flow > 0,
                     _ => false,
                 };
@@ -163,7 +165,10 @@ mod tests {
         let text = format!("_format_version: \"3.0\"\nservices: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
         assert_eq!(check(&text, MAX_DEPTH), Err(ParseError::TooDeep { line: 2, max: MAX_DEPTH }));
         let indented: String = (0..100).map(|i| format!("{}- \n", " ".repeat(i))).collect();
-        assert_eq!(check(&format!("services:\n{indented}"), MAX_DEPTH), Err(ParseError::TooDeep { line: 65, max: MAX_DEPTH }));
+        assert_eq!(
+            check(&format!("services:\n{indented}"), MAX_DEPTH),
+            Err(ParseError::TooDeep { line: 65, max: MAX_DEPTH })
+        );
     }
 
     #[test]
