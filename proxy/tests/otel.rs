@@ -438,3 +438,48 @@ async fn unreachable_collector_costs_no_request() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn retried_call_has_one_client_span_per_attempt() {
+    let (collector, got) = http_collector().await;
+    let web = echo_http("web").await;
+    // A port that was free a moment ago: connecting to it is refused, and the balancer retries.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let config = format!(
+        "_format_version: '3.0'\nservices:\n- name: web\n  host: pool.upstream\n  port: 80\n  retries: 3\n  routes:\n  - name: web\n    paths: ['/']\nupstreams:\n- name: pool.upstream\n  targets:\n  - target: {dead}\n  - target: {}\n{}",
+        web.addr,
+        otel_plugin(&format!("http://{collector}/v1/traces"), "    sampling_rate: 1\n")
+    );
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    p.push_ok(&config).await;
+    // Round-robin over the two targets: of two requests, one tries the dead target first.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let resp = h1(p.addr(0), get("/", "example.com")).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let v: serde_json::Value = serde_json::from_str(&resp.body).unwrap();
+        seen.push(v["headers"]["traceparent"].as_str().unwrap().to_string());
+    }
+    let spans = got
+        .until("both requests' spans", |s| s.iter().filter(|s| s.kind == SpanKind::Server as i32).count() == 2)
+        .await;
+    let retried = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .find(|srv| spans.iter().filter(|c| c.parent_span_id == srv.span_id).count() == 2)
+        .expect("a request with two attempts");
+    let mut attempts: Vec<&Span> = spans.iter().filter(|c| c.parent_span_id == retried.span_id).collect();
+    attempts.sort_by_key(|s| s.start_time_unix_nano);
+    assert_eq!(text_attr(attempts[0], "server.port"), dead.port().to_string());
+    assert!(!text_attr(attempts[0], "error.type").is_empty(), "{:?}", attrs(attempts[0]));
+    assert_eq!(attempts[0].status.as_ref().unwrap().code, 2, "error");
+    assert_eq!(text_attr(attempts[1], "server.port"), web.addr.port().to_string());
+    assert_eq!(text_attr(attempts[1], "http.request.resend_count"), "1");
+    assert_eq!(text_attr(attempts[1], "http.response.status_code"), "200");
+    assert!(attempts[0].end_time_unix_nano <= attempts[1].start_time_unix_nano);
+    // The upstream got the context of the attempt that reached it.
+    let want = format!("00-{}-{}-01", hex(&retried.trace_id), hex(&attempts[1].span_id));
+    assert!(seen.contains(&want), "{seen:?} lacks {want}");
+    assert_eq!(text_attr(retried, "upstream.port"), web.addr.port().to_string());
+    assert_eq!(text_attr(retried, "http.response.status_code"), "200");
+}
