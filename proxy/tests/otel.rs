@@ -28,11 +28,14 @@ use sluice_demo::{spawn, BackendOptions};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+/// One export's resource attributes, as `(key, value)`.
+type ResourceAttrs = Vec<(String, String)>;
+
 /// What a collector received, and a wake-up per export.
 #[derive(Default, Clone)]
 struct Received {
     spans: Arc<Mutex<Vec<Span>>>,
-    resources: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    resources: Arc<Mutex<Vec<ResourceAttrs>>>,
     notify: Arc<Notify>,
 }
 

@@ -113,7 +113,7 @@ impl Plugin for Opentelemetry {
         attrs.push(string_kv("http.request.method", method));
         attrs.push(string_kv("url.path", req.parts.uri.path()));
         attrs.push(string_kv("url.scheme", if req.tls { "https" } else { "http" }));
-        attrs.push(string_kv("server.address", &host_of(&req.parts)));
+        attrs.push(string_kv("server.address", &host_of(req.parts)));
         attrs.push(string_kv("network.protocol.version", version_label(req.parts.version)));
         attrs.push(string_kv("client.address", &req.client_ip.to_string()));
         if let Some(ua) = req.parts.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {

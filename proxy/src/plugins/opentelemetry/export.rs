@@ -112,7 +112,8 @@ pub(crate) fn int_kv(key: &str, value: i64) -> KeyValue {
 /// Where a batch goes.
 enum Sink {
     Http {
-        client: Client<HttpConnector, Full<Bytes>>,
+        // Boxed: the client is large, and the other variant small.
+        client: Box<Client<HttpConnector, Full<Bytes>>>,
         uri: Uri,
         headers: Vec<(HeaderName, HeaderValue)>,
         timeout: Duration,
@@ -143,7 +144,8 @@ impl Sink {
                 let mut connector = HttpConnector::new();
                 connector.set_connect_timeout(Some(connect));
                 connector.set_nodelay(true);
-                Sink::Http { client: Client::builder(TokioExecutor::new()).build(connector), uri, headers, timeout }
+                let client = Box::new(Client::builder(TokioExecutor::new()).build(connector));
+                Sink::Http { client, uri, headers, timeout }
             }
             OtlpProtocol::Grpc => {
                 let mut metadata = Vec::with_capacity(c.headers.len());
