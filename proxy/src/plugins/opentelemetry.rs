@@ -19,7 +19,7 @@ use http::HeaderMap;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span, Status};
-use proxy_config::plugins::opentelemetry::{Format, Inject};
+use proxy_config::plugins::opentelemetry::Format;
 use proxy_config::plugins::OpentelemetryConfig;
 
 use super::{AccessCtx, BuildError, Phases, Plugin};
@@ -35,9 +35,9 @@ pub(crate) struct Opentelemetry {
     exporter: Arc<Exporter>,
     sampling_rate: f64,
     extract: Vec<Format>,
-    /// `inject` when it does not depend on the extracted format (no `preserve`).
-    inject_fixed: Option<Arc<[Format]>>,
-    config: OpentelemetryConfig,
+    /// The formats `inject` resolves to, per extracted format (`None`: nothing extracted),
+    /// resolved once here rather than per request.
+    inject: Vec<(Option<Format>, Arc<[Format]>)>,
     clear: Vec<http::HeaderName>,
 }
 
@@ -51,22 +51,23 @@ impl Opentelemetry {
                 .map_err(|_| BuildError::new(format!("config.propagation.clear.{}", i + 1), "not a valid header"))?;
             clear.push(name);
         }
-        let preserve = c.propagation.inject.iter().any(|i| matches!(i, Inject::Preserve(_)));
+        let inject = std::iter::once(None)
+            .chain(c.propagation.extract.iter().copied().map(Some))
+            .map(|f| (f, propagation::inject_formats(&c.propagation, f).into()))
+            .collect();
         Ok(Opentelemetry {
             exporter: Exporter::start(&c)?,
             sampling_rate: c.sampling_rate,
             extract: c.propagation.extract.clone(),
-            inject_fixed: (!preserve).then(|| propagation::inject_formats(&c.propagation, None).into()),
+            inject,
             clear,
-            config: c,
         })
     }
 
-    fn inject_formats(&self, extracted: Option<Format>) -> Arc<[Format]> {
-        match &self.inject_fixed {
-            Some(f) => f.clone(),
-            None => propagation::inject_formats(&self.config.propagation, extracted).into(),
-        }
+    fn inject_formats(&self, extracted: Option<Format>) -> &Arc<[Format]> {
+        // Entry 0 is `None`; every extractable format has an entry.
+        let i = self.inject.iter().position(|(f, _)| *f == extracted).unwrap_or(0);
+        &self.inject[i].1
     }
 }
 
@@ -131,7 +132,7 @@ impl Plugin for Opentelemetry {
             trace_id,
             server_span: span_id,
             first: first_attempt,
-            formats,
+            formats: formats.clone(),
             method: method.to_string(),
             rpc,
             name: name.clone(),

@@ -58,13 +58,19 @@ pub(crate) fn sample(rate: f64) -> bool {
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_into(&mut out, bytes);
+    // Hex digits only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the lower-case hex of `bytes` at the start of `out` (which holds at least twice as many).
+pub(crate) fn hex_into(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[(b >> 4) as usize];
+        out[2 * i + 1] = DIGITS[(b & 15) as usize];
     }
-    s
 }
 
 /// Hex into `N` bytes, right-aligned (a 64-bit b3 or jaeger trace id is padded with zeros on the

@@ -5,7 +5,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use proxy_config::plugins::opentelemetry::{Format, Inject, Propagation};
 
-use super::ids::{from_hex, hex};
+use super::ids::{from_hex, hex, hex_into};
 
 /// A trace context as a header carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,13 +156,20 @@ pub(crate) fn inject_formats(p: &Propagation, extracted: Option<Format>) -> Vec<
 
 /// Writes the context in each of `formats` on `h`, replacing what the client sent in them.
 pub(crate) fn inject(formats: &[Format], out: &Outgoing, h: &mut HeaderMap) {
+    // W3C alone (the default): one header written straight into a buffer, no strings.
+    if let [Format::W3c] = formats {
+        h.insert(TRACEPARENT, traceparent(out));
+        return;
+    }
     let trace = hex(&out.trace_id);
     let span = hex(&out.span_id);
     let parent = hex(&out.parent_id);
     let s = if out.sampled { "1" } else { "0" };
     for f in formats {
         match f {
-            Format::W3c => set(h, TRACEPARENT, format!("00-{trace}-{span}-0{s}")),
+            Format::W3c => {
+                h.insert(TRACEPARENT, traceparent(out));
+            }
             Format::B3 => {
                 set(h, B3_TRACE, trace.clone());
                 set(h, B3_SPAN, span.clone());
@@ -181,6 +188,19 @@ pub(crate) fn inject(formats: &[Format], out: &Outgoing, h: &mut HeaderMap) {
             Format::Gcp => set(h, GCP, format!("{trace}/{};o={s}", u64::from_be_bytes(out.span_id))),
         }
     }
+}
+
+/// `00-<trace>-<span>-<flags>`.
+fn traceparent(out: &Outgoing) -> HeaderValue {
+    let mut b = [b'-'; 55];
+    b[..2].copy_from_slice(b"00");
+    hex_into(&mut b[3..35], &out.trace_id);
+    hex_into(&mut b[36..52], &out.span_id);
+    b[53] = b'0';
+    b[54] = if out.sampled { b'1' } else { b'0' };
+    // Hex digits and dashes: always a valid header value.
+    HeaderValue::from_bytes(&b)
+        .unwrap_or(HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00"))
 }
 
 fn set(h: &mut HeaderMap, name: HeaderName, value: String) {
@@ -213,6 +233,14 @@ mod tests {
                 assert_eq!(got.1, Context { trace_id: out.trace_id, span_id: out.span_id, sampled: Some(sampled) });
             }
         }
+    }
+
+    #[test]
+    fn traceparent_is_written_exactly() {
+        let out = Outgoing { trace_id: [0xab; 16], span_id: [0x01; 8], parent_id: [2; 8], sampled: true };
+        let mut h = HeaderMap::new();
+        inject(&[Format::W3c], &out, &mut h);
+        assert_eq!(h["traceparent"], "00-abababababababababababababababab-0101010101010101-01");
     }
 
     #[test]
