@@ -6,6 +6,7 @@
 #   ./callgrind.sh [TEST...]     TEST: grpc http1 grpc-tls grpc-stream (default: grpc http1 grpc-tls)
 #   env: N=20000 (requests measured)  WARM=2000  SLUICE_PROXY=../target/release/sluice-proxy
 #        OUT=.run/callgrind  TAG=label for the output files  SLUICE_METRICS=on|off
+#        OURS_PLUGINS, OURS_OTEL + OURS_OTEL_ENDPOINT: plugins on the routes (see ours-sluice.sh)
 #
 # The proxy runs under callgrind with one worker thread and the same config as ours-sluice.sh; the
 # backend and h2load/wrk run natively. After WARM requests the counters are zeroed

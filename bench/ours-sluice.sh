@@ -4,6 +4,8 @@
 # run.sh (also usable as OURS_CMD). SLUICE_METRICS=off turns the metrics off; OURS_CONFIG=file pushes
 # that config instead of the one below. OURS_PLUGINS=cors,correlation-id puts those plugins (Kong's
 # defaults, cors with an origin) on both routes: the `sluice-plugins` target of run.sh.
+# OURS_OTEL=<sampling rate> adds a global opentelemetry plugin exporting to OURS_OTEL_ENDPOINT (an
+# OTLP/HTTP receiver): the `sluice-otel` (0.01) and `sluice-otel-full` (1) targets.
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
 set -eu
 : "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
@@ -31,8 +33,14 @@ services:
     protocols: [http, https]
     paths: [/]
 CONF
-if [ -n "${OURS_PLUGINS:-}" ]; then
+if [ -n "${OURS_PLUGINS:-}${OURS_OTEL:-}" ]; then
     echo "plugins:" >>"$DIR/kong.yaml"
+fi
+if [ -n "${OURS_OTEL:-}" ]; then
+    printf -- '- name: opentelemetry\n  config: {traces_endpoint: "%s", sampling_rate: %s}\n' \
+        "${OURS_OTEL_ENDPOINT:?}" "$OURS_OTEL" >>"$DIR/kong.yaml"
+fi
+if [ -n "${OURS_PLUGINS:-}" ]; then
     for p in ${OURS_PLUGINS//,/ }; do
         for r in bench.grpc bench.http; do
             case $p in

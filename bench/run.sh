@@ -4,7 +4,9 @@
 #   ./run.sh [-r RUNS] TARGET...   TARGET: direct nginx envoy haproxy sluice sluice-ctl
 #                                  sluice-nometrics sluice-nopgo sluice-plugins ours | all (= direct nginx
 #                                  envoy haproxy sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
-#                                  | plugins (= sluice sluice-plugins)
+#                                  | plugins (= sluice sluice-plugins) | otel (= sluice sluice-otel
+#                                  sluice-otel-full: opentelemetry at sampling 0.01 and 1, exporting to
+#                                  sluice-otlp-sink, SLUICE_OTLP_SINK default ../target/release/sluice-otlp-sink)
 # Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
 #   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs"  TLS=1
 #   FIXED=1 FIXED_PCT=50 FIXED_SECS=5: then latency at equal load (see "equal load" below)
@@ -29,7 +31,8 @@ for t in "$@"; do
         all) TARGETS+=(direct nginx envoy haproxy sluice sluice-ctl); [ -n "${OURS_CMD:-}" ] && TARGETS+=(ours) ;;
         metrics) TARGETS+=(sluice sluice-nometrics) ;;
         plugins) TARGETS+=(sluice sluice-plugins) ;;
-        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins) TARGETS+=("$t") ;;
+        otel) TARGETS+=(sluice sluice-otel sluice-otel-full) ;;
+        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full) TARGETS+=("$t") ;;
         *) echo "unknown target $t" >&2; usage ;;
     esac
 done
@@ -84,6 +87,18 @@ export SLUICE_CONTROLLER=$RUN/bin/sluice-controller
 $BIN/bench-check mkbody "$BODY" 100
 self_signed_cert "$TLS_KEY" "$TLS_CERT"
 cat "$TLS_CERT" "$TLS_KEY" > "$RUN/tls/combined.pem"
+
+# The OTLP/HTTP receiver of the sluice-otel targets (started once, on the side CPU): the spans
+# must really be received and decoded during the run, as with a collector.
+SLUICE_OTLP_SINK=${SLUICE_OTLP_SINK:-$HERE/../target/release/sluice-otlp-sink}
+OTLP_SINK_PORT=18110; OTLP_SINK_PID=""
+otlp_sink() {
+    [ -n "$OTLP_SINK_PID" ] && return 0
+    [ -x "$SLUICE_OTLP_SINK" ] || { echo "no sluice-otlp-sink (cargo build --release -p sluice-demo --bin sluice-otlp-sink)" >&2; return 1; }
+    "${SIDE_CPU[@]}" "$SLUICE_OTLP_SINK" --quiet --listen 127.0.0.1:$OTLP_SINK_PORT >"$RUN/otlp-sink.log" 2>&1 &
+    OTLP_SINK_PID=$!; PIDS+=("$OTLP_SINK_PID")
+    wait_port $OTLP_SINK_PORT
+}
 
 tree_pids() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
 cpu_ticks() {  # "total sys": utime+stime and stime of the process and its children, in clock ticks
@@ -152,9 +167,12 @@ start_target() {
             "${PROXY_CPU[@]}" haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$HAPROXY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$HAPROXY_TLS_PORT ;;
-        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins)
-            local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY plugins=""
+        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full)
+            local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY plugins="" otel=""
             [ "$1" = sluice-plugins ] && plugins=cors,correlation-id
+            [ "$1" = sluice-otel ] && otel=0.01
+            [ "$1" = sluice-otel-full ] && otel=1
+            if [ -n "$otel" ] && ! otlp_sink; then return 1; fi
             [ "$1" = sluice-ctl ] && script=ours-controller.sh
             [ "$1" = sluice-nometrics ] && metrics=off
             [ "$1" = sluice-nopgo ] && proxy=$SLUICE_PROXY_NOPGO
@@ -163,6 +181,7 @@ start_target() {
                 echo "no sluice-controller binary (cargo build --release -p controller)" >&2; return 1
             fi
             OURS_PORT=$SLUICE_PORT OURS_TLS_PORT=$SLUICE_TLS_PORT SLUICE_METRICS=$metrics SLUICE_PROXY=$proxy OURS_PLUGINS=$plugins \
+                OURS_OTEL=$otel OURS_OTEL_ENDPOINT=http://127.0.0.1:$OTLP_SINK_PORT/v1/traces \
                 "${PROXY_CPU[@]}" "$HERE/$script" >>"$RUN/$1.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$SLUICE_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$SLUICE_TLS_PORT ;;

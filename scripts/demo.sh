@@ -56,6 +56,11 @@ backend pool-b 127.0.0.2:19007
 backend tls-pool-a 127.0.0.1:19009 tls
 backend tls-pool-b 127.0.0.2:19009 tls
 
+echo "==> starting sluice-otlp-sink (the OTLP/HTTP collector of examples/06-opentelemetry) on 127.0.0.1:4318"
+"$BIN/sluice-otlp-sink" --listen 127.0.0.1:4318 >"$WORK/otlp.log" 2>&1 &
+PIDS+=($!)
+wait_for "$WORK/otlp.log" "listening on" 10
+
 echo "==> starting sluice-proxy (KONG_PROXY_LISTEN=\"127.0.0.1:$PROXY_PORT http2, 127.0.0.1:$TLS_PORT http2 ssl\")"
 KONG_PROXY_LISTEN="127.0.0.1:$PROXY_PORT http2, 127.0.0.1:$TLS_PORT http2 ssl" \
 KONG_STATUS_LISTEN="127.0.0.1:$STATUS_PORT" \
@@ -89,7 +94,8 @@ echo "==> In a cluster, the same state comes from:"
 cat <<'KUBECTL'
     kubectl apply -f crds/ && kubectl wait --for=condition=Established crd --all
     kubectl apply -f examples/00-gateway/ -f examples/01-grpcbin/ -f examples/02-echo/ \
-                  -f examples/03-gateway-api-guide/ -f examples/04-grpc-grpcs-upstreams/ -f examples/05-plugins/
+                  -f examples/03-gateway-api-guide/ -f examples/04-grpc-grpcs-upstreams/ -f examples/05-plugins/ \
+                  -f examples/06-opentelemetry/
     kubectl annotate service grpcbin konghq.com/protocol=grpc --overwrite
     KONG_PROXY_LISTEN="0.0.0.0:8000 http2, 0.0.0.0:8443 http2 ssl"   # the proxy's listen setting
 KUBECTL
@@ -115,6 +121,13 @@ done
 for i in 1 2; do
   call "gRPCS upstream (h2 over TLS), round robin #$i" --plaintext --authority secure.example.com "$P" echo.Echo/Echo '{"message":"rr"}'
 done
+for i in 1 2; do
+  call "KongPlugin trace-to-collector (opentelemetry via a GRPCRoute ExtensionRef): traced call #$i" \
+    --plaintext --authority traced.example.com "$P" echo.Echo/Echo '{"message":"traced"}'
+done
+echo
+echo "==> spans at the collector (sluice-otlp-sink, batch_flush_delay 1 s):"
+if wait_for "$WORK/otlp.log" "received" 10; then grep received "$WORK/otlp.log"; else FAILED=$((FAILED + 1)); fi
 
 echo
 echo "==> /metrics (excerpt): curl http://127.0.0.1:$STATUS_PORT/metrics"

@@ -103,6 +103,7 @@ pub(crate) async fn serve(
             };
             match edited {
                 Ok(()) => {
+                    let attempts = ctx.plugins.trace_attempts.take();
                     let ctx = &mut ctx;
                     balancer::balance_and_send(
                         &mut upstream,
@@ -110,6 +111,7 @@ pub(crate) async fn serve(
                         &conn,
                         &shared.pool,
                         deadline,
+                        attempts.as_deref(),
                         |response, sent| after_balancer(response, sent, route, service, grpc && h2, deadline, ctx),
                     )
                     .await

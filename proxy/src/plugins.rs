@@ -36,6 +36,7 @@ use crate::respond::PluginReply;
 pub(crate) mod correlation_id;
 pub(crate) mod cors;
 pub(crate) mod ip_restriction;
+pub(crate) mod opentelemetry;
 pub(crate) mod request_size_limiting;
 pub(crate) mod request_termination;
 pub(crate) mod request_transformer;
@@ -74,6 +75,7 @@ impl Phases {
     pub const BODY_FILTER: Phases = Phases(8);
     pub const LOG: Phases = Phases(16);
     pub const REQUEST_BODY: Phases = Phases(32);
+    pub const REQUEST_START: Phases = Phases(64);
 
     pub const fn union(self, other: Phases) -> Phases {
         Phases(self.0 | other.0)
@@ -100,6 +102,11 @@ pub struct RequestState {
     /// Set by response-transformer's header_filter when this response's JSON body is to be
     /// edited (buffered, bounded, by `phases::body_filter`).
     pub json_body: Option<Arc<response_transformer::ResponseTransformer>>,
+    /// opentelemetry's server span of a sampled request, until the access phase hands it to the
+    /// request's record.
+    pub(crate) trace: Option<Box<opentelemetry::RequestTrace>>,
+    /// opentelemetry's client spans of a sampled request, fed by the balancer.
+    pub(crate) trace_attempts: Option<Arc<opentelemetry::Attempts>>,
 }
 
 impl RequestState {
@@ -120,6 +127,10 @@ pub struct AccessCtx<'a> {
     /// trusted peer (`KONG_TRUSTED_IPS`).
     pub client_ip: IpAddr,
     pub grpc: bool,
+    /// The client connection is TLS.
+    pub tls: bool,
+    pub route_name: &'a str,
+    pub service_name: &'a str,
     pub state: &'a mut RequestState,
 }
 
@@ -140,6 +151,8 @@ pub trait Plugin: Send + Sync + Debug {
     /// Kong's `PRIORITY` (handler.lua).
     fn priority(&self) -> u32;
     fn phases(&self) -> Phases;
+    /// Before the access phase (where Kong's tracing starts): read or change the request head.
+    fn request_start(&self, _req: &mut AccessCtx<'_>) {}
     /// Kong's access phase: inspect or change the request, or answer it (`Err`).
     fn access(&self, _req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
         Ok(())
@@ -164,6 +177,7 @@ pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Pl
         PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
         PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
         PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
+        PluginConfig::Opentelemetry(c) => Arc::new(opentelemetry::Opentelemetry::new(c)?),
         PluginConfig::RequestSizeLimiting(c) => Arc::new(request_size_limiting::RequestSizeLimiting::new(&c)),
         PluginConfig::RequestTermination(c) => Arc::new(request_termination::RequestTermination::new(c)),
         PluginConfig::RequestTransformer(c) => Arc::new(request_transformer::RequestTransformerPlugin::new(&c)?),
@@ -190,6 +204,7 @@ pub struct PluginChain {
     body_filter: Vec<Arc<dyn Plugin>>,
     log: Vec<Arc<dyn Plugin>>,
     request_body: Vec<Arc<dyn Plugin>>,
+    request_start: Vec<Arc<dyn Plugin>>,
 }
 
 impl PluginChain {
@@ -213,6 +228,7 @@ impl PluginChain {
             body_filter: with(Phases::BODY_FILTER),
             log: with(Phases::LOG),
             request_body: with(Phases::REQUEST_BODY),
+            request_start: with(Phases::REQUEST_START),
             all,
         }
     }
@@ -238,6 +254,9 @@ impl PluginChain {
     }
     pub fn request_body(&self) -> &[Arc<dyn Plugin>] {
         &self.request_body
+    }
+    pub fn request_start(&self) -> &[Arc<dyn Plugin>] {
+        &self.request_start
     }
 }
 

@@ -16,7 +16,11 @@ fn one_error(name: &str, config: Value) -> (String, String) {
 #[test]
 fn defaults_are_kongs() {
     for name in PLUGIN_NAMES {
-        let config = if *name == "ip-restriction" { json!({"allow": ["10.0.0.0/8"]}) } else { Value::Null };
+        let config = match *name {
+            "ip-restriction" => json!({"allow": ["10.0.0.0/8"]}),
+            "opentelemetry" => json!({"traces_endpoint": "http://collector:4318/v1/traces"}),
+            _ => Value::Null,
+        };
         let parsed = PluginConfig::from_entity(name, &config).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(parsed.name(), *name);
         assert_eq!(Some(parsed.priority()), priority(name));
@@ -39,6 +43,9 @@ fn defaults_are_kongs() {
                     (c.status(), c.message("192.0.2.1".parse().unwrap())),
                     (403, "IP address not allowed: 192.0.2.1".into())
                 );
+            }
+            PluginConfig::Opentelemetry(c) => {
+                assert_eq!(c, OpentelemetryConfig::new("http://collector:4318/v1/traces"));
             }
             PluginConfig::RequestSizeLimiting(c) => {
                 assert_eq!(
@@ -421,4 +428,38 @@ fn what_the_proxy_does_not_run_yet_is_refused_by_field() {
     assert!(fields("response-transformer", json!({"remove": {"json": ["a"]}, "add": {"headers": ["a:1"]}})).is_empty());
     assert_eq!(fields("correlation-id", json!({"generator": "tracker"})), ["config.generator"]);
     assert!(fields("correlation-id", json!({"generator": "uuid#counter"})).is_empty());
+}
+
+#[test]
+fn opentelemetry_schema() {
+    let name = "opentelemetry";
+    let ok = PluginConfig::from_entity(
+        name,
+        &json!({"traces_endpoint": "http://collector:4318/v1/traces", "sampling_rate": 0.5,
+                "propagation": {"extract": ["b3", "w3c"], "inject": ["preserve", "b3-single"], "default_format": "gcp"},
+                "otlp_protocol": "grpc"}),
+    )
+    .unwrap();
+    let PluginConfig::Opentelemetry(c) = ok else { panic!() };
+    assert_eq!((c.batch_span_count, c.batch_flush_delay, c.connect_timeout), (200, 3, 1000));
+    assert_eq!((c.send_timeout, c.read_timeout, c.sampling_rate), (5000, 5000, 0.5));
+    assert_eq!(c.propagation.extract, vec![opentelemetry::Format::B3, opentelemetry::Format::W3c]);
+    assert_eq!(c.propagation.default_format, opentelemetry::Format::Gcp);
+    assert_eq!(c.otlp_protocol, opentelemetry::OtlpProtocol::Grpc);
+    assert_eq!(one_error(name, Value::Null).0, "config.traces_endpoint");
+    let e = one_error(name, json!({"traces_endpoint": "https://c/v1/traces"}));
+    assert_eq!(e.0, "config.traces_endpoint");
+    assert!(e.1.contains("not supported by sluice"), "{e:?}");
+    let e = one_error(name, json!({"traces_endpoint": "http://c:4318", "queue": {"max_batch_size": 1}}));
+    assert_eq!(e.0, "config.queue");
+    let e = one_error(name, json!({"traces_endpoint": "http://c:4318", "sampling_rate": 1.5}));
+    assert_eq!(e, ("config.sampling_rate".into(), "value should be between 0 and 1".into()));
+    let e = one_error(name, json!({"traces_endpoint": "http://c:4318", "propagation": {"inject": ["w3c", "datadog"]}}));
+    assert_eq!(e, ("config.propagation.inject.2".into(), "not supported by sluice: the 'datadog' format".into()));
+    let e = one_error(name, json!({"traces_endpoint": "http://c:4318", "propagation": {"extract": ["b3-single"]}}));
+    assert_eq!(e.0, "config.propagation.extract.1");
+    let e = one_error(name, json!({"traces_endpoint": "http://c:4318", "headers": {"bad header": "x"}}));
+    assert_eq!(e.0, "config.headers.bad header");
+    let e = one_error(name, json!({"traces_endpoint": "http://c:4318", "otlp_protocol": "zipkin"}));
+    assert_eq!(e.0, "config.otlp_protocol");
 }

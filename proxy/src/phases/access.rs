@@ -29,7 +29,8 @@ pub(crate) fn access(
 ) -> Result<(), ProxyError> {
     ctx.route = Some(index);
     let plugins = route.plugins.access();
-    if plugins.is_empty() {
+    let starts = route.plugins.request_start();
+    if plugins.is_empty() && starts.is_empty() {
         return Ok(());
     }
     let mut req = AccessCtx {
@@ -37,12 +38,29 @@ pub(crate) fn access(
         parts,
         capture_paths: &route.capture_paths,
         grpc,
+        tls: conn.tls,
+        route_name: &route.metrics.route,
+        service_name: &route.metrics.service,
         state: &mut ctx.plugins,
     };
-    for p in plugins {
-        p.access(&mut req).map_err(ProxyError::Plugin)?;
+    for p in starts {
+        p.request_start(&mut req);
     }
-    Ok(())
+    let mut result = Ok(());
+    for p in plugins {
+        if let Err(reply) = p.access(&mut req) {
+            if let Some(t) = req.state.trace.as_mut() {
+                t.rejected(p.name(), &reply);
+            }
+            result = Err(ProxyError::Plugin(reply));
+            break;
+        }
+    }
+    // The trace ends with the request's record, whatever ends the request.
+    if let (Some(t), Some(d)) = (ctx.plugins.trace.take(), ctx.done.as_mut()) {
+        d.set_trace(t);
+    }
+    result
 }
 
 /// The route's body filters on the client's body (request-size-limiting), in priority order.

@@ -14,6 +14,7 @@ use crate::config::state::ServiceRt;
 use crate::downstream::request_body::{ClientBodyError, RequestBody};
 use crate::downstream::ConnInfo;
 use crate::phases::body_filter::UpstreamStream;
+use crate::plugins::opentelemetry::Attempts;
 use crate::respond::ProxyError;
 use crate::response_body::ProxyBody;
 use crate::upstream::balancer::{ActiveGuard, PickContext};
@@ -44,6 +45,7 @@ pub(crate) async fn balance_and_send(
     conn: &ConnInfo,
     pool: &Pool,
     deadline: Option<Instant>,
+    trace: Option<&Attempts>,
     then: impl FnOnce(Response<UpstreamStream>, Sent) -> Result<Response<ProxyBody>, ProxyError>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let client_ip = conn.client.ip();
@@ -71,6 +73,9 @@ pub(crate) async fn balance_and_send(
             // (the access log, a debug line on failure): `format!` per request is measurable.
             None => (svc.host.clone(), svc.port, None, None, None),
         };
+        if let (Some(t), Some(up)) = (trace, request.as_mut()) {
+            t.begin(up.headers_mut(), &target_host, port);
+        }
         let label_of = || label.clone().unwrap_or_else(|| Arc::from(format!("{}:{}", svc.host, svc.port)));
         let connect_budget = match deadline {
             Some(d) => svc.connect_timeout.min(d.saturating_duration_since(Instant::now())),
@@ -80,6 +85,9 @@ pub(crate) async fn balance_and_send(
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(target = %label_of(), error = %e, "upstream connect failed");
+                if let Some(t) = trace {
+                    t.failed(&e);
+                }
                 if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
                     if e.is_tcp_failure() {
                         b.targets[i].health.record_failure(b.failure_threshold, b.cooldown);
@@ -129,7 +137,10 @@ pub(crate) async fn balance_and_send(
             Ok(Ok(resp)) => resp,
             // The request never left: retry it on a fresh connection (closed pooled connection,
             // GOAWAY before the stream started).
-            Ok(Err(Unanswered { request: Some(back), .. })) if attempt < svc.retries => {
+            Ok(Err(Unanswered { request: Some(back), error })) if attempt < svc.retries => {
+                if let Some(t) = trace {
+                    t.failed(&error);
+                }
                 *request = Some(*back);
                 fresh = true;
                 attempt += 1;
@@ -148,6 +159,9 @@ pub(crate) async fn balance_and_send(
         };
         if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
             b.targets[i].health.record_success();
+        }
+        if let Some(t) = trace {
+            t.answered(resp.status().as_u16());
         }
         let head_at = Instant::now();
         return then(resp, Sent { label, guard, sent_at, head_at });

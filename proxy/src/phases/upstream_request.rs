@@ -36,7 +36,9 @@ pub(crate) fn upstream_request(
 ) -> Result<Request<RequestBody>, ProxyError> {
     // The router's Host field when nothing since could have changed it: one lookup less.
     let host = match &routed.host_field {
-        Some(v) if route.plugins.access().is_empty() => v.to_str().unwrap_or(""),
+        Some(v) if route.plugins.access().is_empty() && route.plugins.request_start().is_empty() => {
+            v.to_str().unwrap_or("")
+        }
         _ => route::host_of(&parts.uri, &parts.headers),
     };
     let authority = if route.preserve_host {

@@ -53,6 +53,20 @@ const REJECT_REASONS: [&str; 3] = ["listener_limit", "proxy_protocol", "handshak
 /// `sluice_h2_resets_total` reasons (rapid_reset.rs), created at zero.
 const H2_RESET_REASONS: [&str; 1] = ["rapid_reset"];
 
+/// Spans the opentelemetry plugin did not deliver, by reason (`queue_full`, `export_failed`):
+/// process-wide, as the plugin instances come and go with the config.
+pub(crate) static OTEL_SPANS_DROPPED: std::sync::LazyLock<IntCounterVec> = std::sync::LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new("sluice_otel_spans_dropped_total", "Spans the opentelemetry plugin dropped, by reason"),
+        &["reason"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for reason in ["queue_full", "export_failed"] {
+        c.with_label_values(&[reason]);
+    }
+    c
+});
+
 /// All proxy metric families, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -175,6 +189,7 @@ impl Metrics {
         ))
         .unwrap_or_else(|e| panic!("{e}"));
         let _ = registry.register(Box::new(accepted_connections.clone()));
+        let _ = registry.register(Box::new(OTEL_SPANS_DROPPED.clone()));
         Metrics {
             registry,
             node_id,

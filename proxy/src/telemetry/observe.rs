@@ -31,6 +31,19 @@ pub(crate) struct LogDetails {
     pub protocol: &'static str,
 }
 
+/// How a request ended, for a trace that ends with it (the opentelemetry plugin's server span).
+pub(crate) struct Outcome<'a> {
+    pub status: u16,
+    pub grpc_status: Option<u8>,
+    pub error: Option<&'a str>,
+}
+
+/// A request's trace, ended when the request's record is (so at the same moment for upstream
+/// responses, the proxy's own replies and cancelled calls).
+pub(crate) trait TraceEnd: Send + Sync {
+    fn end(self: Box<Self>, outcome: &Outcome<'_>);
+}
+
 /// One request in flight.
 pub(crate) struct Completion {
     observer: Arc<Observer>,
@@ -47,6 +60,7 @@ pub(crate) struct Completion {
     bytes_in: Option<Arc<AtomicU64>>,
     bytes_out: u64,
     error: Option<Box<str>>,
+    trace: Option<Box<dyn TraceEnd>>,
 }
 
 impl Completion {
@@ -67,7 +81,13 @@ impl Completion {
             bytes_in: None,
             bytes_out: 0,
             error: None,
+            trace: None,
         }
+    }
+
+    /// The request's trace, ended by [`Completion::complete`].
+    pub(crate) fn set_trace(&mut self, trace: Box<dyn TraceEnd>) {
+        self.trace = Some(trace);
     }
 
     pub(crate) fn wants_details(&self) -> bool {
@@ -133,7 +153,10 @@ impl Completion {
     }
 
     /// Records the request. Called once; dropping a `Completion` without calling it records nothing.
-    pub(crate) fn complete(self) {
+    pub(crate) fn complete(mut self) {
+        if let Some(t) = self.trace.take() {
+            t.end(&Outcome { status: self.status, grpc_status: self.grpc_status, error: self.error.as_deref() });
+        }
         let total = self.start.elapsed();
         let total_ms = total.as_secs_f64() * 1000.0;
         let upstream_ms = self.upstream_latency.map(|d| d.as_secs_f64() * 1000.0);
