@@ -17,7 +17,8 @@ use crate::phases::body_filter::UpstreamStream;
 use crate::respond::ProxyError;
 use crate::response_body::ProxyBody;
 use crate::upstream::balancer::{ActiveGuard, PickContext};
-use crate::upstream::pool::{Pool, Sender, TimedOut, Unanswered};
+use crate::upstream::health::Outcome;
+use crate::upstream::pool::{ConnectError, Pool, Sender, TimedOut, Unanswered};
 use crate::wire::grpc;
 
 /// What the balancer phase leaves for the response phases.
@@ -81,8 +82,10 @@ pub(crate) async fn balance_and_send(
             Err(e) => {
                 tracing::debug!(target = %label_of(), error = %e, "upstream connect failed");
                 if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
-                    if e.is_tcp_failure() {
-                        b.targets[i].health.record_failure(b.failure_threshold, b.cooldown);
+                    if let ConnectError::Timeout { .. } = e {
+                        b.record(i, Outcome::Timeout);
+                    } else if e.is_tcp_failure() {
+                        b.record(i, Outcome::TcpFailure);
                     }
                     tried.push(i);
                 }
@@ -120,6 +123,9 @@ pub(crate) async fn balance_and_send(
         };
         let resp = match sent {
             Err(TimedOut) => {
+                if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
+                    b.record(i, Outcome::Timeout);
+                }
                 return Err(if deadline.is_some_and(|d| d <= Instant::now() + Duration::from_millis(1)) {
                     ProxyError::DeadlineExceeded
                 } else {
@@ -147,7 +153,10 @@ pub(crate) async fn balance_and_send(
             }
         };
         if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
-            b.targets[i].health.record_success();
+            let grpc_status = resp.headers().get(grpc::GRPC_STATUS).map(|v| v.as_bytes());
+            if let Some(outcome) = b.passive.judge(resp.status().as_u16(), grpc_status) {
+                b.record(i, outcome);
+            }
         }
         let head_at = Instant::now();
         return then(resp, Sent { label, guard, sent_at, head_at });
