@@ -56,7 +56,9 @@ pub(crate) struct PassivePolicy {
 
 impl PassivePolicy {
     /// Kong's defaults, except that one connect failure takes a target out for
-    /// [`DEFAULT_COOLDOWN`] when `tcp_failures` is not set (sluice's circuit breaker).
+    /// [`DEFAULT_COOLDOWN`] when `tcp_failures` is not set (sluice's circuit breaker), and that
+    /// without probes of unhealthy targets a target taken out gets live traffic again after
+    /// that cooldown (Kong would leave it out for good).
     pub(crate) fn from_upstream(u: &Upstream) -> PassivePolicy {
         let hc = u.healthchecks.as_ref();
         let passive = hc.and_then(|h| h.passive.as_ref());
@@ -66,7 +68,7 @@ impl PassivePolicy {
         let probed_back = active.is_some_and(|a| a.unhealthy.interval > 0.0 && a.healthy.successes > 0);
         PassivePolicy {
             thresholds: Thresholds {
-                successes: healthy.and_then(|h| h.successes).filter(|n| *n > 0).unwrap_or(1),
+                successes: healthy.and_then(|h| h.successes).unwrap_or(0),
                 http_failures: unhealthy.and_then(|u| u.http_failures).unwrap_or(0),
                 tcp_failures: unhealthy.and_then(|u| u.tcp_failures).filter(|n| *n > 0).unwrap_or(1),
                 timeouts: unhealthy.and_then(|u| u.timeouts).unwrap_or(0),
@@ -169,9 +171,16 @@ impl TargetHealth {
         }
     }
 
+    /// Kong's rule: with a `successes` threshold of 0 a success counts for nothing (it does not
+    /// even reset the failure counters). sluice's one addition: a success on a target whose
+    /// cooldown ended brings it back even then.
     fn record_success(&self, needed: u32) {
-        let healthy = self.open_until_ms.load(Ordering::Relaxed) == 0;
-        if healthy {
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        let needed = if needed == 0 && until != 0 && until != UNTIL_PROBED { 1 } else { needed };
+        if needed == 0 {
+            return;
+        }
+        if until == 0 {
             // The common case: one load per counter, no store.
             if self.tcp_failures.load(Ordering::Relaxed) != 0
                 || self.http_failures.load(Ordering::Relaxed) != 0
@@ -256,10 +265,25 @@ mod tests {
     }
 
     #[test]
-    fn a_cooldown_lets_traffic_try_again() {
+    fn a_cooldown_lets_traffic_try_again_and_one_success_closes_it() {
         let h = HealthRegistry::default().get("u", "a:1");
-        h.record(Outcome::TcpFailure, &TH, Some(Duration::ZERO));
+        let th = Thresholds { successes: 0, ..TH };
+        h.record(Outcome::TcpFailure, &th, Some(Duration::ZERO));
         assert!(h.is_healthy() && h.is_marked_unhealthy());
+        h.record(Outcome::Success, &th, Some(Duration::ZERO));
+        assert!(!h.is_marked_unhealthy());
+    }
+
+    #[test]
+    fn with_successes_off_a_success_counts_for_nothing() {
+        let h = HealthRegistry::default().get("u", "a:1");
+        let th = Thresholds { successes: 0, ..TH };
+        h.record(Outcome::HttpFailure, &th, None);
+        h.record(Outcome::Success, &th, None);
+        h.record(Outcome::HttpFailure, &th, None);
+        assert!(!h.is_healthy(), "Kong does not reset failures on an uncounted success");
+        h.record(Outcome::Success, &th, None);
+        assert!(!h.is_healthy(), "and nothing but a probe brings it back");
     }
 
     #[test]
