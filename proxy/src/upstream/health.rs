@@ -268,7 +268,9 @@ mod tests {
     fn a_cooldown_lets_traffic_try_again_and_one_success_closes_it() {
         let h = HealthRegistry::default().get("u", "a:1");
         let th = Thresholds { successes: 0, ..TH };
-        h.record(Outcome::TcpFailure, &th, Some(Duration::ZERO));
+        h.record(Outcome::TcpFailure, &th, Some(Duration::from_millis(1)));
+        assert!(!h.is_healthy());
+        std::thread::sleep(Duration::from_millis(5)); // the cooldown ends
         assert!(h.is_healthy() && h.is_marked_unhealthy());
         h.record(Outcome::Success, &th, Some(Duration::ZERO));
         assert!(!h.is_marked_unhealthy());
