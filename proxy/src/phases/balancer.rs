@@ -1,8 +1,11 @@
 //! Kong's balancer phase, with the sending it drives: pick a target (weighted round-robin,
 //! least-connections or consistent hashing; passive health), get a pooled connection, send, and
-//! retry what never reached the upstream (connect failures on other targets up to the service's
-//! `retries`; a request a closed pooled connection never took, on a fresh connection).
-//! `grpc-timeout` goes upstream as the time remaining.
+//! retry what the upstream never processed, up to the service's `retries`: connect failures and
+//! HTTP/2 refusals (REFUSED_STREAM, GOAWAY, a reset before the response headers) on another
+//! target, replaying a body of at most 64 KiB that was sent whole; a request a closed pooled
+//! connection never took, on a fresh connection. Every attempt fits in the `grpc-timeout`
+//! deadline, which goes upstream as the time remaining. [`balance_and_send`] is the one attempt
+//! loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,12 @@ use crate::response_body::ProxyBody;
 use crate::upstream::balancer::{ActiveGuard, PickContext};
 use crate::upstream::health::Outcome;
 use crate::upstream::pool::{ConnectError, Pool, Sender, TimedOut, Unanswered};
+use crate::upstream::replay::DEFAULT_REPLAY_LIMIT;
 use crate::wire::grpc;
+
+/// Sent upstream on a retried request: which attempt this is (2 for the first retry), as Envoy's
+/// `x-envoy-attempt-count`. A first attempt goes without it.
+pub(crate) const ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-sluice-attempt-count");
 
 /// What the balancer phase leaves for the response phases.
 pub(crate) struct Sent {
@@ -54,6 +62,9 @@ pub(crate) async fn balance_and_send(
     loop {
         // Every attempt finds the request in the slot: the caller's, or one a retry put back.
         let Some(up) = request.as_mut() else { return Err(ProxyError::BadRequest) };
+        if attempt > 0 {
+            up.headers_mut().insert(ATTEMPT_COUNT, http::HeaderValue::from(attempt + 1));
+        }
         if let Some(d) = deadline {
             let now = Instant::now();
             if d <= now {
@@ -109,6 +120,8 @@ pub(crate) async fn balance_and_send(
             None => svc.read_timeout,
         };
         let Some(up) = request.take() else { return Err(ProxyError::BadRequest) };
+        // Only a request that may still be retried is kept for a replay.
+        let replay_limit = if attempt < svc.retries { DEFAULT_REPLAY_LIMIT } else { 0 };
         // One timeout per protocol, each awaited where it is made: the send futures are large,
         // and every move of one (into a wrapper, into the timeout) is a memcpy per request. An
         // HTTP/1.1 connection keeps a timer of its own (cheaper than one per request).
@@ -116,7 +129,7 @@ pub(crate) async fn balance_and_send(
             Sender::H1(conn, home) => {
                 conn.send(up, home, sent_at + wait).await.map(|r| r.map(|r| r.map(UpstreamStream::H1)))
             }
-            Sender::H2(mut s) => tokio::time::timeout_at(sent_at + wait, s.send(up))
+            Sender::H2(mut s) => tokio::time::timeout_at(sent_at + wait, s.send(up, replay_limit))
                 .await
                 .map(|r| r.map(|r| r.map(UpstreamStream::H2)))
                 .map_err(|_| TimedOut),
@@ -133,12 +146,21 @@ pub(crate) async fn balance_and_send(
                 })
             }
             Ok(Ok(resp)) => resp,
-            // The request never left: retry it on a fresh connection (closed pooled connection,
-            // GOAWAY before the stream started).
-            Ok(Err(Unanswered { request: Some(back), .. })) if attempt < svc.retries => {
+            // The upstream never processed the request: retry it on a fresh connection (closed
+            // pooled connection, GOAWAY before the stream started), and on another target when
+            // this one refused it (REFUSED_STREAM, GOAWAY, reset before the response headers),
+            // replaying its recorded body.
+            Ok(Err(Unanswered { request: Some(back), error })) if attempt < svc.retries => {
+                tracing::debug!(target = %label_of(), error = %error, attempt, "upstream did not take the request; retrying");
+                if let Some(i) = target_idx {
+                    tried.push(i);
+                    if svc.balancer.as_ref().is_some_and(|b| tried.len() >= b.targets.len()) {
+                        tried.clear();
+                    }
+                }
+                attempt += 1;
                 *request = Some(*back);
                 fresh = true;
-                attempt += 1;
                 continue;
             }
             // The client's own body broke (bad framing, or it left): its fault, never the upstream's.
