@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
-use proxy_config::{ActiveHealthcheck, Algorithm, HashOn, Healthchecks, PassiveHealthcheck, PassiveHealthy, PassiveUnhealthy, Upstream};
+use proxy_config::{
+    ActiveHealthcheck, Algorithm, HashOn, Healthchecks, PassiveHealthcheck, PassiveHealthy, PassiveUnhealthy, Upstream,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -8,99 +8,16 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::grpc_backends::Backend;
 use common::*;
-use futures_util::StreamExt;
 use sluice_demo::echo::echo_client::EchoClient;
-use sluice_demo::echo::echo_server::{Echo, EchoServer};
-use sluice_demo::echo::{EchoRequest, EchoResponse};
+use sluice_demo::echo::EchoRequest;
 use tokio::time::Instant;
-use tonic::transport::server::TcpIncoming;
-use tonic::{Code, Request, Response, Status};
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
-
-/// What a test backend's Echo does.
-#[derive(Default)]
-struct Behaviour {
-    unavailable: AtomicBool,
-    calls: AtomicUsize,
-}
-
-struct EchoImpl {
-    name: String,
-    behaviour: Arc<Behaviour>,
-}
-
-#[tonic::async_trait]
-impl Echo for EchoImpl {
-    async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
-        self.behaviour.calls.fetch_add(1, Ordering::SeqCst);
-        if self.behaviour.unavailable.load(Ordering::SeqCst) {
-            return Err(Status::unavailable("told to be unavailable"));
-        }
-        Ok(Response::new(EchoResponse {
-            message: request.into_inner().message,
-            backend: self.name.clone(),
-            ..Default::default()
-        }))
-    }
-    async fn echo_v2(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
-        self.echo(request).await
-    }
-}
-
-/// A tonic backend with a flippable health service and an Echo service.
-struct Backend {
-    addr: SocketAddr,
-    reporter: HealthReporter,
-    behaviour: Arc<Behaviour>,
-    /// TCP connections accepted (each active probe dials anew; proxied calls share one).
-    accepted: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Backend {
-    async fn start(name: &str) -> Backend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (reporter, health) = tonic_health::server::health_reporter();
-        reporter.set_service_status("", ServingStatus::Serving).await;
-        let behaviour = Arc::new(Behaviour::default());
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        let incoming = TcpIncoming::from(listener).inspect(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
-        let echo = EchoServer::new(EchoImpl { name: name.to_string(), behaviour: behaviour.clone() });
-        let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(health)
-                .add_service(echo)
-                .serve_with_incoming(incoming)
-                .await;
-        });
-        Backend { addr, reporter, behaviour, accepted, task }
-    }
-
-    async fn serving(&self, yes: bool) {
-        let status = if yes { ServingStatus::Serving } else { ServingStatus::NotServing };
-        self.reporter.set_service_status("", status).await;
-    }
-
-    fn calls(&self) -> usize {
-        self.behaviour.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use tonic::{Code, Status};
 
 const INTERVAL: f64 = 0.2;
 const FAILURES: u32 = 2;
@@ -311,4 +228,30 @@ async fn probes_survive_config_swaps_and_stop_for_removed_targets() {
     // Active checks off: no probes at all.
     proxy.push_ok(&config(&[b.addr], "{}")).await;
     assert_eq!(proxy.running().state.probed_targets(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_timeouts_eject_a_stalled_target() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    a.behaviour.stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    let passive = "{passive: {unhealthy: {timeouts: 1}}}";
+    let proxy = proxy_with(
+        &config(&[a.addr, b.addr], passive).replace("  retries: 0\n", "  retries: 0\n  read_timeout: 300\n"),
+    )
+    .await;
+    let mut client = EchoClient::new(grpc_channel(proxy.addr(0), "localhost").await);
+    let mut timed_out = 0;
+    for _ in 0..2 {
+        if let Err(s) = echo(&mut client).await {
+            assert_eq!(s.code(), Code::DeadlineExceeded, "{s:?}"); // the read timeout (Kong's 504)
+            timed_out += 1;
+        }
+    }
+    assert_eq!(timed_out, 1);
+    wait_state(&proxy, a.addr, "UNHEALTHY", Duration::from_secs(1)).await;
+    for _ in 0..20 {
+        assert_eq!(echo(&mut client).await.unwrap(), "b");
+    }
+    assert_eq!(a.calls(), 1);
 }

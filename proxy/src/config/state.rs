@@ -156,10 +156,10 @@ impl State {
         };
         match runtime {
             Ok(rt) => {
-                self.checks.lock().unwrap_or_else(|p| p.into_inner()).sync(
-                    rt.balancers.iter().map(|b| &**b),
-                    |verify, h2| tls::upstream_client_config(verify, &[], h2),
-                );
+                self.checks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sync(rt.balancers.iter().map(|b| &**b), |verify, h2| tls::upstream_client_config(verify, &[], h2));
                 self.metrics.set_config_hash(&rt.hash);
                 self.current.store(Arc::new(rt));
                 self.metrics.config_pushes.with_label_values(&["accepted"]).inc();

@@ -143,7 +143,7 @@ pub(crate) async fn balance_and_send(
                     ProxyError::DeadlineExceeded
                 } else {
                     ProxyError::UpstreamTimeout
-                })
+                });
             }
             Ok(Ok(resp)) => resp,
             // The upstream never processed the request: retry it on a fresh connection (closed

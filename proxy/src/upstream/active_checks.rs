@@ -131,7 +131,12 @@ impl ActiveChecks {
                 let handle = match checks.targets.remove(&t.label) {
                     Some(h) => h,
                     None => {
-                        let probe = Probe { host: t.host.clone(), port: t.port, label: t.label.clone(), health: t.health.clone() };
+                        let probe = Probe {
+                            host: t.host.clone(),
+                            port: t.port,
+                            label: t.label.clone(),
+                            health: t.health.clone(),
+                        };
                         rt.spawn(run(checks.spec.clone(), probe, b.name.clone())).abort_handle()
                     }
                 };

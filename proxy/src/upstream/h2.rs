@@ -151,19 +151,17 @@ impl H2Sender {
             }
         }
         let mut pump = (!end_of_stream).then(|| BodyPump { body, tx, recorder: recorder.take() });
+        let mut pumped = false;
         let got = poll_fn(|cx| {
-            if let Some(p) = pump.as_mut() {
-                if p.poll_send(cx).is_ready() {
-                    recorder = p.recorder.take();
-                    pump = None;
-                }
+            if let (Some(p), false) = (pump.as_mut(), pumped) {
+                pumped = p.poll_send(cx).is_ready();
             }
             Pin::new(&mut response).poll(cx)
         })
         .await;
         match got {
             Ok(r) => {
-                if let Some(mut p) = pump {
+                if let (Some(mut p), false) = (pump, pumped) {
                     // The response came first and the body is still streaming: keep pushing it.
                     p.recorder = None;
                     tokio::spawn(p);
@@ -171,11 +169,14 @@ impl H2Sender {
                 Ok(r.map(|stream| H2Body { recv: RecvBody::new(stream), _open: open }))
             }
             Err(error) => {
-                // Replayed only when the whole body went (a pump still running means it did not).
-                let request = match (head, recorder) {
-                    (Some(head), Some(rec)) if pump.is_none() && replay::refused_before_response(&error) => {
-                        rec.replay(head).map(Box::new)
-                    }
+                let refused = replay::refused_before_response(&error);
+                let replay = match pump {
+                    Some(p) if refused => p.into_replay(),
+                    Some(_) => None,
+                    None => recorder.map(|r| (r, None)),
+                };
+                let request = match (head, replay) {
+                    (Some(head), Some((rec, rest))) if refused => rec.replay(head, rest).map(Box::new),
                     _ => None,
                 };
                 Err(Unanswered { request, error: error.into() })
@@ -273,6 +274,33 @@ impl BodyPump {
                 }
             }
         }
+    }
+}
+
+impl BodyPump {
+    /// After the upstream refused the stream: the record of the body, with what the client has
+    /// yet to send when it is still streaming between whole gRPC messages (it follows the
+    /// replayed part live, as in Envoy). `None` when the body outgrew the record, failed, or
+    /// stopped in the middle of a message.
+    fn into_replay(mut self) -> Option<(Recorder, Option<RequestBody>)> {
+        let mut recorder = self.recorder.take()?;
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        while !recorder.is_complete() {
+            match Pin::new(&mut self.body).poll_frame(&mut cx) {
+                Poll::Ready(None) => recorder.finish(),
+                Poll::Ready(Some(Ok(frame))) => {
+                    let end = frame.is_trailers() || self.body.is_end_stream();
+                    if !recorder.record(&frame, end) {
+                        return None;
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => return None,
+                Poll::Pending if recorder.on_message_boundary() => return Some((recorder, Some(self.body))),
+                Poll::Pending => return None,
+            }
+        }
+        Some((recorder, None))
     }
 }
 

@@ -73,7 +73,10 @@ impl PassivePolicy {
                 tcp_failures: unhealthy.and_then(|u| u.tcp_failures).filter(|n| *n > 0).unwrap_or(1),
                 timeouts: unhealthy.and_then(|u| u.timeouts).unwrap_or(0),
             },
-            healthy_statuses: healthy.and_then(|h| h.http_statuses.clone()).unwrap_or_else(kong_healthy_statuses).into(),
+            healthy_statuses: healthy
+                .and_then(|h| h.http_statuses.clone())
+                .unwrap_or_else(kong_healthy_statuses)
+                .into(),
             unhealthy_statuses: unhealthy.and_then(|u| u.http_statuses.clone()).unwrap_or(vec![429, 500, 503]).into(),
             grpc_statuses: unhealthy.and_then(|u| u.grpc_statuses.clone()).unwrap_or(vec![14]).into(),
             cooldown: if probed_back { None } else { Some(DEFAULT_COOLDOWN) },
