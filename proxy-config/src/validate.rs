@@ -370,6 +370,19 @@ fn check_upstream(u: &Upstream, e: &mut Entity<'_>) {
     if let Some(a) = u.healthchecks.as_ref().and_then(|h| h.active.as_ref()) {
         check_active(a, e);
     }
+    if let Some(kind) = u.healthchecks.as_ref().and_then(|h| h.passive.as_ref()).and_then(|p| p.kind.as_deref()) {
+        if !["http", "https", "tcp", "grpc", "grpcs"].contains(&kind) {
+            e.err(
+                "healthchecks.passive.type",
+                format!("expected one of: http, https, tcp, grpc, grpcs (got '{kind}')"),
+            );
+        }
+    }
+    if let Some(t) = u.healthchecks.as_ref().and_then(|h| h.threshold) {
+        if !(0.0..=100.0).contains(&t) {
+            e.err("healthchecks.threshold", "value should be between 0 and 100");
+        }
+    }
 }
 
 /// Kong's ranges for `healthchecks.active` (intervals and timeout in seconds).

@@ -67,6 +67,9 @@ pub struct Balancer {
     ring: Vec<(u64, u32)>,
     /// How live traffic judges targets.
     pub(crate) passive: PassivePolicy,
+    /// `healthchecks.threshold`: below this percentage of healthy weight the whole upstream
+    /// counts as unhealthy (0: off).
+    threshold: f64,
     /// Probing, when the upstream has it on (run by [`super::active_checks`]).
     pub active: Option<ActiveHealthcheck>,
     pub host_header: Option<String>,
@@ -107,6 +110,7 @@ impl Balancer {
             hash_header: u.hash_on_header.as_deref().and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             ring,
             passive: PassivePolicy::from_upstream(u),
+            threshold: u.healthchecks.as_ref().and_then(|h| h.threshold).unwrap_or(0.0),
             active: u.healthchecks.as_ref().and_then(|h| h.active.clone()).filter(|a| a.enabled()),
             host_header: u.host_header.clone(),
         }
@@ -125,6 +129,9 @@ impl Balancer {
     /// Picks a target index, avoiding `tried` (earlier attempts of this request). `None` when no
     /// target with weight > 0 is healthy.
     pub fn pick(&self, ctx: &PickContext<'_>, tried: &[usize]) -> Option<usize> {
+        if self.threshold > 0.0 && !self.above_threshold() {
+            return None;
+        }
         match self.algorithm {
             Algorithm::ConsistentHashing if self.hash_on != HashOn::None => {
                 self.pick_hashed(ctx, tried).or_else(|| self.pick_round_robin(tried))
@@ -132,6 +139,13 @@ impl Balancer {
             Algorithm::LeastConnections => self.pick_least_connections(tried),
             _ => self.pick_round_robin(tried),
         }
+    }
+
+    /// Whether the healthy targets hold at least `threshold` percent of the weight (Kong).
+    fn above_threshold(&self) -> bool {
+        let total: u64 = self.targets.iter().map(|t| u64::from(t.weight)).sum();
+        let healthy: u64 = self.targets.iter().filter(|t| t.health.is_healthy()).map(|t| u64::from(t.weight)).sum();
+        total > 0 && healthy as f64 * 100.0 >= self.threshold * total as f64
     }
 
     fn pick_round_robin(&self, tried: &[usize]) -> Option<usize> {
@@ -285,6 +299,19 @@ mod tests {
         assert_eq!(b.pick(&c, &[]), None);
         b.record(0, Outcome::Success);
         assert_eq!(b.pick(&c, &[]), Some(0));
+    }
+
+    #[test]
+    fn below_the_threshold_the_whole_upstream_is_unhealthy() {
+        let mut u = upstream(Algorithm::RoundRobin, &[("a:1", 100), ("b:1", 100), ("c:1", 100)]);
+        u.healthchecks = Some(proxy_config::Healthchecks { threshold: Some(50.0), ..Default::default() });
+        let b = Balancer::build(&u, &mut HealthRegistry::default());
+        let (h, ip) = ctx();
+        let c = PickContext { headers: &h, client_ip: ip };
+        b.record(0, Outcome::TcpFailure);
+        assert!(b.pick(&c, &[]).is_some(), "2 of 3 healthy: 66% >= 50%");
+        b.record(1, Outcome::TcpFailure);
+        assert_eq!(b.pick(&c, &[]), None, "1 of 3 healthy: 33% < 50%");
     }
 
     #[test]

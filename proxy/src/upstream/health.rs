@@ -52,6 +52,8 @@ pub(crate) struct PassivePolicy {
     pub grpc_statuses: Box<[u16]>,
     /// `None`: a target taken out stays out until active probes bring it back.
     pub cooldown: Option<Duration>,
+    /// Passive `type: tcp`: only connect failures and timeouts count, not responses.
+    pub tcp_only: bool,
 }
 
 impl PassivePolicy {
@@ -80,12 +82,16 @@ impl PassivePolicy {
             unhealthy_statuses: unhealthy.and_then(|u| u.http_statuses.clone()).unwrap_or(vec![429, 500, 503]).into(),
             grpc_statuses: unhealthy.and_then(|u| u.grpc_statuses.clone()).unwrap_or(vec![14]).into(),
             cooldown: if probed_back { None } else { Some(DEFAULT_COOLDOWN) },
+            tcp_only: passive.and_then(|p| p.kind.as_deref()) == Some("tcp"),
         }
     }
 
     /// Judges a response head: its HTTP status, and for gRPC a trailers-only `grpc-status`.
     /// `None`: the status is in neither list (Kong counts nothing).
     pub(crate) fn judge(&self, status: u16, grpc_status: Option<&[u8]>) -> Option<Outcome> {
+        if self.tcp_only {
+            return None;
+        }
         if let Some(code) = grpc_status.and_then(|c| std::str::from_utf8(c).ok()?.parse::<u16>().ok()) {
             if self.grpc_statuses.contains(&code) {
                 return Some(Outcome::HttpFailure);
