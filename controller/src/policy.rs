@@ -293,7 +293,7 @@ mod tests {
              headers: {X-Probe: [a]}, healthy: {interval: 2, successes: 1}, unhealthy: {interval: 1, httpFailures: 2}}}\n",
         );
         apply(&s, &mut u).unwrap();
-        let a = u.healthchecks.unwrap().active.unwrap();
+        let a = u.healthchecks.clone().unwrap().active.unwrap();
         assert_eq!(a.kind, proxy_config::ActiveKind::Grpc);
         assert_eq!(a.grpc_service, "echo");
         assert!(!a.https_verify_certificate);
