@@ -2,14 +2,16 @@
 //! referenced from a Service with the annotation `konghq.com/upstream-policy: <name>` (same
 //! namespace). sluice reads the subset its proxy implements: `algorithm` (round-robin,
 //! least-connections, consistent-hashing), `slots`, `hashOn`/`hashOnFallback` (`input: ip` or
-//! `header`), and `healthchecks` (passive is acted upon; active is kept, as the proxy keeps it).
+//! `header`), and `healthchecks` (active probes and passive circuit breaking).
 //!
 //! The CRD YAML under `crds/` is generated from this type by the `crdgen` bin ([`crate::crds`]).
 
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
-use proxy_config::{Algorithm, HashOn, Healthchecks, PassiveHealthcheck, PassiveHealthy, PassiveUnhealthy, Upstream};
+use proxy_config::{
+    ActiveHealthcheck, Algorithm, HashOn, Healthchecks, PassiveHealthcheck, PassiveHealthy, PassiveUnhealthy, Upstream,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -65,7 +67,7 @@ pub struct HashSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthchecksSpec {
-    /// Active probing: accepted and kept, not acted upon by sluice.
+    /// Active probing (Kong's fields in camelCase; `type` also `grpc`/`grpcs` with `grpcService`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_object")]
     pub active: Option<BTreeMap<String, serde_json::Value>>,
@@ -127,6 +129,41 @@ pub(crate) enum PolicyError {
     HashWithoutConsistentHashing,
     #[error("slots must be between 10 and 65536")]
     Slots,
+    #[error("healthchecks.active: {0}")]
+    Active(String),
+}
+
+/// KongUpstreamPolicy's `healthchecks.active` (camelCase, as KIC writes it) as Kong's snake_case
+/// block; an unknown field or a wrong type is an error naming it.
+fn active_from_spec(spec: &BTreeMap<String, serde_json::Value>) -> Result<ActiveHealthcheck, PolicyError> {
+    fn snake(key: &str) -> String {
+        let mut out = String::with_capacity(key.len() + 4);
+        for c in key.chars() {
+            if c.is_ascii_uppercase() {
+                out.push('_');
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+    fn convert(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => serde_json::Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        // Header names are the user's, not field names.
+                        let v = if k == "headers" { v.clone() } else { convert(v) };
+                        (snake(k), v)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let value = convert(&serde_json::Value::Object(spec.clone().into_iter().collect()));
+    serde_json::from_value(value).map_err(|e| PolicyError::Active(e.to_string()))
 }
 
 fn hash(spec: &HashSpec) -> Result<(HashOn, Option<String>), PolicyError> {
@@ -165,7 +202,10 @@ pub(crate) fn apply(spec: &KongUpstreamPolicySpec, upstream: &mut Upstream) -> R
     }
     if let Some(hc) = &spec.healthchecks {
         upstream.healthchecks = Some(Healthchecks {
-            active: hc.active.as_ref().map(|a| serde_json::Value::Object(a.clone().into_iter().collect())),
+            active: match &hc.active {
+                Some(a) => Some(active_from_spec(a)?),
+                None => None,
+            },
             passive: hc.passive.as_ref().map(|p| PassiveHealthcheck {
                 kind: p.kind.clone(),
                 healthy: p
@@ -177,6 +217,7 @@ pub(crate) fn apply(spec: &KongUpstreamPolicySpec, upstream: &mut Upstream) -> R
                     http_failures: u.http_failures,
                     tcp_failures: u.tcp_failures,
                     timeouts: u.timeouts,
+                    ..PassiveUnhealthy::default()
                 }),
             }),
             threshold: hc.threshold,
@@ -242,6 +283,24 @@ mod tests {
         let hc = u.healthchecks.unwrap();
         assert_eq!(hc.passive.unwrap().unhealthy.unwrap().tcp_failures, Some(3));
         assert!(hc.active.is_some());
+    }
+
+    #[test]
+    fn active_checks_translate_to_kong_fields_and_unknown_ones_are_errors() {
+        let mut u = empty_upstream("u".into(), vec![]);
+        let s = spec(
+            "healthchecks: {active: {type: grpc, grpcService: echo, httpsVerifyCertificate: false, \
+             headers: {X-Probe: [a]}, healthy: {interval: 2, successes: 1}, unhealthy: {interval: 1, httpFailures: 2}}}\n",
+        );
+        apply(&s, &mut u).unwrap();
+        let a = u.healthchecks.clone().unwrap().active.unwrap();
+        assert_eq!(a.kind, proxy_config::ActiveKind::Grpc);
+        assert_eq!(a.grpc_service, "echo");
+        assert!(!a.https_verify_certificate);
+        assert_eq!(a.headers.get("X-Probe"), Some(&vec!["a".to_string()]));
+        assert_eq!((a.healthy.interval, a.healthy.successes, a.unhealthy.http_failures), (2.0, 1, 2));
+        let err = apply(&spec("healthchecks: {active: {httpPaht: /x}}"), &mut u).unwrap_err();
+        assert!(err.to_string().contains("http_paht"), "{err}");
     }
 
     #[test]

@@ -387,17 +387,138 @@ pub struct Upstream {
     pub tags: Vec<String>,
 }
 
-/// Kong's healthcheck block. sluice acts on `passive` (circuit breaking per target); `active` is
-/// accepted and kept (so KIC-shaped configs load) but not acted upon.
+/// Kong's healthcheck block: `active` probes (http, https, tcp, and sluice's grpc/grpcs through
+/// `grpc.health.v1.Health/Check`) and `passive` circuit breaking on live traffic.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Healthchecks {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active: Option<serde_json::Value>,
+    pub active: Option<ActiveHealthcheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passive: Option<PassiveHealthcheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+}
+
+/// What an active probe speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActiveKind {
+    #[default]
+    Http,
+    Https,
+    Tcp,
+    /// sluice extension: `grpc.health.v1.Health/Check` over cleartext HTTP/2.
+    Grpc,
+    /// sluice extension: `grpc.health.v1.Health/Check` over TLS.
+    Grpcs,
+}
+
+fn default_active_timeout() -> f64 {
+    1.0
+}
+fn default_concurrency() -> u32 {
+    10
+}
+fn default_http_path() -> String {
+    "/".into()
+}
+fn default_active_healthy_statuses() -> Vec<u16> {
+    vec![200, 302]
+}
+fn default_active_unhealthy_statuses() -> Vec<u16> {
+    vec![429, 404, 500, 501, 502, 503, 504, 505]
+}
+
+/// Kong's `healthchecks.active`. Probing runs while `healthy.interval` or `unhealthy.interval`
+/// is above 0; a threshold of 0 turns its counter off (Kong's defaults: all 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveHealthcheck {
+    #[serde(rename = "type", default)]
+    pub kind: ActiveKind,
+    /// Seconds a probe may take.
+    #[serde(default = "default_active_timeout")]
+    pub timeout: f64,
+    /// Targets probed at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    #[serde(default = "default_http_path")]
+    pub http_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_sni: Option<String>,
+    #[serde(default = "default_true")]
+    pub https_verify_certificate: bool,
+    /// Extra probe request headers (name -> values).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// `grpc`/`grpcs`: the service named in the `HealthCheckRequest`; empty = the whole server.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub grpc_service: String,
+    #[serde(default)]
+    pub healthy: ActiveHealthy,
+    #[serde(default)]
+    pub unhealthy: ActiveUnhealthy,
+}
+
+impl Default for ActiveHealthcheck {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).unwrap_or_else(|_| unreachable!("all fields default"))
+    }
+}
+
+impl ActiveHealthcheck {
+    /// Whether any probing happens.
+    pub fn enabled(&self) -> bool {
+        self.healthy.interval > 0.0 || self.unhealthy.interval > 0.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveHealthy {
+    /// Seconds between probes of a healthy target (0: healthy targets are not probed).
+    #[serde(default)]
+    pub interval: f64,
+    #[serde(default = "default_active_healthy_statuses")]
+    pub http_statuses: Vec<u16>,
+    /// Consecutive successful probes that make an unhealthy target healthy (0: never).
+    #[serde(default)]
+    pub successes: u32,
+}
+
+impl Default for ActiveHealthy {
+    fn default() -> Self {
+        ActiveHealthy { interval: 0.0, http_statuses: default_active_healthy_statuses(), successes: 0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveUnhealthy {
+    /// Seconds between probes of an unhealthy target (0: unhealthy targets are not probed).
+    #[serde(default)]
+    pub interval: f64,
+    #[serde(default = "default_active_unhealthy_statuses")]
+    pub http_statuses: Vec<u16>,
+    #[serde(default)]
+    pub http_failures: u32,
+    #[serde(default)]
+    pub tcp_failures: u32,
+    #[serde(default)]
+    pub timeouts: u32,
+}
+
+impl Default for ActiveUnhealthy {
+    fn default() -> Self {
+        ActiveUnhealthy {
+            interval: 0.0,
+            http_statuses: default_active_unhealthy_statuses(),
+            http_failures: 0,
+            tcp_failures: 0,
+            timeouts: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -425,6 +546,10 @@ pub struct PassiveHealthy {
 pub struct PassiveUnhealthy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_statuses: Option<Vec<u16>>,
+    /// sluice extension: gRPC status codes (of a trailers-only gRPC response) that count as
+    /// `http_failures`; default `[14]` (UNAVAILABLE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_statuses: Option<Vec<u16>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_failures: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

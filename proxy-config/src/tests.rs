@@ -185,3 +185,38 @@ fn flattened_error_serializes_in_kongs_shape() {
     assert_eq!(v["flattened_errors"][0]["errors"][0]["field"], "service");
     assert_eq!(v["flattened_errors"][0]["errors"][0]["type"], "field");
 }
+
+#[test]
+fn health_check_fields_are_checked_and_named() {
+    let errs = errors_of(
+        "_format_version: '3.0'\nupstreams:\n- name: u\n  healthchecks:\n    threshold: 120\n    passive: {type: udp}\n    \
+         active: {type: grpc, timeout: 0, concurrency: 0, http_path: x, headers: {'bad name': [v]}, \
+         healthy: {interval: -1, http_statuses: [99]}}\n",
+    );
+    let fields: Vec<&str> = errs[0].errors.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "healthchecks.active.timeout",
+            "healthchecks.active.concurrency",
+            "healthchecks.active.http_path",
+            "healthchecks.active.healthy.interval",
+            "healthchecks.active.healthy.http_statuses",
+            "healthchecks.active.headers",
+            "healthchecks.passive.type",
+            "healthchecks.threshold",
+        ]
+    );
+    let err =
+        parse("_format_version: '3.0'\nupstreams:\n- name: u\n  healthchecks: {active: {type: udp}}\n").unwrap_err();
+    assert!(err.to_string().contains("udp"), "{err}");
+    let ok = parse(
+        "_format_version: '3.0'\nupstreams:\n- name: u\n  healthchecks:\n    active: {type: grpcs, grpc_service: echo.Echo, \
+         https_sni: a.example, healthy: {interval: 1, successes: 2}, unhealthy: {interval: 1, http_failures: 3}}\n",
+    )
+    .unwrap();
+    validate(&ok).unwrap();
+    let a = ok.upstreams[0].healthchecks.as_ref().unwrap().active.as_ref().unwrap();
+    assert_eq!((a.kind, a.grpc_service.as_str(), a.concurrency, a.timeout), (ActiveKind::Grpcs, "echo.Echo", 10, 1.0));
+    assert_eq!(a.unhealthy.http_statuses, [429, 404, 500, 501, 502, 503, 504, 505], "Kong's defaults");
+}

@@ -367,6 +367,53 @@ fn check_upstream(u: &Upstream, e: &mut Entity<'_>) {
     if u.slots < 10 || u.slots > 65_536 {
         e.err("slots", "value should be between 10 and 65536");
     }
+    if let Some(a) = u.healthchecks.as_ref().and_then(|h| h.active.as_ref()) {
+        check_active(a, e);
+    }
+    if let Some(kind) = u.healthchecks.as_ref().and_then(|h| h.passive.as_ref()).and_then(|p| p.kind.as_deref()) {
+        if !["http", "https", "tcp", "grpc", "grpcs"].contains(&kind) {
+            e.err(
+                "healthchecks.passive.type",
+                format!("expected one of: http, https, tcp, grpc, grpcs (got '{kind}')"),
+            );
+        }
+    }
+    if let Some(t) = u.healthchecks.as_ref().and_then(|h| h.threshold) {
+        if !(0.0..=100.0).contains(&t) {
+            e.err("healthchecks.threshold", "value should be between 0 and 100");
+        }
+    }
+}
+
+/// Kong's ranges for `healthchecks.active` (intervals and timeout in seconds).
+fn check_active(a: &ActiveHealthcheck, e: &mut Entity<'_>) {
+    let f = "healthchecks.active";
+    if !(a.timeout > 0.0 && a.timeout <= 65_535.0) {
+        e.err(format!("{f}.timeout"), "value should be between 0 and 65535 (seconds, above 0)");
+    }
+    if !(1..=2_147_483_648).contains(&a.concurrency) {
+        e.err(format!("{f}.concurrency"), "value should be between 1 and 2147483648");
+    }
+    if !a.http_path.starts_with('/') {
+        e.err(format!("{f}.http_path"), "should start with: /");
+    }
+    for (which, interval) in [("healthy", a.healthy.interval), ("unhealthy", a.unhealthy.interval)] {
+        if !(0.0..=65_535.0).contains(&interval) {
+            e.err(format!("{f}.{which}.interval"), "value should be between 0 and 65535 (seconds)");
+        }
+    }
+    for (which, statuses) in [("healthy", &a.healthy.http_statuses), ("unhealthy", &a.unhealthy.http_statuses)] {
+        if let Some(s) = statuses.iter().find(|s| !(100..=999).contains(*s)) {
+            e.err(format!("{f}.{which}.http_statuses"), format!("status {s}: value should be between 100 and 999"));
+        }
+    }
+    for (name, value) in a.headers.iter().flat_map(|(n, vs)| vs.iter().map(move |v| (n, v))) {
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        let bad_value = value.chars().any(|c| c.is_control() && c != '\t');
+        if name.is_empty() || !name.chars().all(token) || bad_value {
+            e.err(format!("{f}.headers"), format!("invalid header '{name}: {value}'"));
+        }
+    }
 }
 
 fn check_plugin(p: &Plugin, e: &mut Entity<'_>) {

@@ -191,7 +191,7 @@ pub(crate) async fn serve(
     }
 }
 
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
+pub(crate) fn json(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(v.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -280,7 +280,8 @@ pub(crate) fn status_body(state: &State) -> Response<ProxyBody> {
         StatusCode::OK,
         &serde_json::json!({
             "configuration_hash": hash,
-            "server": { "connections_active": active, "total_requests": state.metrics.nginx_requests.get() }
+            "server": { "connections_active": active, "total_requests": state.metrics.nginx_requests.get() },
+            "upstreams": crate::config::upstream_health::summary(&state.load()),
         }),
     )
 }

@@ -20,6 +20,7 @@ use crate::listen::tls::{self, CertStore};
 use crate::plugins::{self, PluginChain, Scope};
 use crate::router::Router;
 use crate::telemetry::metrics::{Metrics, RouteMetrics};
+use crate::upstream::active_checks::ActiveChecks;
 use crate::upstream::balancer::{Balancer, HealthRegistry};
 use crate::upstream::pool::Transport;
 
@@ -75,6 +76,8 @@ pub struct LiveConfig {
     pub routes: Vec<RouteRt>,
     pub services: Vec<ServiceRt>,
     pub certs: Arc<CertStore>,
+    /// Every upstream, in config order (health checks, `/status`, the target health metric).
+    pub balancers: Vec<Arc<Balancer>>,
 }
 
 impl LiveConfig {
@@ -97,6 +100,8 @@ pub struct State {
     current: ArcSwap<LiveConfig>,
     default_cert: Arc<CertifiedKey>,
     health: Mutex<HealthRegistry>,
+    /// Probes of the live config's upstreams with active health checks.
+    checks: Mutex<ActiveChecks>,
     /// Serializes builds so two pushes cannot interleave their swaps.
     apply_lock: Mutex<()>,
     pub metrics: Arc<Metrics>,
@@ -110,6 +115,7 @@ impl State {
             current: ArcSwap::from_pointee(empty),
             default_cert,
             health: Mutex::new(health),
+            checks: Mutex::new(ActiveChecks::default()),
             apply_lock: Mutex::new(()),
             metrics,
         })
@@ -150,6 +156,10 @@ impl State {
         };
         match runtime {
             Ok(rt) => {
+                self.checks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sync(rt.balancers.iter().map(|b| &**b), |verify, h2| tls::upstream_client_config(verify, &[], h2));
                 self.metrics.set_config_hash(&rt.hash);
                 self.current.store(Arc::new(rt));
                 self.metrics.config_pushes.with_label_values(&["accepted"]).inc();
@@ -164,6 +174,11 @@ impl State {
 
     pub fn hash(&self) -> String {
         self.current.load().hash.clone()
+    }
+
+    /// How many targets active health checks probe now.
+    pub fn probed_targets(&self) -> usize {
+        self.checks.lock().unwrap_or_else(|p| p.into_inner()).running()
     }
 }
 
@@ -364,7 +379,16 @@ pub(crate) fn build(
     match (router, certs, errors.is_empty()) {
         (Some(router), Some(certs), true) => {
             let hash = if config.is_empty() { EMPTY_HASH.to_string() } else { config_hash(&config) };
-            Ok(LiveConfig { config: Arc::new(config), hash, router, routes, services, certs: Arc::new(certs) })
+            let balancers = config.upstreams.iter().filter_map(|u| balancers.get(u.name.as_str()).cloned()).collect();
+            Ok(LiveConfig {
+                config: Arc::new(config),
+                hash,
+                router,
+                routes,
+                services,
+                certs: Arc::new(certs),
+                balancers,
+            })
         }
         _ => Err(FlattenedError::new(errors)),
     }

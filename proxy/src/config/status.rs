@@ -1,7 +1,7 @@
 //! The status listener (`KONG_STATUS_LISTEN`): `/status`, `/status/ready` (503 until a non-empty
-//! config is live), `/metrics`. It never proxies, and the config API is not here (unix socket only).
+//! config is live), `/metrics`, and `/status/upstreams/{name}/health` (Kong's
+//! `GET /upstreams/{name}/health`). It never proxies, and the config API is not here (unix socket only).
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, Opts, Registry};
 
 use crate::config::state::{LiveConfig, State};
+use crate::config::upstream_health;
 use crate::downstream::request_body::ClientBody;
 use crate::downstream::ConnInfo;
 use crate::downstream::Handler;
@@ -55,12 +56,18 @@ impl StatusHandler {
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 r
             }
-            _ => json_response(StatusCode::NOT_FOUND, "Not found"),
+            _ => match path.strip_prefix("/status/upstreams/").and_then(|p| p.strip_suffix("/health")) {
+                Some(name) => match upstream_health::find(&self.state.load(), name) {
+                    Some(b) => crate::config::admin::json(StatusCode::OK, &upstream_health::upstream_health(b)),
+                    None => json_response(StatusCode::NOT_FOUND, "Not found"),
+                },
+                None => json_response(StatusCode::NOT_FOUND, "Not found"),
+            },
         }
     }
 }
 
-/// `kong_upstream_target_health` for the upstreams the live runtime's services use, built fresh
+/// `kong_upstream_target_health` for every upstream of the live runtime, built fresh
 /// per scrape so that removed targets disappear with their config.
 fn target_health(rt: &LiveConfig) -> Vec<MetricFamily> {
     let Ok(gauge) = GaugeVec::new(
@@ -69,18 +76,10 @@ fn target_health(rt: &LiveConfig) -> Vec<MetricFamily> {
     ) else {
         return Vec::new();
     };
-    let mut seen: HashSet<&str> = HashSet::new();
-    for balancer in rt.services.iter().filter_map(|s| s.balancer.as_deref()) {
-        if !seen.insert(&balancer.name) {
-            continue;
-        }
+    for balancer in &rt.balancers {
         for t in &balancer.targets {
-            let address = if t.host.contains(':') {
-                format!("[{}]:{}", t.host, t.port)
-            } else {
-                format!("{}:{}", t.host, t.port)
-            };
-            let current = if t.health.is_healthy() { "healthy" } else { "unhealthy" };
+            let address = upstream_health::address(t);
+            let current = upstream_health::metric_state(t);
             for state in TARGET_STATES {
                 gauge
                     .with_label_values(&[&*balancer.name, &*t.label, address.as_str(), state, "http"])

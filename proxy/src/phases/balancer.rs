@@ -1,8 +1,11 @@
 //! Kong's balancer phase, with the sending it drives: pick a target (weighted round-robin,
 //! least-connections or consistent hashing; passive health), get a pooled connection, send, and
-//! retry what never reached the upstream (connect failures on other targets up to the service's
-//! `retries`; a request a closed pooled connection never took, on a fresh connection).
-//! `grpc-timeout` goes upstream as the time remaining.
+//! retry what the upstream never processed, up to the service's `retries`: connect failures and
+//! HTTP/2 refusals (REFUSED_STREAM, GOAWAY, a reset before the response headers) on another
+//! target, replaying a body of at most 64 KiB that was sent whole; a request a closed pooled
+//! connection never took, on a fresh connection. Every attempt fits in the `grpc-timeout`
+//! deadline, which goes upstream as the time remaining. [`balance_and_send`] is the one attempt
+//! loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +21,14 @@ use crate::plugins::opentelemetry::Attempts;
 use crate::respond::ProxyError;
 use crate::response_body::ProxyBody;
 use crate::upstream::balancer::{ActiveGuard, PickContext};
-use crate::upstream::pool::{Pool, Sender, TimedOut, Unanswered};
+use crate::upstream::health::Outcome;
+use crate::upstream::pool::{ConnectError, Pool, Sender, TimedOut, Unanswered};
+use crate::upstream::replay::DEFAULT_REPLAY_LIMIT;
 use crate::wire::grpc;
+
+/// Sent upstream on a retried request: which attempt this is (2 for the first retry), as Envoy's
+/// `x-envoy-attempt-count`. A first attempt goes without it.
+pub(crate) const ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-sluice-attempt-count");
 
 /// What the balancer phase leaves for the response phases.
 pub(crate) struct Sent {
@@ -55,6 +64,9 @@ pub(crate) async fn balance_and_send(
     loop {
         // Every attempt finds the request in the slot: the caller's, or one a retry put back.
         let Some(up) = request.as_mut() else { return Err(ProxyError::BadRequest) };
+        if attempt > 0 {
+            up.headers_mut().insert(ATTEMPT_COUNT, http::HeaderValue::from(attempt + 1));
+        }
         if let Some(d) = deadline {
             let now = Instant::now();
             if d <= now {
@@ -89,8 +101,10 @@ pub(crate) async fn balance_and_send(
                     t.failed(&e);
                 }
                 if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
-                    if e.is_tcp_failure() {
-                        b.targets[i].health.record_failure(b.failure_threshold, b.cooldown);
+                    if let ConnectError::Timeout { .. } = e {
+                        b.record(i, Outcome::Timeout);
+                    } else if e.is_tcp_failure() {
+                        b.record(i, Outcome::TcpFailure);
                     }
                     tried.push(i);
                 }
@@ -114,6 +128,8 @@ pub(crate) async fn balance_and_send(
             None => svc.read_timeout,
         };
         let Some(up) = request.take() else { return Err(ProxyError::BadRequest) };
+        // Only a request that may still be retried is kept for a replay.
+        let replay_limit = if attempt < svc.retries { DEFAULT_REPLAY_LIMIT } else { 0 };
         // One timeout per protocol, each awaited where it is made: the send futures are large,
         // and every move of one (into a wrapper, into the timeout) is a memcpy per request. An
         // HTTP/1.1 connection keeps a timer of its own (cheaper than one per request).
@@ -121,29 +137,41 @@ pub(crate) async fn balance_and_send(
             Sender::H1(conn, home) => {
                 conn.send(up, home, sent_at + wait).await.map(|r| r.map(|r| r.map(UpstreamStream::H1)))
             }
-            Sender::H2(mut s) => tokio::time::timeout_at(sent_at + wait, s.send(up))
+            Sender::H2(mut s) => tokio::time::timeout_at(sent_at + wait, s.send(up, replay_limit))
                 .await
                 .map(|r| r.map(|r| r.map(UpstreamStream::H2)))
                 .map_err(|_| TimedOut),
         };
         let resp = match sent {
             Err(TimedOut) => {
+                if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
+                    b.record(i, Outcome::Timeout);
+                }
                 return Err(if deadline.is_some_and(|d| d <= Instant::now() + Duration::from_millis(1)) {
                     ProxyError::DeadlineExceeded
                 } else {
                     ProxyError::UpstreamTimeout
-                })
+                });
             }
             Ok(Ok(resp)) => resp,
-            // The request never left: retry it on a fresh connection (closed pooled connection,
-            // GOAWAY before the stream started).
+            // The upstream never processed the request: retry it on a fresh connection (closed
+            // pooled connection, GOAWAY before the stream started), and on another target when
+            // this one refused it (REFUSED_STREAM, GOAWAY, reset before the response headers),
+            // replaying its recorded body.
             Ok(Err(Unanswered { request: Some(back), error })) if attempt < svc.retries => {
                 if let Some(t) = trace {
                     t.failed(&error);
                 }
+                tracing::debug!(target = %label_of(), error = %error, attempt, "upstream did not take the request; retrying");
+                if let Some(i) = target_idx {
+                    tried.push(i);
+                    if svc.balancer.as_ref().is_some_and(|b| tried.len() >= b.targets.len()) {
+                        tried.clear();
+                    }
+                }
+                attempt += 1;
                 *request = Some(*back);
                 fresh = true;
-                attempt += 1;
                 continue;
             }
             // The client's own body broke (bad framing, or it left): its fault, never the upstream's.
@@ -158,7 +186,10 @@ pub(crate) async fn balance_and_send(
             }
         };
         if let (Some(b), Some(i)) = (&svc.balancer, target_idx) {
-            b.targets[i].health.record_success();
+            let grpc_status = resp.headers().get(grpc::GRPC_STATUS).map(|v| v.as_bytes());
+            if let Some(outcome) = b.passive.judge(resp.status().as_u16(), grpc_status) {
+                b.record(i, outcome);
+            }
         }
         if let Some(t) = trace {
             t.answered(resp.status().as_u16());

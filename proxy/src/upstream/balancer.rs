@@ -1,73 +1,25 @@
 //! Picks the upstream target for each request (never per connection): weighted round-robin,
 //! least-connections or consistent hashing (header or client IP), skipping targets whose passive
-//! health circuit is open. Health lives in [`TargetHealth`], shared across config swaps so that a
-//! new config does not forget that a target is refusing connections.
+//! health says they are down ([`super::health`], shared across config swaps so that a new config
+//! does not forget that a target is refusing connections).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderName};
-use proxy_config::{Algorithm, HashOn, Upstream};
-use tokio::time::Instant;
+use proxy_config::{ActiveHealthcheck, Algorithm, HashOn, Upstream};
 
-/// How long a target whose connections fail is skipped before it gets another chance.
-pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
+pub(crate) use super::health::{HealthRegistry, TargetHealth};
+use super::health::{Outcome, PassivePolicy};
+
 /// Longest weighted round-robin schedule kept (weights are scaled down past it).
 const MAX_SCHEDULE: u64 = 4096;
 /// Virtual nodes per unit of weight on the consistent-hashing ring (capped per target).
 const VNODES_PER_WEIGHT: u32 = 4;
 const MAX_VNODES: u32 = 400;
-
-/// Passive health and load of one target.
-#[derive(Debug)]
-pub struct TargetHealth {
-    /// Requests in flight (least-connections).
-    pub active: AtomicUsize,
-    consecutive_failures: AtomicU32,
-    /// While `now < open_until` (ms since `epoch`), the target is skipped.
-    open_until_ms: AtomicU64,
-    epoch: Instant,
-}
-
-impl TargetHealth {
-    fn new(epoch: Instant) -> Self {
-        TargetHealth {
-            active: AtomicUsize::new(0),
-            consecutive_failures: AtomicU32::new(0),
-            open_until_ms: AtomicU64::new(0),
-            epoch,
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    pub fn is_healthy(&self) -> bool {
-        // 0: never opened, or closed again by a success; no need to read the clock.
-        let until = self.open_until_ms.load(Ordering::Relaxed);
-        until == 0 || until <= self.now_ms()
-    }
-
-    /// A connection to the target failed (refused, timed out, TLS failed).
-    pub fn record_failure(&self, threshold: u32, cooldown: Duration) {
-        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= threshold.max(1) {
-            self.open_until_ms.store(self.now_ms() + cooldown.as_millis() as u64, Ordering::Relaxed);
-        }
-    }
-
-    pub fn record_success(&self) {
-        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            self.open_until_ms.store(0, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Counts a request against its target while it is in flight (least-connections).
 #[derive(Debug)]
@@ -83,28 +35,6 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Health records by (upstream, target), kept across config builds.
-#[derive(Default)]
-pub struct HealthRegistry {
-    epoch: Option<Instant>,
-    entries: HashMap<(String, String), Arc<TargetHealth>>,
-}
-
-impl HealthRegistry {
-    pub fn get(&mut self, upstream: &str, target: &str) -> Arc<TargetHealth> {
-        let epoch = *self.epoch.get_or_insert_with(Instant::now);
-        self.entries
-            .entry((upstream.to_string(), target.to_string()))
-            .or_insert_with(|| Arc::new(TargetHealth::new(epoch)))
-            .clone()
-    }
-
-    /// Forgets targets that no config uses any more.
-    pub fn retain(&mut self, live: &std::collections::HashSet<(String, String)>) {
-        self.entries.retain(|k, _| live.contains(k));
     }
 }
 
@@ -135,8 +65,13 @@ pub struct Balancer {
     hash_on: HashOn,
     hash_header: Option<HeaderName>,
     ring: Vec<(u64, u32)>,
-    pub failure_threshold: u32,
-    pub cooldown: Duration,
+    /// How live traffic judges targets.
+    pub(crate) passive: PassivePolicy,
+    /// `healthchecks.threshold`: below this percentage of healthy weight the whole upstream
+    /// counts as unhealthy (0: off).
+    threshold: f64,
+    /// Probing, when the upstream has it on (run by [`super::active_checks`]).
+    pub active: Option<ActiveHealthcheck>,
     pub host_header: Option<String>,
 }
 
@@ -164,8 +99,6 @@ impl Balancer {
                 health: registry.get(&u.name, &t.target),
             });
         }
-        let passive = u.healthchecks.as_ref().and_then(|h| h.passive.as_ref()).and_then(|p| p.unhealthy.as_ref());
-        let failure_threshold = passive.and_then(|p| p.tcp_failures).filter(|n| *n > 0).unwrap_or(1);
         let ring = if u.algorithm == Algorithm::ConsistentHashing { build_ring(&targets) } else { Vec::new() };
         Balancer {
             name: u.name.as_str().into(),
@@ -176,10 +109,16 @@ impl Balancer {
             hash_on: u.hash_on,
             hash_header: u.hash_on_header.as_deref().and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             ring,
-            failure_threshold,
-            cooldown: DEFAULT_COOLDOWN,
+            passive: PassivePolicy::from_upstream(u),
+            threshold: u.healthchecks.as_ref().and_then(|h| h.threshold).unwrap_or(0.0),
+            active: u.healthchecks.as_ref().and_then(|h| h.active.clone()).filter(|a| a.enabled()),
             host_header: u.host_header.clone(),
         }
+    }
+
+    /// Counts what live traffic said about target `i`.
+    pub(crate) fn record(&self, i: usize, outcome: Outcome) {
+        self.targets[i].health.record(outcome, &self.passive.thresholds, self.passive.cooldown);
     }
 
     fn eligible(&self, i: usize, tried: &[usize]) -> bool {
@@ -190,6 +129,9 @@ impl Balancer {
     /// Picks a target index, avoiding `tried` (earlier attempts of this request). `None` when no
     /// target with weight > 0 is healthy.
     pub fn pick(&self, ctx: &PickContext<'_>, tried: &[usize]) -> Option<usize> {
+        if self.threshold > 0.0 && !self.above_threshold() {
+            return None;
+        }
         match self.algorithm {
             Algorithm::ConsistentHashing if self.hash_on != HashOn::None => {
                 self.pick_hashed(ctx, tried).or_else(|| self.pick_round_robin(tried))
@@ -197,6 +139,13 @@ impl Balancer {
             Algorithm::LeastConnections => self.pick_least_connections(tried),
             _ => self.pick_round_robin(tried),
         }
+    }
+
+    /// Whether the healthy targets hold at least `threshold` percent of the weight (Kong).
+    fn above_threshold(&self) -> bool {
+        let total: u64 = self.targets.iter().map(|t| u64::from(t.weight)).sum();
+        let healthy: u64 = self.targets.iter().filter(|t| t.health.is_healthy()).map(|t| u64::from(t.weight)).sum();
+        total > 0 && healthy as f64 * 100.0 >= self.threshold * total as f64
     }
 
     fn pick_round_robin(&self, tried: &[usize]) -> Option<usize> {
@@ -342,14 +291,27 @@ mod tests {
         );
         let (h, ip) = ctx();
         let c = PickContext { headers: &h, client_ip: ip };
-        b.targets[0].health.record_failure(1, Duration::from_secs(60));
+        b.record(0, Outcome::TcpFailure);
         for _ in 0..10 {
             assert_eq!(b.pick(&c, &[]), Some(1));
         }
-        b.targets[1].health.record_failure(1, Duration::from_secs(60));
+        b.record(1, Outcome::TcpFailure);
         assert_eq!(b.pick(&c, &[]), None);
-        b.targets[0].health.record_success();
+        b.record(0, Outcome::Success);
         assert_eq!(b.pick(&c, &[]), Some(0));
+    }
+
+    #[test]
+    fn below_the_threshold_the_whole_upstream_is_unhealthy() {
+        let mut u = upstream(Algorithm::RoundRobin, &[("a:1", 100), ("b:1", 100), ("c:1", 100)]);
+        u.healthchecks = Some(proxy_config::Healthchecks { threshold: Some(50.0), ..Default::default() });
+        let b = Balancer::build(&u, &mut HealthRegistry::default());
+        let (h, ip) = ctx();
+        let c = PickContext { headers: &h, client_ip: ip };
+        b.record(0, Outcome::TcpFailure);
+        assert!(b.pick(&c, &[]).is_some(), "2 of 3 healthy: 66% >= 50%");
+        b.record(1, Outcome::TcpFailure);
+        assert_eq!(b.pick(&c, &[]), None, "1 of 3 healthy: 33% < 50%");
     }
 
     #[test]
@@ -403,7 +365,7 @@ mod tests {
         let mut reg = HealthRegistry::default();
         let u = upstream(Algorithm::RoundRobin, &[("a:1", 100)]);
         let b1 = Balancer::build(&u, &mut reg);
-        b1.targets[0].health.record_failure(1, Duration::from_secs(60));
+        b1.record(0, Outcome::TcpFailure);
         let b2 = Balancer::build(&u, &mut reg);
         assert!(!b2.targets[0].health.is_healthy());
     }

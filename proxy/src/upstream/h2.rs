@@ -26,6 +26,7 @@ use http_body::{Body, Frame};
 use crate::downstream::request_body::RequestBody;
 use crate::response_body::BodyError;
 use crate::upstream::pool::{H2Tuning, Io, Unanswered};
+use crate::upstream::replay::{self, Head, Recorder};
 use crate::wire::h2_body::RecvBody;
 
 /// Streams opened before the upstream's SETTINGS say how many it allows (hyper's default).
@@ -120,8 +121,15 @@ impl H2Sender {
         self.conn.closed.load(Ordering::Acquire)
     }
 
-    /// Sends `req` and waits for the response headers, pushing the request body meanwhile.
-    pub(crate) async fn send(&mut self, req: Request<RequestBody>) -> Result<Response<H2Body>, Unanswered> {
+    /// Sends `req` and waits for the response headers, pushing the request body meanwhile. With
+    /// `replay_limit > 0` a request the upstream refused before answering comes back in
+    /// [`Unanswered::request`] when its whole body (at most `replay_limit` bytes) was sent
+    /// ([`super::replay`]).
+    pub(crate) async fn send(
+        &mut self,
+        req: Request<RequestBody>,
+        replay_limit: usize,
+    ) -> Result<Response<H2Body>, Unanswered> {
         // Fails when the connection is going away (GOAWAY read, closed), before anything was sent.
         // (Streams over the upstream's concurrency limit wait in h2's queue once sent.)
         if let Err(error) = poll_fn(|cx| self.send.poll_ready(cx)).await {
@@ -129,28 +137,51 @@ impl H2Sender {
         }
         let (parts, body) = req.into_parts();
         let end_of_stream = body.is_end_stream();
+        let head = (replay_limit > 0).then(|| Head::of(&parts));
         let (mut response, tx) = self
             .send
             .send_request(Request::from_parts(parts, ()), end_of_stream)
             .map_err(|error| Unanswered { request: None, error: error.into() })?;
         // Open from here: a call waiting long for its response headers keeps pings going too.
         let open = OpenStream::new(&self.conn);
-        let mut pump = (!end_of_stream).then(|| BodyPump { body, tx });
+        let mut recorder = head.as_ref().map(|_| Recorder::new(replay_limit));
+        if end_of_stream {
+            if let Some(r) = recorder.as_mut() {
+                r.finish();
+            }
+        }
+        let mut pump = (!end_of_stream).then(|| BodyPump { body, tx, recorder: recorder.take() });
+        let mut pumped = false;
         let got = poll_fn(|cx| {
-            if let Some(p) = pump.as_mut() {
-                if p.poll_send(cx).is_ready() {
-                    pump = None;
-                }
+            if let (Some(p), false) = (pump.as_mut(), pumped) {
+                pumped = p.poll_send(cx).is_ready();
             }
             Pin::new(&mut response).poll(cx)
         })
         .await;
-        if let (Some(p), Ok(_)) = (pump, &got) {
-            // The response came first and the body is still streaming: keep pushing it.
-            tokio::spawn(p);
+        match got {
+            Ok(r) => {
+                if let (Some(mut p), false) = (pump, pumped) {
+                    // The response came first and the body is still streaming: keep pushing it.
+                    p.recorder = None;
+                    tokio::spawn(p);
+                }
+                Ok(r.map(|stream| H2Body { recv: RecvBody::new(stream), _open: open }))
+            }
+            Err(error) => {
+                let refused = replay::refused_before_response(&error);
+                let replay = match pump {
+                    Some(p) if refused => p.into_replay(),
+                    Some(_) => None,
+                    None => recorder.map(|r| (r, None)),
+                };
+                let request = match (head, replay) {
+                    (Some(head), Some((rec, rest))) if refused => rec.replay(head, rest).map(Box::new),
+                    _ => None,
+                };
+                Err(Unanswered { request, error: error.into() })
+            }
         }
-        got.map(|r| r.map(|stream| H2Body { recv: RecvBody::new(stream), _open: open }))
-            .map_err(|error| Unanswered { request: None, error: error.into() })
     }
 }
 
@@ -181,6 +212,9 @@ async fn keep_alive(
 struct BodyPump {
     body: RequestBody,
     tx: h2::SendStream<Bytes>,
+    /// What was sent, while a retry may still replay it (dropped when the body outgrows it or
+    /// fails).
+    recorder: Option<Recorder>,
 }
 
 impl BodyPump {
@@ -207,14 +241,24 @@ impl BodyPump {
                 Some(Err(e)) => {
                     // The client's body failed (it reset its stream or went away).
                     tracing::debug!(error = %e, "client request body failed; upstream stream reset");
+                    self.recorder = None;
                     self.tx.send_reset(h2::Reason::CANCEL);
                     return Poll::Ready(());
                 }
                 None => {
+                    if let Some(r) = self.recorder.as_mut() {
+                        r.finish();
+                    }
                     let _ = self.tx.send_data(Bytes::new(), true);
                     return Poll::Ready(());
                 }
             };
+            if let Some(r) = self.recorder.as_mut() {
+                let end = frame.is_trailers() || self.body.is_end_stream();
+                if !r.record(&frame, end) {
+                    self.recorder = None;
+                }
+            }
             match frame.into_data() {
                 Ok(data) => {
                     let end = self.body.is_end_stream();
@@ -230,6 +274,33 @@ impl BodyPump {
                 }
             }
         }
+    }
+}
+
+impl BodyPump {
+    /// After the upstream refused the stream: the record of the body, with what the client has
+    /// yet to send when it is still streaming between whole gRPC messages (it follows the
+    /// replayed part live, as in Envoy). `None` when the body outgrew the record, failed, or
+    /// stopped in the middle of a message.
+    fn into_replay(mut self) -> Option<(Recorder, Option<RequestBody>)> {
+        let mut recorder = self.recorder.take()?;
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        while !recorder.is_complete() {
+            match Pin::new(&mut self.body).poll_frame(&mut cx) {
+                Poll::Ready(None) => recorder.finish(),
+                Poll::Ready(Some(Ok(frame))) => {
+                    let end = frame.is_trailers() || self.body.is_end_stream();
+                    if !recorder.record(&frame, end) {
+                        return None;
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => return None,
+                Poll::Pending if recorder.on_message_boundary() => return Some((recorder, Some(self.body))),
+                Poll::Pending => return None,
+            }
+        }
+        Some((recorder, None))
     }
 }
 

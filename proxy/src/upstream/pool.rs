@@ -293,7 +293,9 @@ impl Pool {
         });
     }
 
-    async fn connect(
+    /// Dials `host:port` over `transport` (TLS when it says so) within `timeout`; also used by
+    /// active health probes.
+    pub(crate) async fn connect(
         host: &str,
         port: u16,
         transport: &Transport,

@@ -17,6 +17,7 @@ use proxy::app::Running;
 use proxy::settings::Settings;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
+pub mod grpc_backends;
 pub mod process;
 pub mod upstream;
 
