@@ -1,11 +1,12 @@
 //! The upstream side: pooled connections per target and transport ([`pool`]), sending a request
-//! and reading the response over HTTP/1.1 ([`h1`]) or HTTP/2 ([`h2`]), and target selection with
-//! passive health ([`balancer`]).
+//! and reading the response over HTTP/1.1 ([`h1`]) or HTTP/2 ([`h2`]), target selection with
+//! passive health ([`balancer`]), and host names resolved through a cache ([`dns`]).
 //!
 //! Layer: above `downstream` (it sends the client's [`crate::downstream::request_body`]); it knows
 //! nothing of routes, plugins or phases.
 
 pub(crate) mod balancer;
+pub mod dns;
 pub mod h1;
 pub(crate) mod h2;
 pub(crate) mod pool;

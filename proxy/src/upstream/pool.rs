@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::downstream::request_body::RequestBody;
 use crate::response_body::BodyError;
+use crate::upstream::dns::{DnsError, Resolver};
 use crate::upstream::h1::H1Conn;
 use crate::upstream::h2::H2Sender;
 
@@ -33,10 +34,8 @@ const H1_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub(crate) enum ConnectError {
-    #[error("cannot resolve '{host}': {source}")]
-    Resolve { host: String, source: std::io::Error },
-    #[error("'{host}' resolved to no address")]
-    NoAddress { host: String },
+    #[error(transparent)]
+    Resolve(#[from] DnsError),
     #[error("connect to {addr} failed: {source}")]
     Connect { addr: String, source: std::io::Error },
     #[error("connect to {addr} timed out after {timeout:?}")]
@@ -53,13 +52,7 @@ impl ConnectError {
     /// Whether the failure says the target itself is unreachable (Kong's passive `tcp_failures`),
     /// as opposed to a TLS or protocol mismatch that a different config would fix.
     pub(crate) fn is_tcp_failure(&self) -> bool {
-        matches!(
-            self,
-            ConnectError::Connect { .. }
-                | ConnectError::Timeout { .. }
-                | ConnectError::Resolve { .. }
-                | ConnectError::NoAddress { .. }
-        )
+        matches!(self, ConnectError::Connect { .. } | ConnectError::Timeout { .. } | ConnectError::Resolve(_))
     }
 }
 
@@ -200,11 +193,13 @@ pub(crate) struct Pool {
     h1_sweeper: std::sync::OnceLock<()>,
     h2: Mutex<KeyMap<H2Slot>>,
     pub tuning: H2Tuning,
+    /// Host names to addresses, cached (never a lookup per request).
+    pub dns: Arc<Resolver>,
 }
 
 impl Pool {
-    pub(crate) fn new(tuning: H2Tuning) -> Self {
-        Pool { tuning, ..Pool::default() }
+    pub(crate) fn new(tuning: H2Tuning, dns: Resolver) -> Self {
+        Pool { tuning, dns: Arc::new(dns), ..Pool::default() }
     }
 
     fn key(host: &Arc<str>, port: u16, t: &Transport) -> Key {
@@ -294,6 +289,7 @@ impl Pool {
     }
 
     async fn connect(
+        &self,
         host: &str,
         port: u16,
         transport: &Transport,
@@ -301,14 +297,7 @@ impl Pool {
     ) -> Result<Box<dyn Io>, ConnectError> {
         let addr_label = format!("{host}:{port}");
         let dial = async {
-            let addr = match host.parse::<std::net::IpAddr>() {
-                Ok(ip) => std::net::SocketAddr::new(ip, port),
-                Err(_) => tokio::net::lookup_host((host, port))
-                    .await
-                    .map_err(|source| ConnectError::Resolve { host: host.to_string(), source })?
-                    .next()
-                    .ok_or_else(|| ConnectError::NoAddress { host: host.to_string() })?,
-            };
+            let addr = self.dns.resolve(host, port).await?;
             let tcp = TcpStream::connect(addr)
                 .await
                 .map_err(|source| ConnectError::Connect { addr: addr_label.clone(), source })?;
@@ -339,7 +328,7 @@ impl Pool {
         transport: &Transport,
         timeout: Duration,
     ) -> Result<H2Sender, ConnectError> {
-        let io = Self::connect(host, port, transport, timeout).await?;
+        let io = self.connect(host, port, transport, timeout).await?;
         H2Sender::handshake(io, &self.tuning)
             .await
             .map_err(|e| ConnectError::Handshake { addr: format!("{host}:{port}"), source: Box::new(e) })
@@ -353,7 +342,7 @@ impl Pool {
         timeout: Duration,
     ) -> Result<H1Conn, ConnectError> {
         self.start_h1_sweeper();
-        Ok(H1Conn::new(Self::connect(host, port, transport, timeout).await?))
+        Ok(H1Conn::new(self.connect(host, port, transport, timeout).await?))
     }
 }
 
