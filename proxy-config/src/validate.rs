@@ -103,6 +103,17 @@ impl Validator {
             self.finish(e);
         }
 
+        for t in &config.targets {
+            let mut e = Entity::new("target", &t.target, t.id.as_deref(), &t.tags);
+            e.err("upstream", format!("unknown upstream '{}'", t.upstream));
+            self.finish(e);
+        }
+        for sni in &config.snis {
+            let mut e = Entity::new("sni", &sni.name, sni.id.as_deref(), &sni.tags);
+            e.err("certificate", format!("unknown certificate '{}'", sni.certificate));
+            self.finish(e);
+        }
+
         let mut upstream_names = HashSet::new();
         for u in &config.upstreams {
             let mut e = Entity::new("upstream", &u.name, u.id.as_deref(), &u.tags);
@@ -197,7 +208,15 @@ fn check_service(s: &Service, ca_ids: &HashSet<&str>, e: &mut Entity<'_>) {
     if !matches!(s.protocol, Protocol::Http | Protocol::Https | Protocol::Grpc | Protocol::Grpcs) {
         e.err("protocol", format!("protocol '{}' is not supported by sluice (http, https, grpc, grpcs)", s.protocol));
     }
-    if s.host.is_empty() {
+    if let Some(url) = &s.url {
+        match crate::shorthand::parse_url(url) {
+            Err(msg) => e.err("url", msg),
+            Ok(_) if !s.host.is_empty() => {
+                e.err("url", "set either 'url' or 'host' (with protocol, port, path), not both")
+            }
+            Ok(_) => {}
+        }
+    } else if s.host.is_empty() {
         e.err("host", "required field missing");
     } else if let Err(msg) = valid_host_pattern(&s.host) {
         e.err("host", msg);

@@ -560,6 +560,7 @@ fn translate_route(
         };
         let service = proxy_config::Service {
             id: None,
+            url: None,
             name: Some(service_name.clone()),
             protocol,
             host: service_name.clone(),

@@ -161,6 +161,7 @@ impl<'a> Context<'a> {
         let upstream = upstreams::upstream(self, svc, svc_ref, port, ann, host.clone(), tags.clone());
         let service = proxy_config::Service {
             id: None,
+            url: None,
             name: Some(name.to_string()),
             protocol,
             host,
