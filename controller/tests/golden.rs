@@ -56,6 +56,7 @@ macro_rules! golden {
 }
 
 golden! {
+    golden_app_protocol,
     golden_bad_objects_do_not_block_good_ones,
     golden_class_filtering,
     golden_class_not_default,
@@ -70,6 +71,7 @@ golden! {
     golden_gateway_listener_status,
     golden_gateway_rejected_certificate,
     golden_grpc_drops_methods_strip_path_and_path,
+    golden_grpc_ingress_without_protocol,
     golden_grpcroute_attachment,
     golden_grpcroute_exact_method_matching,
     golden_grpcroute_header_matching,

@@ -139,7 +139,7 @@ pub(crate) fn ca_certificate(
     name: &str,
     referrer: &ObjectRef,
 ) -> Option<String> {
-    let field = super::annotations::field(super::annotations::CA_CERTIFICATES_SECRETS);
+    let field = super::annotations::field(super::annotations::CA_CERTIFICATES_SECRET);
     let Some(secret) = ctx.secrets_by_name.get(&(namespace.to_string(), name.to_string())).copied() else {
         ctx.problem(referrer, field, format!("CA Secret {namespace}/{name} not found; left out"));
         return None;

@@ -39,7 +39,7 @@ use self::model::{
 };
 use self::route_settings::{route_settings, RouteSettings};
 use super::annotations::{self, RouteAnnotations};
-use super::{names, plugins, Context, KongService, ObjectRef, Problem};
+use super::{app_protocol, names, plugins, Context, KongService, ObjectRef, Problem};
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
@@ -552,9 +552,18 @@ fn translate_route(
             plugins.push(filters::termination(code, message, &tags));
         }
         let (ann_service, port) = rb.first.clone().unwrap_or_default();
-        let protocol = match ann_service.protocol {
-            Some(p) if grpc && p.is_grpc() => p,
-            Some(p) if !grpc => p,
+        // konghq.com/protocol first, then the port's appProtocol (GEP-1911), then the default.
+        let app = match app_protocol::from_app_protocol(rb.first_app_protocol.as_deref(), grpc) {
+            Ok(p) => p,
+            Err(message) => {
+                ctx.problem(obj, format!("spec.rules[{}].backendRefs", rule.index), message);
+                None
+            }
+        };
+        let protocol = match (ann_service.protocol, app) {
+            (Some(p), _) if grpc && p.is_grpc() => p,
+            (Some(p), _) if !grpc => p,
+            (_, Some(p)) => p,
             _ if grpc => Protocol::Grpc,
             _ => Protocol::Http,
         };
@@ -585,7 +594,7 @@ fn translate_route(
                 routes: Vec::new(),
                 upstream: rb.upstream,
                 used_by_rule: !grpc,
-                annotated_path: if grpc { None } else { ann_service.path.clone() },
+                annotated_path: if protocol.is_grpc() { None } else { ann_service.path.clone() },
             },
         );
         for m in &rule.matches {

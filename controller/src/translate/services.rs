@@ -153,7 +153,7 @@ impl<'a> Context<'a> {
             } else {
                 self.problem(
                     svc_ref,
-                    annotations::field(annotations::CA_CERTIFICATES_SECRETS),
+                    annotations::field(annotations::CA_CERTIFICATES_SECRET),
                     "ignored: CA certificates need konghq.com/tls-verify: \"true\" and protocol https or grpcs",
                 );
             }
