@@ -337,3 +337,31 @@ fn every_schema_field_is_in_the_field_audit() {
         "docs/field-audit.md is out of date.\nmissing (add a row: field | effect | test): {missing:#?}\nno longer in the schema: {stale:#?}"
     );
 }
+
+#[test]
+fn hash_fallback_is_checked_and_unsupported_inputs_are_named() {
+    let base = "_format_version: '3.0'\nupstreams:\n- name: u\n  algorithm: consistent-hashing\n";
+    let fields_of = |extra: &str| -> Vec<String> {
+        match validate(&parse(&format!("{base}{extra}")).unwrap()) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.flattened_errors.iter().flat_map(|e| e.errors.iter().map(|f| f.field.clone())).collect(),
+        }
+    };
+    assert!(fields_of("  hash_on: header\n  hash_on_header: x-a\n  hash_fallback: ip\n").is_empty());
+    assert!(fields_of("  hash_on: ip\n  hash_fallback: header\n  hash_fallback_header: x-b\n").is_empty());
+    assert_eq!(fields_of("  hash_fallback: ip\n"), ["hash_fallback"]);
+    assert_eq!(fields_of("  hash_on: ip\n  hash_fallback: ip\n"), ["hash_fallback"]);
+    assert_eq!(fields_of("  hash_on: ip\n  hash_fallback: header\n"), ["hash_fallback_header"]);
+    assert_eq!(
+        fields_of("  hash_on: header\n  hash_on_header: x-a\n  hash_fallback: header\n  hash_fallback_header: X-A\n"),
+        ["hash_fallback_header"]
+    );
+    for unsupported in ["cookie", "path", "consumer", "query_arg", "uri_capture"] {
+        assert_eq!(
+            fields_of(&format!("  hash_on: ip\n  hash_fallback: {unsupported}\n")),
+            ["hash_fallback"],
+            "{unsupported}"
+        );
+        assert_eq!(fields_of(&format!("  hash_on: {unsupported}\n")), ["hash_on"], "{unsupported}");
+    }
+}

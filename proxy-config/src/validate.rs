@@ -380,6 +380,31 @@ fn check_upstream(u: &Upstream, e: &mut Entity<'_>) {
             ),
         ),
     }
+    match u.hash_fallback {
+        HashOn::None => {}
+        _ if u.hash_on == HashOn::None => e.err("hash_fallback", "must be 'none' when 'hash_on' is 'none'"),
+        HashOn::Ip if u.hash_on == HashOn::Ip => e.err("hash_fallback", "must differ from 'hash_on'"),
+        HashOn::Ip => {}
+        HashOn::Header => match u.hash_fallback_header.as_deref().unwrap_or("") {
+            "" => e.err("hash_fallback_header", "required when 'hash_fallback' is set to 'header'"),
+            h if u.hash_on == HashOn::Header
+                && u.hash_on_header.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(h)) =>
+            {
+                e.err("hash_fallback_header", "must differ from 'hash_on_header'")
+            }
+            _ => {}
+        },
+        other => e.err(
+            "hash_fallback",
+            format!(
+                "hash_fallback '{}' is not supported by sluice (none, ip, header)",
+                serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            ),
+        ),
+    }
+    if u.hash_fallback != HashOn::Header && u.hash_fallback_header.is_some() {
+        e.err("hash_fallback_header", "only allowed when 'hash_fallback' is 'header'");
+    }
     if u.hash_on != HashOn::None && u.algorithm != Algorithm::ConsistentHashing {
         e.err("hash_on", "requires 'algorithm' to be 'consistent-hashing'");
     }
