@@ -288,6 +288,9 @@ pub struct Service {
     pub tls_verify_depth: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificates: Option<Vec<String>>,
+    /// The certificate (`certificates[]`, by id) presented to a TLS upstream that asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<EntityRef>,
     #[serde(default = "default_true")]
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

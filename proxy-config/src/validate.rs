@@ -69,6 +69,7 @@ impl Validator {
             self.finish(e);
         }
         let ca_ids: HashSet<&str> = config.ca_certificates.iter().map(|c| c.id.as_str()).collect();
+        let cert_ids: HashSet<&str> = config.certificates.iter().filter_map(|c| c.id.as_deref()).collect();
 
         let mut service_names = HashSet::new();
         for s in &config.services {
@@ -79,6 +80,13 @@ impl Validator {
                 }
             }
             check_service(s, &ca_ids, &mut e);
+            if let Some(c) = &s.client_certificate {
+                if !cert_ids.iter().any(|id| c.matches(None, Some(id))) {
+                    e.err("client_certificate", format!("unknown certificate '{c}'"));
+                } else if !s.protocol.is_tls() {
+                    e.err("client_certificate", "only allowed when 'protocol' is 'https' or 'grpcs'");
+                }
+            }
             self.finish(e);
         }
 
@@ -237,6 +245,9 @@ fn check_service(s: &Service, ca_ids: &HashSet<&str>, e: &mut Entity<'_>) {
         if v == 0 || v > MAX_TIMEOUT_MS {
             e.err(field, format!("value should be between 1 and {MAX_TIMEOUT_MS}"));
         }
+    }
+    if s.tls_verify_depth.is_some_and(|d| d > 64) {
+        e.err("tls_verify_depth", "value should be between 0 and 64");
     }
     if s.retries > MAX_RETRIES {
         e.err("retries", format!("value should be between 0 and {MAX_RETRIES}"));

@@ -43,6 +43,8 @@ pub const TLS_VERIFY_DEPTH: &str = "konghq.com/tls-verify-depth";
 pub const CA_CERTIFICATES_SECRET: &str = "konghq.com/ca-certificates-secret";
 /// The plural spelling sluice read first: still honoured, with a deprecation problem.
 pub const CA_CERTIFICATES_SECRETS: &str = "konghq.com/ca-certificates-secrets";
+/// A TLS Secret (in the Service's namespace) whose certificate is presented to the upstream.
+pub const CLIENT_CERT: &str = "konghq.com/client-cert";
 pub const TAGS: &str = "konghq.com/tags";
 pub(crate) const PLUGINS: &str = "konghq.com/plugins";
 pub const SERVICE_UPSTREAM: &str = "ingress.kubernetes.io/service-upstream";
@@ -56,7 +58,6 @@ pub const MAX_VALUE_LEN: usize = 1024;
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("konghq.com/override", "KongIngress is deprecated in KIC and not supported by sluice"),
     ("konghq.com/rewrite", "URI rewriting is not supported by sluice"),
-    ("konghq.com/client-cert", "upstream client certificates are not supported by sluice"),
     ("konghq.com/ca-certificates-configmap", "CA ConfigMaps are not supported; use konghq.com/ca-certificates-secret"),
     ("konghq.com/ca-certificates-configmaps", "CA ConfigMaps are not supported; use konghq.com/ca-certificates-secret"),
     ("konghq.com/ca-certificates", "KongCACertificate is not supported; use konghq.com/ca-certificates-secret"),
@@ -92,6 +93,7 @@ const SERVICE_KEYS: &[&str] = &[
     TLS_VERIFY_DEPTH,
     CA_CERTIFICATES_SECRET,
     CA_CERTIFICATES_SECRETS,
+    CLIENT_CERT,
     crate::policy::ANNOTATION,
     TAGS,
     PLUGINS,
@@ -132,6 +134,8 @@ pub struct ServiceAnnotations {
     pub tls_verify: Option<bool>,
     pub tls_verify_depth: Option<u32>,
     pub ca_certificates_secrets: Vec<String>,
+    /// `konghq.com/client-cert`: the TLS Secret presented to the upstream.
+    pub client_cert: Option<String>,
     pub service_upstream: bool,
     pub tags: Vec<String>,
     /// `konghq.com/plugins` (see [`RouteAnnotations::plugins`]).
@@ -444,6 +448,14 @@ pub fn service_annotations(
                 r.invalid(key, msg);
             }
             None => a.ca_certificates_secrets = list,
+        }
+    }
+    if let Some(v) = r.get(CLIENT_CERT) {
+        let v = v.trim().to_string();
+        if is_dns_subdomain(&v) {
+            a.client_cert = Some(v);
+        } else {
+            r.invalid(CLIENT_CERT, format!("invalid Secret name '{v}'"));
         }
     }
     a.service_upstream = r.bool(SERVICE_UPSTREAM).unwrap_or(false);

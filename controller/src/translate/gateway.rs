@@ -582,6 +582,7 @@ fn translate_route(
             tls_verify: ann_service.tls_verify,
             tls_verify_depth: ann_service.tls_verify_depth,
             ca_certificates: None,
+            client_certificate: None,
             enabled: true,
             tags: tags.clone(),
             routes: Vec::new(),
