@@ -128,3 +128,34 @@ async fn tls_verify_depth_limits_the_upstream_chain() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("tls_verify_depth"), "{body}");
 }
+
+#[tokio::test]
+async fn write_timeout_ends_a_call_whose_upstream_takes_no_body() {
+    // An HTTP/2 upstream with a 1 KiB stream window that never reads a request body nor answers.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let _server = tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut conn =
+                    h2::server::Builder::new().initial_window_size(1024).handshake::<_, bytes::Bytes>(s).await.unwrap();
+                let mut held = Vec::new();
+                while let Some(Ok(stream)) = conn.accept().await {
+                    held.push(stream); // kept, unread and unanswered
+                }
+            });
+        }
+    });
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let config = grpc_config(addr).replace("  routes:", "  write_timeout: 300\n  read_timeout: 60000\n  routes:");
+    p.push_ok(&config).await;
+    let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
+    let started = Instant::now();
+    let mut req = tonic::Request::new(HelloRequest { greeting: "x".repeat(256 * 1024) });
+    req.set_timeout(Duration::from_secs(30));
+    let err = client.say_hello(req).await.unwrap_err();
+    // The stalled upload ends after write_timeout, long before read_timeout or the deadline.
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "took {took:?}");
+}

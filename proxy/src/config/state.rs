@@ -332,7 +332,11 @@ pub(crate) fn build(
             read_timeout: Duration::from_millis(s.read_timeout),
             write_timeout: Duration::from_millis(s.write_timeout),
             retries: s.retries,
-            transport: Transport { h2: s.protocol.is_grpc(), tls },
+            transport: Transport {
+                h2: s.protocol.is_grpc(),
+                tls,
+                write_timeout: Duration::from_millis(s.write_timeout),
+            },
             balancer,
             upstream_host,
         });

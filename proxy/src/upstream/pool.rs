@@ -62,6 +62,8 @@ pub struct Transport {
     pub h2: bool,
     /// TLS client config and the SNI to send; `None` for cleartext.
     pub tls: Option<(Arc<rustls::ClientConfig>, Arc<str>)>,
+    /// The service's `write_timeout` (HTTP/2: see [`H2Sender::write_timeout`]).
+    pub write_timeout: Duration,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -229,7 +231,7 @@ impl Pool {
                 let slot = map.entry(key.clone()).or_default();
                 if !fresh {
                     if let Some(s) = slot.sender.as_ref().filter(|s| !s.is_closed()) {
-                        return Ok(Sender::H2(s.clone()));
+                        return Ok(Sender::H2(s.for_transport(transport)));
                     }
                 }
                 slot.dial.clone()
@@ -239,14 +241,15 @@ impl Pool {
             if !fresh {
                 let map = self.h2.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(s) = map.get(&key).and_then(|slot| slot.sender.as_ref()).filter(|s| !s.is_closed()) {
-                    return Ok(Sender::H2(s.clone()));
+                    return Ok(Sender::H2(s.for_transport(transport)));
                 }
             }
             // Dialling is rare: boxed, so its large future does not bloat every request's.
             let s = Box::pin(self.dial_h2(host, port, transport, connect_timeout)).await?;
             let mut map = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(key).or_default().sender = Some(s.clone());
-            Ok(Sender::H2(s))
+            let for_request = s.for_transport(transport);
+            map.entry(key).or_default().sender = Some(s);
+            Ok(Sender::H2(for_request))
         } else {
             if !fresh {
                 let now = std::time::Instant::now();
