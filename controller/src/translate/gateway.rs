@@ -567,6 +567,34 @@ fn translate_route(
             _ if grpc => Protocol::Grpc,
             _ => Protocol::Http,
         };
+        let client_certificate = match (ann_service.client_cert.as_deref(), &rb.first_service) {
+            (Some(secret), Some(svc_ref)) if protocol.is_tls() => {
+                super::certificates::client_certificate(ctx, &svc_ref.namespace, secret, svc_ref)
+            }
+            (Some(_), Some(svc_ref)) => {
+                let field = annotations::field(annotations::CLIENT_CERT);
+                ctx.problem(svc_ref, field, "ignored: a client certificate needs protocol https or grpcs");
+                None
+            }
+            _ => None,
+        };
+        let mut ca_ids = Vec::new();
+        if let (false, Some(svc_ref)) = (ann_service.ca_certificates_secrets.is_empty(), &rb.first_service) {
+            if protocol.is_tls() && ann_service.tls_verify == Some(true) {
+                for secret in &ann_service.ca_certificates_secrets {
+                    if let Some(id) = super::certificates::ca_certificate(ctx, &svc_ref.namespace, secret, svc_ref) {
+                        ca_ids.push(id);
+                    }
+                }
+                ca_ids.sort();
+                ca_ids.dedup();
+            } else {
+                let field = annotations::field(annotations::CA_CERTIFICATES_SECRET);
+                let message =
+                    "ignored: CA certificates need konghq.com/tls-verify: \"true\" and protocol https or grpcs";
+                ctx.problem(svc_ref, field, message);
+            }
+        }
         let service = proxy_config::Service {
             id: None,
             url: None,
@@ -581,8 +609,8 @@ fn translate_route(
             retries: if rb.partially_invalid { 0 } else { ann_service.retries.unwrap_or(5) },
             tls_verify: ann_service.tls_verify,
             tls_verify_depth: ann_service.tls_verify_depth,
-            ca_certificates: None,
-            client_certificate: None,
+            ca_certificates: (!ca_ids.is_empty()).then_some(ca_ids),
+            client_certificate,
             enabled: true,
             tags: tags.clone(),
             routes: Vec::new(),
