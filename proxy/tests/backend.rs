@@ -159,3 +159,36 @@ async fn write_timeout_ends_a_call_whose_upstream_takes_no_body() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "took {took:?}");
 }
+
+#[tokio::test]
+async fn http_route_to_an_h2c_service_speaks_http2_upstream() {
+    // What the controller makes of a Service port with appProtocol kubernetes.io/h2c under an
+    // HTTPRoute: an HTTP route whose service is `grpc` (HTTP/2 without TLS).
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let _server = tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let body = format!("{:?} {}", req.version(), req.uri().path());
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from(body),
+                    )))
+                });
+                let io = hyper_util::rt::TokioIo::new(s);
+                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    });
+    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    p.push_ok(&format!(
+        "_format_version: '3.0'\nservices:\n- name: h2c\n  protocol: grpc\n  host: {}\n  port: {}\n  routes:\n  - name: web\n    protocols: [http]\n    paths: ['/']\n",
+        addr.ip(),
+        addr.port()
+    ))
+    .await;
+    let got = h1(p.addr(0), get("/items/1", "h2c.example.com")).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "HTTP/2.0 /items/1"));
+}
