@@ -192,3 +192,32 @@ async fn http_route_to_an_h2c_service_speaks_http2_upstream() {
     let got = h1(p.addr(0), get("/items/1", "h2c.example.com")).await;
     assert_eq!((got.status, got.body.as_str()), (200, "HTTP/2.0 /items/1"));
 }
+
+#[tokio::test]
+async fn invalid_backend_share_of_a_split_fails_at_once_and_the_rest_succeeds() {
+    // The controller's shape for a rule with one valid and one invalid backend of equal weight:
+    // retries 0 and a tcp_failures threshold that never trips keep the invalid share exact.
+    let backend = sluice_demo::spawn(sluice_demo::BackendOptions::named("valid")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    p.push_ok(&format!(
+        "_format_version: '3.0'\nupstreams:\n- name: u\n  healthchecks:\n    passive:\n      unhealthy:\n        tcp_failures: 4294967295\n  targets:\n  - target: {}\n  - target: {INVALID_TARGET}\nservices:\n- name: g\n  protocol: grpc\n  host: u\n  retries: 0\n  routes:\n  - name: g\n    protocols: [grpc]\n    paths: ['/']\n",
+        backend.addr()
+    ))
+    .await;
+    let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
+    let (mut ok, mut unavailable) = (0, 0);
+    for _ in 0..100 {
+        let started = Instant::now();
+        let mut req = tonic::Request::new(HelloRequest { greeting: "x".into() });
+        req.set_timeout(Duration::from_secs(5));
+        match client.say_hello(req).await {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+                unavailable += 1;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+    }
+    assert_eq!((ok, unavailable), (50, 50), "round-robin over equal weights alternates");
+}
