@@ -56,9 +56,11 @@ macro_rules! golden {
 }
 
 golden! {
+    golden_app_protocol,
     golden_bad_objects_do_not_block_good_ones,
     golden_class_filtering,
     golden_class_not_default,
+    golden_client_cert,
     golden_default_backend,
     golden_empty_path,
     golden_endpointslice_targets,
@@ -70,6 +72,7 @@ golden! {
     golden_gateway_listener_status,
     golden_gateway_rejected_certificate,
     golden_grpc_drops_methods_strip_path_and_path,
+    golden_grpc_ingress_without_protocol,
     golden_grpcroute_attachment,
     golden_grpcroute_exact_method_matching,
     golden_grpcroute_header_matching,
@@ -92,6 +95,7 @@ golden! {
     golden_httproute_basic,
     golden_httproute_left_out,
     golden_httproute_plugins,
+    golden_httproute_timeouts,
     golden_ingress_prefix_basic,
     golden_ipv6_targets,
     golden_multiple_ports_one_service,

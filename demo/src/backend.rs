@@ -38,6 +38,8 @@ pub struct BackendOptions {
     pub addr: Option<SocketAddr>,
     /// `(cert PEM, key PEM)`: serve h2 over TLS instead of h2c.
     pub tls: Option<(String, String)>,
+    /// With `tls`: a CA PEM; clients must present a certificate it issued (mutual TLS).
+    pub client_ca: Option<String>,
 }
 
 impl Default for BackendOptions {
@@ -49,12 +51,18 @@ impl Default for BackendOptions {
 impl BackendOptions {
     /// A plaintext backend on a free loopback port.
     pub fn named(name: &str) -> Self {
-        Self { name: name.to_owned(), addr: None, tls: None }
+        Self { name: name.to_owned(), addr: None, tls: None, client_ca: None }
     }
 
     /// The same options, served over TLS with this certificate and key (PEM).
     pub fn with_tls(mut self, cert_pem: String, key_pem: String) -> Self {
         self.tls = Some((cert_pem, key_pem));
+        self
+    }
+
+    /// The same options, refusing TLS clients without a certificate issued by `ca_pem`.
+    pub fn with_client_ca(mut self, ca_pem: String) -> Self {
+        self.client_ca = Some(ca_pem);
         self
     }
 }
@@ -124,7 +132,11 @@ async fn serve(listener: TcpListener, opts: BackendOptions) -> Result<Backend, D
     let tls = opts.tls.is_some();
     if let Some((cert, key)) = opts.tls {
         crate::tls::install_default_provider();
-        builder = builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &opts.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config)?;
     }
     let hello = HelloServiceServer::new(Hello)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)

@@ -2,7 +2,7 @@
 //! format 3.0, the subset sluice implements (the types in [`schema`]; ARCHITECTURE.md "The life of a config").
 //!
 //! This crate is deliberately small and I/O free: serde types ([`schema`]), the rules Kong's schema
-//! enforces ([`validate`], with per-entity errors in Kong's `flattened_errors` shape, [`errors`]),
+//! enforces ([`validate`]; Kong's hand-written shorthands are expanded first, `shorthand`), with per-entity errors in Kong's `flattened_errors` shape, [`errors`]),
 //! the regex dialect both sides must agree on ([`patterns`]), Kong's plugin schemas ([`plugins`])
 //! and the configuration hash ([`hash`]).
 //! The controller and the proxy depend on it and never on each other.
@@ -14,6 +14,7 @@ pub mod nesting;
 pub mod patterns;
 pub mod plugins;
 mod schema;
+mod shorthand;
 pub mod validate;
 
 pub use errors::{EntityError, FieldError, FlattenedError, ParseError};
@@ -24,14 +25,19 @@ pub use validate::{check_plugin_config, validate};
 /// Parses a declarative config from JSON or YAML text (JSON is YAML, but the JSON parser gives
 /// better messages, so it is tried first when the text looks like JSON). YAML nested deeper than
 /// [`nesting::MAX_DEPTH`] is refused before it is parsed.
+///
+/// Kong's shorthands (a service `url`, top-level `targets` and `snis`) are expanded into the
+/// canonical form here, so everything downstream (validation, the hash, the proxy) sees one form.
 pub fn parse(text: &str) -> Result<Config, ParseError> {
     let trimmed = text.trim_start();
-    if trimmed.starts_with('{') {
-        serde_json::from_str(text).map_err(|e| ParseError::Json(e.to_string()))
+    let mut config: Config = if trimmed.starts_with('{') {
+        serde_json::from_str(text).map_err(|e| ParseError::Json(e.to_string()))?
     } else {
         nesting::check(text, nesting::MAX_DEPTH)?;
-        serde_yaml_ng::from_str(text).map_err(|e| ParseError::Yaml(e.to_string()))
-    }
+        serde_yaml_ng::from_str(text).map_err(|e| ParseError::Yaml(e.to_string()))?
+    };
+    shorthand::expand(&mut config);
+    Ok(config)
 }
 
 /// Parses and validates in one step: what the proxy does with a pushed body.

@@ -14,6 +14,7 @@ pub const FORMAT_VERSION: &str = "3.0";
 
 /// A whole declarative configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(rename = "_format_version")]
@@ -32,6 +33,41 @@ pub struct Config {
     pub ca_certificates: Vec<CaCertificate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<Plugin>,
+    /// Kong's top-level form of `upstreams[].targets`: each names its upstream; moved under it at
+    /// parse time (see [`crate::shorthand`]); one left here names no upstream (a validation error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TopTarget>,
+    /// Kong's top-level form of `certificates[].snis`, each naming its certificate by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snis: Vec<TopSni>,
+}
+
+/// A target written at the top level, naming its upstream by name or id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TopTarget {
+    pub upstream: EntityRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub target: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// An SNI written at the top level, naming its certificate (by id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TopSni {
+    pub certificate: EntityRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl Config {
@@ -70,6 +106,7 @@ pub enum RouteOwner<'a> {
 
 /// A reference to another entity: `service: name`, `service: {name: x}` or `service: {id: x}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum EntityRef {
     Name(String),
@@ -77,6 +114,7 @@ pub enum EntityRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EntityRefObject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +146,7 @@ impl fmt::Display for EntityRef {
 /// Kong protocols. sluice proxies the HTTP and gRPC families; the others parse (so a config that
 /// names them gets a clear validation error instead of a serde one) but are rejected by validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Http,
@@ -215,14 +254,21 @@ fn default_slots() -> u32 {
 
 /// A Kong service: where matched requests go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Kong's shorthand for `protocol`, `host`, `port` and `path` together
+    /// (`grpc://host:port`); expanded at parse time (see [`crate::shorthand`]), so it stays set
+    /// only when it could not be read (a validation error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     #[serde(default = "default_protocol")]
     pub protocol: Protocol,
+    #[serde(default)]
     pub host: String,
     #[serde(default = "default_port")]
     pub port: u16,
@@ -242,6 +288,9 @@ pub struct Service {
     pub tls_verify_depth: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificates: Option<Vec<String>>,
+    /// The certificate (`certificates[]`, by id) presented to a TLS upstream that asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<EntityRef>,
     #[serde(default = "default_true")]
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -254,6 +303,7 @@ pub struct Service {
 
 /// Kong's two path handling algorithms (how a service path and the stripped request path join).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PathHandling {
     #[default]
@@ -263,6 +313,7 @@ pub enum PathHandling {
 
 /// A Kong route: what requests it matches and how it forwards them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,6 +385,7 @@ impl Service {
 
 /// Load-balancing algorithms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
     #[default]
@@ -345,6 +397,7 @@ pub enum Algorithm {
 
 /// What consistent hashing hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HashOn {
     #[default]
@@ -360,6 +413,7 @@ pub enum HashOn {
 
 /// A named pool of targets; a service whose `host` equals an upstream's `name` balances over it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -390,6 +444,7 @@ pub struct Upstream {
 /// Kong's healthcheck block: `active` probes (http, https, tcp, and sluice's grpc/grpcs through
 /// `grpc.health.v1.Health/Check`) and `passive` circuit breaking on live traffic.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Healthchecks {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -522,6 +577,7 @@ impl Default for ActiveUnhealthy {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealthcheck {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -533,6 +589,7 @@ pub struct PassiveHealthcheck {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealthy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -542,6 +599,7 @@ pub struct PassiveHealthy {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PassiveUnhealthy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -560,6 +618,7 @@ pub struct PassiveUnhealthy {
 
 /// One balancing target: `host:port` (port defaults to 8000, as in Kong) and a weight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -573,6 +632,7 @@ pub struct Target {
 
 /// A server certificate (PEM chain + key) and the SNIs it serves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -594,6 +654,7 @@ impl Certificate {
 
 /// An SNI, written either as a bare name or as Kong's nested `{name: ...}` entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum Sni {
     Name(String),
@@ -601,6 +662,7 @@ pub enum Sni {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SniObject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -621,6 +683,7 @@ impl Sni {
 
 /// A CA certificate a TLS upstream is verified against (`services[].ca_certificates` holds ids).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CaCertificate {
     pub id: String,
@@ -634,6 +697,7 @@ pub struct CaCertificate {
 /// A plugin instance; `config` is checked and typed by [`crate::plugins`] (the plugins sluice
 /// implements are [`SUPPORTED_PLUGINS`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Plugin {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -672,6 +736,7 @@ pub const SUPPORTED_PLUGINS: &[&str] = crate::plugins::PLUGIN_NAMES;
 /// format); `remove` lists bare names. The full, checked schemas are
 /// [`crate::plugins::RequestTransformerConfig`] and [`crate::plugins::ResponseTransformerConfig`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransformerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -689,6 +754,7 @@ pub struct TransformerConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransformOps {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -708,6 +774,7 @@ pub struct TransformOps {
 /// The `request-termination` config the controller generates: a fixed reply instead of proxying.
 /// The full, checked schema is [`crate::plugins::RequestTerminationConfig`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TerminationConfig {
     #[serde(default = "default_termination_status")]

@@ -220,3 +220,183 @@ fn health_check_fields_are_checked_and_named() {
     assert_eq!((a.kind, a.grpc_service.as_str(), a.concurrency, a.timeout), (ActiveKind::Grpcs, "echo.Echo", 10, 1.0));
     assert_eq!(a.unhealthy.http_statuses, [429, 404, 500, 501, 502, 503, 504, 505], "Kong's defaults");
 }
+
+#[test]
+fn shorthands_expand_to_the_canonical_config() {
+    let short = parse(
+        r#"
+_format_version: "3.0"
+services:
+- name: g
+  url: grpc://grpcbin.default.svc:9000
+  routes:
+  - name: g
+    protocols: [grpc]
+    paths: ["/"]
+upstreams:
+- name: grpcbin.default.svc
+  id: u1
+certificates:
+- id: c1
+  cert: "-----BEGIN CERTIFICATE-----"
+  key: "-----BEGIN PRIVATE KEY-----"
+targets:
+- upstream: grpcbin.default.svc
+  target: 10.0.0.1:9000
+- upstream: {id: u1}
+  target: 10.0.0.2:9000
+  weight: 5
+snis:
+- certificate: {id: c1}
+  name: example.com
+"#,
+    )
+    .unwrap();
+    validate(&short).unwrap();
+    let long = parse(
+        r#"
+_format_version: "3.0"
+services:
+- name: g
+  protocol: grpc
+  host: grpcbin.default.svc
+  port: 9000
+  routes:
+  - name: g
+    protocols: [grpc]
+    paths: ["/"]
+upstreams:
+- name: grpcbin.default.svc
+  id: u1
+  targets:
+  - target: 10.0.0.1:9000
+  - target: 10.0.0.2:9000
+    weight: 5
+certificates:
+- id: c1
+  cert: "-----BEGIN CERTIFICATE-----"
+  key: "-----BEGIN PRIVATE KEY-----"
+  snis:
+  - name: example.com
+"#,
+    )
+    .unwrap();
+    assert_eq!(short, long);
+    assert_eq!(config_hash(&short), config_hash(&long));
+}
+
+#[test]
+fn shorthands_that_cannot_expand_are_errors_naming_the_field() {
+    let errs = errors_of(
+        r#"
+_format_version: "3.0"
+services:
+- name: a
+  url: ftp://x
+- name: b
+  url: http://x
+  host: y
+targets:
+- upstream: nope
+  target: 10.0.0.1:80
+snis:
+- certificate: missing
+  name: example.com
+"#,
+    );
+    let fields: Vec<(String, String, String)> = errs
+        .iter()
+        .flat_map(|e| e.errors.iter().map(move |f| (e.entity_type.clone(), e.entity_name.clone(), f.field.clone())))
+        .collect();
+    for want in [
+        ("service", "a", "url"),
+        ("service", "b", "url"),
+        ("target", "10.0.0.1:80", "upstream"),
+        ("sni", "example.com", "certificate"),
+    ] {
+        assert!(
+            fields.contains(&(want.0.to_string(), want.1.to_string(), want.2.to_string())),
+            "{want:?} not in {fields:?}"
+        );
+    }
+}
+
+/// Every field of every schema type, as `Type.field`, read from the types themselves (their JSON
+/// schema, which follows the serde attributes): a field added to the schema shows up here.
+fn schema_fields() -> std::collections::BTreeSet<String> {
+    let schema = serde_json::to_value(schemars::schema_for!(Config)).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    let mut add = |ty: &str, def: &serde_json::Value| {
+        let mut objects = vec![def];
+        // Untagged enums (EntityRef, Sni) are one of several shapes; their object shapes have fields.
+        for key in ["anyOf", "oneOf"] {
+            if let Some(alts) = def.get(key).and_then(|v| v.as_array()) {
+                objects.extend(alts.iter());
+            }
+        }
+        for o in objects {
+            if let Some(props) = o.get("properties").and_then(|p| p.as_object()) {
+                for name in props.keys() {
+                    out.insert(format!("{ty}.{name}"));
+                }
+            }
+        }
+    };
+    add("Config", &schema);
+    for (name, def) in schema["$defs"].as_object().unwrap() {
+        add(name, def);
+    }
+    out
+}
+
+/// The first column of docs/field-audit.md's tables: `Type.field` in backticks.
+fn audited_fields() -> std::collections::BTreeSet<String> {
+    let doc = include_str!("../../docs/field-audit.md");
+    doc.lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`'))
+        .map(|(name, _)| name.to_string())
+        .filter(|name| name.contains('.') && !name.contains(' ') && name.chars().next().is_some_and(char::is_uppercase))
+        .collect()
+}
+
+#[test]
+fn every_schema_field_is_in_the_field_audit() {
+    let fields = schema_fields();
+    assert!(fields.contains("Service.write_timeout") && fields.contains("Config.targets"), "{fields:?}");
+    let audited = audited_fields();
+    let missing: Vec<&String> = fields.difference(&audited).collect();
+    let stale: Vec<&String> = audited.difference(&fields).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "docs/field-audit.md is out of date.\nmissing (add a row: field | effect | test): {missing:#?}\nno longer in the schema: {stale:#?}"
+    );
+}
+
+#[test]
+fn hash_fallback_is_checked_and_unsupported_inputs_are_named() {
+    let base = "_format_version: '3.0'\nupstreams:\n- name: u\n  algorithm: consistent-hashing\n";
+    let fields_of = |extra: &str| -> Vec<String> {
+        match validate(&parse(&format!("{base}{extra}")).unwrap()) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.flattened_errors.iter().flat_map(|e| e.errors.iter().map(|f| f.field.clone())).collect(),
+        }
+    };
+    assert!(fields_of("  hash_on: header\n  hash_on_header: x-a\n  hash_fallback: ip\n").is_empty());
+    assert!(fields_of("  hash_on: ip\n  hash_fallback: header\n  hash_fallback_header: x-b\n").is_empty());
+    assert_eq!(fields_of("  hash_fallback: ip\n"), ["hash_fallback"]);
+    assert_eq!(fields_of("  hash_on: ip\n  hash_fallback: ip\n"), ["hash_fallback"]);
+    assert_eq!(fields_of("  hash_on: ip\n  hash_fallback: header\n"), ["hash_fallback_header"]);
+    assert_eq!(
+        fields_of("  hash_on: header\n  hash_on_header: x-a\n  hash_fallback: header\n  hash_fallback_header: X-A\n"),
+        ["hash_fallback_header"]
+    );
+    for unsupported in ["cookie", "path", "consumer", "query_arg", "uri_capture"] {
+        assert_eq!(
+            fields_of(&format!("  hash_on: ip\n  hash_fallback: {unsupported}\n")),
+            ["hash_fallback"],
+            "{unsupported}"
+        );
+        assert_eq!(fields_of(&format!("  hash_on: {unsupported}\n")), ["hash_on"], "{unsupported}");
+    }
+}

@@ -69,6 +69,7 @@ impl Validator {
             self.finish(e);
         }
         let ca_ids: HashSet<&str> = config.ca_certificates.iter().map(|c| c.id.as_str()).collect();
+        let cert_ids: HashSet<&str> = config.certificates.iter().filter_map(|c| c.id.as_deref()).collect();
 
         let mut service_names = HashSet::new();
         for s in &config.services {
@@ -79,6 +80,13 @@ impl Validator {
                 }
             }
             check_service(s, &ca_ids, &mut e);
+            if let Some(c) = &s.client_certificate {
+                if !cert_ids.iter().any(|id| c.matches(None, Some(id))) {
+                    e.err("client_certificate", format!("unknown certificate '{c}'"));
+                } else if !s.protocol.is_tls() {
+                    e.err("client_certificate", "only allowed when 'protocol' is 'https' or 'grpcs'");
+                }
+            }
             self.finish(e);
         }
 
@@ -100,6 +108,17 @@ impl Validator {
                 _ => {}
             }
             check_route(route, &mut e);
+            self.finish(e);
+        }
+
+        for t in &config.targets {
+            let mut e = Entity::new("target", &t.target, t.id.as_deref(), &t.tags);
+            e.err("upstream", format!("unknown upstream '{}'", t.upstream));
+            self.finish(e);
+        }
+        for sni in &config.snis {
+            let mut e = Entity::new("sni", &sni.name, sni.id.as_deref(), &sni.tags);
+            e.err("certificate", format!("unknown certificate '{}'", sni.certificate));
             self.finish(e);
         }
 
@@ -197,7 +216,15 @@ fn check_service(s: &Service, ca_ids: &HashSet<&str>, e: &mut Entity<'_>) {
     if !matches!(s.protocol, Protocol::Http | Protocol::Https | Protocol::Grpc | Protocol::Grpcs) {
         e.err("protocol", format!("protocol '{}' is not supported by sluice (http, https, grpc, grpcs)", s.protocol));
     }
-    if s.host.is_empty() {
+    if let Some(url) = &s.url {
+        match crate::shorthand::parse_url(url) {
+            Err(msg) => e.err("url", msg),
+            Ok(_) if !s.host.is_empty() => {
+                e.err("url", "set either 'url' or 'host' (with protocol, port, path), not both")
+            }
+            Ok(_) => {}
+        }
+    } else if s.host.is_empty() {
         e.err("host", "required field missing");
     } else if let Err(msg) = valid_host_pattern(&s.host) {
         e.err("host", msg);
@@ -218,6 +245,9 @@ fn check_service(s: &Service, ca_ids: &HashSet<&str>, e: &mut Entity<'_>) {
         if v == 0 || v > MAX_TIMEOUT_MS {
             e.err(field, format!("value should be between 1 and {MAX_TIMEOUT_MS}"));
         }
+    }
+    if s.tls_verify_depth.is_some_and(|d| d > 64) {
+        e.err("tls_verify_depth", "value should be between 0 and 64");
     }
     if s.retries > MAX_RETRIES {
         e.err("retries", format!("value should be between 0 and {MAX_RETRIES}"));
@@ -360,6 +390,31 @@ fn check_upstream(u: &Upstream, e: &mut Entity<'_>) {
                 serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
             ),
         ),
+    }
+    match u.hash_fallback {
+        HashOn::None => {}
+        _ if u.hash_on == HashOn::None => e.err("hash_fallback", "must be 'none' when 'hash_on' is 'none'"),
+        HashOn::Ip if u.hash_on == HashOn::Ip => e.err("hash_fallback", "must differ from 'hash_on'"),
+        HashOn::Ip => {}
+        HashOn::Header => match u.hash_fallback_header.as_deref().unwrap_or("") {
+            "" => e.err("hash_fallback_header", "required when 'hash_fallback' is set to 'header'"),
+            h if u.hash_on == HashOn::Header
+                && u.hash_on_header.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(h)) =>
+            {
+                e.err("hash_fallback_header", "must differ from 'hash_on_header'")
+            }
+            _ => {}
+        },
+        other => e.err(
+            "hash_fallback",
+            format!(
+                "hash_fallback '{}' is not supported by sluice (none, ip, header)",
+                serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            ),
+        ),
+    }
+    if u.hash_fallback != HashOn::Header && u.hash_fallback_header.is_some() {
+        e.err("hash_fallback_header", "only allowed when 'hash_fallback' is 'header'");
     }
     if u.hash_on != HashOn::None && u.algorithm != Algorithm::ConsistentHashing {
         e.err("hash_on", "requires 'algorithm' to be 'consistent-hashing'");

@@ -21,6 +21,7 @@ use crate::settings::Settings;
 use crate::telemetry::access_log::{AccessLog, AccessLogError};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::observe::Observer;
+use crate::upstream::dns::Resolver;
 use crate::upstream::pool::{H2Tuning, Pool};
 
 #[derive(Debug, Error)]
@@ -95,11 +96,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let observer = Arc::new(Observer { metrics: metrics.clone(), access_log, metrics_enabled });
     let shared = Arc::new(ProxyHandler {
         state: state.clone(),
-        pool: Pool::new(H2Tuning {
-            keepalive_interval: settings.limits.upstream_h2_keepalive_interval,
-            keepalive_timeout: settings.limits.upstream_h2_keepalive_timeout,
-            ..H2Tuning::default()
-        }),
+        pool: Pool::new(
+            H2Tuning {
+                keepalive_interval: settings.limits.upstream_h2_keepalive_interval,
+                keepalive_timeout: settings.limits.upstream_h2_keepalive_timeout,
+                ..H2Tuning::default()
+            },
+            Resolver::new(settings.dns.clone()),
+        ),
         observer,
         trusted: settings.trusted_ips.clone(),
     });

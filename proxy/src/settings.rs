@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use crate::settings::listen::{ListenError, ListenSpec};
 use crate::settings::trust::{TrustError, TrustedIps};
+use crate::upstream::dns::DnsSettings;
 
 /// Kong's default `proxy_listen`.
 pub const DEFAULT_PROXY_LISTEN: &str =
@@ -145,6 +146,20 @@ fn ms(get: &impl Fn(&str) -> Option<String>, var: &'static str, out: &mut Durati
     Ok(())
 }
 
+fn dns_settings(get: &impl Fn(&str) -> Option<String>) -> Result<DnsSettings, SettingsError> {
+    let mut d = DnsSettings::default();
+    for (var, out) in [
+        ("KONG_DNS_VALID_TTL", &mut d.valid_ttl),
+        ("KONG_DNS_STALE_TTL", &mut d.stale_ttl),
+        ("KONG_DNS_ERROR_TTL", &mut d.error_ttl),
+    ] {
+        let mut n = out.as_secs();
+        num(get, var, 0, 365 * 24 * 3600, &mut n)?;
+        *out = Duration::from_secs(n);
+    }
+    Ok(d)
+}
+
 fn num<T: TryFrom<u64>>(
     get: &impl Fn(&str) -> Option<String>,
     var: &'static str,
@@ -181,6 +196,9 @@ pub struct Settings {
     pub log_level: String,
     pub trusted_ips: TrustedIps,
     pub limits: ConnLimits,
+    /// How upstream host names are cached (`KONG_DNS_VALID_TTL`, `KONG_DNS_STALE_TTL`,
+    /// `KONG_DNS_ERROR_TTL`, in seconds; see [`crate::upstream::dns`]).
+    pub dns: DnsSettings,
 }
 
 impl Settings {
@@ -238,6 +256,7 @@ impl Settings {
             log_level,
             trusted_ips: get("KONG_TRUSTED_IPS").unwrap_or_default().parse()?,
             limits,
+            dns: dns_settings(&get)?,
         })
     }
 

@@ -39,7 +39,12 @@ pub const RESPONSE_BUFFERING: &str = "konghq.com/response-buffering";
 pub const PATH_HANDLING: &str = "konghq.com/path-handling";
 pub const TLS_VERIFY: &str = "konghq.com/tls-verify";
 pub const TLS_VERIFY_DEPTH: &str = "konghq.com/tls-verify-depth";
+/// KIC's name for the CA Secrets an upstream is verified against.
+pub const CA_CERTIFICATES_SECRET: &str = "konghq.com/ca-certificates-secret";
+/// The plural spelling sluice read first: still honoured, with a deprecation problem.
 pub const CA_CERTIFICATES_SECRETS: &str = "konghq.com/ca-certificates-secrets";
+/// A TLS Secret (in the Service's namespace) whose certificate is presented to the upstream.
+pub const CLIENT_CERT: &str = "konghq.com/client-cert";
 pub const TAGS: &str = "konghq.com/tags";
 pub(crate) const PLUGINS: &str = "konghq.com/plugins";
 pub const SERVICE_UPSTREAM: &str = "ingress.kubernetes.io/service-upstream";
@@ -53,12 +58,9 @@ pub const MAX_VALUE_LEN: usize = 1024;
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("konghq.com/override", "KongIngress is deprecated in KIC and not supported by sluice"),
     ("konghq.com/rewrite", "URI rewriting is not supported by sluice"),
-    ("konghq.com/client-cert", "upstream client certificates are not supported by sluice"),
-    (
-        "konghq.com/ca-certificates-configmaps",
-        "CA ConfigMaps are not supported; use konghq.com/ca-certificates-secrets",
-    ),
-    ("konghq.com/ca-certificates", "KongCACertificate is not supported; use konghq.com/ca-certificates-secrets"),
+    ("konghq.com/ca-certificates-configmap", "CA ConfigMaps are not supported; use konghq.com/ca-certificates-secret"),
+    ("konghq.com/ca-certificates-configmaps", "CA ConfigMaps are not supported; use konghq.com/ca-certificates-secret"),
+    ("konghq.com/ca-certificates", "KongCACertificate is not supported; use konghq.com/ca-certificates-secret"),
 ];
 
 const ROUTE_KEYS: &[&str] = &[
@@ -89,7 +91,9 @@ const SERVICE_KEYS: &[&str] = &[
     RETRIES,
     TLS_VERIFY,
     TLS_VERIFY_DEPTH,
+    CA_CERTIFICATES_SECRET,
     CA_CERTIFICATES_SECRETS,
+    CLIENT_CERT,
     crate::policy::ANNOTATION,
     TAGS,
     PLUGINS,
@@ -130,6 +134,8 @@ pub struct ServiceAnnotations {
     pub tls_verify: Option<bool>,
     pub tls_verify_depth: Option<u32>,
     pub ca_certificates_secrets: Vec<String>,
+    /// `konghq.com/client-cert`: the TLS Secret presented to the upstream.
+    pub client_cert: Option<String>,
     pub service_upstream: bool,
     pub tags: Vec<String>,
     /// `konghq.com/plugins` (see [`RouteAnnotations::plugins`]).
@@ -193,6 +199,11 @@ impl Reader<'_> {
 
     fn invalid(&mut self, key: &str, message: impl std::fmt::Display) {
         self.problems.push(Problem::new(self.object, field(key), format!("{message}; annotation ignored")));
+    }
+
+    /// A problem about a value that still takes effect (a deprecated spelling).
+    fn deprecated(&mut self, key: &str, message: impl std::fmt::Display) {
+        self.problems.push(Problem::new(self.object, field(key), message.to_string()));
     }
 
     fn bool(&mut self, key: &str) -> Option<bool> {
@@ -413,14 +424,38 @@ pub fn service_annotations(
     a.retries = r.int(RETRIES, 0, 32_767);
     a.tls_verify = r.bool(TLS_VERIFY);
     a.tls_verify_depth = r.int(TLS_VERIFY_DEPTH, 0, 64);
-    if let Some(v) = r.get(CA_CERTIFICATES_SECRETS) {
+    let ca_key = match (r.get(CA_CERTIFICATES_SECRET).is_some(), r.get(CA_CERTIFICATES_SECRETS).is_some()) {
+        (true, true) => {
+            r.invalid(CA_CERTIFICATES_SECRETS, format!("ignored: {CA_CERTIFICATES_SECRET} is set and wins"));
+            Some(CA_CERTIFICATES_SECRET)
+        }
+        (true, false) => Some(CA_CERTIFICATES_SECRET),
+        (false, true) => {
+            r.deprecated(
+                CA_CERTIFICATES_SECRETS,
+                format!("deprecated spelling, still honoured: use {CA_CERTIFICATES_SECRET}"),
+            );
+            Some(CA_CERTIFICATES_SECRETS)
+        }
+        (false, false) => None,
+    };
+    if let Some(key) = ca_key {
+        let v = r.get(key).unwrap_or_default();
         let list: Vec<String> = split_list(v, ",").map(str::to_string).collect();
         match list.iter().find(|n| !is_dns_subdomain(n)) {
             Some(bad) => {
                 let msg = format!("invalid Secret name '{bad}'");
-                r.invalid(CA_CERTIFICATES_SECRETS, msg);
+                r.invalid(key, msg);
             }
             None => a.ca_certificates_secrets = list,
+        }
+    }
+    if let Some(v) = r.get(CLIENT_CERT) {
+        let v = v.trim().to_string();
+        if is_dns_subdomain(&v) {
+            a.client_cert = Some(v);
+        } else {
+            r.invalid(CLIENT_CERT, format!("invalid Secret name '{v}'"));
         }
     }
     a.service_upstream = r.bool(SERVICE_UPSTREAM).unwrap_or(false);

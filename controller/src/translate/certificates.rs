@@ -125,10 +125,55 @@ pub(crate) fn translate(ctx: &mut Context<'_>, ingresses: &[&Ingress]) {
             entry.snis.extend(snis.into_iter().map(Sni::Name));
         }
     }
-    ctx.certificates.retain(|_, c| !c.snis.is_empty());
+    // Certificates without SNIs are kept only when a service presents them to its upstream.
+    let presented: std::collections::HashSet<String> = ctx
+        .kong_services
+        .values()
+        .filter_map(|k| k.service.client_certificate.as_ref())
+        .map(|r| r.to_string())
+        .collect();
+    ctx.certificates.retain(|id, c| !c.snis.is_empty() || presented.contains(id));
     for c in ctx.certificates.values_mut() {
         c.snis.sort_by(|a, b| a.name().cmp(b.name()));
     }
+}
+
+/// The certificate of TLS Secret `namespace/name`, presented to a service's upstream
+/// (`konghq.com/client-cert`), added to the config; `None` with a problem on `referrer` when
+/// unusable. The id is the one an Ingress TLS section naming the same Secret gets, so one Secret
+/// is one certificate.
+pub(crate) fn client_certificate(
+    ctx: &mut Context<'_>,
+    namespace: &str,
+    name: &str,
+    referrer: &ObjectRef,
+) -> Option<proxy_config::EntityRef> {
+    let field = super::annotations::field(super::annotations::CLIENT_CERT);
+    let Some(secret) = ctx.secrets_by_name.get(&(namespace.to_string(), name.to_string())).copied() else {
+        ctx.problem(referrer, field, format!("client certificate Secret {namespace}/{name} not found; left out"));
+        return None;
+    };
+    let secret_ref = ObjectRef::of(secret);
+    let id = names::uuid("certificate", &format!("{namespace}/{name}"));
+    if !ctx.certificates.contains_key(&id) {
+        match load_tls(secret) {
+            Ok((cert, key)) => {
+                let tags = names::tags(&secret_ref, &[]);
+                let c = Certificate { id: Some(id.clone()), cert, key, snis: Vec::new(), tags };
+                ctx.certificates.insert(id.clone(), c);
+            }
+            Err((f, e)) => {
+                ctx.problem(&secret_ref, f, format!("{e}; certificate left out"));
+                ctx.problem(
+                    referrer,
+                    field,
+                    format!("client certificate Secret {namespace}/{name} is invalid; left out"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(proxy_config::EntityRef::Object(proxy_config::EntityRefObject { name: None, id: Some(id) }))
 }
 
 /// The id of the CA certificate held by Secret `namespace/name` (key `ca.crt`, or `cert` as in KIC's
@@ -139,7 +184,7 @@ pub(crate) fn ca_certificate(
     name: &str,
     referrer: &ObjectRef,
 ) -> Option<String> {
-    let field = super::annotations::field(super::annotations::CA_CERTIFICATES_SECRETS);
+    let field = super::annotations::field(super::annotations::CA_CERTIFICATES_SECRET);
     let Some(secret) = ctx.secrets_by_name.get(&(namespace.to_string(), name.to_string())).copied() else {
         ctx.problem(referrer, field, format!("CA Secret {namespace}/{name} not found; left out"));
         return None;

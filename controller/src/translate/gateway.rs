@@ -39,7 +39,7 @@ use self::model::{
 };
 use self::route_settings::{route_settings, RouteSettings};
 use super::annotations::{self, RouteAnnotations};
-use super::{names, plugins, Context, KongService, ObjectRef, Problem};
+use super::{app_protocol, names, plugins, Context, KongService, ObjectRef, Problem};
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
@@ -552,14 +552,52 @@ fn translate_route(
             plugins.push(filters::termination(code, message, &tags));
         }
         let (ann_service, port) = rb.first.clone().unwrap_or_default();
-        let protocol = match ann_service.protocol {
-            Some(p) if grpc && p.is_grpc() => p,
-            Some(p) if !grpc => p,
+        // konghq.com/protocol first, then the port's appProtocol (GEP-1911), then the default.
+        let app = match app_protocol::from_app_protocol(rb.first_app_protocol.as_deref(), grpc) {
+            Ok(p) => p,
+            Err(message) => {
+                ctx.problem(obj, format!("spec.rules[{}].backendRefs", rule.index), message);
+                None
+            }
+        };
+        let protocol = match (ann_service.protocol, app) {
+            (Some(p), _) if grpc && p.is_grpc() => p,
+            (Some(p), _) if !grpc => p,
+            (_, Some(p)) => p,
             _ if grpc => Protocol::Grpc,
             _ => Protocol::Http,
         };
+        let client_certificate = match (ann_service.client_cert.as_deref(), &rb.first_service) {
+            (Some(secret), Some(svc_ref)) if protocol.is_tls() => {
+                super::certificates::client_certificate(ctx, &svc_ref.namespace, secret, svc_ref)
+            }
+            (Some(_), Some(svc_ref)) => {
+                let field = annotations::field(annotations::CLIENT_CERT);
+                ctx.problem(svc_ref, field, "ignored: a client certificate needs protocol https or grpcs");
+                None
+            }
+            _ => None,
+        };
+        let mut ca_ids = Vec::new();
+        if let (false, Some(svc_ref)) = (ann_service.ca_certificates_secrets.is_empty(), &rb.first_service) {
+            if protocol.is_tls() && ann_service.tls_verify == Some(true) {
+                for secret in &ann_service.ca_certificates_secrets {
+                    if let Some(id) = super::certificates::ca_certificate(ctx, &svc_ref.namespace, secret, svc_ref) {
+                        ca_ids.push(id);
+                    }
+                }
+                ca_ids.sort();
+                ca_ids.dedup();
+            } else {
+                let field = annotations::field(annotations::CA_CERTIFICATES_SECRET);
+                let message =
+                    "ignored: CA certificates need konghq.com/tls-verify: \"true\" and protocol https or grpcs";
+                ctx.problem(svc_ref, field, message);
+            }
+        }
         let service = proxy_config::Service {
             id: None,
+            url: None,
             name: Some(service_name.clone()),
             protocol,
             host: service_name.clone(),
@@ -571,7 +609,8 @@ fn translate_route(
             retries: if rb.partially_invalid { 0 } else { ann_service.retries.unwrap_or(5) },
             tls_verify: ann_service.tls_verify,
             tls_verify_depth: ann_service.tls_verify_depth,
-            ca_certificates: None,
+            ca_certificates: (!ca_ids.is_empty()).then_some(ca_ids),
+            client_certificate,
             enabled: true,
             tags: tags.clone(),
             routes: Vec::new(),
@@ -584,7 +623,7 @@ fn translate_route(
                 routes: Vec::new(),
                 upstream: rb.upstream,
                 used_by_rule: !grpc,
-                annotated_path: if grpc { None } else { ann_service.path.clone() },
+                annotated_path: if protocol.is_grpc() { None } else { ann_service.path.clone() },
             },
         );
         for m in &rule.matches {

@@ -13,7 +13,7 @@ use proxy_config::{Protocol, Route};
 use super::annotations::{self, RouteAnnotations};
 use super::plugins::{self, Scope};
 use super::services::port_key;
-use super::{certificates, names, Context, ObjectRef};
+use super::{app_protocol, certificates, names, Context, ObjectRef};
 
 /// Annotation marking the cluster's default IngressClass.
 pub(crate) const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -138,6 +138,8 @@ fn translate_one(ctx: &mut Context<'_>, ing: &Ingress, default_backend: &mut Opt
         let name = names::route_name(&namespace, &obj.name, &g.service, &g.host, &g.port_key);
         let host = (!g.host.is_empty()).then_some(g.host.as_str());
         let route = build_route(ctx, &obj, &ann, name, host, g.paths);
+        let k8s_service = format!("{namespace}/{}", g.service);
+        app_protocol::check_grpc_upstream(ctx, &obj, &route, &g.kong_service, &k8s_service);
         if let Some(ks) = ctx.kong_services.get_mut(&g.kong_service) {
             ks.routes.push(route);
         }
@@ -154,6 +156,8 @@ fn translate_one(ctx: &mut Context<'_>, ing: &Ingress, default_backend: &mut Opt
             if let Some(kong_service) = ctx.backend(&namespace, svc, &obj, "spec.defaultBackend.service", false) {
                 let name = names::default_backend_route_name(&namespace, &obj.name);
                 let route = build_route(ctx, &obj, &ann, name, None, vec!["/".to_string()]);
+                let k8s_service = format!("{namespace}/{}", svc.name);
+                app_protocol::check_grpc_upstream(ctx, &obj, &route, &kong_service, &k8s_service);
                 if let Some(ks) = ctx.kong_services.get_mut(&kong_service) {
                     ks.routes.push(route);
                 }

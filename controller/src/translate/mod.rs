@@ -19,6 +19,7 @@
 //! can disagree with what is routed.
 
 pub mod annotations;
+pub(crate) mod app_protocol;
 pub(crate) mod certificates;
 pub(crate) mod gateway;
 pub(crate) mod ingress;

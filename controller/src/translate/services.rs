@@ -153,14 +153,27 @@ impl<'a> Context<'a> {
             } else {
                 self.problem(
                     svc_ref,
-                    annotations::field(annotations::CA_CERTIFICATES_SECRETS),
+                    annotations::field(annotations::CA_CERTIFICATES_SECRET),
                     "ignored: CA certificates need konghq.com/tls-verify: \"true\" and protocol https or grpcs",
                 );
             }
         }
+        let client_certificate = match ann.client_cert.as_deref() {
+            Some(secret) if protocol.is_tls() => certificates::client_certificate(self, namespace, secret, svc_ref),
+            Some(_) => {
+                self.problem(
+                    svc_ref,
+                    annotations::field(annotations::CLIENT_CERT),
+                    "ignored: a client certificate needs protocol https or grpcs",
+                );
+                None
+            }
+            None => None,
+        };
         let upstream = upstreams::upstream(self, svc, svc_ref, port, ann, host.clone(), tags.clone());
         let service = proxy_config::Service {
             id: None,
+            url: None,
             name: Some(name.to_string()),
             protocol,
             host,
@@ -173,6 +186,7 @@ impl<'a> Context<'a> {
             tls_verify: ann.tls_verify,
             tls_verify_depth: ann.tls_verify_depth,
             ca_certificates: (!ca_ids.is_empty()).then_some(ca_ids),
+            client_certificate,
             enabled: true,
             tags,
             routes: Vec::new(),

@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
         _ => None,
     };
-    let backend = spawn(BackendOptions { name: args.name, addr: Some(args.listen), tls }).await?;
+    let backend = spawn(BackendOptions { name: args.name, addr: Some(args.listen), tls, client_ca: None }).await?;
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on {}", backend.addr())?;

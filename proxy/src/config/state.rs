@@ -262,6 +262,17 @@ fn capture_paths(r: &proxy_config::Route) -> Box<[regex::Regex]> {
         .collect()
 }
 
+/// The certificate a service presents to its TLS upstream (`client_certificate`), parsed.
+fn client_certificate(config: &Config, s: &proxy_config::Service) -> Result<Option<Arc<CertifiedKey>>, String> {
+    let Some(reference) = &s.client_certificate else { return Ok(None) };
+    let cert = config
+        .certificates
+        .iter()
+        .find(|c| reference.matches(None, c.id.as_deref()))
+        .ok_or_else(|| format!("unknown certificate '{reference}'"))?;
+    tls::certified_key_from_pem(&cert.cert, &cert.key).map(|k| Some(Arc::new(k))).map_err(|p| p.to_string())
+}
+
 fn entity_error(kind: &str, name: &str, field: &str, message: String) -> EntityError {
     EntityError {
         entity_type: kind.into(),
@@ -293,7 +304,21 @@ pub(crate) fn build(
         let tls = if s.protocol.is_tls() {
             let ca_pems: Vec<&str> =
                 s.ca_certificates.iter().flatten().filter_map(|id| cas.get(id.as_str()).copied()).collect();
-            match tls::upstream_client_config(s.tls_verify.unwrap_or(false), &ca_pems, s.protocol.is_grpc()) {
+            let client_cert = match client_certificate(&config, s) {
+                Ok(c) => c,
+                Err(message) => {
+                    errors.push(entity_error("service", s.display_name(), "client_certificate", message));
+                    None
+                }
+            };
+            let verify = s.tls_verify.unwrap_or(false);
+            match tls::upstream_client_config_with(
+                verify,
+                &ca_pems,
+                s.protocol.is_grpc(),
+                client_cert,
+                s.tls_verify_depth,
+            ) {
                 Ok(cfg) => Some((cfg, Arc::<str>::from(s.host.as_str()))),
                 Err(e) => {
                     errors.push(entity_error("service", s.display_name(), "ca_certificates", e.to_string()));
@@ -322,7 +347,11 @@ pub(crate) fn build(
             read_timeout: Duration::from_millis(s.read_timeout),
             write_timeout: Duration::from_millis(s.write_timeout),
             retries: s.retries,
-            transport: Transport { h2: s.protocol.is_grpc(), tls },
+            transport: Transport {
+                h2: s.protocol.is_grpc(),
+                tls,
+                write_timeout: Duration::from_millis(s.write_timeout),
+            },
             balancer,
             upstream_host,
         });

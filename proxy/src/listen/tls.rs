@@ -25,6 +25,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use thiserror::Error;
 
+use crate::listen::upstream_tls::{ClientCertificate, DepthLimited};
+
 /// ALPN protocol ids.
 pub(crate) const ALPN_H2: &[u8] = b"h2";
 pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
@@ -281,15 +283,28 @@ pub(crate) fn server_config(resolver: Arc<SniResolver>, http2: bool) -> Arc<Serv
 /// server certificate but still checks the handshake signatures; `verify == true` checks the chain
 /// and name against `ca_pems` (each may hold several certificates) or, when none are given, the
 /// Mozilla roots. ALPN is `h2` for `grpcs` upstreams and `http/1.1` otherwise.
+#[cfg(test)]
 pub(crate) fn upstream_client_config(
     verify: bool,
     ca_pems: &[&str],
     alpn_h2: bool,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    upstream_client_config_with(verify, ca_pems, alpn_h2, None, None)
+}
+
+/// [`upstream_client_config`], also presenting `client_cert` to the upstream (mutual TLS) and,
+/// when verifying, refusing chains deeper than `verify_depth` (see [`crate::listen::upstream_tls`]).
+pub(crate) fn upstream_client_config_with(
+    verify: bool,
+    ca_pems: &[&str],
+    alpn_h2: bool,
+    client_cert: Option<Arc<CertifiedKey>>,
+    verify_depth: Option<u32>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let algorithms = provider.signature_verification_algorithms;
-    let builder = ClientConfig::builder_with_provider(provider).with_protocol_versions(VERSIONS)?;
-    let mut config = if verify {
+    let builder = ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(VERSIONS)?;
+    let verifier: Arc<dyn ServerCertVerifier> = if verify {
         let mut roots = RootCertStore::empty();
         if ca_pems.is_empty() {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -306,12 +321,20 @@ pub(crate) fn upstream_client_config(
                 roots.add(cert).map_err(|e| TlsError::CaCertificate { index, reason: e.to_string() })?;
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+        match verify_depth {
+            Some(depth) => Arc::new(DepthLimited { inner: webpki, depth }),
+            None => webpki as Arc<dyn ServerCertVerifier>,
+        }
     } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert { algorithms }))
-            .with_no_client_auth()
+        Arc::new(AnyServerCert { algorithms })
+    };
+    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+    let mut config = match client_cert {
+        Some(key) => builder.with_client_cert_resolver(Arc::new(ClientCertificate(key))),
+        None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![if alpn_h2 { ALPN_H2.to_vec() } else { ALPN_HTTP11.to_vec() }];
     Ok(Arc::new(config))

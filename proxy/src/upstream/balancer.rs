@@ -64,6 +64,9 @@ pub struct Balancer {
     cursor: AtomicUsize,
     hash_on: HashOn,
     hash_header: Option<HeaderName>,
+    /// What is hashed when the `hash_on` input is missing (Kong's `hash_fallback`).
+    hash_fallback: HashOn,
+    hash_fallback_header: Option<HeaderName>,
     ring: Vec<(u64, u32)>,
     /// How live traffic judges targets.
     pub(crate) passive: PassivePolicy,
@@ -108,6 +111,11 @@ impl Balancer {
             cursor: AtomicUsize::new(0),
             hash_on: u.hash_on,
             hash_header: u.hash_on_header.as_deref().and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            hash_fallback: u.hash_fallback,
+            hash_fallback_header: u
+                .hash_fallback_header
+                .as_deref()
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             ring,
             passive: PassivePolicy::from_upstream(u),
             threshold: u.healthchecks.as_ref().and_then(|h| h.threshold).unwrap_or(0.0),
@@ -180,21 +188,23 @@ impl Balancer {
         if self.ring.is_empty() {
             return None;
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        match self.hash_on {
-            HashOn::Header => {
-                let name = self.hash_header.as_ref()?;
-                let value = ctx.headers.get(name)?;
-                value.as_bytes().hash(&mut h);
-            }
-            HashOn::Ip => ctx.client_ip.hash(&mut h),
-            _ => return None,
-        }
-        let key = h.finish();
+        let key = hash_key(self.hash_on, self.hash_header.as_ref(), ctx)
+            .or_else(|| hash_key(self.hash_fallback, self.hash_fallback_header.as_ref(), ctx))?;
         let start = self.ring.partition_point(|(p, _)| *p < key);
         let n = self.ring.len();
         (0..n).map(|k| self.ring[(start + k) % n].1 as usize).find(|&i| self.eligible(i, tried))
     }
+}
+
+/// The hash of what `on` names in the request; `None` when the request lacks it.
+fn hash_key(on: HashOn, header: Option<&HeaderName>, ctx: &PickContext<'_>) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match on {
+        HashOn::Header => ctx.headers.get(header?)?.as_bytes().hash(&mut h),
+        HashOn::Ip => ctx.client_ip.hash(&mut h),
+        _ => return None,
+    }
+    Some(h.finish())
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -358,6 +368,35 @@ mod tests {
             seen.insert(first);
         }
         assert_eq!(seen.len(), 3, "50 users should spread over all 3 targets");
+    }
+
+    #[test]
+    fn hash_fallback_is_used_when_the_hash_on_input_is_missing() {
+        let mut u = upstream(Algorithm::ConsistentHashing, &[("a:1", 100), ("b:1", 100), ("c:1", 100)]);
+        u.hash_on = HashOn::Header;
+        u.hash_on_header = Some("x-user".into());
+        u.hash_fallback = HashOn::Header;
+        u.hash_fallback_header = Some("x-tenant".into());
+        let b = Balancer::build(&u, &mut HealthRegistry::default());
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        // Without x-user, x-tenant decides, and sticks: the same tenant always lands on one target,
+        // where round-robin (the behaviour without a fallback) would cycle over all three.
+        let mut seen = std::collections::HashSet::new();
+        for tenant in 0..30 {
+            let mut h = HeaderMap::new();
+            h.insert("x-tenant", tenant.to_string().parse().unwrap());
+            let first = b.pick(&PickContext { headers: &h, client_ip: ip }, &[]).unwrap();
+            for _ in 0..6 {
+                assert_eq!(b.pick(&PickContext { headers: &h, client_ip: ip }, &[]), Some(first));
+            }
+            seen.insert(first);
+        }
+        assert_eq!(seen.len(), 3, "30 tenants should spread over all 3 targets");
+        // With neither header: round-robin.
+        let h = HeaderMap::new();
+        let picks: std::collections::HashSet<usize> =
+            (0..3).map(|_| b.pick(&PickContext { headers: &h, client_ip: ip }, &[]).unwrap()).collect();
+        assert_eq!(picks.len(), 3);
     }
 
     #[test]

@@ -37,6 +37,9 @@ const INITIAL_MAX_SEND_STREAMS: usize = 100;
 pub(crate) struct H2Sender {
     send: h2::client::SendRequest<Bytes>,
     conn: Arc<ConnState>,
+    /// Longest wait for the upstream to take more of the request body (the service's
+    /// `write_timeout`); set per request by the pool, as connections are shared across services.
+    pub(crate) write_timeout: Option<Duration>,
 }
 
 /// What the requests on a connection and its task share. The task holds it weakly: once no
@@ -97,7 +100,7 @@ impl H2Sender {
             .max_concurrent_reset_streams(usize::MAX >> 1)
             .handshake::<_, Bytes>(io)
             .await?;
-        let sender = H2Sender { send, conn: Arc::default() };
+        let sender = H2Sender { send, conn: Arc::default(), write_timeout: None };
         let ping = conn.ping_pong();
         let state = Arc::downgrade(&sender.conn);
         let (interval, timeout) = (tuning.keepalive_interval, tuning.keepalive_timeout);
@@ -115,6 +118,11 @@ impl H2Sender {
             }
         });
         Ok(sender)
+    }
+
+    /// A clone for one request over `transport` (which carries the service's write timeout).
+    pub(crate) fn for_transport(&self, transport: &crate::upstream::pool::Transport) -> H2Sender {
+        H2Sender { write_timeout: Some(transport.write_timeout), ..self.clone() }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -150,7 +158,9 @@ impl H2Sender {
                 r.finish();
             }
         }
-        let mut pump = (!end_of_stream).then(|| BodyPump { body, tx, recorder: recorder.take() });
+        let write_timeout = self.write_timeout;
+        let mut pump =
+            (!end_of_stream).then(|| BodyPump { body, tx, recorder: recorder.take(), write_timeout, stalled: None });
         let mut pumped = false;
         let got = poll_fn(|cx| {
             if let (Some(p), false) = (pump.as_mut(), pumped) {
@@ -215,6 +225,11 @@ struct BodyPump {
     /// What was sent, while a retry may still replay it (dropped when the body outgrows it or
     /// fails).
     recorder: Option<Recorder>,
+    /// Kong's `write_timeout`: the longest the upstream may leave the stream without send window
+    /// while body remains; then the stream is reset (the call fails instead of hanging).
+    write_timeout: Option<Duration>,
+    /// Runs while waiting for send window (boxed: only a stalled upload pays for a timer).
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl BodyPump {
@@ -226,11 +241,15 @@ impl BodyPump {
             self.tx.reserve_capacity(1);
             if self.tx.capacity() == 0 {
                 loop {
-                    match ready!(self.tx.poll_capacity(cx)) {
-                        Some(Ok(0)) => {}
-                        Some(Ok(_)) => break,
+                    match self.tx.poll_capacity(cx) {
+                        Poll::Ready(Some(Ok(0))) => {}
+                        Poll::Ready(Some(Ok(_))) => {
+                            self.stalled = None;
+                            break;
+                        }
                         // The stream is closed or reset: the response side reports it.
-                        Some(Err(_)) | None => return Poll::Ready(()),
+                        Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
+                        Poll::Pending => return self.poll_stalled(cx),
                     }
                 }
             } else if self.tx.poll_reset(cx).is_ready() {
@@ -301,6 +320,16 @@ impl BodyPump {
             }
         }
         Some((recorder, None))
+    }
+
+    /// Waiting for send window: resets the stream once `write_timeout` passes without any.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(timeout) = self.write_timeout else { return Poll::Pending };
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(timer.as_mut().poll(cx));
+        tracing::debug!(?timeout, "the upstream took no request body within write_timeout; stream reset");
+        self.tx.send_reset(h2::Reason::CANCEL);
+        Poll::Ready(())
     }
 }
 

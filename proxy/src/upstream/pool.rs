@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::downstream::request_body::RequestBody;
 use crate::response_body::BodyError;
+use crate::upstream::dns::{DnsError, Resolver};
 use crate::upstream::h1::H1Conn;
 use crate::upstream::h2::H2Sender;
 
@@ -33,10 +34,8 @@ const H1_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub(crate) enum ConnectError {
-    #[error("cannot resolve '{host}': {source}")]
-    Resolve { host: String, source: std::io::Error },
-    #[error("'{host}' resolved to no address")]
-    NoAddress { host: String },
+    #[error(transparent)]
+    Resolve(#[from] DnsError),
     #[error("connect to {addr} failed: {source}")]
     Connect { addr: String, source: std::io::Error },
     #[error("connect to {addr} timed out after {timeout:?}")]
@@ -53,13 +52,7 @@ impl ConnectError {
     /// Whether the failure says the target itself is unreachable (Kong's passive `tcp_failures`),
     /// as opposed to a TLS or protocol mismatch that a different config would fix.
     pub(crate) fn is_tcp_failure(&self) -> bool {
-        matches!(
-            self,
-            ConnectError::Connect { .. }
-                | ConnectError::Timeout { .. }
-                | ConnectError::Resolve { .. }
-                | ConnectError::NoAddress { .. }
-        )
+        matches!(self, ConnectError::Connect { .. } | ConnectError::Timeout { .. } | ConnectError::Resolve(_))
     }
 }
 
@@ -69,6 +62,8 @@ pub struct Transport {
     pub h2: bool,
     /// TLS client config and the SNI to send; `None` for cleartext.
     pub tls: Option<(Arc<rustls::ClientConfig>, Arc<str>)>,
+    /// The service's `write_timeout` (HTTP/2: see [`H2Sender::write_timeout`]).
+    pub write_timeout: Duration,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -200,11 +195,13 @@ pub(crate) struct Pool {
     h1_sweeper: std::sync::OnceLock<()>,
     h2: Mutex<KeyMap<H2Slot>>,
     pub tuning: H2Tuning,
+    /// Host names to addresses, cached (never a lookup per request).
+    pub dns: Arc<Resolver>,
 }
 
 impl Pool {
-    pub(crate) fn new(tuning: H2Tuning) -> Self {
-        Pool { tuning, ..Pool::default() }
+    pub(crate) fn new(tuning: H2Tuning, dns: Resolver) -> Self {
+        Pool { tuning, dns: Arc::new(dns), ..Pool::default() }
     }
 
     fn key(host: &Arc<str>, port: u16, t: &Transport) -> Key {
@@ -234,7 +231,7 @@ impl Pool {
                 let slot = map.entry(key.clone()).or_default();
                 if !fresh {
                     if let Some(s) = slot.sender.as_ref().filter(|s| !s.is_closed()) {
-                        return Ok(Sender::H2(s.clone()));
+                        return Ok(Sender::H2(s.for_transport(transport)));
                     }
                 }
                 slot.dial.clone()
@@ -244,14 +241,15 @@ impl Pool {
             if !fresh {
                 let map = self.h2.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(s) = map.get(&key).and_then(|slot| slot.sender.as_ref()).filter(|s| !s.is_closed()) {
-                    return Ok(Sender::H2(s.clone()));
+                    return Ok(Sender::H2(s.for_transport(transport)));
                 }
             }
             // Dialling is rare: boxed, so its large future does not bloat every request's.
             let s = Box::pin(self.dial_h2(host, port, transport, connect_timeout)).await?;
             let mut map = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(key).or_default().sender = Some(s.clone());
-            Ok(Sender::H2(s))
+            let for_request = s.for_transport(transport);
+            map.entry(key).or_default().sender = Some(s);
+            Ok(Sender::H2(for_request))
         } else {
             if !fresh {
                 let now = std::time::Instant::now();
@@ -296,6 +294,7 @@ impl Pool {
     /// Dials `host:port` over `transport` (TLS when it says so) within `timeout`; also used by
     /// active health probes.
     pub(crate) async fn connect(
+        &self,
         host: &str,
         port: u16,
         transport: &Transport,
@@ -303,14 +302,7 @@ impl Pool {
     ) -> Result<Box<dyn Io>, ConnectError> {
         let addr_label = format!("{host}:{port}");
         let dial = async {
-            let addr = match host.parse::<std::net::IpAddr>() {
-                Ok(ip) => std::net::SocketAddr::new(ip, port),
-                Err(_) => tokio::net::lookup_host((host, port))
-                    .await
-                    .map_err(|source| ConnectError::Resolve { host: host.to_string(), source })?
-                    .next()
-                    .ok_or_else(|| ConnectError::NoAddress { host: host.to_string() })?,
-            };
+            let addr = self.dns.resolve(host, port).await?;
             let tcp = TcpStream::connect(addr)
                 .await
                 .map_err(|source| ConnectError::Connect { addr: addr_label.clone(), source })?;
@@ -341,7 +333,7 @@ impl Pool {
         transport: &Transport,
         timeout: Duration,
     ) -> Result<H2Sender, ConnectError> {
-        let io = Self::connect(host, port, transport, timeout).await?;
+        let io = self.connect(host, port, transport, timeout).await?;
         H2Sender::handshake(io, &self.tuning)
             .await
             .map_err(|e| ConnectError::Handshake { addr: format!("{host}:{port}"), source: Box::new(e) })
@@ -355,7 +347,7 @@ impl Pool {
         timeout: Duration,
     ) -> Result<H1Conn, ConnectError> {
         self.start_h1_sweeper();
-        Ok(H1Conn::new(Self::connect(host, port, transport, timeout).await?))
+        Ok(H1Conn::new(self.connect(host, port, transport, timeout).await?))
     }
 }
 

@@ -102,6 +102,10 @@ pub(crate) struct RuleBackends {
     pub upstream: Upstream,
     /// Annotations and port of the first usable backend (service settings), if any.
     pub first: Option<(ServiceAnnotations, u16)>,
+    /// The `appProtocol` of that backend's Service port (GEP-1911).
+    pub first_app_protocol: Option<String>,
+    /// That backend's Service (where its `konghq.com/client-cert` Secret lives).
+    pub first_service: Option<ObjectRef>,
     /// Some share goes to an invalid backend while other shares are valid.
     pub partially_invalid: bool,
     /// No share can be served.
@@ -156,6 +160,8 @@ pub(crate) fn rule_upstream(
     let mut invalid_weight: u64 = 0;
     let mut template: Option<Upstream> = None;
     let mut first = None;
+    let mut first_app_protocol = None;
+    let mut first_service = None;
     for (b, r) in resolutions {
         if b.weight == 0 {
             continue;
@@ -172,6 +178,8 @@ pub(crate) fn rule_upstream(
                         let addrs: Vec<String> = u.targets.iter().map(|t| t.target.clone()).collect();
                         if first.is_none() {
                             first = Some((ann, u16::try_from(port.port).unwrap_or(80)));
+                            first_app_protocol = port.app_protocol.clone();
+                            first_service = Some(svc_ref.clone());
                             template = Some(u);
                         }
                         if addrs.is_empty() {
@@ -213,7 +221,7 @@ pub(crate) fn rule_upstream(
         unhealthy.tcp_failures = Some(u32::MAX);
         upstream.healthchecks = Some(Healthchecks { ..hc });
     }
-    RuleBackends { upstream, first, partially_invalid, none_usable }
+    RuleBackends { upstream, first, first_app_protocol, first_service, partially_invalid, none_usable }
 }
 
 #[cfg(test)]
