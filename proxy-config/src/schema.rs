@@ -457,6 +457,7 @@ pub struct Healthchecks {
 
 /// What an active probe speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ActiveKind {
     #[default]
@@ -488,6 +489,7 @@ fn default_active_unhealthy_statuses() -> Vec<u16> {
 /// Kong's `healthchecks.active`. Probing runs while `healthy.interval` or `unhealthy.interval`
 /// is above 0; a threshold of 0 turns its counter off (Kong's defaults: all 0).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActiveHealthcheck {
     #[serde(rename = "type", default)]
@@ -530,6 +532,7 @@ impl ActiveHealthcheck {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActiveHealthy {
     /// Seconds between probes of a healthy target (0: healthy targets are not probed).
@@ -549,6 +552,7 @@ impl Default for ActiveHealthy {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActiveUnhealthy {
     /// Seconds between probes of an unhealthy target (0: unhealthy targets are not probed).

@@ -65,8 +65,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     )?;
     let node_id = format!("{:016x}", std::process::id() as u64 ^ 0x5151_1ce0_0000_0000);
     let metrics = Arc::new(Metrics::new(node_id, env!("CARGO_PKG_VERSION")));
+    // One DNS cache for the pool and the active health probes.
+    let dns = Arc::new(Resolver::new(settings.dns.clone()));
     let state = Arc::new(
-        State::new(default_cert, metrics.clone())
+        State::new(default_cert, metrics.clone(), dns.clone())
             .map_err(|e| StartError::DeclarativeConfig { path: PathBuf::new(), message: e.message })?,
     );
     if let Some(path) = &settings.declarative_config {
@@ -102,7 +104,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                 keepalive_timeout: settings.limits.upstream_h2_keepalive_timeout,
                 ..H2Tuning::default()
             },
-            Resolver::new(settings.dns.clone()),
+            dns,
         ),
         observer,
         trusted: settings.trusted_ips.clone(),

@@ -22,6 +22,7 @@ use crate::router::Router;
 use crate::telemetry::metrics::{Metrics, RouteMetrics};
 use crate::upstream::active_checks::ActiveChecks;
 use crate::upstream::balancer::{Balancer, HealthRegistry};
+use crate::upstream::dns::Resolver;
 use crate::upstream::pool::Transport;
 
 /// A service as the request path needs it.
@@ -108,14 +109,19 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(default_cert: Arc<CertifiedKey>, metrics: Arc<Metrics>) -> Result<State, FlattenedError> {
+    /// `dns` is the proxy's DNS cache (the pool's), which active health probes resolve through.
+    pub fn new(
+        default_cert: Arc<CertifiedKey>,
+        metrics: Arc<Metrics>,
+        dns: Arc<Resolver>,
+    ) -> Result<State, FlattenedError> {
         let mut health = HealthRegistry::default();
         let empty = build(Config::empty(), &default_cert, &mut health, &metrics)?;
         Ok(State {
             current: ArcSwap::from_pointee(empty),
             default_cert,
             health: Mutex::new(health),
-            checks: Mutex::new(ActiveChecks::default()),
+            checks: Mutex::new(ActiveChecks::new(dns)),
             apply_lock: Mutex::new(()),
             metrics,
         })
@@ -159,7 +165,9 @@ impl State {
                 self.checks
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .sync(rt.balancers.iter().map(|b| &**b), |verify, h2| tls::upstream_client_config(verify, &[], h2));
+                    .sync(rt.balancers.iter().map(|b| &**b), |verify, h2| {
+                        tls::upstream_client_config_with(verify, &[], h2, None, None)
+                    });
                 self.metrics.set_config_hash(&rt.hash);
                 self.current.store(Arc::new(rt));
                 self.metrics.config_pushes.with_label_values(&["accepted"]).inc();

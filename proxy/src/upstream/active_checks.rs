@@ -21,8 +21,9 @@ use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
 use super::balancer::Balancer;
+use super::dns::Resolver;
 use super::health::{Outcome, TargetHealth, Thresholds};
-use super::pool::{ConnectError, Io, Pool, Transport};
+use super::pool::{self, ConnectError, Io, Transport};
 
 /// How often a target whose current state is not probed (its interval is 0) is looked at again.
 const IDLE_RECHECK: Duration = Duration::from_millis(500);
@@ -77,6 +78,8 @@ struct UpstreamChecks {
 /// What every probe of an upstream shares.
 struct Spec {
     config: ActiveHealthcheck,
+    /// The proxy's DNS cache (the pool's), so probes resolve names as requests do.
+    dns: Arc<Resolver>,
     transport: Transport,
     thresholds: Thresholds,
     permits: Semaphore,
@@ -84,12 +87,16 @@ struct Spec {
 }
 
 /// The running probes, by upstream name.
-#[derive(Default)]
 pub(crate) struct ActiveChecks {
     upstreams: HashMap<Arc<str>, UpstreamChecks>,
+    dns: Arc<Resolver>,
 }
 
 impl ActiveChecks {
+    pub(crate) fn new(dns: Arc<Resolver>) -> Self {
+        ActiveChecks { upstreams: HashMap::new(), dns }
+    }
+
     /// Brings the running probes in line with `balancers` (see the module doc). `tls` builds the
     /// client config of an `https`/`grpcs` check (`verify`, `h2`). Without a Tokio runtime (a
     /// config applied before the proxy starts serving) nothing starts; the next sync does it.
@@ -121,7 +128,7 @@ impl ActiveChecks {
                     };
                     UpstreamChecks {
                         config: config.clone(),
-                        spec: Arc::new(Spec::new(config, tls_config)),
+                        spec: Arc::new(Spec::new(config, tls_config, self.dns.clone())),
                         targets: HashMap::new(),
                     }
                 }
@@ -167,7 +174,7 @@ impl Drop for UpstreamChecks {
 }
 
 impl Spec {
-    fn new(config: &ActiveHealthcheck, tls: Option<Arc<rustls::ClientConfig>>) -> Spec {
+    fn new(config: &ActiveHealthcheck, tls: Option<Arc<rustls::ClientConfig>>, dns: Arc<Resolver>) -> Spec {
         let headers = config
             .headers
             .iter()
@@ -176,10 +183,13 @@ impl Spec {
             .collect();
         Spec {
             config: config.clone(),
+            dns,
             transport: Transport {
                 h2: matches!(config.kind, ActiveKind::Grpc | ActiveKind::Grpcs),
                 // The SNI is set per target (https_sni, else the target's host).
                 tls: tls.map(|c| (c, Arc::from(config.https_sni.as_deref().unwrap_or("")))),
+                // A probe sends no request body.
+                write_timeout: seconds(config.timeout),
             },
             thresholds: Thresholds {
                 successes: config.healthy.successes,
@@ -245,7 +255,7 @@ async fn check(spec: &Spec, probe: &Probe, timeout: Duration) -> Result<Option<O
         let sni = if sni.is_empty() { probe.host.clone() } else { sni.clone() };
         transport.tls = Some((cfg.clone(), sni));
     }
-    let io = Pool::connect(&probe.host, probe.port, &transport, timeout).await?;
+    let io = pool::dial(&spec.dns, &probe.host, probe.port, &transport, timeout).await?;
     match spec.config.kind {
         ActiveKind::Tcp => Ok(Some(Outcome::Success)),
         ActiveKind::Http | ActiveKind::Https => check_http(spec, probe, io).await,

@@ -200,8 +200,8 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(tuning: H2Tuning, dns: Resolver) -> Self {
-        Pool { tuning, dns: Arc::new(dns), ..Pool::default() }
+    pub(crate) fn new(tuning: H2Tuning, dns: Arc<Resolver>) -> Self {
+        Pool { tuning, dns, ..Pool::default() }
     }
 
     fn key(host: &Arc<str>, port: u16, t: &Transport) -> Key {
@@ -291,39 +291,15 @@ impl Pool {
         });
     }
 
-    /// Dials `host:port` over `transport` (TLS when it says so) within `timeout`; also used by
-    /// active health probes.
-    pub(crate) async fn connect(
+    /// Dials `host:port` over `transport` (TLS when it says so) within `timeout`.
+    async fn connect(
         &self,
         host: &str,
         port: u16,
         transport: &Transport,
         timeout: Duration,
     ) -> Result<Box<dyn Io>, ConnectError> {
-        let addr_label = format!("{host}:{port}");
-        let dial = async {
-            let addr = self.dns.resolve(host, port).await?;
-            let tcp = TcpStream::connect(addr)
-                .await
-                .map_err(|source| ConnectError::Connect { addr: addr_label.clone(), source })?;
-            let _ = tcp.set_nodelay(true);
-            match &transport.tls {
-                None => Ok(Box::new(tcp) as Box<dyn Io>),
-                Some((cfg, sni)) => {
-                    let name =
-                        ServerName::try_from(sni.to_string()).map_err(|_| ConnectError::ServerName(sni.to_string()))?;
-                    let tls = tokio_rustls::TlsConnector::from(cfg.clone())
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|source| ConnectError::Tls { addr: addr_label.clone(), source })?;
-                    Ok(Box::new(tls) as Box<dyn Io>)
-                }
-            }
-        };
-        match tokio::time::timeout(timeout, dial).await {
-            Ok(r) => r,
-            Err(_) => Err(ConnectError::Timeout { addr: format!("{host}:{port}"), timeout }),
-        }
+        dial(&self.dns, host, port, transport, timeout).await
     }
 
     async fn dial_h2(
@@ -354,3 +330,38 @@ impl Pool {
 /// A byte stream to an upstream: TCP or TLS over TCP.
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Dials `host:port` over `transport` (TLS when it says so) within `timeout`, resolving the
+/// name through `dns`: the pool's connections and the active health probes.
+pub(crate) async fn dial(
+    dns: &Arc<Resolver>,
+    host: &str,
+    port: u16,
+    transport: &Transport,
+    timeout: Duration,
+) -> Result<Box<dyn Io>, ConnectError> {
+    let addr_label = format!("{host}:{port}");
+    let dial = async {
+        let addr = dns.resolve(host, port).await?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ConnectError::Connect { addr: addr_label.clone(), source })?;
+        let _ = tcp.set_nodelay(true);
+        match &transport.tls {
+            None => Ok(Box::new(tcp) as Box<dyn Io>),
+            Some((cfg, sni)) => {
+                let name =
+                    ServerName::try_from(sni.to_string()).map_err(|_| ConnectError::ServerName(sni.to_string()))?;
+                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|source| ConnectError::Tls { addr: addr_label.clone(), source })?;
+                Ok(Box::new(tls) as Box<dyn Io>)
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, dial).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout { addr: format!("{host}:{port}"), timeout }),
+    }
+}
