@@ -309,6 +309,20 @@ mod tests {
     }
 
     #[test]
+    fn dns_ttls_have_kongs_names_and_defaults() {
+        assert_eq!(settings(&[]).unwrap().dns, DnsSettings::default());
+        let d = settings(&[("KONG_DNS_VALID_TTL", "5"), ("KONG_DNS_STALE_TTL", "0"), ("KONG_DNS_ERROR_TTL", "2")])
+            .unwrap()
+            .dns;
+        assert_eq!(
+            (d.valid_ttl, d.stale_ttl, d.error_ttl),
+            (Duration::from_secs(5), Duration::ZERO, Duration::from_secs(2))
+        );
+        let err = settings(&[("KONG_DNS_VALID_TTL", "soon")]).unwrap_err().to_string();
+        assert!(err.contains("KONG_DNS_VALID_TTL") && err.contains("soon"), "{err}");
+    }
+
+    #[test]
     fn limits_have_documented_defaults_and_overrides() {
         let l = settings(&[]).unwrap().limits;
         assert_eq!((l.h2_max_concurrent_streams, l.h2_stream_window, l.h2_connection_window), (100, 65_536, 1 << 20));
