@@ -135,6 +135,17 @@ fn full_configs_parse_into_their_types() {
     };
     assert_eq!(c.add.json_types, [JsonType::Number]);
     assert!(c.has_json_ops());
+
+    let PluginConfig::ResponseTransformer(c) = PluginConfig::from_entity(
+        "response-transformer",
+        &json!({"add": {"trailers": ["x-served-by:edge"]}, "append": {"trailers": ["x-hop:a", "X-Hop:b"]}}),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.add.trailers, ["x-served-by:edge"]);
+    assert_eq!(c.append.trailers, ["x-hop:a", "X-Hop:b"]);
+    assert!(c.add.headers.is_empty() && !c.has_json_ops());
 }
 
 #[test]
@@ -341,6 +352,40 @@ fn each_error_names_its_field() {
             "config.append.headers.1",
             "invalid value: x-a",
         ),
+        (
+            "response-transformer",
+            json!({"replace": {"trailers": ["x-a:1"]}}),
+            "config.replace.trailers",
+            "unknown field",
+        ),
+        ("response-transformer", json!({"remove": {"trailers": ["x-a"]}}), "config.remove.trailers", "unknown field"),
+        (
+            "response-transformer",
+            json!({"add": {"trailers": ["Grpc-Status:0"]}}),
+            "config.add.trailers.1",
+            "trailer 'grpc-status' may not be added",
+        ),
+        (
+            "response-transformer",
+            json!({"append": {"trailers": ["x-ok:1", "grpc-message:hi"]}}),
+            "config.append.trailers.2",
+            "trailer 'grpc-message' may not be added",
+        ),
+        (
+            "response-transformer",
+            json!({"add": {"trailers": ["content-length:3"]}}),
+            "config.add.trailers.1",
+            "trailer 'content-length' may not be added",
+        ),
+        ("response-transformer", json!({"add": {"trailers": ["x-a"]}}), "config.add.trailers.1", "invalid value: x-a"),
+        (
+            "response-transformer",
+            json!({"append": {"trailers": ["bad name:1"]}}),
+            "config.append.trailers.1",
+            "'bad name' is not a valid header",
+        ),
+        ("response-transformer", json!({"add": {"trailers": ["x-a:"]}}), "config.add.trailers.1", "key 'x-a' has no value"),
+        ("response-transformer", json!({"add": {"trailers": "x-a:1"}}), "config.add.trailers", "expected an array"),
         (
             "response-transformer",
             json!({"append": {"headers": ["x-a:\u{1}"]}}),
