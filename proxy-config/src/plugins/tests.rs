@@ -384,7 +384,12 @@ fn each_error_names_its_field() {
             "config.append.trailers.1",
             "'bad name' is not a valid header",
         ),
-        ("response-transformer", json!({"add": {"trailers": ["x-a:"]}}), "config.add.trailers.1", "key 'x-a' has no value"),
+        (
+            "response-transformer",
+            json!({"add": {"trailers": ["x-a:"]}}),
+            "config.add.trailers.1",
+            "key 'x-a' has no value",
+        ),
         ("response-transformer", json!({"add": {"trailers": "x-a:1"}}), "config.add.trailers", "expected an array"),
         (
             "response-transformer",
