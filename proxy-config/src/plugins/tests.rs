@@ -40,6 +40,7 @@ fn defaults_are_kongs() {
                     (403, "IP address not allowed: 192.0.2.1".into())
                 );
             }
+            PluginConfig::Prometheus(c) => assert_eq!(c, PrometheusConfig::default()),
             PluginConfig::RequestSizeLimiting(c) => {
                 assert_eq!(
                     (c.allowed_payload_size, c.size_unit, c.require_content_length),
@@ -471,4 +472,32 @@ fn what_the_proxy_does_not_run_yet_is_refused_by_field() {
     assert!(fields("response-transformer", json!({"remove": {"json": ["a"]}, "add": {"headers": ["a:1"]}})).is_empty());
     assert_eq!(fields("correlation-id", json!({"generator": "tracker"})), ["config.generator"]);
     assert!(fields("correlation-id", json!({"generator": "uuid#counter"})).is_empty());
+}
+
+#[test]
+fn prometheus_flags_default_off_and_are_checked() {
+    let PluginConfig::Prometheus(c) = PluginConfig::from_entity("prometheus", &Value::Null).unwrap() else { panic!() };
+    assert_eq!(c, PrometheusConfig::default());
+    assert!(!(c.per_consumer || c.status_code_metrics || c.latency_metrics || c.bandwidth_metrics));
+    let PluginConfig::Prometheus(c) = PluginConfig::from_entity(
+        "prometheus",
+        &json!({"status_code_metrics": true, "bandwidth_metrics": true, "upstream_health_metrics": true,
+                "per_consumer": null, "ai_metrics": false}),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert!(c.status_code_metrics && c.bandwidth_metrics && c.upstream_health_metrics);
+    assert!(!c.latency_metrics && !c.per_consumer);
+    assert_eq!(priority("prometheus"), Some(13));
+    for (config, field, message) in [
+        (json!({"latency_metrics": "yes"}), "config.latency_metrics", "expected a boolean"),
+        (json!({"ai_metrics": true}), "config.ai_metrics", "not supported by sluice"),
+        (json!({"wasm_metrics": true}), "config.wasm_metrics", "unknown field"),
+        (json!([]), "config", "expected a record"),
+    ] {
+        let (f, m) = one_error("prometheus", config.clone());
+        assert_eq!(f, field, "{config}: {m}");
+        assert!(m.contains(message), "{config}: {m:?} lacks {message:?}");
+    }
 }

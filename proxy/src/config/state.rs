@@ -19,7 +19,7 @@ use rustls::sign::CertifiedKey;
 use crate::listen::tls::{self, CertStore};
 use crate::plugins::{self, PluginChain, Scope};
 use crate::router::Router;
-use crate::telemetry::metrics::{Metrics, RouteMetrics};
+use crate::telemetry::metrics::{Metrics, MetricsOptions, RouteMetrics};
 use crate::upstream::balancer::{Balancer, HealthRegistry};
 use crate::upstream::pool::Transport;
 
@@ -75,6 +75,9 @@ pub struct LiveConfig {
     pub routes: Vec<RouteRt>,
     pub services: Vec<ServiceRt>,
     pub certs: Arc<CertStore>,
+    /// Unrouted requests' metric families and whether target health is exported
+    /// ([`MetricsOptions::for_config`]).
+    pub metrics_options: MetricsOptions,
 }
 
 impl LiveConfig {
@@ -151,6 +154,7 @@ impl State {
         match runtime {
             Ok(rt) => {
                 self.metrics.set_config_hash(&rt.hash);
+                self.metrics.set_options(rt.metrics_options);
                 self.current.store(Arc::new(rt));
                 self.metrics.config_pushes.with_label_values(&["accepted"]).inc();
                 Ok(Applied::Swapped(hash))
@@ -321,6 +325,14 @@ pub(crate) fn build(
     };
 
     let instances = build_plugins(&config, &mut errors);
+    let prometheus: Vec<(bool, MetricsOptions)> = instances
+        .iter()
+        .filter(|i| i.enabled)
+        .filter_map(|i| Some((i.route.is_none() && i.service.is_none(), i.plugin.metrics_options()?)))
+        .collect();
+    // No prometheus instance: every route keeps sluice's default families; else a route records
+    // what its instance says, and nothing without one (Kong).
+    let route_default = if prometheus.is_empty() { MetricsOptions::WITHOUT_PLUGIN } else { MetricsOptions::NONE };
     let mut routes = Vec::new();
     for (r, owner) in config.all_routes() {
         let service = service_index(owner);
@@ -343,6 +355,8 @@ pub(crate) fn build(
             Box::default()
         };
         let service_name = svc.map(|s| s.display_name()).unwrap_or("");
+        let route_metrics =
+            metrics.route(service_name, r.display_name(), plugins.metrics_options().unwrap_or(route_default));
         let has = |p: Protocol| r.protocols.contains(&p);
         routes.push(RouteRt {
             name: r.display_name().into(),
@@ -357,14 +371,23 @@ pub(crate) fn build(
             https_redirect_status_code: r.https_redirect_status_code,
             plugins,
             capture_paths,
-            metrics: Arc::new(metrics.route(service_name, r.display_name())),
+            metrics: Arc::new(route_metrics),
         });
     }
 
     match (router, certs, errors.is_empty()) {
         (Some(router), Some(certs), true) => {
             let hash = if config.is_empty() { EMPTY_HASH.to_string() } else { config_hash(&config) };
-            Ok(LiveConfig { config: Arc::new(config), hash, router, routes, services, certs: Arc::new(certs) })
+            let metrics_options = MetricsOptions::for_config(&prometheus);
+            Ok(LiveConfig {
+                config: Arc::new(config),
+                hash,
+                router,
+                routes,
+                services,
+                certs: Arc::new(certs),
+                metrics_options,
+            })
         }
         _ => Err(FlattenedError::new(errors)),
     }
