@@ -61,6 +61,7 @@ async fn statuses_written_after_a_rejected_push_are_the_fallbacks() {
         reporter: recorder.clone(),
         metrics: Metrics::new("unix:///fake", "test").unwrap(),
         ready: Readiness::default(),
+        tracer: Default::default(),
     };
     let token = CancellationToken::new();
     let task = tokio::spawn(sync.run(token.clone()));
