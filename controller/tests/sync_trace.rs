@@ -9,13 +9,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use controller::endpoints::Readiness;
 use controller::files::{parse_documents, Loaded};
-use controller::metrics::Metrics;
-use controller::push::AdminClient;
-use controller::sync::{Reporter, SyncLoop};
+use controller::sync::Reporter;
 use controller::sync_trace::SyncTracer;
-use controller::{Problem, Settings, Translation};
+use controller::{Problem, Translation};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
@@ -73,19 +70,8 @@ async fn a_sync_round_exports_translate_and_push_under_one_root() {
 
     let (addr, got) = collector().await;
     let admin = FakeAdmin::start().await;
-    let (_changes_tx, changes) = tokio::sync::watch::channel(0u64);
-    let sync = SyncLoop {
-        settings: Arc::new(Settings::default()),
-        client: AdminClient::new(&admin.socket, Duration::from_secs(5)),
-        snapshot: Arc::new(move || snapshot.clone()),
-        changes,
-        debounce: Duration::from_millis(10),
-        period: Duration::from_millis(50),
-        reporter: Arc::new(Quiet),
-        metrics: Metrics::new("unix:///fake", "test").unwrap(),
-        ready: Readiness::default(),
-        tracer: SyncTracer::new(Some(&format!("http://{addr}"))).unwrap(),
-    };
+    let tracer = SyncTracer::new(Some(&format!("http://{addr}"))).unwrap();
+    let (sync, _changes_tx) = support::sync_loop(&admin, snapshot, Arc::new(Quiet), tracer);
     let token = CancellationToken::new();
     let task = tokio::spawn(sync.run(token.clone()));
     admin.wait_applied(1, Duration::from_secs(10)).await.expect("the config is pushed");
