@@ -109,6 +109,7 @@ golden! {
     golden_plugins_error_unsupported_fields,
     golden_plugins_grpc_trailers,
     golden_plugins_ingress_annotation,
+    golden_plugins_prometheus,
     golden_plugins_service_annotation,
     golden_ports_by_name,
     golden_regex_prefix_annotation,
