@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,9 +59,11 @@ fn attr(s: &Span, key: &str) -> Av {
     kv.value.clone().unwrap().value.unwrap()
 }
 
-#[tokio::test]
-async fn a_sync_round_exports_translate_and_push_under_one_root() {
-    let manifests = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/translate/ingress-prefix-basic/in.yaml");
+/// Runs the sync loop on the manifests of a golden case (with the fake proxy rejecting entities
+/// tagged `reject_tag`) until it applied a config and a trace arrived, then for a few more
+/// rounds; returns what the collector received and the proxy's final hash.
+async fn traced(case: &str, reject_tag: Option<&str>) -> (Vec<ExportTraceServiceRequest>, i64, String) {
+    let manifests = format!("{}/testdata/translate/{case}/in.yaml", env!("CARGO_MANIFEST_DIR"));
     let mut loaded = Loaded::default();
     parse_documents(&std::fs::read_to_string(manifests).unwrap(), "in.yaml", &mut loaded);
     let snapshot = loaded.snapshot;
@@ -70,11 +71,14 @@ async fn a_sync_round_exports_translate_and_push_under_one_root() {
 
     let (addr, got) = collector().await;
     let admin = FakeAdmin::start().await;
+    if let Some(tag) = reject_tag {
+        admin.reject_tag(tag);
+    }
     let tracer = SyncTracer::new(Some(&format!("http://{addr}"))).unwrap();
     let (sync, _changes_tx) = support::sync_loop(&admin, snapshot, Arc::new(Quiet), tracer);
     let token = CancellationToken::new();
     let task = tokio::spawn(sync.run(token.clone()));
-    admin.wait_applied(1, Duration::from_secs(10)).await.expect("the config is pushed");
+    admin.wait_applied(1, Duration::from_secs(10)).await.expect("a config is pushed");
     let started = Instant::now();
     while got.0.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -83,31 +87,68 @@ async fn a_sync_round_exports_translate_and_push_under_one_root() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     token.cancel();
     task.await.unwrap();
-
     let requests = got.0.lock().unwrap().clone();
+    (requests, objects, admin.hash())
+}
+
+/// The spans of the one traced round, after checking the resource and that every child hangs
+/// off the root inside its time.
+fn round_spans(requests: &[ExportTraceServiceRequest]) -> (Span, Vec<Span>) {
     assert_eq!(requests.len(), 1, "one traced round: {requests:?}");
     let rs = &requests[0].resource_spans[0];
     let resource = rs.resource.as_ref().unwrap();
     let service = resource.attributes.iter().find(|a| a.key == "service.name").unwrap();
     assert_eq!(service.value.clone().unwrap().value.unwrap(), Av::StringValue("sluice-controller".into()));
     let spans = &rs.scope_spans[0].spans;
-    let by_name: HashMap<&str, &Span> = spans.iter().map(|s| (s.name.as_str(), s)).collect();
-    assert_eq!(spans.len(), 3, "{spans:?}");
-    let (root, translate, push) = (by_name["sync"], by_name["translate"], by_name["push"]);
+    let root = spans.iter().find(|s| s.name == "sync").expect("root span").clone();
     assert!(root.parent_span_id.is_empty());
     assert_eq!(root.trace_id.len(), 16);
-    for child in [translate, push] {
+    let children: Vec<Span> = spans.iter().filter(|s| s.name != "sync").cloned().collect();
+    for child in &children {
         assert_eq!(child.trace_id, root.trace_id, "{}", child.name);
         assert_eq!(child.parent_span_id, root.span_id, "{}", child.name);
         assert_ne!(child.span_id, root.span_id);
         assert!(child.start_time_unix_nano >= root.start_time_unix_nano, "{}", child.name);
         assert!(child.end_time_unix_nano <= root.end_time_unix_nano, "{}", child.name);
-        assert_eq!(child.status.as_ref().unwrap().code, StatusCode::Ok as i32, "{}", child.name);
     }
-    assert!(translate.end_time_unix_nano <= push.start_time_unix_nano, "translate, then push");
+    for pair in children.windows(2) {
+        assert!(pair[0].end_time_unix_nano <= pair[1].start_time_unix_nano, "children in order");
+    }
+    assert_eq!(root.status.as_ref().unwrap().code, StatusCode::Ok as i32);
+    (root, children)
+}
+
+fn status(s: &Span) -> i32 {
+    s.status.as_ref().unwrap().code
+}
+
+#[tokio::test]
+async fn a_sync_round_exports_translate_and_push_under_one_root() {
+    let (requests, objects, hash) = traced("ingress-prefix-basic", None).await;
+    let (_, children) = round_spans(&requests);
+    let names: Vec<&str> = children.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["translate", "push"]);
+    let (translate, push) = (&children[0], &children[1]);
     assert_eq!(attr(translate, "sluice.objects"), Av::IntValue(objects));
     assert_eq!(attr(translate, "sluice.problems"), Av::IntValue(0));
     assert_eq!(attr(push, "sluice.push.result"), Av::StringValue("accepted".into()));
-    assert_eq!(attr(push, "sluice.config_hash"), Av::StringValue(admin.hash()));
-    assert_eq!(root.status.as_ref().unwrap().code, StatusCode::Ok as i32);
+    assert_eq!(attr(push, "sluice.push.config"), Av::StringValue("desired".into()));
+    assert_eq!(attr(push, "sluice.config_hash"), Av::StringValue(hash));
+    assert_eq!((status(translate), status(push)), (StatusCode::Ok as i32, StatusCode::Ok as i32));
+}
+
+/// A rejected push and its fallback are one round: translate, push (rejected, error status),
+/// translate without the rejected object, push (accepted).
+#[tokio::test]
+async fn a_rejected_push_and_its_fallback_are_one_round() {
+    let (requests, _, hash) = traced("fallback-rejected-route", Some("k8s-name:rejected")).await;
+    let (_, children) = round_spans(&requests);
+    let names: Vec<&str> = children.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["translate", "push", "translate", "push"]);
+    assert_eq!(attr(&children[1], "sluice.push.result"), Av::StringValue("rejected".into()));
+    assert_eq!(status(&children[1]), StatusCode::Error as i32);
+    assert!(children[1].status.as_ref().unwrap().message.contains("rejected"), "{:?}", children[1].status);
+    assert_eq!(attr(&children[2], "sluice.left_out_objects"), Av::IntValue(1));
+    assert_eq!(attr(&children[3], "sluice.push.result"), Av::StringValue("accepted".into()));
+    assert_eq!(attr(&children[3], "sluice.config_hash"), Av::StringValue(hash));
 }
