@@ -22,6 +22,7 @@ use crate::settings::{endpoint_address, DumpFormat, Settings, SettingsError};
 use crate::snapshot::Snapshot;
 use crate::status::StatusWriter;
 use crate::sync::{LogReporter, Reporter, SnapshotFn, SyncLoop};
+use crate::sync_trace::SyncTracer;
 use crate::translate::{translate, Problem, Translation};
 use crate::watch::{self, WatchError};
 
@@ -194,7 +195,8 @@ async fn sync_loop(
     let ready = Readiness::default();
     serve_endpoints(&settings, &metrics, &ready, &shutdown).await?;
     let client = AdminClient::new(settings.admin_socket()?, settings.push_timeout());
-    let sync = SyncLoop { settings, client, snapshot, changes, debounce, period, reporter, metrics, ready };
+    let tracer = SyncTracer::new(settings.otlp_traces_endpoint.as_deref()).map_err(SettingsError::from)?;
+    let sync = SyncLoop { settings, client, snapshot, changes, debounce, period, reporter, metrics, ready, tracer };
     sync.run(shutdown).await;
     Ok(())
 }

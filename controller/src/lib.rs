@@ -24,6 +24,7 @@ pub mod settings;
 mod snapshot;
 pub mod status;
 pub mod sync;
+pub mod sync_trace;
 pub mod translate;
 pub mod watch;
 pub mod webhook;

@@ -24,6 +24,8 @@ pub enum SettingsError {
     PublishService(String),
     #[error("--admission-webhook-listen: the admission webhook needs a cluster; it cannot run with --manifests")]
     WebhookWithoutCluster,
+    #[error(transparent)]
+    Traces(#[from] crate::sync_trace::TraceError),
 }
 
 /// Output format of `--dump-config`.
@@ -131,6 +133,12 @@ pub struct Settings {
     /// PEM private key of `--admission-webhook-cert-file`.
     #[arg(long, env = "CONTROLLER_ADMISSION_WEBHOOK_KEY_FILE", default_value = DEFAULT_WEBHOOK_KEY)]
     pub admission_webhook_key_file: PathBuf,
+
+    /// OTLP/gRPC collector (`http://HOST:PORT`) that receives a trace per sync round (spans
+    /// `sync`, `translate`, `push`); unset = no tracing. Also the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<String>,
 }
 
 /// KIC's default paths of the webhook's certificate and key (a mounted `kubernetes.io/tls` Secret).
@@ -164,6 +172,7 @@ impl Default for Settings {
             admission_webhook_listen: "off".into(),
             admission_webhook_cert_file: DEFAULT_WEBHOOK_CERT.into(),
             admission_webhook_key_file: DEFAULT_WEBHOOK_KEY.into(),
+            otlp_traces_endpoint: None,
         }
     }
 }
@@ -176,6 +185,9 @@ impl Settings {
         endpoint_address("--health-probe-bind-address", &self.health_probe_bind_address)?;
         self.sync_period()?;
         self.publish_service()?;
+        if let Some(url) = &self.otlp_traces_endpoint {
+            crate::sync_trace::check_endpoint(url)?;
+        }
         if self.admission_webhook()?.is_some() && self.manifests.is_some() {
             return Err(SettingsError::WebhookWithoutCluster);
         }

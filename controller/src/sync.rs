@@ -14,6 +14,8 @@
 //!   [`Reporter::synced`] with the translation of that config (the fallback one after a rejected
 //!   push): the one trigger of status writes.
 //! - The caller starts the loop only when every source has synced: nothing is pushed before that.
+//! - Tracing: each round that translates or pushes is one trace (`sync` → `translate`, `push`;
+//!   [`crate::sync_trace`]) when an OTLP endpoint is configured; its trace id is logged.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::push::{AdminClient, PushError};
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
+use crate::sync_trace::{Attr, Round, SyncTracer};
 use crate::translate::{names, translate, translate_excluding, ObjectRef, Problem, Translation};
 
 /// Event reason for translation problems (KIC's).
@@ -81,6 +84,8 @@ pub struct SyncLoop {
     pub reporter: Arc<dyn Reporter>,
     pub metrics: Metrics,
     pub ready: Readiness,
+    /// Spans of the rounds (disabled: records nothing).
+    pub tracer: SyncTracer,
 }
 
 /// The config we want the proxy to run.
@@ -153,10 +158,15 @@ impl SyncLoop {
         let mut state = State::default();
         let initial_backoff = self.period.min(Duration::from_secs(1));
         let mut backoff = initial_backoff;
-        let mut desired = self.build(&mut state);
+        let mut round = Some(self.tracer.round());
+        let mut desired = self.build(&mut state, round.as_mut());
         let mut sources_closed = false;
         loop {
-            let ok = self.sync(&mut desired, &mut state).await;
+            let mut r = round.take().unwrap_or_else(|| self.tracer.round());
+            let ok = self.sync(&mut desired, &mut state, &mut r).await;
+            if let Some(trace_id) = self.tracer.finish(r, ok) {
+                tracing::info!(%trace_id, ok, hash = %desired.hash, "sync round");
+            }
             let wait = if ok {
                 backoff = initial_backoff;
                 self.period
@@ -185,7 +195,9 @@ impl SyncLoop {
                         _ = tokio::time::sleep(self.debounce) => {}
                     }
                     self.changes.borrow_and_update();
-                    desired = self.build(&mut state);
+                    let mut r = self.tracer.round();
+                    desired = self.build(&mut state, Some(&mut r));
+                    round = Some(r);
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -201,7 +213,8 @@ impl SyncLoop {
         }
     }
 
-    fn build(&self, state: &mut State) -> Desired {
+    fn build(&self, state: &mut State, round: Option<&mut Round>) -> Desired {
+        let span = round.as_ref().map(|r| r.start("translate"));
         let started = Instant::now();
         let snapshot = (self.snapshot)();
         let full = translate(&snapshot, &self.settings);
@@ -212,6 +225,9 @@ impl SyncLoop {
         };
         self.metrics.translation(broken_objects(&translation.problems), started.elapsed().as_secs_f64() * 1000.0);
         self.report(state, REASON_TRANSLATION, &translation.problems);
+        if let (Some(round), Some(span)) = (round, span) {
+            round.end(span, &translation_attrs(&snapshot, &translation), Ok(()));
+        }
         Desired::new(translation, snapshot, full_hash)
     }
 
@@ -224,7 +240,7 @@ impl SyncLoop {
     }
 
     /// One round: bring the proxy to `desired`. `false` = retry later (with backoff).
-    async fn sync(&self, desired: &mut Desired, state: &mut State) -> bool {
+    async fn sync(&self, desired: &mut Desired, state: &mut State, round: &mut Round) -> bool {
         for _ in 0..MAX_FALLBACK_ROUNDS {
             let proxy_hash = match self.client.status().await {
                 Ok(h) => h,
@@ -244,7 +260,12 @@ impl SyncLoop {
                 // Nothing new to try until something changes; keep the proxy on its last good config.
                 if let Some((hash, body)) = state.last_good.clone() {
                     if proxy_hash != hash {
-                        if let Err(e) = self.client.push(body).await {
+                        let span = round.start("push");
+                        let len = body.len();
+                        let result = self.client.push(body).await;
+                        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                        round.end(span, &push_attrs(&hash, len, "last_good", &result), outcome);
+                        if let Err(e) = result {
                             tracing::warn!(error = %e, "re-pushing the last good configuration failed");
                             return false;
                         }
@@ -252,13 +273,16 @@ impl SyncLoop {
                 }
                 return true;
             }
+            let span = round.start("push");
             let started = Instant::now();
             let result = self.client.push(desired.body.clone()).await;
             let millis = started.elapsed().as_secs_f64() * 1000.0;
+            let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            round.end(span, &push_attrs(&desired.hash, desired.body.len(), "desired", &result), outcome);
             match result {
                 Ok(_) => {
                     self.metrics.push(true, "", millis, desired.body.len(), unix_now());
-                    tracing::info!(hash = %desired.hash, proxy_hash = %proxy_hash, "configuration pushed");
+                    tracing::info!(hash = %desired.hash, proxy_hash = %proxy_hash, trace_id = ?round.trace_id(), "configuration pushed");
                     self.mark_applied(state, desired);
                     self.reporter.synced(&desired.translation, &desired.snapshot);
                     return true;
@@ -281,7 +305,11 @@ impl SyncLoop {
                         return true;
                     }
                     tracing::warn!(error = %err, broken = broken.len(), "the proxy rejected the config; pushing a fallback");
+                    let span = round.start("translate");
                     let t = translate_excluding(&desired.snapshot, &self.settings, &broken);
+                    let mut attrs = translation_attrs(&desired.snapshot, &t);
+                    attrs.push(("sluice.left_out_objects", Attr::Int(broken.len() as i64)));
+                    round.end(span, &attrs, Ok(()));
                     self.report(state, REASON_TRANSLATION, &t.problems);
                     state.failed = Some((desired.full_hash.clone(), broken));
                     let snapshot = std::mem::take(&mut desired.snapshot);
@@ -297,4 +325,28 @@ impl SyncLoop {
         }
         false
     }
+}
+
+/// The `translate` span's attributes.
+fn translation_attrs(snapshot: &Snapshot, t: &Translation) -> Vec<(&'static str, Attr)> {
+    vec![
+        ("sluice.objects", Attr::Int(snapshot.len() as i64)),
+        ("sluice.services", Attr::Int(t.config.services.len() as i64)),
+        ("sluice.problems", Attr::Int(t.problems.len() as i64)),
+    ]
+}
+
+/// The `push` span's attributes: what was pushed and how the proxy answered.
+fn push_attrs<T>(hash: &str, bytes: usize, which: &str, result: &Result<T, PushError>) -> [(&'static str, Attr); 4] {
+    let answer = match result {
+        Ok(_) => "accepted",
+        Err(PushError::Rejected(_)) => "rejected",
+        Err(e) => e.failure_reason(),
+    };
+    [
+        ("sluice.config_hash", Attr::Str(hash.to_string())),
+        ("sluice.config_bytes", Attr::Int(bytes as i64)),
+        ("sluice.push.config", Attr::Str(which.to_string())),
+        ("sluice.push.result", Attr::Str(answer.to_string())),
+    ]
 }

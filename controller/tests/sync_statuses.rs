@@ -8,13 +8,10 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use controller::endpoints::Readiness;
 use controller::files::{parse_documents, Loaded};
-use controller::metrics::Metrics;
-use controller::push::AdminClient;
-use controller::sync::{Reporter, SyncLoop};
+use controller::sync::Reporter;
 use controller::translate::REASON_REJECTED_BY_PROXY;
-use controller::{Problem, Settings, Snapshot, Translation};
+use controller::{Problem, Snapshot, Translation};
 use support::FakeAdmin;
 use tokio_util::sync::CancellationToken;
 
@@ -50,18 +47,7 @@ async fn statuses_written_after_a_rejected_push_are_the_fallbacks() {
     let admin = FakeAdmin::start().await;
     admin.reject_tag("k8s-name:rejected");
     let recorder = Arc::new(Recorder::default());
-    let (_changes_tx, changes) = tokio::sync::watch::channel(0u64);
-    let sync = SyncLoop {
-        settings: Arc::new(Settings::default()),
-        client: AdminClient::new(&admin.socket, Duration::from_secs(5)),
-        snapshot: Arc::new(move || snapshot.clone()),
-        changes,
-        debounce: Duration::from_millis(10),
-        period: Duration::from_millis(50),
-        reporter: recorder.clone(),
-        metrics: Metrics::new("unix:///fake", "test").unwrap(),
-        ready: Readiness::default(),
-    };
+    let (sync, _changes_tx) = support::sync_loop(&admin, snapshot, recorder.clone(), Default::default());
     let token = CancellationToken::new();
     let task = tokio::spawn(sync.run(token.clone()));
 

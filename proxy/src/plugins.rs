@@ -37,6 +37,7 @@ pub(crate) mod correlation_id;
 pub(crate) mod cors;
 pub(crate) mod ip_restriction;
 pub(crate) mod opentelemetry;
+pub(crate) mod prometheus;
 pub(crate) mod request_size_limiting;
 pub(crate) mod request_termination;
 pub(crate) mod request_transformer;
@@ -70,6 +71,7 @@ pub(crate) fn typed_config(name: &str, config: &serde_json::Value) -> Result<Plu
 pub struct Phases(u8);
 
 impl Phases {
+    pub const NONE: Phases = Phases(0);
     pub const ACCESS: Phases = Phases(1);
     pub const HEADER_FILTER: Phases = Phases(4);
     pub const BODY_FILTER: Phases = Phases(8);
@@ -168,6 +170,10 @@ pub trait Plugin: Send + Sync + Debug {
     fn body_filter(&self, _frame: &mut http_body::Frame<Bytes>) {}
     /// Kong's log phase: the response status once the response is over.
     fn log(&self, _status: u16) {}
+    /// The metric families its routes record (prometheus).
+    fn metrics_options(&self) -> Option<crate::telemetry::metrics::MetricsOptions> {
+        None
+    }
 }
 
 /// Builds the instance a `plugins` entity describes, from proxy-config's typed config of it
@@ -178,6 +184,7 @@ pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Pl
         PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
         PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
         PluginConfig::Opentelemetry(c) => Arc::new(opentelemetry::Opentelemetry::new(c)?),
+        PluginConfig::Prometheus(c) => Arc::new(prometheus::Prometheus::new(&c)),
         PluginConfig::RequestSizeLimiting(c) => Arc::new(request_size_limiting::RequestSizeLimiting::new(&c)),
         PluginConfig::RequestTermination(c) => Arc::new(request_termination::RequestTermination::new(c)),
         PluginConfig::RequestTransformer(c) => Arc::new(request_transformer::RequestTransformerPlugin::new(&c)?),
@@ -257,6 +264,10 @@ impl PluginChain {
     }
     pub fn request_start(&self) -> &[Arc<dyn Plugin>] {
         &self.request_start
+    }
+    /// The metric families of the chain's prometheus instance, if it has one.
+    pub fn metrics_options(&self) -> Option<crate::telemetry::metrics::MetricsOptions> {
+        self.all.iter().find_map(|p| p.metrics_options())
     }
 }
 

@@ -223,6 +223,24 @@ fn target_health(upstream: &str, target: &str, current: &str) -> BTreeMap<Labels
         .collect()
 }
 
+/// Scrapes until every connection but the scrape's own has closed and no request is in flight
+/// (every finished request is recorded); also returns how many scrapes that took.
+async fn scrape_when_idle(status: SocketAddr) -> (Scraped, usize) {
+    let mut scrapes = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = scrape(status).await;
+        scrapes += 1;
+        let state =
+            |s: &str| m.series("kong_nginx_connections_total").iter().find(|(l, _)| l["state"] == s).map(|(_, v)| *v);
+        if state("active") == Some(1.0) && state("writing") == Some(0.0) {
+            return (m, scrapes);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "connections never drained:\n{}", m.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn known_traffic_gives_exact_series() {
     let web = echo_http("web").await;
@@ -245,20 +263,7 @@ async fn known_traffic_gives_exact_series() {
     assert_eq!(err.unwrap_err().code(), tonic::Code::Unavailable);
     drop(channel);
 
-    // Wait until every connection but the scrape's own has closed and no request is in flight.
-    let mut scrapes = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let m = loop {
-        let m = scrape(p.status_addr()).await;
-        scrapes += 1;
-        let state =
-            |s: &str| m.series("kong_nginx_connections_total").iter().find(|(l, _)| l["state"] == s).map(|(_, v)| *v);
-        if state("active") == Some(1.0) && state("writing") == Some(0.0) {
-            break m;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "connections never drained:\n{}", m.text);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (m, scrapes) = scrape_when_idle(p.status_addr()).await;
 
     let mut expected = BTreeMap::new();
     expected.insert(http_requests("web", "web", "200", "service"), 1.0);
@@ -485,4 +490,58 @@ async fn tls_handshake_failures_are_counted_per_listener() {
     // The listener label is the KONG_PROXY_LISTEN entry as configured (stable across restarts).
     let expected: BTreeMap<Labels, f64> = [(labels(&[("listener", "127.0.0.1:0 ssl http2")]), 2.0)].into();
     assert_eq!(m.series("sluice_tls_handshake_failures_total"), expected, "{}", m.text);
+}
+
+/// Kong's prometheus plugin: once configured its flags are exact per route (a global instance
+/// with status codes only, the grpc route's own instance with latency and bandwidth only), the
+/// consumer label stays empty with `per_consumer` (no consumers yet), and target health is
+/// exported only when an instance asks for it.
+#[tokio::test]
+async fn prometheus_plugin_flags_choose_the_families() {
+    let web = echo_http("web").await;
+    let grpc = spawn(BackendOptions::named("g1")).await.unwrap();
+    let down = closed_port();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let plugins = |global: &str| {
+        format!(
+            "{}plugins:\n- name: prometheus\n  config: {{{global}}}\n- name: prometheus\n  route: grpc\n  config: {{latency_metrics: true, bandwidth_metrics: true}}\n",
+            config(web.addr, grpc.addr(), down)
+        )
+    };
+    p.push_ok(&plugins("status_code_metrics: true, per_consumer: true")).await;
+
+    assert_eq!(h1(p.addr(0), get("/web/x", "example.com")).await.status, 200);
+    assert_eq!(h1(p.addr(0), get("/nothing", "example.com")).await.status, 404);
+    let channel = grpc_channel(p.addr(0), "example.com").await;
+    let reply = HelloServiceClient::new(channel.clone()).say_hello(HelloRequest { greeting: "x".into() }).await;
+    assert_eq!(reply.unwrap().into_inner().reply, "hello x");
+    drop(channel);
+    let (m, _) = scrape_when_idle(p.status_addr()).await;
+
+    // Status codes: the global instance's routes and unrouted requests; not the grpc route.
+    let expected: BTreeMap<Labels, f64> =
+        [(http_requests("web", "web", "200", "service"), 1.0), (http_requests("", "", "404", "kong"), 1.0)].into();
+    assert_eq!(m.series("kong_http_requests_total"), expected, "{}", m.text);
+    assert!(m.series("sluice_grpc_requests_total").is_empty(), "{}", m.text);
+    // Latency and bandwidth: only the grpc route.
+    for name in ["kong_kong_latency_ms", "kong_upstream_latency_ms", "kong_request_latency_ms"] {
+        let routes: Vec<Labels> = m.histograms.get(name).map(|h| h.keys().cloned().collect()).unwrap_or_default();
+        assert_eq!(routes, [route_labels("grpc", "grpc")], "{name}\n{}", m.text);
+    }
+    let expected: BTreeMap<Labels, f64> =
+        [(bandwidth("grpc", "grpc", "ingress"), 8.0), (bandwidth("grpc", "grpc", "egress"), 14.0)].into();
+    assert_eq!(m.series("kong_bandwidth_bytes"), expected, "{}", m.text);
+    // No instance asks for target health; node-level families stay.
+    assert!(m.series("kong_upstream_target_health").is_empty(), "{}", m.text);
+    assert_eq!(m.value("kong_nginx_requests_total", &[("node_id", &node_id(&m)), ("subsystem", "http")]), 3.0);
+
+    // upstream_health_metrics on the global instance: target health is back; nothing else moved.
+    p.push_ok(&plugins("upstream_health_metrics: true")).await;
+    let (m2, _) = scrape_when_idle(p.status_addr()).await;
+    let mut expected = target_health("web.upstream", &web.addr.to_string(), "healthy");
+    expected.extend(target_health("down.upstream", &down.to_string(), "healthy"));
+    assert_eq!(m2.series("kong_upstream_target_health"), expected, "{}", m2.text);
+    assert_eq!(h1(p.addr(0), get("/nothing", "example.com")).await.status, 404);
+    let (m3, _) = scrape_when_idle(p.status_addr()).await;
+    assert_eq!(m3.series("kong_http_requests_total"), m.series("kong_http_requests_total"), "status codes now off");
 }

@@ -568,6 +568,47 @@ async fn response_transformer_edits_grpc_metadata_and_trailers() {
     assert_eq!((err.code(), err.message()), (tonic::Code::FailedPrecondition, "redacted"));
 }
 
+/// sluice's `add.trailers` / `append.trailers`: on the trailers of a normal gRPC response and on
+/// the header block of a trailers-only reply from the upstream; initial metadata untouched.
+#[tokio::test]
+async fn response_transformer_adds_grpc_trailers() {
+    let plugins = r#"plugins:
+- name: response-transformer
+  route: grpc
+  config:
+    add: {headers: ["x-added:1"], trailers: ["x-served-by:edge", "x-trailer-echo-a:not-this"]}
+    append: {trailers: ["x-hop:a", "x-hop:b"]}
+"#;
+    let (p, _web, _grpc) = stack("127.0.0.1:0 http2", plugins).await;
+    let mut client = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
+    let mut req = tonic::Request::new(HelloRequest { greeting: "t".into() });
+    req.metadata_mut().insert("x-echo-a", "v".parse().unwrap());
+    let mut replies = client.lots_of_replies(req).await.unwrap();
+    let md = replies.metadata().clone();
+    assert_eq!(md.get("x-added").unwrap(), "1");
+    assert!(md.get("x-served-by").is_none() && md.get("x-hop").is_none(), "{md:?}");
+    let stream = replies.get_mut();
+    let mut n = 0;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert!(n > 0);
+    let trailers = stream.trailers().await.unwrap().unwrap();
+    assert_eq!(trailers.get("x-served-by").unwrap(), "edge", "{trailers:?}");
+    assert_eq!(trailers.get("x-trailer-echo-a").unwrap(), "v", "add keeps the upstream's entry");
+    let hops: Vec<_> = trailers.get_all("x-hop").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(hops, ["a", "b"]);
+
+    // The upstream answers trailers-only (status in the header block): the entries go there.
+    let mut req = tonic::Request::new(HelloRequest { greeting: "t".into() });
+    req.metadata_mut().insert("x-fail-code", "9".parse().unwrap());
+    let err = client.say_hello(req).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (tonic::Code::FailedPrecondition, "failed on purpose"));
+    assert_eq!(err.metadata().get("x-served-by").unwrap(), "edge", "{:?}", err.metadata());
+    let hops: Vec<_> = err.metadata().get_all("x-hop").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(hops, ["a", "b"]);
+}
+
 #[tokio::test]
 async fn request_transformer_rewrites_method_path_query_and_headers() {
     let web = echo_http("web").await;

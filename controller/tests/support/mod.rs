@@ -185,3 +185,27 @@ async fn handle(req: Request<Incoming>, st: &Mutex<State>, tx: &watch::Sender<us
         _ => json(StatusCode::NOT_FOUND, "{\"message\":\"Not found\"}".into()),
     }
 }
+
+/// A sync loop against `admin` with test timings (10 ms debounce, 50 ms period) and default
+/// settings, translating `snapshot`.
+pub fn sync_loop(
+    admin: &FakeAdmin,
+    snapshot: controller::Snapshot,
+    reporter: Arc<dyn controller::sync::Reporter>,
+    tracer: controller::sync_trace::SyncTracer,
+) -> (controller::sync::SyncLoop, watch::Sender<u64>) {
+    let (changes_tx, changes) = watch::channel(0u64);
+    let sync = controller::sync::SyncLoop {
+        settings: Arc::new(controller::Settings::default()),
+        client: controller::push::AdminClient::new(&admin.socket, Duration::from_secs(5)),
+        snapshot: Arc::new(move || snapshot.clone()),
+        changes,
+        debounce: Duration::from_millis(10),
+        period: Duration::from_millis(50),
+        reporter,
+        metrics: controller::metrics::Metrics::new("unix:///fake", "test").unwrap(),
+        ready: controller::endpoints::Readiness::default(),
+        tracer,
+    };
+    (sync, changes_tx)
+}

@@ -12,6 +12,7 @@ pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
 pub mod opentelemetry;
+pub mod prometheus;
 pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
@@ -28,6 +29,7 @@ pub use correlation_id::{CorrelationIdConfig, Generator};
 pub use cors::{CorsConfig, CorsMethod};
 pub use ip_restriction::{IpCidr, IpRestrictionConfig};
 pub use opentelemetry::OpentelemetryConfig;
+pub use prometheus::PrometheusConfig;
 pub use request_size_limiting::{RequestSizeLimitingConfig, SizeUnit};
 pub use request_termination::RequestTerminationConfig;
 pub use request_transformer::RequestTransformerConfig;
@@ -39,6 +41,7 @@ pub const PLUGIN_NAMES: &[&str] = &[
     cors::NAME,
     ip_restriction::NAME,
     opentelemetry::NAME,
+    prometheus::NAME,
     request_size_limiting::NAME,
     request_termination::NAME,
     request_transformer::NAME,
@@ -52,6 +55,7 @@ pub enum PluginConfig {
     Cors(CorsConfig),
     IpRestriction(IpRestrictionConfig),
     Opentelemetry(OpentelemetryConfig),
+    Prometheus(PrometheusConfig),
     RequestSizeLimiting(RequestSizeLimitingConfig),
     RequestTermination(RequestTerminationConfig),
     RequestTransformer(RequestTransformerConfig),
@@ -70,6 +74,7 @@ impl PluginConfig {
             cors::NAME => cors::check(&mut c, v),
             ip_restriction::NAME => ip_restriction::check(&mut c, v),
             opentelemetry::NAME => opentelemetry::check(&mut c, v),
+            prometheus::NAME => prometheus::check(&mut c, v),
             request_size_limiting::NAME => request_size_limiting::check(&mut c, v),
             request_termination::NAME => request_termination::check(&mut c, v),
             request_transformer::NAME => request_transformer::check(&mut c, v),
@@ -86,6 +91,7 @@ impl PluginConfig {
             cors::NAME => PluginConfig::Cors(typed(config)?),
             ip_restriction::NAME => PluginConfig::IpRestriction(typed(config)?),
             opentelemetry::NAME => PluginConfig::Opentelemetry(typed(config)?),
+            prometheus::NAME => PluginConfig::Prometheus(typed(config)?),
             request_size_limiting::NAME => PluginConfig::RequestSizeLimiting(typed(config)?),
             request_termination::NAME => PluginConfig::RequestTermination(typed(config)?),
             request_transformer::NAME => PluginConfig::RequestTransformer(typed(config)?),
@@ -100,6 +106,7 @@ impl PluginConfig {
             PluginConfig::Cors(_) => cors::NAME,
             PluginConfig::IpRestriction(_) => ip_restriction::NAME,
             PluginConfig::Opentelemetry(_) => opentelemetry::NAME,
+            PluginConfig::Prometheus(_) => prometheus::NAME,
             PluginConfig::RequestSizeLimiting(_) => request_size_limiting::NAME,
             PluginConfig::RequestTermination(_) => request_termination::NAME,
             PluginConfig::RequestTransformer(_) => request_transformer::NAME,
@@ -138,6 +145,7 @@ pub fn priority(name: &str) -> Option<u32> {
         opentelemetry::NAME => 14,
         request_transformer::NAME => 801,
         response_transformer::NAME => 800,
+        prometheus::NAME => 13,
         request_termination::NAME => 2,
         _ => return None,
     })

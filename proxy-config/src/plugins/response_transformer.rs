@@ -6,6 +6,11 @@
 //! Beyond Kong's schema, sluice rejects what Kong accepts and then ignores: an empty value (Kong
 //! skips the entry), a `number` value that is not a number (Kong skips it), more `json_types`
 //! than `json` entries, and header names that are not HTTP tokens.
+//!
+//! Beyond Kong's fields, sluice adds `add.trailers` and `append.trailers` (`name:value`, checked
+//! as `headers`): entries for the trailers of a gRPC (or any HTTP/2) response. They may not name
+//! `grpc-status` or `grpc-message` (the call's outcome is the upstream's to say) nor a field
+//! that HTTP forbids in trailers ([`FORBIDDEN_TRAILERS`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,7 +31,8 @@ pub struct NameOps {
 }
 
 /// `replace` / `add` / `append`: `name:value` entries; `json_types[i]` types `json[i]`
-/// (missing = string).
+/// (missing = string). `trailers` (sluice's own, `add` and `append` only) edits the response's
+/// trailers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValueOps {
@@ -36,7 +42,26 @@ pub struct ValueOps {
     pub json_types: Vec<JsonType>,
     #[serde(default)]
     pub headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trailers: Vec<String>,
 }
+
+/// Names `add.trailers` / `append.trailers` refuse: the gRPC outcome, and what HTTP forbids in
+/// trailers (framing, routing, connection-specific fields) or HTTP/2 refuses to send.
+pub const FORBIDDEN_TRAILERS: &[&str] = &[
+    "grpc-status",
+    "grpc-message",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "host",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,10 +102,22 @@ pub(crate) fn check(c: &mut Checker, v: Option<&Value>) {
     for op in ["remove", "rename", "replace", "add", "append"] {
         let path = join("config", op);
         let valued = !matches!(op, "remove" | "rename");
-        let fields: &[&str] = if valued { &["json", "json_types", "headers"] } else { &["json", "headers"] };
+        let fields: &[&str] = match op {
+            "add" | "append" => &["json", "json_types", "headers", "trailers"],
+            "replace" => &["json", "json_types", "headers"],
+            _ => &["json", "headers"],
+        };
         let Some(ops) = c.record(&path, m.get(op), fields, &[]) else { continue };
         for (at, h) in c.strings(ops, &path, "headers") {
             check_header(c, &at, h, op);
+        }
+        for (at, t) in c.strings(ops, &path, "trailers") {
+            let before = c.errors.len();
+            check_header(c, &at, t, op);
+            let Some(name) = split_pair(t).map(|(n, _)| n.to_ascii_lowercase()) else { continue };
+            if c.errors.len() == before && FORBIDDEN_TRAILERS.contains(&name.as_str()) {
+                c.err(at, format!("trailer '{name}' may not be added (refused: {})", FORBIDDEN_TRAILERS.join(", ")));
+            }
         }
         let types: Vec<(String, &str)> = if valued { c.strings(ops, &path, "json_types") } else { Vec::new() };
         for (at, t) in &types {

@@ -47,6 +47,7 @@ fn defaults_are_kongs() {
             PluginConfig::Opentelemetry(c) => {
                 assert_eq!(c, OpentelemetryConfig::new("http://collector:4318/v1/traces"));
             }
+            PluginConfig::Prometheus(c) => assert_eq!(c, PrometheusConfig::default()),
             PluginConfig::RequestSizeLimiting(c) => {
                 assert_eq!(
                     (c.allowed_payload_size, c.size_unit, c.require_content_length),
@@ -142,6 +143,17 @@ fn full_configs_parse_into_their_types() {
     };
     assert_eq!(c.add.json_types, [JsonType::Number]);
     assert!(c.has_json_ops());
+
+    let PluginConfig::ResponseTransformer(c) = PluginConfig::from_entity(
+        "response-transformer",
+        &json!({"add": {"trailers": ["x-served-by:edge"]}, "append": {"trailers": ["x-hop:a", "X-Hop:b"]}}),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.add.trailers, ["x-served-by:edge"]);
+    assert_eq!(c.append.trailers, ["x-hop:a", "X-Hop:b"]);
+    assert!(c.add.headers.is_empty() && !c.has_json_ops());
 }
 
 #[test]
@@ -350,6 +362,45 @@ fn each_error_names_its_field() {
         ),
         (
             "response-transformer",
+            json!({"replace": {"trailers": ["x-a:1"]}}),
+            "config.replace.trailers",
+            "unknown field",
+        ),
+        ("response-transformer", json!({"remove": {"trailers": ["x-a"]}}), "config.remove.trailers", "unknown field"),
+        (
+            "response-transformer",
+            json!({"add": {"trailers": ["Grpc-Status:0"]}}),
+            "config.add.trailers.1",
+            "trailer 'grpc-status' may not be added",
+        ),
+        (
+            "response-transformer",
+            json!({"append": {"trailers": ["x-ok:1", "grpc-message:hi"]}}),
+            "config.append.trailers.2",
+            "trailer 'grpc-message' may not be added",
+        ),
+        (
+            "response-transformer",
+            json!({"add": {"trailers": ["content-length:3"]}}),
+            "config.add.trailers.1",
+            "trailer 'content-length' may not be added",
+        ),
+        ("response-transformer", json!({"add": {"trailers": ["x-a"]}}), "config.add.trailers.1", "invalid value: x-a"),
+        (
+            "response-transformer",
+            json!({"append": {"trailers": ["bad name:1"]}}),
+            "config.append.trailers.1",
+            "'bad name' is not a valid header",
+        ),
+        (
+            "response-transformer",
+            json!({"add": {"trailers": ["x-a:"]}}),
+            "config.add.trailers.1",
+            "key 'x-a' has no value",
+        ),
+        ("response-transformer", json!({"add": {"trailers": "x-a:1"}}), "config.add.trailers", "expected an array"),
+        (
+            "response-transformer",
             json!({"append": {"headers": ["x-a:\u{1}"]}}),
             "config.append.headers.1",
             "invalid header value for 'x-a'",
@@ -462,4 +513,32 @@ fn opentelemetry_schema() {
     assert_eq!(e.0, "config.headers.bad header");
     let e = one_error(name, json!({"traces_endpoint": "http://c:4318", "otlp_protocol": "zipkin"}));
     assert_eq!(e.0, "config.otlp_protocol");
+}
+
+#[test]
+fn prometheus_flags_default_off_and_are_checked() {
+    let PluginConfig::Prometheus(c) = PluginConfig::from_entity("prometheus", &Value::Null).unwrap() else { panic!() };
+    assert_eq!(c, PrometheusConfig::default());
+    assert!(!(c.per_consumer || c.status_code_metrics || c.latency_metrics || c.bandwidth_metrics));
+    let PluginConfig::Prometheus(c) = PluginConfig::from_entity(
+        "prometheus",
+        &json!({"status_code_metrics": true, "bandwidth_metrics": true, "upstream_health_metrics": true,
+                "per_consumer": null, "ai_metrics": false}),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert!(c.status_code_metrics && c.bandwidth_metrics && c.upstream_health_metrics);
+    assert!(!c.latency_metrics && !c.per_consumer);
+    assert_eq!(priority("prometheus"), Some(13));
+    for (config, field, message) in [
+        (json!({"latency_metrics": "yes"}), "config.latency_metrics", "expected a boolean"),
+        (json!({"ai_metrics": true}), "config.ai_metrics", "not supported by sluice"),
+        (json!({"wasm_metrics": true}), "config.wasm_metrics", "unknown field"),
+        (json!([]), "config", "expected a record"),
+    ] {
+        let (f, m) = one_error("prometheus", config.clone());
+        assert_eq!(f, field, "{config}: {m}");
+        assert!(m.contains(message), "{config}: {m:?} lacks {message:?}");
+    }
 }

@@ -19,7 +19,7 @@ use rustls::sign::CertifiedKey;
 use crate::listen::tls::{self, CertStore};
 use crate::plugins::{self, PluginChain, Scope};
 use crate::router::Router;
-use crate::telemetry::metrics::{Metrics, RouteMetrics};
+use crate::telemetry::metrics::{Metrics, MetricsOptions, RouteMetrics};
 use crate::upstream::active_checks::ActiveChecks;
 use crate::upstream::balancer::{Balancer, HealthRegistry};
 use crate::upstream::dns::Resolver;
@@ -79,6 +79,9 @@ pub struct LiveConfig {
     pub certs: Arc<CertStore>,
     /// Every upstream, in config order (health checks, `/status`, the target health metric).
     pub balancers: Vec<Arc<Balancer>>,
+    /// Unrouted requests' metric families and whether target health is exported
+    /// ([`MetricsOptions::for_config`]).
+    pub metrics_options: MetricsOptions,
 }
 
 impl LiveConfig {
@@ -169,6 +172,7 @@ impl State {
                         tls::upstream_client_config_with(verify, &[], h2, None, None)
                     });
                 self.metrics.set_config_hash(&rt.hash);
+                self.metrics.set_options(rt.metrics_options);
                 self.current.store(Arc::new(rt));
                 self.metrics.config_pushes.with_label_values(&["accepted"]).inc();
                 Ok(Applied::Swapped(hash))
@@ -373,6 +377,14 @@ pub(crate) fn build(
     };
 
     let instances = build_plugins(&config, &mut errors);
+    let prometheus: Vec<(bool, MetricsOptions)> = instances
+        .iter()
+        .filter(|i| i.enabled)
+        .filter_map(|i| Some((i.route.is_none() && i.service.is_none(), i.plugin.metrics_options()?)))
+        .collect();
+    // No prometheus instance: every route keeps sluice's default families; else a route records
+    // what its instance says, and nothing without one (Kong).
+    let route_default = if prometheus.is_empty() { MetricsOptions::WITHOUT_PLUGIN } else { MetricsOptions::NONE };
     let mut routes = Vec::new();
     for (r, owner) in config.all_routes() {
         let service = service_index(owner);
@@ -395,6 +407,8 @@ pub(crate) fn build(
             Box::default()
         };
         let service_name = svc.map(|s| s.display_name()).unwrap_or("");
+        let route_metrics =
+            metrics.route(service_name, r.display_name(), plugins.metrics_options().unwrap_or(route_default));
         let has = |p: Protocol| r.protocols.contains(&p);
         routes.push(RouteRt {
             name: r.display_name().into(),
@@ -409,7 +423,7 @@ pub(crate) fn build(
             https_redirect_status_code: r.https_redirect_status_code,
             plugins,
             capture_paths,
-            metrics: Arc::new(metrics.route(service_name, r.display_name())),
+            metrics: Arc::new(route_metrics),
         });
     }
 
@@ -417,6 +431,7 @@ pub(crate) fn build(
         (Some(router), Some(certs), true) => {
             let hash = if config.is_empty() { EMPTY_HASH.to_string() } else { config_hash(&config) };
             let balancers = config.upstreams.iter().filter_map(|u| balancers.get(u.name.as_str()).cloned()).collect();
+            let metrics_options = MetricsOptions::for_config(&prometheus);
             Ok(LiveConfig {
                 config: Arc::new(config),
                 hash,
@@ -425,6 +440,7 @@ pub(crate) fn build(
                 services,
                 certs: Arc::new(certs),
                 balancers,
+                metrics_options,
             })
         }
         _ => Err(FlattenedError::new(errors)),

@@ -50,8 +50,10 @@ impl StatusHandler {
                 }
             }
             "/metrics" => {
-                let mut r =
-                    Response::new(ProxyBody::full(self.state.metrics.render_live(target_health(&self.state.load()))));
+                let rt = self.state.load();
+                // Kong's `upstream_health_metrics` (MetricsOptions::upstream_health).
+                let health = if rt.metrics_options.upstream_health() { target_health(&rt) } else { Vec::new() };
+                let mut r = Response::new(ProxyBody::full(self.state.metrics.render_live(health)));
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 r

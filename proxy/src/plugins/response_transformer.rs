@@ -14,8 +14,14 @@
 //!   runs remove, rename and replace on the trailers too, so that metadata a gRPC server sends
 //!   late can be dropped or rewritten like a header; `grpc-status` is never removed or renamed,
 //!   neither there nor in a trailers-only reply's headers (a gRPC response without it is
-//!   broken). add/append stay on the headers, where Kong puts them, so that no entry is sent
-//!   twice.
+//!   broken). `add.headers`/`append.headers` stay on the headers, where Kong puts them, so that
+//!   no entry is sent twice.
+//! - Added trailers (sluice's `add.trailers` / `append.trailers`): applied after remove, rename
+//!   and replace to the trailers the upstream sends ([`ResponseTransformer::apply_trailers`]),
+//!   and to a gRPC trailers-only reply's header block (a response head carrying `grpc-status`:
+//!   its headers are its trailers). `add` sets a name only if absent, `append` adds a value.
+//!   A response that ends without trailers gets none: sluice does not invent a trailer block
+//!   (an HTTP/1.1 client would not see it, and a gRPC response always ends with one).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -64,6 +70,9 @@ impl Plugin for ResponseTransformerPlugin {
         if self.0.apply_headers(resp.headers) {
             resp.state.json_body = Some(self.0.clone());
         }
+        if resp.headers.contains_key(GRPC_STATUS) {
+            self.0.add_trailers(resp.headers);
+        }
     }
     fn body_filter(&self, frame: &mut Frame<Bytes>) {
         if let Some(trailers) = frame.trailers_mut() {
@@ -93,8 +102,12 @@ pub struct ResponseTransformer {
     replace: Vec<(HeaderName, HeaderValue)>,
     add: Vec<(HeaderName, HeaderValue)>,
     append: Vec<(HeaderName, HeaderValue)>,
+    add_trailers: Vec<(HeaderName, HeaderValue)>,
+    append_trailers: Vec<(HeaderName, HeaderValue)>,
     json: JsonOps,
 }
+
+const GRPC_STATUS: &str = "grpc-status";
 
 #[derive(Debug, Clone, Default)]
 struct JsonOps {
@@ -172,6 +185,8 @@ impl ResponseTransformer {
             replace: header_pairs(&c.replace.headers)?,
             add: header_pairs(&c.add.headers)?,
             append: header_pairs(&c.append.headers)?,
+            add_trailers: header_pairs(&c.add.trailers)?,
+            append_trailers: header_pairs(&c.append.trailers)?,
             json: JsonOps {
                 remove: c.remove.json.clone(),
                 rename: rename_pairs(&c.rename.json)?
@@ -196,14 +211,7 @@ impl ResponseTransformer {
     pub fn apply_headers(&self, headers: &mut HeaderMap) -> bool {
         let edits_body = self.edits_body(headers);
         self.edit(headers, true);
-        for (n, v) in &self.add {
-            if !headers.contains_key(n) {
-                headers.insert(n.clone(), v.clone());
-            }
-        }
-        for (n, v) in &self.append {
-            headers.append(n.clone(), v.clone());
-        }
+        add_append(headers, &self.add, &self.append);
         if edits_body {
             headers.remove(CONTENT_LENGTH);
         }
@@ -211,9 +219,16 @@ impl ResponseTransformer {
     }
 
     /// A response's trailers (gRPC's status and late metadata): remove, rename and replace as on
-    /// headers; `grpc-status` is never removed or renamed.
+    /// headers (`grpc-status` is never removed or renamed), then `add.trailers`/`append.trailers`.
     pub fn apply_trailers(&self, trailers: &mut HeaderMap) {
         self.edit(trailers, true);
+        self.add_trailers(trailers);
+    }
+
+    /// `add.trailers` (only if absent) and `append.trailers` on a trailer block, or on the header
+    /// block of a gRPC trailers-only reply.
+    pub fn add_trailers(&self, block: &mut HeaderMap) {
+        add_append(block, &self.add_trailers, &self.append_trailers);
     }
 
     /// remove, rename, replace.
@@ -255,6 +270,18 @@ impl ResponseTransformer {
             Ok(v) => Bytes::from(v),
             Err(_) => body,
         }
+    }
+}
+
+/// Kong's add (only if absent) then append.
+fn add_append(h: &mut HeaderMap, add: &[(HeaderName, HeaderValue)], append: &[(HeaderName, HeaderValue)]) {
+    for (n, v) in add {
+        if !h.contains_key(n) {
+            h.insert(n.clone(), v.clone());
+        }
+    }
+    for (n, v) in append {
+        h.append(n.clone(), v.clone());
     }
 }
 
@@ -512,6 +539,34 @@ mod tests {
         let mut ok = headers(&[("grpc-status", "0")]);
         t.apply_trailers(&mut ok);
         assert_eq!(header_pairs(&ok), sorted(&[("grpc-status", "0")]), "replace only acts on present entries");
+    }
+
+    #[test]
+    fn trailers_are_added_and_appended_after_the_edits() {
+        let t = transformer(json!({
+            "remove": {"headers": ["x-debug"]},
+            "add": {"headers": ["x-h:1"], "trailers": ["x-served-by:edge", "x-kept:new"]},
+            "append": {"trailers": ["x-hop:a", "x-debug:late"]}
+        }));
+        let mut trailers = headers(&[("grpc-status", "0"), ("x-kept", "old"), ("x-debug", "1")]);
+        t.apply_trailers(&mut trailers);
+        assert_eq!(
+            header_pairs(&trailers),
+            sorted(&[
+                ("grpc-status", "0"),
+                ("x-kept", "old"),
+                ("x-served-by", "edge"),
+                ("x-hop", "a"),
+                ("x-debug", "late")
+            ]),
+        );
+        let mut head = headers(&[("content-type", "application/grpc")]);
+        t.apply_headers(&mut head);
+        assert_eq!(
+            header_pairs(&head),
+            sorted(&[("content-type", "application/grpc"), ("x-h", "1")]),
+            "trailers stay out of the headers"
+        );
     }
 
     #[test]

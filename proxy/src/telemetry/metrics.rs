@@ -30,13 +30,15 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+mod options;
 mod routes;
+pub(crate) use options::MetricsOptions;
 use routes::{GrpcSeries, RouteSeries, RouteTable};
 
 /// Distinct (route, grpc service, grpc method) series kept before new ones are folded into `other`.
@@ -88,12 +90,16 @@ pub struct Metrics {
     pub accepted_connections: IntCounter,
     /// Requests whose [`crate::telemetry::observe::Completion`] is alive (nginx's `writing`).
     in_flight: AtomicI64,
+    /// The live config's [`MetricsOptions::for_config`] bits: unrouted requests and target health.
+    options: AtomicU8,
 }
 
 /// One route's names and, once it has served a request, its series.
 pub struct RouteMetrics {
     pub service: String,
     pub route: String,
+    /// The families this route's requests record (its prometheus instance's flags).
+    pub options: MetricsOptions,
     series: OnceLock<Arc<RouteSeries>>,
 }
 
@@ -208,6 +214,7 @@ impl Metrics {
             active_connections,
             accepted_connections,
             in_flight: AtomicI64::new(0),
+            options: AtomicU8::new(MetricsOptions::WITHOUT_PLUGIN.bits()),
         }
     }
 
@@ -223,12 +230,27 @@ impl Metrics {
 
     /// One route's metrics (called when a config is built); its series are resolved on its first
     /// request.
-    pub fn route(&self, service: &str, route: &str) -> RouteMetrics {
-        RouteMetrics { service: service.to_string(), route: route.to_string(), series: OnceLock::new() }
+    pub fn route(&self, service: &str, route: &str, options: MetricsOptions) -> RouteMetrics {
+        RouteMetrics { service: service.to_string(), route: route.to_string(), options, series: OnceLock::new() }
     }
 
+    /// The route's series; the first request under a config marks the families its options
+    /// record, so that only those are exported for it.
     fn series<'r>(&self, rm: &'r RouteMetrics) -> &'r RouteSeries {
-        rm.series.get_or_init(|| self.routes.get(&rm.service, &rm.route))
+        rm.series.get_or_init(|| {
+            let s = self.routes.get(&rm.service, &rm.route);
+            s.record(rm.options);
+            s
+        })
+    }
+
+    /// The live config's options (set when a config goes live).
+    pub fn options(&self) -> MetricsOptions {
+        MetricsOptions::from_bits(self.options.load(Ordering::Relaxed))
+    }
+
+    pub fn set_options(&self, options: MetricsOptions) {
+        self.options.store(options.bits(), Ordering::Relaxed);
     }
 
     /// Records one finished request.
@@ -236,35 +258,51 @@ impl Metrics {
         self.nginx_requests.inc();
         match r.route {
             Some(rm) => {
+                let o = rm.options;
+                if o == MetricsOptions::NONE {
+                    return;
+                }
                 let series = self.series(rm);
-                if r.status == 200 && r.from_service {
-                    series.ok_from_service.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    let code = itoa_status(r.status);
-                    let source = if r.from_service { "service" } else { "kong" };
-                    self.http_requests.with_label_values(&[&rm.service, &rm.route, &code, source, WORKSPACE, ""]).inc();
+                if o.status_codes() {
+                    if r.status == 200 && r.from_service {
+                        series.ok_from_service.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        let code = itoa_status(r.status);
+                        let source = if r.from_service { "service" } else { "kong" };
+                        self.http_requests
+                            .with_label_values(&[&rm.service, &rm.route, &code, source, WORKSPACE, ""])
+                            .inc();
+                    }
+                    if let Some(code) = r.grpc_status {
+                        let (svc, method) = r.grpc_call.unwrap_or(("", ""));
+                        self.count_grpc_call(rm, series, svc, method, code);
+                    }
                 }
-                series.request_latency.observe(r.total_ms);
-                if let Some(up) = r.upstream_ms {
-                    series.upstream_latency.observe(up);
-                    series.kong_latency.observe((r.total_ms - up).max(0.0));
-                } else {
-                    series.kong_latency.observe(r.total_ms);
+                if o.latency() {
+                    series.request_latency.observe(r.total_ms);
+                    if let Some(up) = r.upstream_ms {
+                        series.upstream_latency.observe(up);
+                        series.kong_latency.observe((r.total_ms - up).max(0.0));
+                    } else {
+                        series.kong_latency.observe(r.total_ms);
+                    }
                 }
-                if r.bytes_in > 0 {
-                    series.bytes_in.fetch_add(r.bytes_in, Ordering::Relaxed);
-                }
-                if r.bytes_out > 0 {
-                    series.bytes_out.fetch_add(r.bytes_out, Ordering::Relaxed);
-                }
-                if let Some(code) = r.grpc_status {
-                    let (svc, method) = r.grpc_call.unwrap_or(("", ""));
-                    self.count_grpc_call(rm, series, svc, method, code);
+                if o.bandwidth() {
+                    if r.bytes_in > 0 {
+                        series.bytes_in.fetch_add(r.bytes_in, Ordering::Relaxed);
+                    }
+                    if r.bytes_out > 0 {
+                        series.bytes_out.fetch_add(r.bytes_out, Ordering::Relaxed);
+                    }
                 }
             }
             None => {
                 // Kong does not count unrouted requests per route; sluice counts them with empty
-                // service/route so 404 rates are visible (bounded: fixed label values).
+                // service/route so 404 rates are visible (bounded: fixed label values), when the
+                // global prometheus instance (or no instance at all) asks for status codes.
+                if !self.options().status_codes() {
+                    return;
+                }
                 self.http_requests.with_label_values(&["", "", &itoa_status(r.status), "kong", WORKSPACE, ""]).inc();
                 if let Some(code) = r.grpc_status {
                     self.grpc_requests.with_label_values(&["", "", "", "", &itoa_status(code as u16)]).inc();
@@ -400,7 +438,7 @@ mod tests {
     #[test]
     fn grpc_series_are_capped_and_the_rest_count_as_other() {
         let m = Metrics::new("n".into(), "0");
-        let route = m.route("s", "r");
+        let route = m.route("s", "r", MetricsOptions::WITHOUT_PLUGIN);
         for i in 0..GRPC_SERIES_LIMIT {
             m.observe(&grpc_call(&route, "pkg.Svc", &format!("M{i}")));
         }
@@ -421,7 +459,7 @@ mod tests {
     #[test]
     fn repeated_calls_keep_their_own_method_and_status_series() {
         let m = Metrics::new("n".into(), "0");
-        let route = m.route("s", "r");
+        let route = m.route("s", "r", MetricsOptions::WITHOUT_PLUGIN);
         // Alternating keys, more of them than the per-route cache holds, each with two statuses.
         for round in 0..3 {
             for i in 0..GRPC_CACHE + 2 {

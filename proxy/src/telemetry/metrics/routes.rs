@@ -9,13 +9,13 @@
 //! so a push that keeps a route keeps its counts.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::IntCounter;
 
-use super::WORKSPACE;
+use super::{MetricsOptions, WORKSPACE};
 
 /// Kong's `kong_kong_latency_ms` buckets.
 pub(super) const KONG_LATENCY_BUCKETS: &[f64] =
@@ -103,6 +103,9 @@ pub(super) struct RouteSeries {
     /// The `sluice_grpc_requests_total` series this route's calls used, so a repeated (service,
     /// method, status) skips the label hashing (a route serves a handful of methods).
     pub grpc: Mutex<Vec<GrpcSeries>>,
+    /// The [`MetricsOptions`] bits of every config this route recorded under: the families
+    /// exported for it (a family never recorded is not shown at zero).
+    recorded: AtomicU8,
 }
 
 pub(super) struct GrpcSeries {
@@ -122,7 +125,17 @@ impl RouteSeries {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             grpc: Mutex::new(Vec::new()),
+            recorded: AtomicU8::new(0),
         }
+    }
+
+    /// Requests under `options` record into these series.
+    pub(super) fn record(&self, options: MetricsOptions) {
+        self.recorded.fetch_or(options.bits(), Ordering::Relaxed);
+    }
+
+    fn recorded(&self) -> MetricsOptions {
+        MetricsOptions::from_bits(self.recorded.load(Ordering::Relaxed))
     }
 }
 
@@ -165,26 +178,34 @@ impl RouteTable {
                 m.set_counter(c);
                 m
             };
-            ok.push(counter(
-                &s.ok_from_service,
-                &[
-                    ("code", "200"),
-                    ("consumer", ""),
-                    ("route", route),
-                    ("service", service),
-                    ("source", "service"),
-                    ("workspace", WORKSPACE),
-                ],
-            ));
+            let recorded = s.recorded();
+            if recorded.status_codes() {
+                ok.push(counter(
+                    &s.ok_from_service,
+                    &[
+                        ("code", "200"),
+                        ("consumer", ""),
+                        ("route", route),
+                        ("service", service),
+                        ("source", "service"),
+                        ("workspace", WORKSPACE),
+                    ],
+                ));
+            }
             let sr = [("route", route.as_str()), ("service", service.as_str()), ("workspace", WORKSPACE)];
-            for (hist, out) in
-                [(&s.kong_latency, &mut kong), (&s.upstream_latency, &mut upstream), (&s.request_latency, &mut request)]
-            {
+            let latencies = [
+                (&s.kong_latency, &mut kong),
+                (&s.upstream_latency, &mut upstream),
+                (&s.request_latency, &mut request),
+            ];
+            for (hist, out) in latencies.into_iter().filter(|_| recorded.latency()) {
                 let mut m = Metric::from_label(label_pairs(&sr));
                 m.set_histogram(hist.proto());
                 out.push(m);
             }
-            for (direction, v) in [("egress", &s.bytes_out), ("ingress", &s.bytes_in)] {
+            for (direction, v) in
+                [("egress", &s.bytes_out), ("ingress", &s.bytes_in)].into_iter().filter(|_| recorded.bandwidth())
+            {
                 bandwidth.push(counter(
                     v,
                     &[
@@ -220,6 +241,10 @@ fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
 
 /// Appends `metrics` to the family `name` in `families` (kept sorted by name), creating it.
 fn merge(families: &mut Vec<MetricFamily>, (name, help): (&str, &str), kind: MetricType, metrics: Vec<Metric>) {
+    // A family without series cannot be encoded.
+    if metrics.is_empty() {
+        return;
+    }
     if let Some(f) = families.iter_mut().find(|f| f.name() == name) {
         f.mut_metric().extend(metrics);
         return;
@@ -253,6 +278,7 @@ mod tests {
     #[test]
     fn a_route_keeps_its_series_and_they_join_the_registry_family() {
         let t = RouteTable::default();
+        t.get("s", "r").record(MetricsOptions::WITHOUT_PLUGIN);
         t.get("s", "r").ok_from_service.fetch_add(2, Ordering::Relaxed);
         t.get("s", "r").ok_from_service.fetch_add(1, Ordering::Relaxed);
         let mut existing = MetricFamily::default();
