@@ -35,6 +35,7 @@ use crate::respond::PluginReply;
 
 pub(crate) mod correlation_id;
 pub(crate) mod cors;
+pub(crate) mod grpc_web;
 pub(crate) mod ip_restriction;
 pub(crate) mod request_size_limiting;
 pub(crate) mod request_termination;
@@ -100,6 +101,8 @@ pub struct RequestState {
     /// Set by response-transformer's header_filter when this response's JSON body is to be
     /// edited (buffered, bounded, by `phases::body_filter`).
     pub json_body: Option<Arc<response_transformer::ResponseTransformer>>,
+    /// Set by grpc-web's access on a gRPC-Web call: the response is re-framed for it.
+    pub grpc_web: Option<crate::wire::grpc_web::Mode>,
 }
 
 impl RequestState {
@@ -162,6 +165,7 @@ pub trait Plugin: Send + Sync + Debug {
 pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
     Ok(match typed_config(name, config)? {
         PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
+        PluginConfig::GrpcWeb(c) => Arc::new(grpc_web::GrpcWeb::new(&c)?),
         PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
         PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
         PluginConfig::RequestSizeLimiting(c) => Arc::new(request_size_limiting::RequestSizeLimiting::new(&c)),
@@ -190,6 +194,8 @@ pub struct PluginChain {
     body_filter: Vec<Arc<dyn Plugin>>,
     log: Vec<Arc<dyn Plugin>>,
     request_body: Vec<Arc<dyn Plugin>>,
+    /// grpc-web is in the chain (`phases::route` then lets gRPC-Web onto grpc routes).
+    grpc_web: bool,
 }
 
 impl PluginChain {
@@ -213,12 +219,16 @@ impl PluginChain {
             body_filter: with(Phases::BODY_FILTER),
             log: with(Phases::LOG),
             request_body: with(Phases::REQUEST_BODY),
+            grpc_web: all.iter().any(|p| p.name() == grpc_web::NAME),
             all,
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.all.is_empty()
+    }
+    pub fn has_grpc_web(&self) -> bool {
+        self.grpc_web
     }
     /// Plugin names in execution order.
     pub fn names(&self) -> Vec<&'static str> {
