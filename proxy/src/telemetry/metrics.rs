@@ -445,6 +445,21 @@ mod tests {
     }
 
     #[test]
+    fn client_protocols_are_separate_series_of_one_method() {
+        let m = Metrics::new("n".into(), "0");
+        let rm = m.route("s", "r");
+        for protocol in [ClientProtocol::GrpcWeb, ClientProtocol::Grpc, ClientProtocol::GrpcWeb, ClientProtocol::Json] {
+            m.observe(&Observation { client_protocol: protocol, ..grpc_call(&rm, "pkg.Svc", "M") });
+        }
+        let line = |p: &str, n: u32| {
+            format!(
+                r#"sluice_grpc_requests_total{{client_protocol="{p}",grpc_method="M",grpc_service="pkg.Svc",grpc_status="0",route="r",service="s"}} {n}"#
+            )
+        };
+        assert_eq!(grpc_lines(&m), [line("grpc", 1), line("grpc-web", 2), line("json", 1)]);
+    }
+
+    #[test]
     fn unrouted_requests_use_fixed_labels() {
         let m = Metrics::new("n".into(), "0");
         for code in [404u16, 404, 200] {
@@ -454,6 +469,7 @@ mod tests {
                 from_service: false,
                 grpc_status: (code == 200).then_some(12),
                 grpc_call: Some(("pkg.Svc", "Method")),
+                client_protocol: ClientProtocol::Grpc,
                 total_ms: 1.0,
                 upstream_ms: None,
                 bytes_in: 3,
