@@ -3,7 +3,8 @@
 # start from KONG_DECLARATIVE_CONFIG instead): the `sluice` and `sluice-nometrics` targets of
 # run.sh (also usable as OURS_CMD). SLUICE_METRICS=off turns the metrics off; OURS_CONFIG=file pushes
 # that config instead of the one below. OURS_PLUGINS=cors,correlation-id puts those plugins (Kong's
-# defaults, cors with an origin) on both routes: the `sluice-plugins` target of run.sh.
+# defaults, cors with an origin) on both routes: the `sluice-plugins` target of run.sh;
+# OURS_PLUGINS=grpc-web puts grpc-web on the gRPC route only (it refuses plain HTTP): `sluice-grpcweb`.
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
 set -eu
 : "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
@@ -35,6 +36,7 @@ if [ -n "${OURS_PLUGINS:-}" ]; then
     echo "plugins:" >>"$DIR/kong.yaml"
     for p in ${OURS_PLUGINS//,/ }; do
         for r in bench.grpc bench.http; do
+            [ "$p" = grpc-web ] && [ "$r" = bench.http ] && continue
             case $p in
                 cors) printf -- '- name: cors\n  route: %s\n  config: {origins: ["https://app.example"]}\n' "$r" ;;
                 *) printf -- '- name: %s\n  route: %s\n' "$p" "$r" ;;

@@ -89,7 +89,8 @@ echo "==> In a cluster, the same state comes from:"
 cat <<'KUBECTL'
     kubectl apply -f crds/ && kubectl wait --for=condition=Established crd --all
     kubectl apply -f examples/00-gateway/ -f examples/01-grpcbin/ -f examples/02-echo/ \
-                  -f examples/03-gateway-api-guide/ -f examples/04-grpc-grpcs-upstreams/ -f examples/05-plugins/
+                  -f examples/03-gateway-api-guide/ -f examples/04-grpc-grpcs-upstreams/ -f examples/05-plugins/ \
+                  -f examples/06-grpc-web/
     kubectl annotate service grpcbin konghq.com/protocol=grpc --overwrite
     KONG_PROXY_LISTEN="0.0.0.0:8000 http2, 0.0.0.0:8443 http2 ssl"   # the proxy's listen setting
 KUBECTL
@@ -115,6 +116,15 @@ done
 for i in 1 2; do
   call "gRPCS upstream (h2 over TLS), round robin #$i" --plaintext --authority secure.example.com "$P" echo.Echo/Echo '{"message":"rr"}'
 done
+
+# gRPC-Web (examples/06-grpc-web): HelloRequest{greeting: "Kong"} as one base64 (grpc-web-text) frame.
+printf '\n--- gRPC-Web text over HTTP/1.1 (KongPlugin grpc-web on an HTTPRoute)\n'
+printf '$ curl -s -H "host: web.example.com" -H "content-type: application/grpc-web-text" --data-binary AAAAAAYKBEtvbmc= http://%s/hello.HelloService/SayHello | base64 -d | od -c\n' "$P"
+if ! curl -sf -H 'host: web.example.com' -H 'content-type: application/grpc-web-text' -H 'x-grpc-web: 1' \
+  --data-binary AAAAAAYKBEtvbmc= "http://$P/hello.HelloService/SayHello" | base64 -d | od -c | tee "$WORK/grpc-web.txt"; then
+  FAILED=$((FAILED + 1))
+fi
+grep -q 'g   r   p   c   -   s   t   a   t   u   s   :       0' "$WORK/grpc-web.txt" || FAILED=$((FAILED + 1))
 
 echo
 echo "==> /metrics (excerpt): curl http://127.0.0.1:$STATUS_PORT/metrics"
