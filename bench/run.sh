@@ -232,11 +232,10 @@ log_latency() {  # h2load --log-file -> "mean p50 p99" of the request times (us)
     cut -f3 "$1" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d %d\n", s / NR, a[int((NR + 1) / 2)], a[int(NR * 0.99)]; else print "NA NA NA"}'
 }
 
-# gRPC unary via h2load; $3 = scheme (http = h2c prior knowledge, https = TLS + ALPN h2)
-bench_grpc() {
-    local target=$1 round=$2 scheme=$3 addr=$4 test=$5 out=$RUN/$target-$round-$5
-    local url=$scheme://$addr/bench.Echo/Echo
-    local h2=("${GRPC_LOAD[@]}")
+# Unary calls via h2load: h2load_unary TARGET ROUND URL TEST LOAD... (LOAD: the h2load command line).
+h2load_unary() {
+    local target=$1 round=$2 url=$3 test=$4 out=$RUN/$1-$2-$4; shift 4
+    local h2=("$@")
     timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n 10000 "$url" > "$out.warm" 2>&1
     # h2load appends to a log file: removed in the measured command, which run_clean may redo.
     run_clean eval 'rm -f "$out.log"; timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
@@ -249,25 +248,17 @@ bench_grpc() {
     rm -f "$out.log"
     emit "$target" "$round" "$test" "${rps:-0}" "$mean" "$p50" "$p99" "$err" "$GRPC_N"
 }
+# gRPC unary; $3 = scheme (http = h2c prior knowledge, https = TLS + ALPN h2)
+bench_grpc() { h2load_unary "$1" "$2" "$3://$4/bench.Echo/Echo" "$5" "${GRPC_LOAD[@]}"; }
 
 # gRPC-Web unary (binary, the same 105-byte frame) via h2load over h2c or HTTP/1.1 ($3 = h2 | h1);
 # only for targets that translate gRPC-Web (envoy's grpc_web filter, sluice-grpcweb's plugin).
 grpc_web_target() { [ "$1" = envoy ] || [ "$1" = sluice-grpcweb ]; }
 bench_grpc_web() {
-    local target=$1 round=$2 mode=$3 addr=$4 test=$5 out=$RUN/$1-$2-$5
-    local url=http://$addr/bench.Echo/Echo
-    local h2=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1')
-    [ "$mode" = h1 ] && h2=(h2load --h1 -t 1 -c $HTTP_C -d "$BODY" -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1')
-    timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n 10000 "$url" > "$out.warm" 2>&1
-    run_clean eval 'rm -f "$out.log"; timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
-    local rps ok s2xx mean p50 p99 err
-    rps=$(awk '/^finished in/ {print $4}' "$out.txt" | tr -d ',')
-    ok=$(awk '/^requests:/ {print $8}' "$out.txt")
-    s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
-    read -r mean p50 p99 < <(log_latency "$out.log")
-    err=$(( GRPC_N - ${ok:-0} + GRPC_N - ${s2xx:-0} ))
-    rm -f "$out.log"
-    emit "$target" "$round" "$test" "${rps:-0}" "$mean" "$p50" "$p99" "$err" "$GRPC_N"
+    local web=(-d "$BODY" -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1')
+    local load=(h2load -t 1 -c $GRPC_C -m $GRPC_M "${web[@]}")
+    [ "$3" = h1 ] && load=(h2load --h1 -t 1 -c $HTTP_C "${web[@]}")
+    h2load_unary "$1" "$2" "http://$4/bench.Echo/Echo" "$5" "${load[@]}"
 }
 # One gRPC-Web call by hand: its last frame must carry grpc-status 0 (else the target is skipped).
 check_grpc_web() {

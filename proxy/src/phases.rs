@@ -75,10 +75,11 @@ pub(crate) async fn serve(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let rt = shared.state.load();
-    let grpc = grpc::is_grpc(req.headers());
+    let content_type = req.headers().get(http::header::CONTENT_TYPE);
+    let grpc = grpc::is_grpc_content_type(content_type);
     let h2 = req.version() == Version::HTTP_2;
     // A gRPC-Web call (looked at only for gRPC content types).
-    let web = if grpc { grpc_web::Mode::of(req.headers()) } else { None };
+    let web = if grpc { content_type.and_then(grpc_web::Mode::of_content_type) } else { None };
     let mut done = Completion::new(shared.observer.clone(), start, conn.client);
     if web.is_some() {
         done.set_client_protocol(ClientProtocol::GrpcWeb);

@@ -2,7 +2,9 @@
 //! text mode over HTTP/1.1 and h2c, text split into odd base64 chunks, unary and server
 //! streaming, every trailer in the final frame, errors before and after the upstream answered,
 //! CORS alone and with the cors plugin, grpc routes, metrics, and a 10,000-message stream
-//! through the real binary with its memory measured.
+//! through the real binary with its memory measured; then published clients: connect-node's
+//! gRPC-Web transport, and connect-web in a real browser (Debian's chromium, playwright-core) on a
+//! page from another origin. Needs node/npm and chromium (`make deps`: scripts/install-deps.sh).
 
 mod common;
 
@@ -403,33 +405,14 @@ async fn grpc_web_calls_are_counted_with_their_client_protocol() {
 }
 
 /// The real binary (its memory is its own): a 10,000-message server stream of 8 KiB messages
-/// (80 MiB) in text mode, read slowly enough that buffering would show, leaves its RSS flat.
+/// (80 MiB; base64 text over HTTP/1.1, binary over h2c), read slowly enough that buffering would
+/// show, leaves its RSS flat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_message_stream_with_flat_proxy_memory() {
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kong.yaml");
-    std::fs::write(&path, web_config(b.addr(), "[http, https]", "['/']", GRPC_WEB)).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
-        .env_clear()
-        .env("KONG_PROXY_LISTEN", "127.0.0.1:0 http2")
-        .env("KONG_STATUS_LISTEN", "127.0.0.1:0")
-        .env("SLUICE_ADMIN_SOCKET", dir.path().join("admin.sock"))
-        .env("KONG_DECLARATIVE_CONFIG", &path)
-        .env("KONG_PROXY_ACCESS_LOG", "off")
-        .env("KONG_NGINX_WORKER_PROCESSES", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addr = common::process::started_addrs(&mut child, Duration::from_secs(20)).await[0];
-    let pid = child.id().unwrap();
-    let rss = || {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_string();
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
-    };
+    let p = common::process::proxy_process(&web_config(b.addr(), "[http, https]", "['/']", GRPC_WEB)).await;
+    let (addr, pid) = (p.addr, p.child.id().unwrap());
+    let rss = || common::process::vm_rss_kib(pid);
     let greeting = "x".repeat(8 * 1024);
     for (version, text) in [(Version::H1, true), (Version::H2, false)] {
         let (body, ct) = encode(text, &hello_frame(&greeting), 4096);
@@ -454,4 +437,102 @@ async fn ten_thousand_message_stream_with_flat_proxy_memory() {
         println!("{version:?} text={text}: {bytes} bytes, RSS {before} KiB -> peak {peak} KiB");
         assert!(peak < before + 16 * 1024, "{version:?}: RSS grew from {before} to {peak} KiB");
     }
+}
+
+/// The npm packages of tools/grpc-web-node (scripts/node-tools.sh installs them once, outside the
+/// repository) beside a copy of its scripts: ESM resolves packages from the script's directory.
+fn node_client_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tools = std::process::Command::new(root.join("scripts/node-tools.sh")).output().unwrap();
+    assert!(tools.status.success(), "scripts/node-tools.sh (npm packages): {}", String::from_utf8_lossy(&tools.stderr));
+    let modules = std::path::PathBuf::from(String::from_utf8(tools.stdout).unwrap().trim()).join("node_modules");
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["client.mjs", "hello.mjs", "browser.mjs", "page.html"] {
+        std::fs::copy(root.join("tools/grpc-web-node").join(file), dir.path().join(file)).unwrap();
+    }
+    std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).unwrap();
+    (dir, modules)
+}
+
+/// What both connect clients must get back (tools/grpc-web-node/hello.mjs).
+fn connect_calls_answer() -> serde_json::Value {
+    let stream: Vec<String> = (1..=10).map(|i| format!("hello s #{i}")).collect();
+    serde_json::json!({
+        "unary": "hello web", "unaryTrailer": "blue",
+        "stream": stream, "streamTrailer": "t9",
+        "error": {"code": 7, "message": "failed on purpose"},
+    })
+}
+
+async fn node(args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = tokio::process::Command::new("node").args(args).kill_on_drop(true).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "node {args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// A published gRPC-Web client: connect-node's gRPC-Web transport (tools/grpc-web-node/client.mjs)
+/// over HTTP/1.1 and h2c: unary and server streaming with their trailers, and an error status.
+#[tokio::test]
+async fn connect_node_grpc_web_client_over_http1_and_h2c() {
+    let (dir, _) = node_client_dir();
+    let b = spawn(BackendOptions::named("g1")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    p.push_ok(&web_config(b.addr(), "[http, https]", "['/']", GRPC_WEB)).await;
+    let script = dir.path().join("client.mjs");
+    let url = format!("http://{}", p.addr(0));
+    for version in ["1.1", "2"] {
+        let got = node(&[script.as_os_str(), url.as_ref(), version.as_ref()]).await;
+        assert_eq!(got, connect_calls_answer(), "HTTP/{version}");
+    }
+}
+
+/// Serves the page, hello.mjs and the npm packages (the page's origin: not the proxy's).
+async fn page_server(dir: std::path::PathBuf) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let dir = dir.clone();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let path = match req.uri().path() {
+                    "/" => "page.html".to_string(),
+                    p => p.trim_start_matches('/').to_string(),
+                };
+                let file = (!path.contains("..")).then(|| std::fs::read(dir.join(&path)).ok()).flatten();
+                let ct = if path.ends_with(".html") { "text/html" } else { "text/javascript" };
+                let resp = match file {
+                    Some(bytes) => http::Response::builder()
+                        .header("content-type", ct)
+                        .body(http_body_util::Full::new(Bytes::from(bytes))),
+                    None => http::Response::builder().status(404).body(http_body_util::Full::new(Bytes::new())),
+                };
+                async move { resp }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
+        }
+    });
+    addr
+}
+
+/// A real browser: Debian's chromium (headless, driven by playwright-core) loads a page from another
+/// origin whose script, connect-web's gRPC-Web transport, makes a unary and a server-streaming call
+/// through sluice (HTTP/1.1, CORS preflights answered by the grpc-web plugin alone) and a failing
+/// one; replies, trailers and the error status must come back, and no CORS error may be logged.
+#[tokio::test]
+async fn a_browser_calls_through_sluice_from_another_origin() {
+    let (dir, _) = node_client_dir();
+    let b = spawn(BackendOptions::named("g1")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    p.push_ok(&web_config(b.addr(), "[http, https]", "['/']", GRPC_WEB)).await;
+    let page = page_server(dir.path().to_path_buf()).await;
+    let url = format!("http://{page}/?proxy=http://{}", p.addr(0));
+    let got = node(&[dir.path().join("browser.mjs").as_os_str(), url.as_ref()]).await;
+    let console = got["console"].as_array().unwrap();
+    assert!(
+        !console.iter().any(|m| m.as_str().unwrap().contains("CORS") || m.as_str().unwrap().contains("Access-Control")),
+        "the browser reported a CORS error: {console:?}"
+    );
+    assert_eq!(got["result"], connect_calls_answer(), "console: {console:?}");
 }

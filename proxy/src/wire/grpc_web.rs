@@ -29,7 +29,12 @@ pub enum Mode {
 impl Mode {
     /// The mode a request's `content-type` asks for; `None` when it is not gRPC-Web.
     pub fn of(headers: &HeaderMap) -> Option<Mode> {
-        let ct = headers.get(http::header::CONTENT_TYPE)?.as_bytes();
+        Mode::of_content_type(headers.get(http::header::CONTENT_TYPE)?)
+    }
+
+    /// [`Mode::of`] on a `content-type` value already looked up.
+    pub fn of_content_type(value: &HeaderValue) -> Option<Mode> {
+        let ct = value.as_bytes();
         let prefix = b"application/grpc-web";
         if ct.len() < prefix.len() || !ct[..prefix.len()].eq_ignore_ascii_case(prefix) {
             return None;
