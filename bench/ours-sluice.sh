@@ -3,7 +3,8 @@
 # start from KONG_DECLARATIVE_CONFIG instead): the `sluice` and `sluice-nometrics` targets of
 # run.sh (also usable as OURS_CMD). SLUICE_METRICS=off turns the metrics off; OURS_CONFIG=file pushes
 # that config instead of the one below. OURS_PLUGINS=cors,correlation-id puts those plugins (Kong's
-# defaults, cors with an origin) on both routes: the `sluice-plugins` target of run.sh.
+# defaults, cors with an origin) on both routes: the `sluice-plugins` target of run.sh;
+# OURS_PLUGINS=grpc-web puts grpc-web on the gRPC route only (it refuses plain HTTP): `sluice-grpcweb`.
 # OURS_OTEL=<sampling rate> adds a global opentelemetry plugin exporting to OURS_OTEL_ENDPOINT (an
 # OTLP/HTTP receiver): the `sluice-otel` (0.01) and `sluice-otel-full` (1) targets.
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
@@ -43,6 +44,7 @@ fi
 if [ -n "${OURS_PLUGINS:-}" ]; then
     for p in ${OURS_PLUGINS//,/ }; do
         for r in bench.grpc bench.http; do
+            [ "$p" = grpc-web ] && [ "$r" = bench.http ] && continue
             case $p in
                 cors) printf -- '- name: cors\n  route: %s\n  config: {origins: ["https://app.example"]}\n' "$r" ;;
                 *) printf -- '- name: %s\n  route: %s\n' "$p" "$r" ;;

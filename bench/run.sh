@@ -2,9 +2,12 @@
 # Side-by-side proxy benchmark on loopback. See README.md.
 #
 #   ./run.sh [-r RUNS] TARGET...   TARGET: direct nginx envoy haproxy sluice sluice-ctl
-#                                  sluice-nometrics sluice-nopgo sluice-plugins ours | all (= direct nginx
-#                                  envoy haproxy sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
-#                                  | plugins (= sluice sluice-plugins) | otel (= sluice sluice-otel
+#                                  sluice-nometrics sluice-nopgo sluice-plugins sluice-grpcweb ours | all (= direct
+#                                  nginx envoy haproxy sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
+#                                  | plugins (= sluice sluice-plugins) | grpcweb (= envoy sluice-grpcweb, with
+#                                  TESTS="grpc grpc-web grpc-web-h1": gRPC-Web unary over h2c and HTTP/1.1
+#                                  against plain gRPC in the same run; sluice: the grpc-web plugin,
+#                                  Envoy: its grpc_web filter) | otel (= sluice sluice-otel
 #                                  sluice-otel-full: opentelemetry at sampling 0.01 and 1, exporting to
 #                                  sluice-otlp-sink, SLUICE_OTLP_SINK default ../target/release/sluice-otlp-sink)
 # Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
@@ -32,7 +35,8 @@ for t in "$@"; do
         metrics) TARGETS+=(sluice sluice-nometrics) ;;
         plugins) TARGETS+=(sluice sluice-plugins) ;;
         otel) TARGETS+=(sluice sluice-otel sluice-otel-full) ;;
-        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full) TARGETS+=("$t") ;;
+        grpcweb) TARGETS+=(envoy sluice-grpcweb) ;;
+        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb) TARGETS+=("$t") ;;
         *) echo "unknown target $t" >&2; usage ;;
     esac
 done
@@ -167,9 +171,10 @@ start_target() {
             "${PROXY_CPU[@]}" haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$HAPROXY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$HAPROXY_TLS_PORT ;;
-        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full)
+        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb)
             local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY plugins="" otel=""
             [ "$1" = sluice-plugins ] && plugins=cors,correlation-id
+            [ "$1" = sluice-grpcweb ] && plugins=grpc-web
             [ "$1" = sluice-otel ] && otel=0.01
             [ "$1" = sluice-otel-full ] && otel=1
             if [ -n "$otel" ] && ! otlp_sink; then return 1; fi
@@ -246,11 +251,10 @@ log_latency() {  # h2load --log-file -> "mean p50 p99" of the request times (us)
     cut -f3 "$1" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d %d\n", s / NR, a[int((NR + 1) / 2)], a[int(NR * 0.99)]; else print "NA NA NA"}'
 }
 
-# gRPC unary via h2load; $3 = scheme (http = h2c prior knowledge, https = TLS + ALPN h2)
-bench_grpc() {
-    local target=$1 round=$2 scheme=$3 addr=$4 test=$5 out=$RUN/$target-$round-$5
-    local url=$scheme://$addr/bench.Echo/Echo
-    local h2=("${GRPC_LOAD[@]}")
+# Unary calls via h2load: h2load_unary TARGET ROUND URL TEST LOAD... (LOAD: the h2load command line).
+h2load_unary() {
+    local target=$1 round=$2 url=$3 test=$4 out=$RUN/$1-$2-$4; shift 4
+    local h2=("$@")
     timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n 10000 "$url" > "$out.warm" 2>&1
     # h2load appends to a log file: removed in the measured command, which run_clean may redo.
     run_clean eval 'rm -f "$out.log"; timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
@@ -262,6 +266,23 @@ bench_grpc() {
     err=$(( GRPC_N - ${ok:-0} + GRPC_N - ${s2xx:-0} ))
     rm -f "$out.log"
     emit "$target" "$round" "$test" "${rps:-0}" "$mean" "$p50" "$p99" "$err" "$GRPC_N"
+}
+# gRPC unary; $3 = scheme (http = h2c prior knowledge, https = TLS + ALPN h2)
+bench_grpc() { h2load_unary "$1" "$2" "$3://$4/bench.Echo/Echo" "$5" "${GRPC_LOAD[@]}"; }
+
+# gRPC-Web unary (binary, the same 105-byte frame) via h2load over h2c or HTTP/1.1 ($3 = h2 | h1);
+# only for targets that translate gRPC-Web (envoy's grpc_web filter, sluice-grpcweb's plugin).
+grpc_web_target() { [ "$1" = envoy ] || [ "$1" = sluice-grpcweb ]; }
+bench_grpc_web() {
+    local web=(-d "$BODY" -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1')
+    local load=(h2load -t 1 -c $GRPC_C -m $GRPC_M "${web[@]}")
+    [ "$3" = h1 ] && load=(h2load --h1 -t 1 -c $HTTP_C "${web[@]}")
+    h2load_unary "$1" "$2" "http://$4/bench.Echo/Echo" "$5" "${load[@]}"
+}
+# One gRPC-Web call by hand: its last frame must carry grpc-status 0 (else the target is skipped).
+check_grpc_web() {
+    curl -sS --max-time 10 --data-binary @"$BODY" -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1' \
+        "http://$1/bench.Echo/Echo" | tr -d '\r' | grep -aqE 'grpc-status: ?0'
 }
 
 bench_http1() {
@@ -392,7 +413,9 @@ for round in $(seq "$RUNS"); do
         fi
         # Correctness first: 200 echoed unary calls with grpc-status 0, 200 HTTP/1.1 GETs.
         if ! { $BIN/bench-check grpc "$GRPC_ADDR" 200 && $BIN/bench-check http1 "$HTTP_ADDR" 200 \
-               && { ! has_test grpc-stream || $BIN/bench-check stream "$GRPC_ADDR" 20; }; } >> "$CHECKS" 2>&1; then
+               && { ! has_test grpc-stream || $BIN/bench-check stream "$GRPC_ADDR" 20; } \
+               && { ! grpc_web_target "$target" || ! { has_test grpc-web || has_test grpc-web-h1; } \
+                    || check_grpc_web "$GRPC_ADDR"; }; } >> "$CHECKS" 2>&1; then
             echo "  $target: CHECK FAILED, skipped (see .run/checks.txt)" | tee -a "$CHECKS"
             [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"; continue
         fi
@@ -413,6 +436,10 @@ for round in $(seq "$RUNS"); do
             has_test grpc-tls && bench_grpc "$name" "$round" https "$TLS_ADDR" grpc-tls
         fi
         has_test grpc-stream && bench_stream "$name" "$round" "$GRPC_ADDR"
+        if grpc_web_target "$target"; then
+            has_test grpc-web && bench_grpc_web "$name" "$round" h2 "$GRPC_ADDR" grpc-web
+            has_test grpc-web-h1 && bench_grpc_web "$name" "$round" h1 "$GRPC_ADDR" grpc-web-h1
+        fi
         if [ "$TLS" = 1 ] && [ -n "$TLS_ADDR" ]; then
             has_test tls-hs && bench_hs "$name" "$round" "$TLS_ADDR"
         fi

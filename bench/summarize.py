@@ -33,7 +33,7 @@ for r in rows:
     if k not in groups:
         order.append(k)
     groups[k].append(r)
-tests = ["grpc", "http1", "grpc-tls", "grpc-stream", "tls-hs"]
+tests = ["grpc", "http1", "grpc-tls", "grpc-stream", "tls-hs", "grpc-web", "grpc-web-h1"]
 # Latency at equal load (run.sh FIXED=1): the same offered rate for every target, per test.
 FIXED = ["grpc", "http1", "grpc-tls", "grpc-stream"]
 offered = {}
@@ -42,7 +42,8 @@ if (run / "fixed-rates.tsv").exists():
         test, rate = line.split()
         offered[test] = float(rate)
 # Which direct test each proxied test is compared with (tls-hs has no direct counterpart).
-DIRECT = {"grpc": "grpc", "http1": "http1", "grpc-tls": "grpc", "grpc-stream": "grpc-stream"}
+DIRECT = {"grpc": "grpc", "http1": "http1", "grpc-tls": "grpc", "grpc-stream": "grpc-stream", "grpc-web": "grpc",
+          "grpc-web-h1": "grpc"}
 targets = []
 for t, _ in order:
     if t not in targets:
@@ -118,7 +119,7 @@ def cmp(a, b, f):
     return None if a is None or b is None else f(a, b)
 
 checks_md = []
-for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins", "sluice-otel", "sluice-otel-full")]:
+for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins", "sluice-otel", "sluice-otel-full", "sluice-grpcweb")]:
     trows = [
         ("gRPC unary proxy CPU/request below HAProxy's and <= 12 us",
          f"{f(get(ours, 'grpc', 'cpureq'), '{:.1f}')} vs {f(get('haproxy', 'grpc', 'cpureq'), '{:.1f}')} us",
@@ -173,6 +174,19 @@ cpu_compare("sluice-otel", "sluice",
             "Tracing cost (`opentelemetry` at sampling_rate 0.01 vs none; target: gRPC at most 1.10x)", "otel 0.01", "none")
 cpu_compare("sluice-otel-full", "sluice",
             "Tracing cost at sampling_rate 1 (every request exported; reported, no target)", "otel 1", "none")
+# gRPC-Web (the grpcweb target): µs per call against plain gRPC on the same proxy in the same run, and
+# against Envoy's grpc_web filter.
+if "sluice-grpcweb" in targets:
+    wrows = []
+    for test in ("grpc-web", "grpc-web-h1"):
+        web, plain, envoy = (get("sluice-grpcweb", test, "cpureq"), get("sluice-grpcweb", "grpc", "cpureq"),
+                             get("envoy", test, "cpureq"))
+        wrows.append((f"{test} proxy CPU/call within 1.25x of plain gRPC",
+                      f"{f(web, '{:.1f}')} vs 1.25 x {f(plain, '{:.1f}')} us", cmp(web, plain, lambda a, b: a <= 1.25 * b)))
+        wrows.append((f"{test} proxy CPU/call <= 0.7x Envoy's grpc_web",
+                      f"{f(web, '{:.1f}')} vs 0.7 x {f(envoy, '{:.1f}')} us", cmp(web, envoy, lambda a, b: a <= 0.7 * b)))
+    checks_md.append("### sluice-grpcweb (gRPC-Web)\n\n" + md_table(["performance target", "this run", "met"],
+                                                                   [[a, b, verdict(c)] for a, b, c in wrows]))
 checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in this run)"
 versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
 checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""

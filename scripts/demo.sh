@@ -95,7 +95,7 @@ cat <<'KUBECTL'
     kubectl apply -f crds/ && kubectl wait --for=condition=Established crd --all
     kubectl apply -f examples/00-gateway/ -f examples/01-grpcbin/ -f examples/02-echo/ \
                   -f examples/03-gateway-api-guide/ -f examples/04-grpc-grpcs-upstreams/ -f examples/05-plugins/ \
-                  -f examples/06-opentelemetry/
+                  -f examples/06-opentelemetry/ -f examples/07-grpc-web/
     kubectl annotate service grpcbin konghq.com/protocol=grpc --overwrite
     KONG_PROXY_LISTEN="0.0.0.0:8000 http2, 0.0.0.0:8443 http2 ssl"   # the proxy's listen setting
 KUBECTL
@@ -128,6 +128,17 @@ done
 echo
 echo "==> spans at the collector (sluice-otlp-sink, batch_flush_delay 1 s):"
 if wait_for "$WORK/otlp.log" "received" 10; then grep received "$WORK/otlp.log"; else FAILED=$((FAILED + 1)); fi
+
+# gRPC-Web (examples/07-grpc-web): HelloRequest{greeting: "Kong"} as one base64 (grpc-web-text) frame.
+printf '\n--- gRPC-Web text over HTTP/1.1 (KongPlugin grpc-web on an HTTPRoute)\n'
+printf '$ curl -s -H "host: web.example.com" -H "content-type: application/grpc-web-text" --data-binary AAAAAAYKBEtvbmc= http://%s/hello.HelloService/SayHello | base64 -d | od -c\n' "$P"
+if curl -sf -H 'host: web.example.com' -H 'content-type: application/grpc-web-text' -H 'x-grpc-web: 1' \
+  --data-binary AAAAAAYKBEtvbmc= "http://$P/hello.HelloService/SayHello" | base64 -d >"$WORK/grpc-web.bin"; then
+  od -c "$WORK/grpc-web.bin"
+  grep -aq 'grpc-status: 0' "$WORK/grpc-web.bin" || FAILED=$((FAILED + 1))
+else
+  FAILED=$((FAILED + 1))
+fi
 
 echo
 echo "==> /metrics (excerpt): curl http://127.0.0.1:$STATUS_PORT/metrics"

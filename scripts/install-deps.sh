@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond the Rust toolchain, by package name, idempotently:
-# rustfmt/clippy (from rust-toolchain.toml), curl, python grpcio + grpcio-tools (the Python gRPC
+# rustfmt/clippy (from rust-toolchain.toml), curl, chromium + node/npm and the npm packages of
+# tools/grpc-web-node (the gRPC-Web browser and Node.js client tests; scripts/node-tools.sh caches them), python grpcio + grpcio-tools (the Python gRPC
 # client test), cargo-fuzz, cargo-machete, iproute2 (the e2e backends' network namespaces), h2spec and
 # the gRPC interop client/server (peers/install.sh builds them with go), checks kubectl (shipped with
 # this machine image; e2e fails loudly without it), and builds kube-apiserver and etcd from their Go
@@ -11,12 +12,16 @@ need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 if ! python3 -c 'import grpc, grpc_tools' 2>/dev/null; then
   python3 -m pip install --quiet grpcio grpcio-tools
 fi
+# The gRPC-Web clients' npm packages (proxy/tests/grpc_web.rs), cached outside the repository.
+echo "deps ok: gRPC-Web client packages in $("$(dirname "$0")/node-tools.sh")"
 # cargo-fuzz (crates registry, by name) for the short fuzz run; the nightly toolchain it drives
 # ships with this machine image.
 if ! command -v cargo-fuzz >/dev/null; then

@@ -73,6 +73,7 @@ golden! {
     golden_gateway_rejected_certificate,
     golden_grpc_drops_methods_strip_path_and_path,
     golden_grpc_ingress_without_protocol,
+    golden_grpc_web_plugin,
     golden_grpcroute_attachment,
     golden_grpcroute_exact_method_matching,
     golden_grpcroute_header_matching,

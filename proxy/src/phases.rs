@@ -36,8 +36,9 @@ use crate::respond::{error_response, ProxyError};
 use crate::response_body::ProxyBody;
 use crate::settings::trust::TrustedIps;
 use crate::telemetry::observe::{Completion, LogDetails, Observer};
+use crate::telemetry::ClientProtocol;
 use crate::upstream::pool::Pool;
-use crate::wire::grpc;
+use crate::wire::{grpc, grpc_web};
 use body_filter::UpstreamStream;
 
 pub(crate) mod access;
@@ -74,9 +75,15 @@ pub(crate) async fn serve(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let rt = shared.state.load();
-    let grpc = grpc::is_grpc(req.headers());
+    let content_type = req.headers().get(http::header::CONTENT_TYPE);
+    let grpc = grpc::is_grpc_content_type(content_type);
     let h2 = req.version() == Version::HTTP_2;
+    // A gRPC-Web call (looked at only for gRPC content types).
+    let web = if grpc { content_type.and_then(grpc_web::Mode::of_content_type) } else { None };
     let mut done = Completion::new(shared.observer.clone(), start, conn.client);
+    if web.is_some() {
+        done.set_client_protocol(ClientProtocol::GrpcWeb);
+    }
     if done.wants_details() {
         done.set_details(LogDetails {
             method: req.method().clone(),
@@ -104,6 +111,8 @@ pub(crate) async fn serve(
             match edited {
                 Ok(()) => {
                     let attempts = ctx.plugins.trace_attempts.take();
+                    // gRPC-Web over HTTP/1.1 gets gRPC's end-of-stream trailers too (as its last frame).
+                    let grpc = grpc && (h2 || ctx.plugins.grpc_web.is_some());
                     let ctx = &mut ctx;
                     balancer::balance_and_send(
                         &mut upstream,
@@ -112,7 +121,7 @@ pub(crate) async fn serve(
                         &shared.pool,
                         deadline,
                         attempts.as_deref(),
-                        |response, sent| after_balancer(response, sent, route, service, grpc && h2, deadline, ctx),
+                        |response, sent| after_balancer(response, sent, route, service, grpc, deadline, ctx),
                     )
                     .await
                 }
@@ -129,8 +138,15 @@ pub(crate) async fn serve(
                 Some(reply) => ProxyError::Plugin(reply),
                 None => err,
             };
-            let mut resp = error_response(&err, grpc && h2);
-            if let Some(route) = ctx.route.map(|i| &rt.routes[i]) {
+            let route = ctx.route.map(|i| &rt.routes[i]);
+            // A gRPC-Web call on a grpc-web route gets a gRPC-Web trailers-only reply (also over
+            // HTTP/1.1: it reads the status from the headers), whichever phase failed.
+            let web = web.filter(|_| route.is_some_and(|r| r.plugins.has_grpc_web()));
+            if web.is_some() {
+                ctx.plugins.grpc_web = web;
+            }
+            let mut resp = error_response(&err, grpc && (h2 || web.is_some()));
+            if let Some(route) = route {
                 header_filter::run_plugins(route, resp.status().as_u16(), resp.headers_mut(), &mut ctx.plugins);
                 header_filter::local_body(&mut resp, &mut ctx.plugins);
             }

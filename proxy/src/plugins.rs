@@ -35,6 +35,7 @@ use crate::respond::PluginReply;
 
 pub(crate) mod correlation_id;
 pub(crate) mod cors;
+pub(crate) mod grpc_web;
 pub(crate) mod ip_restriction;
 pub(crate) mod opentelemetry;
 pub(crate) mod prometheus;
@@ -109,6 +110,8 @@ pub struct RequestState {
     pub(crate) trace: Option<Box<opentelemetry::RequestTrace>>,
     /// opentelemetry's client spans of a sampled request, fed by the balancer.
     pub(crate) trace_attempts: Option<Arc<opentelemetry::Attempts>>,
+    /// Set by grpc-web's access on a gRPC-Web call: the response is re-framed for it.
+    pub grpc_web: Option<crate::wire::grpc_web::Mode>,
 }
 
 impl RequestState {
@@ -181,6 +184,7 @@ pub trait Plugin: Send + Sync + Debug {
 pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
     Ok(match typed_config(name, config)? {
         PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
+        PluginConfig::GrpcWeb(c) => Arc::new(grpc_web::GrpcWeb::new(&c)?),
         PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
         PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
         PluginConfig::Opentelemetry(c) => Arc::new(opentelemetry::Opentelemetry::new(c)?),
@@ -212,6 +216,8 @@ pub struct PluginChain {
     log: Vec<Arc<dyn Plugin>>,
     request_body: Vec<Arc<dyn Plugin>>,
     request_start: Vec<Arc<dyn Plugin>>,
+    /// grpc-web is in the chain (`phases::route` then lets gRPC-Web onto grpc routes).
+    grpc_web: bool,
 }
 
 impl PluginChain {
@@ -236,12 +242,16 @@ impl PluginChain {
             log: with(Phases::LOG),
             request_body: with(Phases::REQUEST_BODY),
             request_start: with(Phases::REQUEST_START),
+            grpc_web: all.iter().any(|p| p.name() == grpc_web::NAME),
             all,
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.all.is_empty()
+    }
+    pub fn has_grpc_web(&self) -> bool {
+        self.grpc_web
     }
     /// Plugin names in execution order.
     pub fn names(&self) -> Vec<&'static str> {

@@ -4,6 +4,9 @@
 //! Layer: above `wire` and `settings`; the connection layers report into it, it reads none of them.
 
 pub(crate) mod access_log;
+pub mod client_protocol;
 pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod observe;
+
+pub use client_protocol::ClientProtocol;

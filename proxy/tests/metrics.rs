@@ -190,6 +190,7 @@ fn grpc_requests(service: &str, route: &str, grpc_service: &str, method: &str, s
         ("grpc_service", grpc_service),
         ("grpc_method", method),
         ("grpc_status", status),
+        ("client_protocol", "grpc"),
     ])
 }
 

@@ -365,48 +365,12 @@ async fn size_limit_require_content_length_and_size_unit() {
     assert!(raw_exchange(p.addr(0), raw.as_bytes()).await.starts_with("HTTP/1.1 200"));
 }
 
-/// The real `sluice-proxy` binary with a declarative config, so that its own memory can be read.
-struct ProxyProcess {
-    child: tokio::process::Child,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-async fn proxy_process(config: &str) -> ProxyProcess {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kong.yaml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
-        .env_clear()
-        .env("KONG_PROXY_LISTEN", "127.0.0.1:0 http2")
-        .env("KONG_STATUS_LISTEN", "127.0.0.1:0")
-        .env("SLUICE_ADMIN_SOCKET", dir.path().join("admin.sock"))
-        .env("KONG_DECLARATIVE_CONFIG", &path)
-        .env("KONG_PROXY_ACCESS_LOG", "off")
-        // One worker thread: memory measured around a stream is that thread's, not a second
-        // thread's heap warming up.
-        .env("KONG_NGINX_WORKER_PROCESSES", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addrs = common::process::started_addrs(&mut child, std::time::Duration::from_secs(20)).await;
-    ProxyProcess { child, addr: addrs[0], _dir: dir }
-}
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn size_limit_ends_a_grpc_client_stream_with_resource_exhausted_without_buffering_it() {
     let backend = spawn(BackendOptions::named("g")).await.unwrap();
     let plugins =
         "plugins:\n- name: request-size-limiting\n  config: {allowed_payload_size: 1, size_unit: megabytes}\n";
-    let p = proxy_process(&format!("{}{plugins}", grpc_config(backend.addr()))).await;
+    let p = common::process::proxy_process(&format!("{}{plugins}", grpc_config(backend.addr()))).await;
     let pid = p.child.id().unwrap();
     let mut client = HelloServiceClient::new(grpc_channel(p.addr, "example.com").await);
     // Warm up with a stream under the limit (768 KiB in the same 64 KiB messages): it passes.
@@ -414,11 +378,11 @@ async fn size_limit_ends_a_grpc_client_stream_with_resource_exhausted_without_bu
     let reply = client.lots_of_greetings(under).await.unwrap();
     assert_eq!(reply.into_inner().reply.len(), "hello ".len() + 12 * (64 << 10) + 11);
 
-    let before = vm_rss_kib(pid);
+    let before = common::process::vm_rss_kib(pid);
     // 5 MiB in 80 messages of 64 KiB, made as they are sent.
     let big = futures_util::stream::iter((0..80).map(|_| HelloRequest { greeting: "x".repeat(64 << 10) }));
     let err = client.lots_of_greetings(big).await.unwrap_err();
-    let growth = vm_rss_kib(pid).saturating_sub(before);
+    let growth = common::process::vm_rss_kib(pid).saturating_sub(before);
     println!(
         "5 MiB client stream over a 1 MiB limit: {:?} {:?}, proxy RSS growth {growth} KiB",
         err.code(),

@@ -38,6 +38,9 @@ fn defaults_are_kongs() {
                 assert_eq!(c.generator, Generator::UuidCounter);
                 assert!(!c.echo_downstream);
             }
+            PluginConfig::GrpcWeb(c) => {
+                assert_eq!((c.allow_origin_header.as_str(), c.pass_stripped_path), ("*", false));
+            }
             PluginConfig::IpRestriction(c) => {
                 assert_eq!(
                     (c.status(), c.message("192.0.2.1".parse().unwrap())),
@@ -97,6 +100,15 @@ fn full_configs_parse_into_their_types() {
     assert!(cors::compile_origin("https://.*\\.b\\.example").unwrap().is_match("https://x.b.example"));
     assert!(!cors::compile_origin("https://a.example").unwrap().is_match("https://a.example.evil"));
     assert!(cors::is_plain_origin("https://a.example:8443") && !cors::is_plain_origin("https://.*\\.b\\.example"));
+
+    let c = PluginConfig::from_entity(
+        "grpc-web",
+        &json!({"allow_origin_header": "https://app.example", "pass_stripped_path": true, "proto": null}),
+    )
+    .unwrap();
+    let want = GrpcWebConfig { allow_origin_header: "https://app.example".into(), pass_stripped_path: true };
+    assert_eq!(c, PluginConfig::GrpcWeb(want));
+    assert_eq!(PluginConfig::from_entity("grpc-web", &Value::Null).unwrap(), PluginConfig::GrpcWeb(Default::default()));
 
     let PluginConfig::IpRestriction(c) = PluginConfig::from_entity(
         "ip-restriction",
@@ -175,6 +187,9 @@ fn each_error_names_its_field() {
         ("cors", json!({"max_age": -1}), "config.max_age", "greater than or equal to 0"),
         ("cors", json!({"credentials": "yes"}), "config.credentials", "expected a boolean"),
         ("cors", json!({"headers": [""]}), "config.headers.1", "invalid header ''"),
+        ("grpc-web", json!({"proto": "a.proto"}), "config.proto", "not supported by sluice: grpc-web carries"),
+        ("grpc-web", json!({"allow_origin_header": ""}), "config.allow_origin_header", "invalid header value"),
+        ("grpc-web", json!({"pass_stripped_path": 1}), "config.pass_stripped_path", "expected a boolean"),
         (
             "correlation-id",
             json!({"generator": "ulid"}),

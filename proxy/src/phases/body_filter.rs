@@ -22,6 +22,7 @@ use crate::upstream::balancer::ActiveGuard;
 use crate::upstream::h1::H1Body;
 use crate::upstream::h2::H2Body;
 use crate::wire::grpc::{self, Code};
+use crate::wire::grpc_web::{Mode, WebResponse};
 
 /// Timers that bound an upstream response body.
 pub(crate) struct Limits {
@@ -297,6 +298,11 @@ pub(crate) fn respond(
     }
     body.size_limit = ctx.plugins.size_limit.take();
     let body = match ctx.plugins.json_body.take() {
+        // grpc-web: the gRPC answer re-framed for a gRPC-Web client (trailers as the last frame).
+        _ if ctx.plugins.grpc_web.is_some() => {
+            let mode = ctx.plugins.grpc_web.unwrap_or(Mode::Binary);
+            ProxyBody::Upstream(Box::pin(WebResponse::new(body, mode)))
+        }
         // response-transformer edits this JSON body: collected, then edited at its end (a body
         // known to be empty, as for HEAD, 204 and 304, stays empty).
         Some(t) if !body.is_end_stream() => ProxyBody::Upstream(Box::pin(JsonBody::new(body, t))),

@@ -1,6 +1,7 @@
 //! Route (Kong's `access.before`): find the route on the request's config snapshot, then Kong's
 //! post-routing protocol checks in Kong's order (its runloop's `access.before`): 415 non-gRPC on a gRPC route, 426
 //! gRPC over HTTP/1.1, grpc-status 1 plaintext on a grpcs-only route, 426/redirect for https-only.
+//! A grpc route with the grpc-web plugin takes gRPC-Web calls and preflights past these checks.
 
 use http::header::{self, HeaderMap};
 use http::request::Parts;
@@ -61,7 +62,7 @@ pub(crate) fn route(
         }
     }
 
-    if route.is_grpc_route() {
+    if route.is_grpc_route() && !(route.plugins.has_grpc_web() && grpc_web_admits(parts)) {
         if !grpc {
             return Err(ProxyError::NotGrpc);
         }
@@ -80,6 +81,12 @@ pub(crate) fn route(
         return Err(ProxyError::HttpsRequired { status, location });
     }
     Ok(Routed { route: m.route, matched_path_len: m.matched_path_len, host_field })
+}
+
+/// On a grpc/grpcs route with the grpc-web plugin: a gRPC-Web call (any HTTP version, either
+/// port) or a CORS preflight goes on to the plugin instead of Kong's protocol refusals.
+fn grpc_web_admits(parts: &Parts) -> bool {
+    parts.method == http::Method::OPTIONS || crate::wire::grpc_web::Mode::of(&parts.headers).is_some()
 }
 
 /// `:authority` for HTTP/2, else the Host header; empty when neither is present.

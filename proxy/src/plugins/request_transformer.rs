@@ -92,14 +92,22 @@ fn captures_of(paths: &[regex::Regex], path: &str) -> UriCaptures {
     paths.iter().find_map(|re| re.captures(path).map(|c| UriCaptures::from_regex(re, &c))).unwrap_or_default()
 }
 
-/// What request-transformer does to the upstream request once it is built.
-#[derive(Debug)]
+/// What request-transformer does to the upstream request once it is built (grpc-web sets its
+/// path too).
+#[derive(Debug, Default)]
 pub struct UpstreamEdit {
     /// `replace.uri`, rendered and escaped: the whole upstream path.
     path: Option<String>,
     /// The Host a header operation set: the upstream Host / `:authority`.
     host: Option<HeaderValue>,
     body: Option<BodyEdit>,
+}
+
+impl UpstreamEdit {
+    /// Sets the whole upstream path (escaped, as received).
+    pub(crate) fn set_path(&mut self, path: String) {
+        self.path = Some(path);
+    }
 }
 
 /// Applies `edit` to the upstream request, in place: path, host, then the body (collected,

@@ -41,6 +41,8 @@ mod routes;
 pub(crate) use options::MetricsOptions;
 use routes::{GrpcSeries, RouteSeries, RouteTable};
 
+use super::ClientProtocol;
+
 /// Distinct (route, grpc service, grpc method) series kept before new ones are folded into `other`.
 pub(crate) const GRPC_SERIES_LIMIT: usize = 2000;
 const WORKSPACE: &str = "default";
@@ -126,8 +128,8 @@ impl Metrics {
         let grpc_requests = counter_vec(
             &registry,
             "sluice_grpc_requests_total",
-            "gRPC calls per service/route, gRPC service and method, and gRPC status (Kong's code label is the HTTP status, 200 for most gRPC failures)",
-            &["service", "route", "grpc_service", "grpc_method", "grpc_status"],
+            "gRPC calls per service/route, gRPC service and method, gRPC status (Kong's code label is the HTTP status, 200 for most gRPC failures) and the client's protocol (grpc, grpc-web, json)",
+            &["service", "route", "grpc_service", "grpc_method", "grpc_status", "client_protocol"],
         );
         let connections = IntGaugeVec::new(
             Opts::new("kong_nginx_connections_total", "Number of connections by subsystem"),
@@ -275,7 +277,7 @@ impl Metrics {
                     }
                     if let Some(code) = r.grpc_status {
                         let (svc, method) = r.grpc_call.unwrap_or(("", ""));
-                        self.count_grpc_call(rm, series, svc, method, code);
+                        self.count_grpc_call(rm, series, (svc, method), code, r.client_protocol);
                     }
                 }
                 if o.latency() {
@@ -305,16 +307,27 @@ impl Metrics {
                 }
                 self.http_requests.with_label_values(&["", "", &itoa_status(r.status), "kong", WORKSPACE, ""]).inc();
                 if let Some(code) = r.grpc_status {
-                    self.grpc_requests.with_label_values(&["", "", "", "", &itoa_status(code as u16)]).inc();
+                    let protocol = r.client_protocol.as_str();
+                    self.grpc_requests.with_label_values(&["", "", "", "", &itoa_status(code as u16), protocol]).inc();
                 }
             }
         }
     }
 
     /// Counts a routed call in its `sluice_grpc_requests_total` series.
-    fn count_grpc_call(&self, rm: &RouteMetrics, series: &RouteSeries, svc: &str, method: &str, code: u8) {
+    fn count_grpc_call(
+        &self,
+        rm: &RouteMetrics,
+        series: &RouteSeries,
+        (svc, method): (&str, &str),
+        code: u8,
+        protocol: ClientProtocol,
+    ) {
         let mut cache = series.grpc.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(hit) = cache.iter().find(|g| g.code == code && *g.method == *method && *g.service == *svc) {
+        if let Some(hit) = cache
+            .iter()
+            .find(|g| g.code == code && g.protocol == protocol && *g.method == *method && *g.service == *svc)
+        {
             hit.counter.inc();
             return;
         }
@@ -325,10 +338,11 @@ impl Metrics {
             label_svc,
             label_method,
             &itoa_status(u16::from(code)),
+            protocol.as_str(),
         ]);
         counter.inc();
         if cache.len() < GRPC_CACHE {
-            cache.push(GrpcSeries { service: svc.into(), method: method.into(), code, counter });
+            cache.push(GrpcSeries { service: svc.into(), method: method.into(), code, protocol, counter });
         }
     }
 
@@ -407,6 +421,7 @@ pub struct Observation<'a> {
     pub from_service: bool,
     pub grpc_status: Option<u8>,
     pub grpc_call: Option<(&'a str, &'a str)>,
+    pub client_protocol: ClientProtocol,
     pub total_ms: f64,
     pub upstream_ms: Option<f64>,
     pub bytes_in: u64,
@@ -424,6 +439,7 @@ mod tests {
             from_service: true,
             grpc_status: Some(0),
             grpc_call: Some((service, method)),
+            client_protocol: ClientProtocol::Grpc,
             total_ms: 1.0,
             upstream_ms: Some(0.5),
             bytes_in: 0,
@@ -449,9 +465,9 @@ mod tests {
         m.observe(&grpc_call(&route, "pkg.Svc", "M0"));
         let lines = grpc_lines(&m);
         assert_eq!(lines.len(), GRPC_SERIES_LIMIT + 1);
-        let other = r#"sluice_grpc_requests_total{grpc_method="other",grpc_service="other",grpc_status="0",route="r",service="s"} 2"#;
+        let other = r#"sluice_grpc_requests_total{client_protocol="grpc",grpc_method="other",grpc_service="other",grpc_status="0",route="r",service="s"} 2"#;
         assert!(lines.iter().any(|l| l == other), "{lines:?}");
-        let m0 = r#"sluice_grpc_requests_total{grpc_method="M0",grpc_service="pkg.Svc",grpc_status="0",route="r",service="s"} 2"#;
+        let m0 = r#"sluice_grpc_requests_total{client_protocol="grpc",grpc_method="M0",grpc_service="pkg.Svc",grpc_status="0",route="r",service="s"} 2"#;
         assert!(lines.iter().any(|l| l == m0), "{lines:?}");
         assert!(!lines.iter().any(|l| l.contains("New")), "{lines:?}");
     }
@@ -472,13 +488,28 @@ mod tests {
         assert_eq!(lines.len(), 2 * (GRPC_CACHE + 2), "{lines:?}");
         for method in ["A", "J"] {
             let ok = format!(
-                r#"sluice_grpc_requests_total{{grpc_method="{method}",grpc_service="pkg.Svc",grpc_status="0",route="r",service="s"}} 2"#
+                r#"sluice_grpc_requests_total{{client_protocol="grpc",grpc_method="{method}",grpc_service="pkg.Svc",grpc_status="0",route="r",service="s"}} 2"#
             );
             let failed = format!(
-                r#"sluice_grpc_requests_total{{grpc_method="{method}",grpc_service="pkg.Svc",grpc_status="14",route="r",service="s"}} 1"#
+                r#"sluice_grpc_requests_total{{client_protocol="grpc",grpc_method="{method}",grpc_service="pkg.Svc",grpc_status="14",route="r",service="s"}} 1"#
             );
             assert!(lines.contains(&ok) && lines.contains(&failed), "{lines:?}");
         }
+    }
+
+    #[test]
+    fn client_protocols_are_separate_series_of_one_method() {
+        let m = Metrics::new("n".into(), "0");
+        let rm = m.route("s", "r", MetricsOptions::WITHOUT_PLUGIN);
+        for protocol in [ClientProtocol::GrpcWeb, ClientProtocol::Grpc, ClientProtocol::GrpcWeb, ClientProtocol::Json] {
+            m.observe(&Observation { client_protocol: protocol, ..grpc_call(&rm, "pkg.Svc", "M") });
+        }
+        let line = |p: &str, n: u32| {
+            format!(
+                r#"sluice_grpc_requests_total{{client_protocol="{p}",grpc_method="M",grpc_service="pkg.Svc",grpc_status="0",route="r",service="s"}} {n}"#
+            )
+        };
+        assert_eq!(grpc_lines(&m), [line("grpc", 1), line("grpc-web", 2), line("json", 1)]);
     }
 
     #[test]
@@ -491,6 +522,7 @@ mod tests {
                 from_service: false,
                 grpc_status: (code == 200).then_some(12),
                 grpc_call: Some(("pkg.Svc", "Method")),
+                client_protocol: ClientProtocol::Grpc,
                 total_ms: 1.0,
                 upstream_ms: None,
                 bytes_in: 3,
@@ -508,7 +540,9 @@ mod tests {
         );
         assert_eq!(
             grpc_lines(&m),
-            [r#"sluice_grpc_requests_total{grpc_method="",grpc_service="",grpc_status="12",route="",service=""} 1"#]
+            [
+                r#"sluice_grpc_requests_total{client_protocol="grpc",grpc_method="",grpc_service="",grpc_status="12",route="",service=""} 1"#
+            ]
         );
         assert!(!text.contains("pkg.Svc") && !text.contains("kong_bandwidth_bytes{"), "{text}");
     }

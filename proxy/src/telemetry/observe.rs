@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::telemetry::access_log::{self, AccessLog, Entry};
 use crate::telemetry::metrics::{Metrics, Observation, RouteMetrics};
+use crate::telemetry::ClientProtocol;
 use crate::wire::grpc;
 
 /// Where finished requests go.
@@ -51,6 +52,7 @@ pub(crate) struct Completion {
     client: SocketAddr,
     route: Option<Arc<RouteMetrics>>,
     grpc_path: Option<Box<str>>,
+    client_protocol: ClientProtocol,
     details: Option<Box<LogDetails>>,
     upstream: Option<Arc<str>>,
     upstream_latency: Option<Duration>,
@@ -72,6 +74,7 @@ impl Completion {
             client,
             route: None,
             grpc_path: None,
+            client_protocol: ClientProtocol::Grpc,
             details: None,
             upstream: None,
             upstream_latency: None,
@@ -101,6 +104,10 @@ impl Completion {
     }
     pub(crate) fn set_grpc_path(&mut self, path: &str) {
         self.grpc_path = Some(path.into());
+    }
+    /// The protocol the client spoke, when the call was not plain gRPC.
+    pub(crate) fn set_client_protocol(&mut self, protocol: ClientProtocol) {
+        self.client_protocol = protocol;
     }
     /// The target (`None` when nothing reads it: it is only rendered for the access log).
     pub(crate) fn set_upstream(&mut self, target: Option<Arc<str>>, latency: Duration) {
@@ -171,6 +178,7 @@ impl Completion {
                 // carries `grpc-status` only when the request was gRPC over HTTP/2.
                 grpc_status: if self.grpc_path.is_some() || self.route.is_none() { self.grpc_status } else { None },
                 grpc_call,
+                client_protocol: self.client_protocol,
                 total_ms,
                 upstream_ms,
                 bytes_in,

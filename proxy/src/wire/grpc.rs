@@ -50,10 +50,12 @@ impl Code {
 
 /// True when the content-type says gRPC (`application/grpc`, `application/grpc+proto`, ...).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .map(|v| v.as_bytes().len() >= 16 && v.as_bytes()[..16].eq_ignore_ascii_case(b"application/grpc"))
-        .unwrap_or(false)
+    is_grpc_content_type(headers.get(http::header::CONTENT_TYPE))
+}
+
+/// [`is_grpc`] on a `content-type` value already looked up.
+pub fn is_grpc_content_type(value: Option<&HeaderValue>) -> bool {
+    value.is_some_and(|v| v.as_bytes().len() >= 16 && v.as_bytes()[..16].eq_ignore_ascii_case(b"application/grpc"))
 }
 
 /// Header names as constants: a `&str` name is parsed and validated on every lookup.

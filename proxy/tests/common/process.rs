@@ -29,3 +29,39 @@ pub async fn started_addrs(child: &mut Child, within: Duration) -> Vec<SocketAdd
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     addrs
 }
+
+/// The real `sluice-proxy` binary with a declarative config, so that its own memory can be read.
+pub struct ProxyProcess {
+    pub child: tokio::process::Child,
+    pub addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn proxy_process(config: &str) -> ProxyProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kong.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
+        .env_clear()
+        .env("KONG_PROXY_LISTEN", "127.0.0.1:0 http2")
+        .env("KONG_STATUS_LISTEN", "127.0.0.1:0")
+        .env("SLUICE_ADMIN_SOCKET", dir.path().join("admin.sock"))
+        .env("KONG_DECLARATIVE_CONFIG", &path)
+        .env("KONG_PROXY_ACCESS_LOG", "off")
+        // One worker thread: memory measured around a stream is that thread's, not a second
+        // thread's heap warming up.
+        .env("KONG_NGINX_WORKER_PROCESSES", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addrs = started_addrs(&mut child, std::time::Duration::from_secs(20)).await;
+    ProxyProcess { child, addr: addrs[0], _dir: dir }
+}
+
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

@@ -112,6 +112,7 @@ pub(super) struct GrpcSeries {
     pub service: Box<str>,
     pub method: Box<str>,
     pub code: u8,
+    pub protocol: super::super::ClientProtocol,
     pub counter: IntCounter,
 }
 
