@@ -10,6 +10,7 @@
 mod check;
 pub mod correlation_id;
 pub mod cors;
+pub mod grpc_gateway;
 pub mod ip_restriction;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -25,6 +26,7 @@ use check::Checker;
 
 pub use correlation_id::{CorrelationIdConfig, Generator};
 pub use cors::{CorsConfig, CorsMethod};
+pub use grpc_gateway::GrpcGatewayConfig;
 pub use ip_restriction::{IpCidr, IpRestrictionConfig};
 pub use request_size_limiting::{RequestSizeLimitingConfig, SizeUnit};
 pub use request_termination::RequestTerminationConfig;
@@ -35,6 +37,7 @@ pub use response_transformer::{JsonType, ResponseTransformerConfig};
 pub const PLUGIN_NAMES: &[&str] = &[
     correlation_id::NAME,
     cors::NAME,
+    grpc_gateway::NAME,
     ip_restriction::NAME,
     request_size_limiting::NAME,
     request_termination::NAME,
@@ -47,6 +50,7 @@ pub const PLUGIN_NAMES: &[&str] = &[
 pub enum PluginConfig {
     CorrelationId(CorrelationIdConfig),
     Cors(CorsConfig),
+    GrpcGateway(GrpcGatewayConfig),
     IpRestriction(IpRestrictionConfig),
     RequestSizeLimiting(RequestSizeLimitingConfig),
     RequestTermination(RequestTerminationConfig),
@@ -64,6 +68,7 @@ impl PluginConfig {
         match name {
             correlation_id::NAME => correlation_id::check(&mut c, v),
             cors::NAME => cors::check(&mut c, v),
+            grpc_gateway::NAME => grpc_gateway::check(&mut c, v),
             ip_restriction::NAME => ip_restriction::check(&mut c, v),
             request_size_limiting::NAME => request_size_limiting::check(&mut c, v),
             request_termination::NAME => request_termination::check(&mut c, v),
@@ -79,6 +84,7 @@ impl PluginConfig {
         Ok(match name {
             correlation_id::NAME => PluginConfig::CorrelationId(typed(config)?),
             cors::NAME => PluginConfig::Cors(typed(config)?),
+            grpc_gateway::NAME => PluginConfig::GrpcGateway(typed(config)?),
             ip_restriction::NAME => PluginConfig::IpRestriction(typed(config)?),
             request_size_limiting::NAME => PluginConfig::RequestSizeLimiting(typed(config)?),
             request_termination::NAME => PluginConfig::RequestTermination(typed(config)?),
@@ -92,6 +98,7 @@ impl PluginConfig {
         match self {
             PluginConfig::CorrelationId(_) => correlation_id::NAME,
             PluginConfig::Cors(_) => cors::NAME,
+            PluginConfig::GrpcGateway(_) => grpc_gateway::NAME,
             PluginConfig::IpRestriction(_) => ip_restriction::NAME,
             PluginConfig::RequestSizeLimiting(_) => request_size_limiting::NAME,
             PluginConfig::RequestTermination(_) => request_termination::NAME,
@@ -126,6 +133,7 @@ pub fn priority(name: &str) -> Option<u32> {
     Some(match name {
         correlation_id::NAME => 100_001,
         cors::NAME => 2000,
+        grpc_gateway::NAME => 998,
         ip_restriction::NAME => 990,
         request_size_limiting::NAME => 951,
         request_transformer::NAME => 801,
