@@ -106,6 +106,10 @@ pub(crate) async fn serve(
             gateway = ctx.plugins.grpc_gateway.take();
             if let (Some(t), Some(request), Ok(())) = (gateway.as_deref_mut(), upstream.as_mut(), &edited) {
                 edited = Box::pin(grpc_gateway::request::finish(request, t)).await;
+                // Counted as the gRPC call it became (sluice_grpc_requests_total).
+                if let Some(done) = ctx.done.as_mut() {
+                    done.set_grpc_path(&t.binding.grpc_path);
+                }
             }
             match edited {
                 Ok(()) => {

@@ -215,3 +215,19 @@ async fn bad_proto_and_bad_rule_are_refused_with_their_position() {
     );
     assert!(message.contains("field 'author.nickname' not found: library.Author has no field 'nickname'"), "{message}");
 }
+
+#[tokio::test]
+async fn transcoded_calls_count_as_grpc_calls_with_their_status() {
+    let (p, _b) = stack().await;
+    assert_eq!(call(&p, "DELETE", "/v1/shelves/1/books/missing", None).await.0, 404);
+    assert_eq!(call(&p, "DELETE", "/v1/shelves/1/books/1", None).await.0, 200);
+    let text = h1(p.status_addr(), get("/metrics", "status")).await.body;
+    let series = |status: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("sluice_grpc_requests_total{"))
+            .filter(|l| l.contains("grpc_method=\"DeleteBook\"") && l.contains("grpc_service=\"library.Library\""))
+            .find(|l| l.contains(&format!("grpc_status=\"{status}\"")))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    assert_eq!((series("5"), series("0")), (Some("1".into()), Some("1".into())), "{text}");
+}
