@@ -4,12 +4,17 @@
 # run.sh (also usable as OURS_CMD). SLUICE_METRICS=off turns the metrics off; OURS_CONFIG=file pushes
 # that config instead of the one below. OURS_PLUGINS=cors,correlation-id puts those plugins (Kong's
 # defaults, cors with an origin) on both routes: the `sluice-plugins` target of run.sh.
+# OURS_PLUGINS=grpc-gateway adds the route bench.json (POST /v1/echo, JSON) on the gRPC service with
+# grpc-gateway transcoding it to bench.Echo/Echo: the `sluice-json` target of run.sh.
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
 set -eu
 : "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
 BIN=${SLUICE_PROXY:-$(dirname "$0")/../target/release/sluice-proxy}
 DIR=$(mktemp -d -p "${OURS_TMP:-/tmp}" ours-sluice-XXXXXX)
 HOST=${BACKEND_ADDR%:*} PORT=${BACKEND_ADDR##*:}
+case ",${OURS_PLUGINS:-}," in *,grpc-gateway,*)
+    JSON_ROUTE=$'  - name: bench.json\n    protocols: [http, https]\n    paths: [/v1/echo]\n' ;;
+esac
 if [ -n "${OURS_CONFIG:-}" ]; then cp "$OURS_CONFIG" "$DIR/kong.yaml"; else  # another config, e.g. the controller's (--dump)
 cat >"$DIR/kong.yaml" <<CONF
 _format_version: "3.0"
@@ -22,7 +27,7 @@ services:
   - name: bench.grpc
     protocols: [grpc, grpcs]
     paths: [/bench.Echo/]
-- name: bench.http
+${JSON_ROUTE:-}- name: bench.http
   protocol: http
   host: $HOST
   port: $PORT
@@ -37,6 +42,8 @@ if [ -n "${OURS_PLUGINS:-}" ]; then
         for r in bench.grpc bench.http; do
             case $p in
                 cors) printf -- '- name: cors\n  route: %s\n  config: {origins: ["https://app.example"]}\n' "$r" ;;
+                grpc-gateway) [ "$r" = bench.grpc ] && printf -- '- name: grpc-gateway\n  route: bench.json\n  config: {proto_name: bench.proto, proto_text: "%s"}\n' \
+                    'syntax = \"proto3\"; package bench; import \"google/api/annotations.proto\"; message Msg { bytes payload = 1; } service Echo { rpc Echo(Msg) returns (Msg) { option (google.api.http) = { post: \"/v1/echo\" body: \"*\" }; } }' ;;
                 *) printf -- '- name: %s\n  route: %s\n' "$p" "$r" ;;
             esac >>"$DIR/kong.yaml"
         done

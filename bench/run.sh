@@ -2,11 +2,12 @@
 # Side-by-side proxy benchmark on loopback. See README.md.
 #
 #   ./run.sh [-r RUNS] TARGET...   TARGET: direct nginx envoy haproxy sluice sluice-ctl
-#                                  sluice-nometrics sluice-nopgo sluice-plugins ours | all (= direct nginx
+#                                  sluice-nometrics sluice-nopgo sluice-plugins sluice-json ours | all (= direct nginx
 #                                  envoy haproxy sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
 #                                  | plugins (= sluice sluice-plugins)
 # Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
-#   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs"  TLS=1
+#   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs json"  TLS=1
+#   (json: only on sluice-json, grpc-gateway's JSON call POST /v1/echo transcoded to bench.Echo/Echo)
 #   FIXED=1 FIXED_PCT=50 FIXED_SECS=5: then latency at equal load (see "equal load" below)
 #   sluice*: SLUICE_PROXY (default: ../target/pgo/release/sluice-proxy, `make release`: the PGO build
 #          as shipped), SLUICE_PROXY_NOPGO (sluice-nopgo; default ../target/release/sluice-proxy),
@@ -29,7 +30,7 @@ for t in "$@"; do
         all) TARGETS+=(direct nginx envoy haproxy sluice sluice-ctl); [ -n "${OURS_CMD:-}" ] && TARGETS+=(ours) ;;
         metrics) TARGETS+=(sluice sluice-nometrics) ;;
         plugins) TARGETS+=(sluice sluice-plugins) ;;
-        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins) TARGETS+=("$t") ;;
+        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins|sluice-json) TARGETS+=("$t") ;;
         *) echo "unknown target $t" >&2; usage ;;
     esac
 done
@@ -40,7 +41,7 @@ HTTP_SECS=${HTTP_SECS:-10}; HTTP_C=50
 STREAM_N=${STREAM_N:-5000}; STREAM_MSGS=${STREAM_MSGS:-100}; export STREAM_MSGS
 HS_SECS=${HS_SECS:-5}; HS_CLIENTS=${HS_CLIENTS:-4}
 FIXED=${FIXED:-1}; FIXED_PCT=${FIXED_PCT:-50}; FIXED_SECS=${FIXED_SECS:-5}
-TESTS=${TESTS:-grpc http1 grpc-tls grpc-stream tls-hs}
+TESTS=${TESTS:-grpc http1 grpc-tls grpc-stream tls-hs json}
 has_test() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 TLS=${TLS:-1}
 BACKEND_HOST=127.0.0.1; BACKEND_PORT=18080; BACKEND_ADDR=$BACKEND_HOST:$BACKEND_PORT
@@ -65,6 +66,7 @@ HWM=$RUN/hwm.tsv; printf 'target\tround\tpeak_rss_kb\n' > "$HWM"
 BIN=backend/target/release
 ENVOY=${ENVOY:-$(ls .venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1)}
 BODY=$RUN/body.bin
+JSON_BODY=$RUN/body.json
 export TLS_CERT=$RUN/tls/cert.pem TLS_KEY=$RUN/tls/key.pem
 
 [ -x $BIN/bench-backend ] || { echo "build first: ./setup.sh" >&2; exit 1; }
@@ -82,6 +84,8 @@ rm -f "$RUN/bin/sluice-proxy" "$RUN/bin/sluice-proxy-nopgo" "$RUN/bin/sluice-con
 export SLUICE_PROXY=$RUN/bin/sluice-proxy SLUICE_PROXY_NOPGO=$RUN/bin/sluice-proxy-nopgo
 export SLUICE_CONTROLLER=$RUN/bin/sluice-controller
 $BIN/bench-check mkbody "$BODY" 100
+# The same message as JSON (grpc-gateway's proto3 mapping: bytes as base64), for the json test.
+python3 -c 'import base64; print("{\"payload\":\"%s\"}" % base64.b64encode(bytes(97 + i % 26 for i in range(98))).decode(), end="")' > "$JSON_BODY"
 self_signed_cert "$TLS_KEY" "$TLS_CERT"
 cat "$TLS_CERT" "$TLS_KEY" > "$RUN/tls/combined.pem"
 
@@ -152,9 +156,10 @@ start_target() {
             "${PROXY_CPU[@]}" haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$HAPROXY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$HAPROXY_TLS_PORT ;;
-        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins)
+        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins|sluice-json)
             local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY plugins=""
             [ "$1" = sluice-plugins ] && plugins=cors,correlation-id
+            [ "$1" = sluice-json ] && plugins=grpc-gateway
             [ "$1" = sluice-ctl ] && script=ours-controller.sh
             [ "$1" = sluice-nometrics ] && metrics=off
             [ "$1" = sluice-nopgo ] && proxy=$SLUICE_PROXY_NOPGO
@@ -243,6 +248,24 @@ bench_grpc() {
     err=$(( GRPC_N - ${ok:-0} + GRPC_N - ${s2xx:-0} ))
     rm -f "$out.log"
     emit "$target" "$round" "$test" "${rps:-0}" "$mean" "$p50" "$p99" "$err" "$GRPC_N"
+}
+
+# grpc-gateway's transcoded unary call: the gRPC load's connections and streams, a JSON POST
+# (the same 100-byte message as JSON) to /v1/echo over h2c, answered as JSON.
+bench_json() {
+    local target=$1 round=$2 addr=$3 out=$RUN/$1-$2-json
+    local url=http://$addr/v1/echo
+    local h2=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$JSON_BODY" -H 'content-type: application/json')
+    timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n 10000 "$url" > "$out.warm" 2>&1
+    run_clean eval 'rm -f "$out.log"; timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
+    local rps ok s2xx mean p50 p99 err
+    rps=$(awk '/^finished in/ {print $4}' "$out.txt" | tr -d ',')
+    ok=$(awk '/^requests:/ {print $8}' "$out.txt")
+    s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
+    read -r mean p50 p99 < <(log_latency "$out.log")
+    err=$(( GRPC_N - ${ok:-0} + GRPC_N - ${s2xx:-0} ))
+    rm -f "$out.log"
+    emit "$target" "$round" json "${rps:-0}" "$mean" "$p50" "$p99" "$err" "$GRPC_N"
 }
 
 bench_http1() {
@@ -364,6 +387,11 @@ round_targets() {
     if (( $1 % 2 )); then printf '%s\n' "${TARGETS[@]}"; else printf '%s\n' "${TARGETS[@]}" | tac; fi
 }
 
+json_check() {  # the transcoded call answers the JSON it was sent (the backend echoes the message)
+    local got; got=$(curl -sS --http2-prior-knowledge -H 'content-type: application/json' --data-binary @"$JSON_BODY" "http://$1/v1/echo")
+    [ "$got" = "$(cat "$JSON_BODY")" ] || { echo "json check: sent $(cat "$JSON_BODY"), got $got"; return 1; }
+}
+
 for round in $(seq "$RUNS"); do
     for target in $(round_targets "$round"); do
         echo "== $target round $round"
@@ -373,7 +401,8 @@ for round in $(seq "$RUNS"); do
         fi
         # Correctness first: 200 echoed unary calls with grpc-status 0, 200 HTTP/1.1 GETs.
         if ! { $BIN/bench-check grpc "$GRPC_ADDR" 200 && $BIN/bench-check http1 "$HTTP_ADDR" 200 \
-               && { ! has_test grpc-stream || $BIN/bench-check stream "$GRPC_ADDR" 20; }; } >> "$CHECKS" 2>&1; then
+               && { ! has_test grpc-stream || $BIN/bench-check stream "$GRPC_ADDR" 20; } \
+               && { [ "$target" != sluice-json ] || json_check "$GRPC_ADDR"; }; } >> "$CHECKS" 2>&1; then
             echo "  $target: CHECK FAILED, skipped (see .run/checks.txt)" | tee -a "$CHECKS"
             [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"; continue
         fi
@@ -394,6 +423,7 @@ for round in $(seq "$RUNS"); do
             has_test grpc-tls && bench_grpc "$name" "$round" https "$TLS_ADDR" grpc-tls
         fi
         has_test grpc-stream && bench_stream "$name" "$round" "$GRPC_ADDR"
+        [ "$target" = sluice-json ] && has_test json && bench_json "$name" "$round" "$GRPC_ADDR"
         if [ "$TLS" = 1 ] && [ -n "$TLS_ADDR" ]; then
             has_test tls-hs && bench_hs "$name" "$round" "$TLS_ADDR"
         fi

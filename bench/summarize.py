@@ -33,7 +33,7 @@ for r in rows:
     if k not in groups:
         order.append(k)
     groups[k].append(r)
-tests = ["grpc", "http1", "grpc-tls", "grpc-stream", "tls-hs"]
+tests = ["grpc", "http1", "grpc-tls", "grpc-stream", "tls-hs", "json"]
 # Latency at equal load (run.sh FIXED=1): the same offered rate for every target, per test.
 FIXED = ["grpc", "http1", "grpc-tls", "grpc-stream"]
 offered = {}
@@ -118,7 +118,7 @@ def cmp(a, b, f):
     return None if a is None or b is None else f(a, b)
 
 checks_md = []
-for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins")]:
+for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins", "sluice-json")]:
     trows = [
         ("gRPC unary proxy CPU/request below HAProxy's and <= 12 us",
          f"{f(get(ours, 'grpc', 'cpureq'), '{:.1f}')} vs {f(get('haproxy', 'grpc', 'cpureq'), '{:.1f}')} us",
@@ -169,6 +169,10 @@ cpu_compare("sluice", "sluice-nopgo",
             "Profile-guided build (`sluice`, as shipped) vs the same code without PGO (`sluice-nopgo`)", "PGO", "no PGO")
 cpu_compare("sluice-plugins", "sluice",
             "Plugins cost (`cors` + `correlation-id` on the routes vs none; target: gRPC at most 1.10x)", "plugins", "none")
+json_us, grpc_us = get("sluice-json", "json", "cpureq"), get("sluice", "grpc", "cpureq")
+if json_us and grpc_us:
+    checks_md.append("### Transcoding cost (grpc-gateway: a JSON call to `/v1/echo` vs the same gRPC call)\n\n" + md_table(
+        ["test", "JSON us/call", "gRPC us/call", "ratio"], [["json vs grpc", f"{json_us:.2f}", f"{grpc_us:.2f}", f"{json_us / grpc_us:.2f}x"]]))
 checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in this run)"
 versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
 checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""
