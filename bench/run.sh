@@ -234,9 +234,21 @@ log_latency() {  # h2load --log-file -> "mean p50 p99" of the request times (us)
 
 # gRPC unary via h2load; $3 = scheme (http = h2c prior knowledge, https = TLS + ALPN h2)
 bench_grpc() {
-    local target=$1 round=$2 scheme=$3 addr=$4 test=$5 out=$RUN/$target-$round-$5
-    local url=$scheme://$addr/bench.Echo/Echo
-    local h2=("${GRPC_LOAD[@]}")
+    bench_unary "$1" "$2" "$3://$4/bench.Echo/Echo" "$5" "${GRPC_LOAD[@]}"
+}
+
+# grpc-gateway's transcoded unary call: the gRPC load's connections and streams, a JSON POST
+# (the same 100-byte message as JSON) to /v1/echo over h2c, answered as JSON.
+bench_json() {
+    bench_unary "$1" "$2" "http://$3/v1/echo" json \
+        h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$JSON_BODY" -H 'content-type: application/json'
+}
+
+# bench_unary TARGET ROUND URL TEST H2LOAD...: GRPC_N calls of URL with that h2load command line.
+bench_unary() {
+    local target=$1 round=$2 url=$3 test=$4 out=$RUN/$1-$2-$4
+    shift 4
+    local h2=("$@")
     timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n 10000 "$url" > "$out.warm" 2>&1
     # h2load appends to a log file: removed in the measured command, which run_clean may redo.
     run_clean eval 'rm -f "$out.log"; timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
@@ -248,24 +260,6 @@ bench_grpc() {
     err=$(( GRPC_N - ${ok:-0} + GRPC_N - ${s2xx:-0} ))
     rm -f "$out.log"
     emit "$target" "$round" "$test" "${rps:-0}" "$mean" "$p50" "$p99" "$err" "$GRPC_N"
-}
-
-# grpc-gateway's transcoded unary call: the gRPC load's connections and streams, a JSON POST
-# (the same 100-byte message as JSON) to /v1/echo over h2c, answered as JSON.
-bench_json() {
-    local target=$1 round=$2 addr=$3 out=$RUN/$1-$2-json
-    local url=http://$addr/v1/echo
-    local h2=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$JSON_BODY" -H 'content-type: application/json')
-    timeout 60 "${SIDE_CPU[@]}" "${h2[@]}" -n 10000 "$url" > "$out.warm" 2>&1
-    run_clean eval 'rm -f "$out.log"; timeout 300 "${SIDE_CPU[@]}" "${h2[@]}" -n "$GRPC_N" --log-file="$out.log" "$url" > "$out.txt" 2>&1'
-    local rps ok s2xx mean p50 p99 err
-    rps=$(awk '/^finished in/ {print $4}' "$out.txt" | tr -d ',')
-    ok=$(awk '/^requests:/ {print $8}' "$out.txt")
-    s2xx=$(awk '/^status codes:/ {print $3}' "$out.txt")
-    read -r mean p50 p99 < <(log_latency "$out.log")
-    err=$(( GRPC_N - ${ok:-0} + GRPC_N - ${s2xx:-0} ))
-    rm -f "$out.log"
-    emit "$target" "$round" json "${rps:-0}" "$mean" "$p50" "$p99" "$err" "$GRPC_N"
 }
 
 bench_http1() {
