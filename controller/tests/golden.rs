@@ -107,6 +107,7 @@ golden! {
     golden_plugins_error_missing,
     golden_plugins_error_secrets,
     golden_plugins_error_unsupported_fields,
+    golden_plugins_grpc_gateway_secret,
     golden_plugins_ingress_annotation,
     golden_plugins_service_annotation,
     golden_ports_by_name,
