@@ -7,12 +7,17 @@
 # OURS_PLUGINS=grpc-web puts grpc-web on the gRPC route only (it refuses plain HTTP): `sluice-grpcweb`.
 # OURS_OTEL=<sampling rate> adds a global opentelemetry plugin exporting to OURS_OTEL_ENDPOINT (an
 # OTLP/HTTP receiver): the `sluice-otel` (0.01) and `sluice-otel-full` (1) targets.
+# OURS_PLUGINS=grpc-gateway adds the route bench.json (POST /v1/echo, JSON) on the gRPC service with
+# grpc-gateway transcoding it to bench.Echo/Echo: the `sluice-json` target of run.sh.
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
 set -eu
 : "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
 BIN=${SLUICE_PROXY:-$(dirname "$0")/../target/release/sluice-proxy}
 DIR=$(mktemp -d -p "${OURS_TMP:-/tmp}" ours-sluice-XXXXXX)
 HOST=${BACKEND_ADDR%:*} PORT=${BACKEND_ADDR##*:}
+case ",${OURS_PLUGINS:-}," in *,grpc-gateway,*)
+    JSON_ROUTE=$'  - name: bench.json\n    protocols: [http, https]\n    paths: [/v1/echo]\n' ;;
+esac
 if [ -n "${OURS_CONFIG:-}" ]; then cp "$OURS_CONFIG" "$DIR/kong.yaml"; else  # another config, e.g. the controller's (--dump)
 cat >"$DIR/kong.yaml" <<CONF
 _format_version: "3.0"
@@ -25,7 +30,7 @@ services:
   - name: bench.grpc
     protocols: [grpc, grpcs]
     paths: [/bench.Echo/]
-- name: bench.http
+${JSON_ROUTE:-}- name: bench.http
   protocol: http
   host: $HOST
   port: $PORT
@@ -47,6 +52,8 @@ if [ -n "${OURS_PLUGINS:-}" ]; then
             [ "$p" = grpc-web ] && [ "$r" = bench.http ] && continue
             case $p in
                 cors) printf -- '- name: cors\n  route: %s\n  config: {origins: ["https://app.example"]}\n' "$r" ;;
+                grpc-gateway) [ "$r" = bench.grpc ] && printf -- '- name: grpc-gateway\n  route: bench.json\n  config: {proto_name: bench.proto, proto_text: "%s"}\n' \
+                    'syntax = \"proto3\"; package bench; import \"google/api/annotations.proto\"; message Msg { bytes payload = 1; } service Echo { rpc Echo(Msg) returns (Msg) { option (google.api.http) = { post: \"/v1/echo\" body: \"*\" }; } }' ;;
                 *) printf -- '- name: %s\n  route: %s\n' "$p" "$r" ;;
             esac >>"$DIR/kong.yaml"
         done

@@ -4,7 +4,7 @@
 # nginx, Envoy, HAProxy, sluice as shipped: PGO build with a pushed config, the same + controller
 # in --manifests mode, and the proxy built without PGO), then the scale figures. See README.md.
 #
-# Knobs (env): RUNS=3  TARGETS="all sluice-nopgo sluice-plugins sluice-otel sluice-otel-full"  SCALE=1 (0: skip scale.sh)
+# Knobs (env): RUNS=3  TARGETS="all sluice-nopgo sluice-plugins sluice-json sluice-otel sluice-otel-full"  SCALE=1 (0: skip scale.sh)
 #   PGO_TRAIN=1 (0: build with the committed pgo/sluice-proxy.profdata as it is)
 #   and run.sh's: PIN GRPC_N HTTP_SECS STREAM_N STREAM_MSGS HS_SECS HS_CLIENTS TESTS OUT
 # A short run:  RUNS=2 GRPC_N=100000 HTTP_SECS=5 make bench
@@ -20,7 +20,7 @@ cd "$HERE"
     && cargo build --release --locked -p sluice-demo --bin sluice-otlp-sink)
 RUNS=${RUNS:-3}
 # shellcheck disable=SC2086
-./run.sh -r "$RUNS" ${TARGETS:-all sluice-nopgo sluice-plugins sluice-otel sluice-otel-full}
+./run.sh -r "$RUNS" ${TARGETS:-all sluice-nopgo sluice-plugins sluice-json sluice-otel sluice-otel-full}
 if [ "${SCALE:-1}" = 1 ]; then
     # The shipped (PGO) proxy.
     SLUICE_PROXY=${SLUICE_PROXY:-$HERE/../target/pgo/release/sluice-proxy} ROUTER_BENCH=${ROUTER_BENCH:-1} ./scale.sh

@@ -2,7 +2,7 @@
 # Side-by-side proxy benchmark on loopback. See README.md.
 #
 #   ./run.sh [-r RUNS] TARGET...   TARGET: direct nginx envoy haproxy sluice sluice-ctl
-#                                  sluice-nometrics sluice-nopgo sluice-plugins sluice-grpcweb ours | all (= direct
+#                                  sluice-nometrics sluice-nopgo sluice-plugins sluice-grpcweb sluice-json ours | all (= direct
 #                                  nginx envoy haproxy sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
 #                                  | plugins (= sluice sluice-plugins) | grpcweb (= envoy sluice-grpcweb, with
 #                                  TESTS="grpc grpc-web grpc-web-h1": gRPC-Web unary over h2c and HTTP/1.1
@@ -11,7 +11,8 @@
 #                                  sluice-otel-full: opentelemetry at sampling 0.01 and 1, exporting to
 #                                  sluice-otlp-sink, SLUICE_OTLP_SINK default ../target/release/sluice-otlp-sink)
 # Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
-#   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs"  TLS=1
+#   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs json"  TLS=1
+#   (json: only on sluice-json, grpc-gateway's JSON call POST /v1/echo transcoded to bench.Echo/Echo)
 #   FIXED=1 FIXED_PCT=50 FIXED_SECS=5: then latency at equal load (see "equal load" below)
 #   sluice*: SLUICE_PROXY (default: ../target/pgo/release/sluice-proxy, `make release`: the PGO build
 #          as shipped), SLUICE_PROXY_NOPGO (sluice-nopgo; default ../target/release/sluice-proxy),
@@ -36,7 +37,7 @@ for t in "$@"; do
         plugins) TARGETS+=(sluice sluice-plugins) ;;
         otel) TARGETS+=(sluice sluice-otel sluice-otel-full) ;;
         grpcweb) TARGETS+=(envoy sluice-grpcweb) ;;
-        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb) TARGETS+=("$t") ;;
+        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb|sluice-json) TARGETS+=("$t") ;;
         *) echo "unknown target $t" >&2; usage ;;
     esac
 done
@@ -47,7 +48,7 @@ HTTP_SECS=${HTTP_SECS:-10}; HTTP_C=50
 STREAM_N=${STREAM_N:-5000}; STREAM_MSGS=${STREAM_MSGS:-100}; export STREAM_MSGS
 HS_SECS=${HS_SECS:-5}; HS_CLIENTS=${HS_CLIENTS:-4}
 FIXED=${FIXED:-1}; FIXED_PCT=${FIXED_PCT:-50}; FIXED_SECS=${FIXED_SECS:-5}
-TESTS=${TESTS:-grpc http1 grpc-tls grpc-stream tls-hs}
+TESTS=${TESTS:-grpc http1 grpc-tls grpc-stream tls-hs json}
 has_test() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 TLS=${TLS:-1}
 BACKEND_HOST=127.0.0.1; BACKEND_PORT=18080; BACKEND_ADDR=$BACKEND_HOST:$BACKEND_PORT
@@ -72,6 +73,7 @@ HWM=$RUN/hwm.tsv; printf 'target\tround\tpeak_rss_kb\n' > "$HWM"
 BIN=backend/target/release
 ENVOY=${ENVOY:-$(ls .venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1)}
 BODY=$RUN/body.bin
+JSON_BODY=$RUN/body.json
 export TLS_CERT=$RUN/tls/cert.pem TLS_KEY=$RUN/tls/key.pem
 
 [ -x $BIN/bench-backend ] || { echo "build first: ./setup.sh" >&2; exit 1; }
@@ -89,6 +91,8 @@ rm -f "$RUN/bin/sluice-proxy" "$RUN/bin/sluice-proxy-nopgo" "$RUN/bin/sluice-con
 export SLUICE_PROXY=$RUN/bin/sluice-proxy SLUICE_PROXY_NOPGO=$RUN/bin/sluice-proxy-nopgo
 export SLUICE_CONTROLLER=$RUN/bin/sluice-controller
 $BIN/bench-check mkbody "$BODY" 100
+# The same message as JSON (grpc-gateway's proto3 mapping: bytes as base64), for the json test.
+python3 -c 'import base64; print("{\"payload\":\"%s\"}" % base64.b64encode(bytes(97 + i % 26 for i in range(98))).decode(), end="")' > "$JSON_BODY"
 self_signed_cert "$TLS_KEY" "$TLS_CERT"
 cat "$TLS_CERT" "$TLS_KEY" > "$RUN/tls/combined.pem"
 
@@ -171,10 +175,11 @@ start_target() {
             "${PROXY_CPU[@]}" haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$HAPROXY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$HAPROXY_TLS_PORT ;;
-        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb)
+        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb|sluice-json)
             local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY plugins="" otel=""
             [ "$1" = sluice-plugins ] && plugins=cors,correlation-id
             [ "$1" = sluice-grpcweb ] && plugins=grpc-web
+            [ "$1" = sluice-json ] && plugins=grpc-gateway
             [ "$1" = sluice-otel ] && otel=0.01
             [ "$1" = sluice-otel-full ] && otel=1
             if [ -n "$otel" ] && ! otlp_sink; then return 1; fi
@@ -269,6 +274,13 @@ h2load_unary() {
 }
 # gRPC unary; $3 = scheme (http = h2c prior knowledge, https = TLS + ALPN h2)
 bench_grpc() { h2load_unary "$1" "$2" "$3://$4/bench.Echo/Echo" "$5" "${GRPC_LOAD[@]}"; }
+
+# grpc-gateway's transcoded unary call: the gRPC load's connections and streams, a JSON POST
+# (the same 100-byte message as JSON) to /v1/echo over h2c, answered as JSON.
+bench_json() {
+    h2load_unary "$1" "$2" "http://$3/v1/echo" json \
+        h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$JSON_BODY" -H 'content-type: application/json'
+}
 
 # gRPC-Web unary (binary, the same 105-byte frame) via h2load over h2c or HTTP/1.1 ($3 = h2 | h1);
 # only for targets that translate gRPC-Web (envoy's grpc_web filter, sluice-grpcweb's plugin).
@@ -404,6 +416,11 @@ round_targets() {
     if (( $1 % 2 )); then printf '%s\n' "${TARGETS[@]}"; else printf '%s\n' "${TARGETS[@]}" | tac; fi
 }
 
+json_check() {  # the transcoded call answers the JSON it was sent (the backend echoes the message)
+    local got; got=$(curl -sS --http2-prior-knowledge -H 'content-type: application/json' --data-binary @"$JSON_BODY" "http://$1/v1/echo")
+    [ "$got" = "$(cat "$JSON_BODY")" ] || { echo "json check: sent $(cat "$JSON_BODY"), got $got"; return 1; }
+}
+
 for round in $(seq "$RUNS"); do
     for target in $(round_targets "$round"); do
         echo "== $target round $round"
@@ -415,7 +432,8 @@ for round in $(seq "$RUNS"); do
         if ! { $BIN/bench-check grpc "$GRPC_ADDR" 200 && $BIN/bench-check http1 "$HTTP_ADDR" 200 \
                && { ! has_test grpc-stream || $BIN/bench-check stream "$GRPC_ADDR" 20; } \
                && { ! grpc_web_target "$target" || ! { has_test grpc-web || has_test grpc-web-h1; } \
-                    || check_grpc_web "$GRPC_ADDR"; }; } >> "$CHECKS" 2>&1; then
+                    || check_grpc_web "$GRPC_ADDR"; } \
+               && { [ "$target" != sluice-json ] || json_check "$GRPC_ADDR"; }; } >> "$CHECKS" 2>&1; then
             echo "  $target: CHECK FAILED, skipped (see .run/checks.txt)" | tee -a "$CHECKS"
             [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"; continue
         fi
@@ -440,6 +458,7 @@ for round in $(seq "$RUNS"); do
             has_test grpc-web && bench_grpc_web "$name" "$round" h2 "$GRPC_ADDR" grpc-web
             has_test grpc-web-h1 && bench_grpc_web "$name" "$round" h1 "$GRPC_ADDR" grpc-web-h1
         fi
+        [ "$target" = sluice-json ] && has_test json && bench_json "$name" "$round" "$GRPC_ADDR"
         if [ "$TLS" = 1 ] && [ -n "$TLS_ADDR" ]; then
             has_test tls-hs && bench_hs "$name" "$round" "$TLS_ADDR"
         fi

@@ -33,7 +33,7 @@ for r in rows:
     if k not in groups:
         order.append(k)
     groups[k].append(r)
-tests = ["grpc", "http1", "grpc-tls", "grpc-stream", "tls-hs", "grpc-web", "grpc-web-h1"]
+tests = ["grpc", "http1", "grpc-tls", "grpc-stream", "tls-hs", "json"]
 # Latency at equal load (run.sh FIXED=1): the same offered rate for every target, per test.
 FIXED = ["grpc", "http1", "grpc-tls", "grpc-stream"]
 offered = {}
@@ -119,7 +119,7 @@ def cmp(a, b, f):
     return None if a is None or b is None else f(a, b)
 
 checks_md = []
-for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins", "sluice-otel", "sluice-otel-full", "sluice-grpcweb")]:
+for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins", "sluice-otel", "sluice-otel-full", "sluice-grpcweb", "sluice-json")]:
     trows = [
         ("gRPC unary proxy CPU/request below HAProxy's and <= 12 us",
          f"{f(get(ours, 'grpc', 'cpureq'), '{:.1f}')} vs {f(get('haproxy', 'grpc', 'cpureq'), '{:.1f}')} us",
@@ -187,6 +187,10 @@ if "sluice-grpcweb" in targets:
                       f"{f(web, '{:.1f}')} vs 0.7 x {f(envoy, '{:.1f}')} us", cmp(web, envoy, lambda a, b: a <= 0.7 * b)))
     checks_md.append("### sluice-grpcweb (gRPC-Web)\n\n" + md_table(["performance target", "this run", "met"],
                                                                    [[a, b, verdict(c)] for a, b, c in wrows]))
+json_us, grpc_us = get("sluice-json", "json", "cpureq"), get("sluice", "grpc", "cpureq")
+if json_us and grpc_us:
+    checks_md.append("### Transcoding cost (grpc-gateway: a JSON call to `/v1/echo` vs the same gRPC call)\n\n" + md_table(
+        ["test", "JSON us/call", "gRPC us/call", "ratio"], [["json vs grpc", f"{json_us:.2f}", f"{grpc_us:.2f}", f"{json_us / grpc_us:.2f}x"]]))
 checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in this run)"
 versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
 checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""

@@ -27,5 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[serde(with = \"crate::json_bytes\", skip_serializing_if = \"Vec::is_empty\")]",
         )
         .compile_protos(&protos, &["proto"])?;
+
+    // The grpc-gateway API: plain prost types (its well-known types have no serde impls), with
+    // the google/api protos proxy-config ships.
+    println!("cargo:rerun-if-changed=proto/library.proto");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("library_descriptor.bin"))
+        .compile_protos(&["proto/library.proto"], &["proto", "../proxy-config/proto"])?;
     Ok(())
 }

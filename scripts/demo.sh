@@ -95,7 +95,8 @@ cat <<'KUBECTL'
     kubectl apply -f crds/ && kubectl wait --for=condition=Established crd --all
     kubectl apply -f examples/00-gateway/ -f examples/01-grpcbin/ -f examples/02-echo/ \
                   -f examples/03-gateway-api-guide/ -f examples/04-grpc-grpcs-upstreams/ -f examples/05-plugins/ \
-                  -f examples/06-opentelemetry/ -f examples/07-grpc-web/
+                  -f examples/06-opentelemetry/ -f examples/07-grpc-web/ \
+                  -f examples/08-grpc-gateway/
     kubectl annotate service grpcbin konghq.com/protocol=grpc --overwrite
     KONG_PROXY_LISTEN="0.0.0.0:8000 http2, 0.0.0.0:8443 http2 ssl"   # the proxy's listen setting
 KUBECTL
@@ -139,6 +140,17 @@ if curl -sf -H 'host: web.example.com' -H 'content-type: application/grpc-web-te
 else
   FAILED=$((FAILED + 1))
 fi
+
+json_call() { # TITLE, then curl arguments
+  local title=$1; shift
+  printf '\n--- %s\n$ curl %s\n' "$title" "$*"
+  if ! curl -sS --fail-with-body "$@"; then FAILED=$((FAILED + 1)); fi
+  echo
+}
+json_call "JSON to gRPC (grpc-gateway, library.Library/GetBook)" -H 'host: library.example.com' \
+  "http://$P/v1/shelves/1/books/2?version=3&full=true&genre=SCIENCE&tags=a&tags=b&author.name=Ursula"
+json_call "JSON to gRPC, a server stream as a JSON array (library.Library/ListBooks)" -H 'host: library.example.com' \
+  "http://$P/v1/shelves/1/books?count=2"
 
 echo
 echo "==> /metrics (excerpt): curl http://127.0.0.1:$STATUS_PORT/metrics"

@@ -113,6 +113,7 @@ golden! {
     golden_plugins_error_secrets,
     golden_plugins_error_unsupported_fields,
     golden_plugins_grpc_trailers,
+    golden_plugins_grpc_gateway_secret,
     golden_plugins_ingress_annotation,
     golden_plugins_prometheus,
     golden_plugins_service_annotation,

@@ -20,6 +20,8 @@ use crate::echo::echo_server::EchoServer;
 use crate::error::DemoError;
 use crate::hello::hello_service_server::HelloServiceServer;
 use crate::killable::KillableIo;
+use crate::library::LibraryService;
+use crate::library_pb::library_server::LibraryServer;
 use crate::observe::ObserveLayer;
 use crate::services::{EchoService, Hello, UserService};
 use crate::stats::Stats;
@@ -152,6 +154,7 @@ async fn serve(listener: TcpListener, opts: BackendOptions) -> Result<Backend, D
         .add_service(hello)
         .add_service(echo)
         .add_service(user)
+        .add_service(LibraryServer::new(LibraryService))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

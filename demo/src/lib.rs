@@ -1,7 +1,8 @@
 //! The demo gRPC backend and its helpers, shared by the `sluice-demo-backend` and `sluice-grpc-call` binaries and
 //! by the proxy and end-to-end tests, which need a real gRPC server that reports what it saw.
 //!
-//! - [`spawn`] starts a backend serving `hello.HelloService`, `echo.Echo`, `com.example.User`, gRPC reflection and
+//! - [`spawn`] starts a backend serving `hello.HelloService`, `echo.Echo`, `com.example.User`, `library.Library`
+//!   (the grpc-gateway demo API), gRPC reflection and
 //!   `grpc.health.v1.Health` on a real TCP socket, optionally over TLS.
 //! - [`Stats`] tells a test which calls started, completed or were cancelled by the client, and what metadata the
 //!   last call of each method carried.
@@ -17,6 +18,7 @@ pub mod grpc_call;
 mod json_bytes;
 mod killable;
 pub mod knobs;
+pub mod library;
 mod observe;
 mod services;
 pub mod stats;
@@ -44,6 +46,15 @@ pub mod echo {
 pub mod user {
     tonic::include_proto!("com.example");
 }
+
+/// Generated code for `library.proto` (package `library`), the grpc-gateway demo API.
+#[allow(clippy::all, clippy::pedantic, rust_2018_idioms)]
+pub mod library_pb {
+    tonic::include_proto!("library");
+}
+
+/// The encoded `FileDescriptorSet` of `library.proto` with its imports (google/api, well-known types).
+pub const LIBRARY_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("library_descriptor");
 
 /// The encoded `FileDescriptorSet` of the three demo protos, served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("demo_descriptor");

@@ -4,7 +4,8 @@
 //! This crate is deliberately small and I/O free: serde types ([`schema`]), the rules Kong's schema
 //! enforces ([`validate`]; Kong's hand-written shorthands are expanded first, `shorthand`), with per-entity errors in Kong's `flattened_errors` shape, [`errors`]),
 //! the regex dialect both sides must agree on ([`patterns`]), Kong's plugin schemas ([`plugins`])
-//! and the configuration hash ([`hash`]).
+//! and the configuration hash ([`hash`]). One exception to "I/O free": grpc-gateway's `proto`
+//! is a path that [`transcode`] reads when it compiles the API (the standalone proxy's source).
 //! The controller and the proxy depend on it and never on each other.
 #![warn(unreachable_pub)]
 
@@ -15,6 +16,7 @@ pub mod patterns;
 pub mod plugins;
 mod schema;
 mod shorthand;
+pub mod transcode;
 pub mod validate;
 
 pub use errors::{EntityError, FieldError, FlattenedError, ParseError};

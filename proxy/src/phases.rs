@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use crate::config::state::{LiveConfig, RouteRt, ServiceRt, State};
 use crate::downstream::request_body::{ClientBody, RequestBody};
 use crate::downstream::ConnInfo;
-use crate::plugins::{request_transformer, RequestState};
+use crate::plugins::{grpc_gateway, request_transformer, RequestState};
 use crate::respond::{error_response, ProxyError};
 use crate::response_body::ProxyBody;
 use crate::settings::trust::TrustedIps;
@@ -100,14 +100,24 @@ pub(crate) async fn serve(
     // send futures) would be moved once more per request (bench/callgrind.sh). It runs the
     // response phases itself (`after_balancer`), so the upstream response never travels through
     // its output.
+    let mut gateway = None;
     let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx, &mut upstream) {
         Ok(Prepared { route, service, deadline }) => {
             // request-transformer's edits of the built upstream request (path, host, body), in
             // place in the slot.
-            let edited = match (ctx.plugins.upstream_edit.take(), upstream.as_mut()) {
+            let mut edited = match (ctx.plugins.upstream_edit.take(), upstream.as_mut()) {
                 (Some(edit), Some(request)) => Box::pin(request_transformer::finish(request, *edit)).await,
                 _ => Ok(()),
             };
+            // grpc-gateway's transcoding of the request (JSON to a gRPC call).
+            gateway = ctx.plugins.grpc_gateway.take();
+            if let (Some(t), Some(request), Ok(())) = (gateway.as_deref_mut(), upstream.as_mut(), &edited) {
+                edited = Box::pin(grpc_gateway::request::finish(request, t)).await;
+                // Counted as the gRPC call it became (sluice_grpc_requests_total).
+                if let Some(done) = ctx.done.as_mut() {
+                    done.set_grpc_path(&t.binding.grpc_path);
+                }
+            }
             match edited {
                 Ok(()) => {
                     let attempts = ctx.plugins.trace_attempts.take();
@@ -131,7 +141,11 @@ pub(crate) async fn serve(
         Err(err) => Err(err),
     };
     match result {
-        Ok(resp) => Ok(resp),
+        Ok(resp) => match gateway {
+            // grpc-gateway's transcoding of the response (the gRPC answer to JSON).
+            Some(t) => Ok(Box::pin(grpc_gateway::response::respond(resp, &t.binding)).await),
+            None => Ok(resp),
+        },
         Err(err) => {
             // A failure the plugins' body filter caused gets the plugin's answer instead.
             let err = match ctx.plugins.body_refusal() {

@@ -35,6 +35,7 @@ use crate::respond::PluginReply;
 
 pub(crate) mod correlation_id;
 pub(crate) mod cors;
+pub(crate) mod grpc_gateway;
 pub(crate) mod grpc_web;
 pub(crate) mod ip_restriction;
 pub(crate) mod opentelemetry;
@@ -97,6 +98,8 @@ pub struct RequestState {
     pub cors_preflight: bool,
     /// The correlation id to echo downstream (correlation-id with `echo_downstream`).
     pub correlation_id: Option<HeaderValue>,
+    /// The call grpc-gateway transcodes: its binding and the fields from the path and query.
+    pub grpc_gateway: Option<Box<grpc_gateway::Transcode>>,
     /// Set when request-size-limiting counts the body: whether the limit ended it.
     pub size_limit: Option<request_size_limiting::Tripwire>,
     /// What request-transformer still does once the upstream request is built (its path and
@@ -186,6 +189,7 @@ pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Pl
         PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
         PluginConfig::GrpcWeb(c) => Arc::new(grpc_web::GrpcWeb::new(&c)?),
         PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
+        PluginConfig::GrpcGateway(c) => Arc::new(grpc_gateway::GrpcGateway::new(&c)?),
         PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
         PluginConfig::Opentelemetry(c) => Arc::new(opentelemetry::Opentelemetry::new(c)?),
         PluginConfig::Prometheus(c) => Arc::new(prometheus::Prometheus::new(&c)),

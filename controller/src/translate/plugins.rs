@@ -26,6 +26,7 @@
 //! Entities are named as KIC names them ([`naming`]).
 
 pub(crate) mod config;
+pub(crate) mod grpc_gateway_source;
 pub(crate) mod naming;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -10,6 +10,7 @@
 mod check;
 pub mod correlation_id;
 pub mod cors;
+pub mod grpc_gateway;
 pub mod grpc_web;
 pub mod ip_restriction;
 pub mod opentelemetry;
@@ -28,6 +29,7 @@ use check::Checker;
 
 pub use correlation_id::{CorrelationIdConfig, Generator};
 pub use cors::{CorsConfig, CorsMethod};
+pub use grpc_gateway::GrpcGatewayConfig;
 pub use grpc_web::GrpcWebConfig;
 pub use ip_restriction::{IpCidr, IpRestrictionConfig};
 pub use opentelemetry::OpentelemetryConfig;
@@ -41,6 +43,7 @@ pub use response_transformer::{JsonType, ResponseTransformerConfig};
 pub const PLUGIN_NAMES: &[&str] = &[
     correlation_id::NAME,
     cors::NAME,
+    grpc_gateway::NAME,
     grpc_web::NAME,
     ip_restriction::NAME,
     opentelemetry::NAME,
@@ -56,6 +59,7 @@ pub const PLUGIN_NAMES: &[&str] = &[
 pub enum PluginConfig {
     CorrelationId(CorrelationIdConfig),
     Cors(CorsConfig),
+    GrpcGateway(GrpcGatewayConfig),
     GrpcWeb(GrpcWebConfig),
     IpRestriction(IpRestrictionConfig),
     Opentelemetry(OpentelemetryConfig),
@@ -76,6 +80,7 @@ impl PluginConfig {
         match name {
             correlation_id::NAME => correlation_id::check(&mut c, v),
             cors::NAME => cors::check(&mut c, v),
+            grpc_gateway::NAME => grpc_gateway::check(&mut c, v),
             grpc_web::NAME => grpc_web::check(&mut c, v),
             ip_restriction::NAME => ip_restriction::check(&mut c, v),
             opentelemetry::NAME => opentelemetry::check(&mut c, v),
@@ -94,6 +99,7 @@ impl PluginConfig {
         Ok(match name {
             correlation_id::NAME => PluginConfig::CorrelationId(typed(config)?),
             cors::NAME => PluginConfig::Cors(typed(config)?),
+            grpc_gateway::NAME => PluginConfig::GrpcGateway(typed(config)?),
             grpc_web::NAME => PluginConfig::GrpcWeb(typed(config)?),
             ip_restriction::NAME => PluginConfig::IpRestriction(typed(config)?),
             opentelemetry::NAME => PluginConfig::Opentelemetry(typed(config)?),
@@ -110,6 +116,7 @@ impl PluginConfig {
         match self {
             PluginConfig::CorrelationId(_) => correlation_id::NAME,
             PluginConfig::Cors(_) => cors::NAME,
+            PluginConfig::GrpcGateway(_) => grpc_gateway::NAME,
             PluginConfig::GrpcWeb(_) => grpc_web::NAME,
             PluginConfig::IpRestriction(_) => ip_restriction::NAME,
             PluginConfig::Opentelemetry(_) => opentelemetry::NAME,
@@ -147,6 +154,7 @@ pub fn priority(name: &str) -> Option<u32> {
     Some(match name {
         correlation_id::NAME => 100_001,
         cors::NAME => 2000,
+        grpc_gateway::NAME => 998,
         grpc_web::NAME => 3,
         ip_restriction::NAME => 990,
         request_size_limiting::NAME => 951,

@@ -13,12 +13,31 @@ fn one_error(name: &str, config: Value) -> (String, String) {
     errs.into_iter().next().unwrap()
 }
 
+const GATEWAY_PROTO: &str = r#"syntax = "proto3";
+import "google/api/annotations.proto";
+message M { string id = 1; }
+service S { rpc Get(M) returns (M) { option (google.api.http) = { get: "/m/{id}" }; } }
+"#;
+
+#[test]
+fn grpc_gateway_needs_one_source_and_names_the_bad_line() {
+    let errors = check_plugin_config("grpc-gateway", &Value::Null);
+    assert_eq!(errors[0].field, "config");
+    let both = check_plugin_config("grpc-gateway", &json!({"proto": "/a.proto", "proto_text": GATEWAY_PROTO}));
+    assert!(both[0].message.starts_with("exactly one of"), "{both:?}");
+    let bad = GATEWAY_PROTO.replace("{id}", "{nope}");
+    let errors = check_plugin_config("grpc-gateway", &json!({"proto_text": bad, "proto_name": "m.proto"}));
+    assert_eq!(errors[0].field, "config.proto_text");
+    assert!(errors[0].message.starts_with("m.proto:4: rpc S.Get: field 'nope' not found"), "{errors:?}");
+}
+
 #[test]
 fn defaults_are_kongs() {
     for name in PLUGIN_NAMES {
         let config = match *name {
             "ip-restriction" => json!({"allow": ["10.0.0.0/8"]}),
             "opentelemetry" => json!({"traces_endpoint": "http://collector:4318/v1/traces"}),
+            "grpc-gateway" => json!({"proto_text": GATEWAY_PROTO}),
             _ => Value::Null,
         };
         let parsed = PluginConfig::from_entity(name, &config).unwrap_or_else(|e| panic!("{name}: {e:?}"));
@@ -33,6 +52,7 @@ fn defaults_are_kongs() {
                 assert_eq!((c.max_age, c.credentials, c.private_network), (None, false, false));
                 assert_eq!((c.preflight_continue, c.allow_origin_absent), (false, true));
             }
+            PluginConfig::GrpcGateway(c) => assert_eq!(c.proto_name, "api.proto"),
             PluginConfig::CorrelationId(c) => {
                 assert_eq!(c.header_name, "Kong-Request-ID");
                 assert_eq!(c.generator, Generator::UuidCounter);

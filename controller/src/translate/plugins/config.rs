@@ -6,6 +6,8 @@
 //!   with RFC 6902 `add` (the root pointer replaces the whole config);
 //! - KIC's CEL rules are checked here too (file mode has no API server to enforce them), and the
 //!   fields sluice does not implement are rejected by name;
+//! - grpc-gateway's `proto_from` / `descriptor_set_from` Secret references replaced by the
+//!   content (grpc_gateway_source.rs);
 //! - finally `proxy_config::check_plugin_config`, so that a plugin the proxy would refuse never
 //!   reaches it.
 //!
@@ -18,6 +20,7 @@ use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 
+use super::grpc_gateway_source;
 use crate::kong_plugins::{PluginDef, SecretRef, SECRET_LABEL};
 use crate::translate::certificates::secret_value;
 
@@ -64,9 +67,13 @@ pub(crate) fn build(def: &PluginDef, secrets: &Secrets<'_>) -> Result<Value, Fie
             .map_err(|e| vec![(field.clone(), format!("{} is not JSON: {e}", describe(r)))])?;
         add(&mut config, path, value).map_err(|e| vec![(format!("configPatches[{i}].path"), e)])?;
     }
+    if def.plugin == grpc_gateway_source::NAME {
+        grpc_gateway_source::resolve(&mut config, &def.object.namespace, |r| read(secrets, r))?;
+    }
     let problems: FieldErrors = proxy_config::check_plugin_config(&def.plugin, &config)
         .into_iter()
         .map(|e| (if e.field == "name" { "plugin".to_string() } else { e.field }, e.message))
+        .map(|(field, message)| (grpc_gateway_source::user_field(def.config.as_ref(), field), message))
         .collect();
     if problems.is_empty() {
         Ok(config)
