@@ -100,7 +100,7 @@ impl Plugin for Opentelemetry {
         let formats = self.inject_formats(parent.map(|(f, _)| f));
         let outgoing =
             Outgoing { trace_id, span_id: if sampled { first_attempt } else { span_id }, parent_id: span_id, sampled };
-        propagation::inject(&formats, &outgoing, headers);
+        propagation::inject(formats, &outgoing, headers);
         if !sampled {
             return;
         }
