@@ -8,6 +8,7 @@
 //! The controller and the proxy depend on it and never on each other.
 #![warn(unreachable_pub)]
 
+pub mod consumers;
 mod errors;
 mod hash;
 pub mod patterns;
@@ -15,6 +16,7 @@ pub mod plugins;
 mod schema;
 pub mod validate;
 
+pub use consumers::Consumer;
 pub use errors::{EntityError, FieldError, FlattenedError, ParseError};
 pub use hash::{config_hash, EMPTY_HASH};
 pub use schema::*;

@@ -3,8 +3,11 @@
 //! request).
 //!
 //! - Precedence (Kong's `lookup_cfg`): for each plugin name exactly one instance applies, the
-//!   most specific by [`Scope`]: route+service > route > service > global. Consumer-scoped rows
-//!   come with consumers; [`Scope`] is ordered so that they slot in above these.
+//!   most specific by [`Scope`], Kong's eight rows from route+service+consumer down to global.
+//!   A route's chain is resolved without consumer rows; the routes where consumer-scoped
+//!   instances apply also get one chain per such consumer, which the access phase switches to
+//!   once an auth plugin identified the consumer (the plugins after it, and every later phase,
+//!   run that chain: Kong re-resolves lazily after authentication).
 //! - Disabled instances are never loaded (as in Kong), so they shadow nothing.
 //! - Order: Kong's `PRIORITY`, descending; equal priorities by name, reversed (the order Kong's
 //!   plugin iterator sorts them in).
@@ -33,9 +36,14 @@ use thiserror::Error;
 use crate::downstream::request_body::ClientBody;
 use crate::respond::PluginReply;
 
+pub(crate) mod acl;
+pub(crate) mod basic_auth;
+pub(crate) mod consumers;
 pub(crate) mod correlation_id;
 pub(crate) mod cors;
 pub(crate) mod ip_restriction;
+pub(crate) mod jwt;
+pub(crate) mod key_auth;
 pub(crate) mod request_size_limiting;
 pub(crate) mod request_termination;
 pub(crate) mod request_transformer;
@@ -100,6 +108,17 @@ pub struct RequestState {
     /// Set by response-transformer's header_filter when this response's JSON body is to be
     /// edited (buffered, bounded, by `phases::body_filter`).
     pub json_body: Option<Arc<response_transformer::ResponseTransformer>>,
+    /// Who the request authenticated as (set by key-auth, basic-auth, jwt).
+    pub authenticated: Option<Authenticated>,
+    /// The authenticated consumer as the auth plugins and acl use it (consumers.rs).
+    pub consumer: Option<consumers::Identified>,
+}
+
+/// The consumer and credential a request authenticated with (Kong's `kong.client.authenticate`).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub consumer_id: Arc<str>,
+    pub credential_id: Option<Arc<str>>,
 }
 
 impl RequestState {
@@ -121,6 +140,8 @@ pub struct AccessCtx<'a> {
     pub client_ip: IpAddr,
     pub grpc: bool,
     pub state: &'a mut RequestState,
+    /// The config's consumers and credentials (the auth plugins' lookups).
+    pub consumers: &'a consumers::Consumers,
 }
 
 /// The response head as header_filter sees it (an upstream's, or the proxy's own reply).
@@ -161,9 +182,13 @@ pub trait Plugin: Send + Sync + Debug {
 /// (one schema, the one the controller checks with).
 pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
     Ok(match typed_config(name, config)? {
+        PluginConfig::Acl(c) => Arc::new(acl::Acl::new(&c)),
+        PluginConfig::BasicAuth(c) => Arc::new(basic_auth::BasicAuth::new(&c)?),
         PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
         PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
         PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
+        PluginConfig::Jwt(c) => Arc::new(jwt::Jwt::new(&c)?),
+        PluginConfig::KeyAuth(c) => Arc::new(key_auth::KeyAuth::new(&c)?),
         PluginConfig::RequestSizeLimiting(c) => Arc::new(request_size_limiting::RequestSizeLimiting::new(&c)),
         PluginConfig::RequestTermination(c) => Arc::new(request_termination::RequestTermination::new(c)),
         PluginConfig::RequestTransformer(c) => Arc::new(request_transformer::RequestTransformerPlugin::new(&c)?),
@@ -172,13 +197,18 @@ pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Pl
 }
 
 /// How specific an instance's scope is, least specific first (Kong's `lookup_cfg` order
-/// reversed, without its consumer rows).
+/// reversed: route+service+consumer > route+consumer > service+consumer > route+service >
+/// consumer > route > service > global).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
     Global,
     Service,
     Route,
+    Consumer,
     RouteService,
+    ServiceConsumer,
+    RouteConsumer,
+    RouteServiceConsumer,
 }
 
 /// The plugins in force for one route, in execution order, split by phase.

@@ -7,10 +7,14 @@
 //! an Event; the proxy calls [`PluginConfig::from_entity`] when a config is pushed and builds its
 //! per-request state from the typed value.
 
+pub mod acl;
+pub mod basic_auth;
 mod check;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
+pub mod jwt;
+pub mod key_auth;
 pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
@@ -23,9 +27,13 @@ use serde_json::Value;
 use crate::errors::FieldError;
 use check::Checker;
 
+pub use acl::AclConfig;
+pub use basic_auth::BasicAuthConfig;
 pub use correlation_id::{CorrelationIdConfig, Generator};
 pub use cors::{CorsConfig, CorsMethod};
 pub use ip_restriction::{IpCidr, IpRestrictionConfig};
+pub use jwt::{Claim, JwtConfig};
+pub use key_auth::KeyAuthConfig;
 pub use request_size_limiting::{RequestSizeLimitingConfig, SizeUnit};
 pub use request_termination::RequestTerminationConfig;
 pub use request_transformer::RequestTransformerConfig;
@@ -33,9 +41,13 @@ pub use response_transformer::{JsonType, ResponseTransformerConfig};
 
 /// The plugin names sluice implements, sorted.
 pub const PLUGIN_NAMES: &[&str] = &[
+    acl::NAME,
+    basic_auth::NAME,
     correlation_id::NAME,
     cors::NAME,
     ip_restriction::NAME,
+    jwt::NAME,
+    key_auth::NAME,
     request_size_limiting::NAME,
     request_termination::NAME,
     request_transformer::NAME,
@@ -45,9 +57,13 @@ pub const PLUGIN_NAMES: &[&str] = &[
 /// One plugin instance's typed `config`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PluginConfig {
+    Acl(AclConfig),
+    BasicAuth(BasicAuthConfig),
     CorrelationId(CorrelationIdConfig),
     Cors(CorsConfig),
     IpRestriction(IpRestrictionConfig),
+    Jwt(JwtConfig),
+    KeyAuth(KeyAuthConfig),
     RequestSizeLimiting(RequestSizeLimitingConfig),
     RequestTermination(RequestTerminationConfig),
     RequestTransformer(RequestTransformerConfig),
@@ -62,9 +78,13 @@ impl PluginConfig {
         let mut c = Checker::default();
         let v = Some(config);
         match name {
+            acl::NAME => acl::check(&mut c, v),
+            basic_auth::NAME => basic_auth::check(&mut c, v),
             correlation_id::NAME => correlation_id::check(&mut c, v),
             cors::NAME => cors::check(&mut c, v),
             ip_restriction::NAME => ip_restriction::check(&mut c, v),
+            jwt::NAME => jwt::check(&mut c, v),
+            key_auth::NAME => key_auth::check(&mut c, v),
             request_size_limiting::NAME => request_size_limiting::check(&mut c, v),
             request_termination::NAME => request_termination::check(&mut c, v),
             request_transformer::NAME => request_transformer::check(&mut c, v),
@@ -77,9 +97,13 @@ impl PluginConfig {
             return Err(c.errors);
         }
         Ok(match name {
+            acl::NAME => PluginConfig::Acl(typed(config)?),
+            basic_auth::NAME => PluginConfig::BasicAuth(typed(config)?),
             correlation_id::NAME => PluginConfig::CorrelationId(typed(config)?),
             cors::NAME => PluginConfig::Cors(typed(config)?),
             ip_restriction::NAME => PluginConfig::IpRestriction(typed(config)?),
+            jwt::NAME => PluginConfig::Jwt(typed(config)?),
+            key_auth::NAME => PluginConfig::KeyAuth(typed(config)?),
             request_size_limiting::NAME => PluginConfig::RequestSizeLimiting(typed(config)?),
             request_termination::NAME => PluginConfig::RequestTermination(typed(config)?),
             request_transformer::NAME => PluginConfig::RequestTransformer(typed(config)?),
@@ -90,9 +114,13 @@ impl PluginConfig {
     /// The plugin's name as in the entity.
     pub fn name(&self) -> &'static str {
         match self {
+            PluginConfig::Acl(_) => acl::NAME,
+            PluginConfig::BasicAuth(_) => basic_auth::NAME,
             PluginConfig::CorrelationId(_) => correlation_id::NAME,
             PluginConfig::Cors(_) => cors::NAME,
             PluginConfig::IpRestriction(_) => ip_restriction::NAME,
+            PluginConfig::Jwt(_) => jwt::NAME,
+            PluginConfig::KeyAuth(_) => key_auth::NAME,
             PluginConfig::RequestSizeLimiting(_) => request_size_limiting::NAME,
             PluginConfig::RequestTermination(_) => request_termination::NAME,
             PluginConfig::RequestTransformer(_) => request_transformer::NAME,
@@ -126,8 +154,12 @@ pub fn priority(name: &str) -> Option<u32> {
     Some(match name {
         correlation_id::NAME => 100_001,
         cors::NAME => 2000,
+        jwt::NAME => 1450,
+        key_auth::NAME => 1250,
+        basic_auth::NAME => 1100,
         ip_restriction::NAME => 990,
         request_size_limiting::NAME => 951,
+        acl::NAME => 950,
         request_transformer::NAME => 801,
         response_transformer::NAME => 800,
         request_termination::NAME => 2,
