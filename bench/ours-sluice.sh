@@ -3,7 +3,9 @@
 # start from KONG_DECLARATIVE_CONFIG instead): the `sluice` and `sluice-nometrics` targets of
 # run.sh (also usable as OURS_CMD). SLUICE_METRICS=off turns the metrics off; OURS_CONFIG=file pushes
 # that config instead of the one below. OURS_PLUGINS=cors,correlation-id puts those plugins (Kong's
-# defaults, cors with an origin) on both routes: the `sluice-plugins` target of run.sh.
+# defaults, cors with an origin) on both routes: the `sluice-plugins` target of run.sh. The
+# consumer plugins (key-auth, acl, rate-limiting) go on the gRPC route only, with one consumer whose
+# key is BENCH_APIKEY (metadata `apikey`): OURS_PLUGINS=key-auth is the `sluice-auth` target.
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
 set -eu
 : "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
@@ -37,10 +39,17 @@ if [ -n "${OURS_PLUGINS:-}" ]; then
         for r in bench.grpc bench.http; do
             case $p in
                 cors) printf -- '- name: cors\n  route: %s\n  config: {origins: ["https://app.example"]}\n' "$r" ;;
+                key-auth|basic-auth|jwt) [ "$r" = bench.grpc ] && printf -- '- name: %s\n  route: %s\n' "$p" "$r" ;;
+                acl) [ "$r" = bench.grpc ] && printf -- '- name: acl\n  route: %s\n  config: {allow: [bench]}\n' "$r" ;;
+                rate-limiting) [ "$r" = bench.grpc ] && printf -- '- name: rate-limiting\n  route: %s\n  config: {second: 1000000000, policy: local}\n' "$r" ;;
                 *) printf -- '- name: %s\n  route: %s\n' "$p" "$r" ;;
-            esac >>"$DIR/kong.yaml"
+            esac >>"$DIR/kong.yaml" || true
         done
     done
+    case ",$OURS_PLUGINS," in *,key-auth,*)
+        printf 'consumers:\n- username: bench\n  keyauth_credentials: [{key: "%s"}]\n  acls: [{group: bench}]\n' \
+            "${BENCH_APIKEY:?}" >>"$DIR/kong.yaml" ;;
+    esac
 fi
 fi
 LISTEN="127.0.0.1:$OURS_PORT http2"

@@ -4,7 +4,8 @@
 #   ./run.sh [-r RUNS] TARGET...   TARGET: direct nginx envoy haproxy sluice sluice-ctl
 #                                  sluice-nometrics sluice-nopgo sluice-plugins ours | all (= direct nginx
 #                                  envoy haproxy sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
-#                                  | plugins (= sluice sluice-plugins)
+#                                  | plugins (= sluice sluice-plugins) | sluice-auth envoy-auth
+#                                  | auth (= sluice sluice-auth envoy envoy-auth)
 # Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
 #   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs"  TLS=1
 #   FIXED=1 FIXED_PCT=50 FIXED_SECS=5: then latency at equal load (see "equal load" below)
@@ -29,7 +30,8 @@ for t in "$@"; do
         all) TARGETS+=(direct nginx envoy haproxy sluice sluice-ctl); [ -n "${OURS_CMD:-}" ] && TARGETS+=(ours) ;;
         metrics) TARGETS+=(sluice sluice-nometrics) ;;
         plugins) TARGETS+=(sluice sluice-plugins) ;;
-        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins) TARGETS+=("$t") ;;
+        auth) TARGETS+=(sluice sluice-auth envoy envoy-auth) ;;
+        direct|nginx|envoy|envoy-auth|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins|sluice-auth) TARGETS+=("$t") ;;
         *) echo "unknown target $t" >&2; usage ;;
     esac
 done
@@ -50,6 +52,10 @@ HAPROXY_PORT=18084; HAPROXY_TLS_PORT=18445
 OURS_PORT=${OURS_PORT:-18085}; OURS_TLS_PORT=${OURS_TLS_PORT:-}
 SLUICE_PORT=18085; SLUICE_TLS_PORT=18446
 export BACKEND_ADDR OURS_PORT OURS_TLS_PORT OURS_TMP=$HERE/.run
+# Every gRPC call carries this API key (metadata `apikey`); only the *-auth targets check it.
+# AUTH_PLUGINS: the plugins of sluice-auth on the gRPC route (add rate-limiting once it is built).
+export BENCH_APIKEY=${BENCH_APIKEY:-bench-key-0123456789}
+AUTH_PLUGINS=${AUTH_PLUGINS:-key-auth}
 
 if [ "$PIN" = 1 ]; then PROXY_CPU=(taskset -c 1); SIDE_CPU=(taskset -c 0)
 else PROXY_CPU=(); SIDE_CPU=(); fi
@@ -126,6 +132,7 @@ render() {  # template -> file, filling @VARS@
         -e "s|@NGINX_TLS_PORT@|$NGINX_TLS_PORT|g" -e "s|@ENVOY_PORT@|$ENVOY_PORT|g" \
         -e "s|@ENVOY_TLS_PORT@|$ENVOY_TLS_PORT|g" -e "s|@ENVOY_ADMIN_PORT@|$ENVOY_ADMIN_PORT|g" \
         -e "s|@HAPROXY_PORT@|$HAPROXY_PORT|g" -e "s|@HAPROXY_TLS_PORT@|$HAPROXY_TLS_PORT|g" \
+        -e "s|@BENCH_APIKEY@|$BENCH_APIKEY|g" \
         "conf/$1.in" > "$RUN/$1"
 }
 
@@ -140,10 +147,12 @@ start_target() {
             "${PROXY_CPU[@]}" nginx -p "$RUN" -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log" 2>>"$RUN/nginx.stderr" &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$NGINX_H2C_PORT; HTTP_ADDR=127.0.0.1:$NGINX_HTTP_PORT; TLS_ADDR=127.0.0.1:$NGINX_TLS_PORT ;;
-        envoy)
+        envoy|envoy-auth)
             [ -x "$ENVOY" ] || { echo "envoy binary missing (./setup.sh)" >&2; return 1; }
-            render envoy.yaml
-            "${PROXY_CPU[@]}" "$ENVOY" -c "$RUN/envoy.yaml" --concurrency 1 --disable-hot-restart \
+            local conf=envoy.yaml
+            [ "$1" = envoy-auth ] && conf=envoy-auth.yaml
+            render "$conf"
+            "${PROXY_CPU[@]}" "$ENVOY" -c "$RUN/$conf" --concurrency 1 --disable-hot-restart \
                 --log-level warn --log-path "$RUN/envoy.log" 2>>"$RUN/envoy.stderr" &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$ENVOY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$ENVOY_TLS_PORT ;;
@@ -152,9 +161,10 @@ start_target() {
             "${PROXY_CPU[@]}" haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$HAPROXY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$HAPROXY_TLS_PORT ;;
-        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins)
+        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins|sluice-auth)
             local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY plugins=""
             [ "$1" = sluice-plugins ] && plugins=cors,correlation-id
+            [ "$1" = sluice-auth ] && plugins=$AUTH_PLUGINS
             [ "$1" = sluice-ctl ] && script=ours-controller.sh
             [ "$1" = sluice-nometrics ] && metrics=off
             [ "$1" = sluice-nopgo ] && proxy=$SLUICE_PROXY_NOPGO
@@ -222,7 +232,8 @@ run_clean() {
 }
 
 # gRPC load: 10 connections x 5 streams, one 105-byte gRPC frame per call.
-GRPC_LOAD=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers')
+GRPC_LOAD=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers'
+           -H "apikey: $BENCH_APIKEY")
 log_latency() {  # h2load --log-file -> "mean p50 p99" of the request times (us)
     cut -f3 "$1" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d %d\n", s / NR, a[int((NR + 1) / 2)], a[int(NR * 0.99)]; else print "NA NA NA"}'
 }

@@ -118,7 +118,7 @@ def cmp(a, b, f):
     return None if a is None or b is None else f(a, b)
 
 checks_md = []
-for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins")]:
+for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins", "sluice-auth")]:
     trows = [
         ("gRPC unary proxy CPU/request below HAProxy's and <= 12 us",
          f"{f(get(ours, 'grpc', 'cpureq'), '{:.1f}')} vs {f(get('haproxy', 'grpc', 'cpureq'), '{:.1f}')} us",
@@ -169,6 +169,12 @@ cpu_compare("sluice", "sluice-nopgo",
             "Profile-guided build (`sluice`, as shipped) vs the same code without PGO (`sluice-nopgo`)", "PGO", "no PGO")
 cpu_compare("sluice-plugins", "sluice",
             "Plugins cost (`cors` + `correlation-id` on the routes vs none; target: gRPC at most 1.10x)", "plugins", "none")
+cpu_compare("sluice-auth", "sluice",
+            "Auth cost (`sluice-auth`: AUTH_PLUGINS, default key-auth, on the gRPC route vs none; target: gRPC at most 1.15x)",
+            "auth", "none")
+cpu_compare("sluice-auth", "envoy-auth",
+            "sluice-auth vs Envoy with its equivalent filters (`envoy-auth`: RBAC key check; target: gRPC at most 0.6x)",
+            "sluice", "envoy")
 checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in this run)"
 versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
 checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""
