@@ -58,6 +58,7 @@ macro_rules! golden {
 golden! {
     golden_bad_objects_do_not_block_good_ones,
     golden_class_filtering,
+    golden_consumers_credentials,
     golden_class_not_default,
     golden_default_backend,
     golden_empty_path,
@@ -251,6 +252,7 @@ fn reversed(s: &Snapshot) -> Snapshot {
     r.kong_upstream_policies.reverse();
     r.kong_plugins.reverse();
     r.kong_cluster_plugins.reverse();
+    r.kong_consumers.reverse();
     r
 }
 

@@ -175,7 +175,10 @@ pub fn check_consumers(config: &Config) -> Vec<EntityError> {
             if b.username.is_empty() {
                 e.err(format!("{at}.username"), "length must be at least 1");
             } else if !basic.insert(b.username.as_str()) {
-                e.err(format!("{at}.username"), format!("UNIQUE violation detected on '{{username=\"{}\"}}'", b.username));
+                e.err(
+                    format!("{at}.username"),
+                    format!("UNIQUE violation detected on '{{username=\"{}\"}}'", b.username),
+                );
             }
             if b.password.is_empty() {
                 e.err(format!("{at}.password"), "length must be at least 1");
@@ -236,7 +239,10 @@ pub fn check_plugin_refs(config: &Config, p: &Plugin, nested_in_consumer: bool) 
     }
     if let Some(a) = p.config.get("anonymous").and_then(|v| v.as_str()).filter(|a| !a.is_empty()) {
         if find_consumer(config, a).is_none() {
-            out.push(("config.anonymous".to_string(), format!("anonymous consumer '{a}' is configured but doesn't exist")));
+            out.push((
+                "config.anonymous".to_string(),
+                format!("anonymous consumer '{a}' is configured but doesn't exist"),
+            ));
         }
     }
     out

@@ -140,12 +140,16 @@ async fn anonymous_consumer_is_used_without_credentials_and_auth_plugins_are_ore
     // No key, but basic credentials: basic-auth identifies alice.
     let basic = "Basic YWxpY2U6b3BlbiBzZXNhbWU="; // alice:open sesame
     let h = upstream_headers(&h1(p.addr(0), get_with("/", &[("authorization", basic)])).await);
-    assert_eq!((h["x-consumer-username"].as_str(), h["x-credential-identifier"].as_str()), (Some("alice"), Some("alice")));
+    assert_eq!(
+        (h["x-consumer-username"].as_str(), h["x-credential-identifier"].as_str()),
+        (Some("alice"), Some("alice"))
+    );
 }
 
 #[tokio::test]
 async fn basic_auth_checks_passwords() {
-    let extra = format!("{}plugins:\n- name: basic-auth\n  config: {{hide_credentials: true}}\n", consumers(alice_and_bob()));
+    let extra =
+        format!("{}plugins:\n- name: basic-auth\n  config: {{hide_credentials: true}}\n", consumers(alice_and_bob()));
     let (p, _web, _grpc) = stack(&extra).await;
     let got = h1(p.addr(0), get("/", "example.com")).await;
     assert_eq!((got.status, message(&got).as_str()), (401, "Unauthorized"));
@@ -164,10 +168,8 @@ async fn basic_auth_checks_passwords() {
 
 #[tokio::test]
 async fn acl_allows_by_group_and_refuses_grpc_with_permission_denied() {
-    let extra = format!(
-        "{}plugins:\n- name: key-auth\n- name: acl\n  config: {{allow: [gold]}}\n",
-        consumers(alice_and_bob())
-    );
+    let extra =
+        format!("{}plugins:\n- name: key-auth\n- name: acl\n  config: {{allow: [gold]}}\n", consumers(alice_and_bob()));
     let (p, _web, _grpc) = stack(&extra).await;
     let got = h1(p.addr(0), get_with("/", &[("apikey", "alice-key"), ("x-consumer-groups", "admin")])).await;
     assert_eq!(got.status, 200);
@@ -242,7 +244,10 @@ async fn jwt_verifies_hs256_rs256_and_es256_tokens_and_their_claims() {
     let got = h1(p.addr(0), get_with("/", &[("authorization", &bearer(&t))])).await;
     assert_eq!(got.status, 200, "{}", got.body);
     let h = upstream_headers(&got);
-    assert_eq!((h["x-consumer-username"].as_str(), h["x-credential-identifier"].as_str()), (Some("alice"), Some("hs-issuer")));
+    assert_eq!(
+        (h["x-consumer-username"].as_str(), h["x-credential-identifier"].as_str()),
+        (Some("alice"), Some("hs-issuer"))
+    );
 
     let t = token(Algorithm::RS256, &rs, json!({"iss": "rs-issuer", "exp": exp}));
     call(&p, &[("authorization", &bearer(&t))]).await.unwrap();
@@ -277,8 +282,15 @@ async fn jwt_verifies_hs256_rs256_and_es256_tokens_and_their_claims() {
     let err = call(&p, &[("authorization", &bearer(&t))]).await.unwrap_err();
     assert_eq!(err.message(), "No credentials found for given 'iss'");
     let t = token(Algorithm::HS256, &hs, json!({"sub": "x"}));
-    assert_eq!(call(&p, &[("authorization", &bearer(&t))]).await.unwrap_err().message(), "No mandatory 'iss' in claims");
-    assert!(call(&p, &[("authorization", "Bearer not.a.token")]).await.unwrap_err().message().starts_with("Bad token; "));
+    assert_eq!(
+        call(&p, &[("authorization", &bearer(&t))]).await.unwrap_err().message(),
+        "No mandatory 'iss' in claims"
+    );
+    assert!(call(&p, &[("authorization", "Bearer not.a.token")])
+        .await
+        .unwrap_err()
+        .message()
+        .starts_with("Bad token; "));
     let got = h1(p.addr(0), get("/", "example.com")).await;
     assert_eq!((got.status, message(&got).as_str()), (401, "Unauthorized"));
     assert_eq!(got.headers["www-authenticate"], "Bearer");
@@ -310,7 +322,7 @@ async fn consumer_scope_winner(p: &TestProxy, web: &EchoHttp, grpc: &sluice_demo
 async fn precedence_with_consumer_scopes_follows_every_row_of_kongs_table() {
     let web = echo_http("web").await;
     let grpc = spawn(BackendOptions::named("g")).await.unwrap();
-    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
     // Kong's lookup order, most specific first.
     let table = [
         "route+service+consumer",

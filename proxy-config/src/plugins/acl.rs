@@ -27,8 +27,7 @@ pub struct AclConfig {
 }
 
 pub(crate) fn check(c: &mut Checker, v: Option<&Value>) {
-    let fields =
-        ["allow", "deny", "hide_groups_header", "include_consumer_groups", "always_use_authenticated_groups"];
+    let fields = ["allow", "deny", "hide_groups_header", "include_consumer_groups", "always_use_authenticated_groups"];
     let m = c.record("config", v, &fields, &[]);
     let (mut allow, mut deny) = (0, 0);
     if let Some(m) = m {

@@ -234,8 +234,7 @@ fn build_plugins(config: &Config, errors: &mut Vec<EntityError>) -> Vec<Instance
         }
         // `Some(None)`: a reference that names nothing (reported by validation).
         let present = |r: Option<Option<usize>>| r.unwrap_or(Some(usize::MAX));
-        let (Some(route), Some(service), Some(consumer)) = (present(route), present(service), present(consumer))
-        else {
+        let (Some(route), Some(service), Some(consumer)) = (present(route), present(service), present(consumer)) else {
             continue;
         };
         let route = (route != usize::MAX).then_some(route);

@@ -146,7 +146,9 @@ impl Consumers {
                 let pem = j.rsa_public_key.as_deref().unwrap_or("").as_bytes();
                 let secret = j.secret.as_deref().unwrap_or("");
                 let verifier = match alg {
-                    Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => DecodingKey::from_secret(secret.as_bytes()),
+                    Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                        DecodingKey::from_secret(secret.as_bytes())
+                    }
                     Algorithm::ES256 | Algorithm::ES384 => match DecodingKey::from_ec_pem(pem) {
                         Ok(k) => k,
                         Err(_) => {
@@ -162,8 +164,10 @@ impl Consumers {
                         }
                     },
                 };
-                let verifier_base64 = j.is_hmac().then(|| base64_lenient(secret)).flatten().map(|s| DecodingKey::from_secret(&s));
-                let key = JwtKey { consumer: index, key: j.key.as_str().into(), algorithm: alg, verifier, verifier_base64 };
+                let verifier_base64 =
+                    j.is_hmac().then(|| base64_lenient(secret)).flatten().map(|s| DecodingKey::from_secret(&s));
+                let key =
+                    JwtKey { consumer: index, key: j.key.as_str().into(), algorithm: alg, verifier, verifier_base64 };
                 out.jwt.insert(j.key.as_str().into(), key);
             }
             if !fields.is_empty() {
@@ -287,6 +291,14 @@ fn set_or_remove(headers: &mut HeaderMap, name: HeaderName, value: Option<Header
 /// Base64 in either alphabet, padded or not (how JWT secrets are written).
 pub(crate) fn base64_lenient(s: &str) -> Option<Vec<u8>> {
     use base64::Engine;
-    let url: String = s.trim_end_matches('=').chars().map(|c| match c { '+' => '-', '/' => '_', c => c }).collect();
+    let url: String = s
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(url).ok()
 }

@@ -211,7 +211,10 @@ mod tests {
         let now = 1000.0;
         assert_eq!(j.claim_error(&serde_json::json!({"exp": 1050, "nbf": 900}), now), None);
         assert_eq!(j.claim_error(&serde_json::json!({"exp": 999, "nbf": 900}), now), Some(("exp", "token expired")));
-        assert_eq!(j.claim_error(&serde_json::json!({"exp": 1050, "nbf": 1001}), now), Some(("nbf", "token not valid yet")));
+        assert_eq!(
+            j.claim_error(&serde_json::json!({"exp": 1050, "nbf": 1001}), now),
+            Some(("nbf", "token not valid yet"))
+        );
         assert_eq!(j.claim_error(&serde_json::json!({"nbf": 900}), now), Some(("exp", "must be a number")));
         assert_eq!(
             j.claim_error(&serde_json::json!({"exp": 1200, "nbf": 900}), now),

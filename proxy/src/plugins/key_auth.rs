@@ -31,8 +31,9 @@ impl KeyAuth {
     pub(crate) fn new(c: &KeyAuthConfig) -> Result<Self, BuildError> {
         let mut names = Vec::with_capacity(c.key_names.len());
         for (i, n) in c.key_names.iter().enumerate() {
-            let h = HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes())
-                .map_err(|_| BuildError::new(format!("config.key_names.{}", i + 1), format!("bad header name '{n}'")))?;
+            let h = HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                BuildError::new(format!("config.key_names.{}", i + 1), format!("bad header name '{n}'"))
+            })?;
             names.push((h, n.clone()));
         }
         Ok(KeyAuth {
