@@ -247,3 +247,77 @@ pub fn check_plugin_refs(config: &Config, p: &Plugin, nested_in_consumer: bool) 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plugins::{check_plugin_config, PluginConfig};
+    use crate::{parse, validate};
+
+    fn fields(yaml: &str) -> Vec<(String, String)> {
+        let config = parse(&format!("_format_version: '3.0'\n{yaml}")).unwrap();
+        match validate(&config) {
+            Ok(()) => vec![],
+            Err(e) => e
+                .flattened_errors
+                .into_iter()
+                .flat_map(|e| e.errors.into_iter().map(move |f| (e.entity_name.clone(), f.field)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn consumers_with_nested_credentials_and_plugins_validate() {
+        let yaml = "consumers:\n- username: alice\n  keyauth_credentials: [{key: k1}]\n  basicauth_credentials: [{username: a, password: p}]\n  jwt_secrets: [{key: iss, secret: s}]\n  acls: [{group: g}]\n  plugins: [{name: request-termination}]\nplugins:\n- name: key-auth\n  config: {anonymous: alice}\n- name: cors\n  consumer: alice\n";
+        assert_eq!(fields(yaml), vec![]);
+    }
+
+    #[test]
+    fn consumer_errors_name_the_field_and_never_the_secret() {
+        let yaml = "consumers:\n- username: a\n  keyauth_credentials: [{key: sekrit}]\n- username: a\n  keyauth_credentials: [{key: sekrit}]\n  jwt_secrets: [{key: i, algorithm: RS256}, {key: j, algorithm: HS999}]\n- custom_id: ''\n";
+        let got = fields(yaml);
+        for want in [
+            "username",
+            "keyauth_credentials.1.key",
+            "jwt_secrets.1.rsa_public_key",
+            "jwt_secrets.2.algorithm",
+            "@entity",
+        ] {
+            assert!(got.iter().any(|(_, f)| f == want), "{want} in {got:?}");
+        }
+        let config = parse(&format!("_format_version: '3.0'\n{yaml}")).unwrap();
+        assert!(!format!("{:?}", validate(&config).unwrap_err()).contains("sekrit"));
+    }
+
+    #[test]
+    fn plugin_consumer_references_are_checked() {
+        let got = fields("plugins:\n- name: cors\n  consumer: ghost\n- name: jwt\n  config: {anonymous: ghost}\n");
+        assert!(got.iter().any(|(_, f)| f == "consumer"), "{got:?}");
+        assert!(got.iter().any(|(_, f)| f == "config.anonymous"), "{got:?}");
+        let got = fields("consumers:\n- username: a\n  plugins: [{name: basic-auth}]\n");
+        assert_eq!(got, vec![("basic-auth".to_string(), "consumer".to_string())]);
+    }
+
+    #[test]
+    fn auth_plugin_schemas() {
+        let field = |name: &str, config: serde_json::Value| -> Vec<String> {
+            check_plugin_config(name, &config).into_iter().map(|e| e.field).collect()
+        };
+        assert_eq!(field("jwt", serde_json::json!({"maximum_expiration": 60})), vec!["config.claims_to_verify"]);
+        assert_eq!(field("jwt", serde_json::json!({"claims_to_verify": ["iat"]})), vec!["config.claims_to_verify.1"]);
+        assert_eq!(field("acl", serde_json::json!({"allow": ["a"], "deny": ["b"]})), vec!["@entity"]);
+        assert_eq!(field("acl", serde_json::json!({})), vec!["@entity"]);
+        assert_eq!(field("key-auth", serde_json::json!({"key_names": ["bad name"]})), vec!["config.key_names.1"]);
+        assert_eq!(field("key-auth", serde_json::json!({"key_in_body": true})), vec!["config.key_in_body"]);
+        match PluginConfig::from_entity("key-auth", &serde_json::Value::Null).unwrap() {
+            PluginConfig::KeyAuth(c) => {
+                assert_eq!(c.key_names, vec!["apikey"]);
+                assert!(c.key_in_header && c.key_in_query && c.run_on_preflight && !c.hide_credentials);
+            }
+            other => panic!("{other:?}"),
+        }
+        match PluginConfig::from_entity("basic-auth", &serde_json::Value::Null).unwrap() {
+            PluginConfig::BasicAuth(c) => assert_eq!(c.realm, "service"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -110,8 +110,9 @@ pub struct RequestState {
     pub json_body: Option<Arc<response_transformer::ResponseTransformer>>,
     /// Who the request authenticated as (set by key-auth, basic-auth, jwt).
     pub authenticated: Option<Authenticated>,
-    /// The authenticated consumer as the auth plugins and acl use it (consumers.rs).
-    pub consumer: Option<consumers::Identified>,
+    /// The authenticated consumer as the auth plugins and acl use it (consumers.rs); boxed so
+    /// that requests without one carry a pointer's worth.
+    pub consumer: Option<Box<consumers::Identified>>,
 }
 
 /// The consumer and credential a request authenticated with (Kong's `kong.client.authenticate`).

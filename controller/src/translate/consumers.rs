@@ -26,9 +26,10 @@ use crate::kong_consumers::{KongConsumer, CREDENTIAL_LABEL};
 pub(crate) fn translate(ctx: &mut Context<'_>) -> Vec<Consumer> {
     let mut out = Vec::new();
     let mut usernames = HashSet::new();
-    let snapshot = ctx.snapshot;
-    for kc in &snapshot.kong_consumers {
-        let object = ObjectRef::of(kc.as_ref());
+    let mut sorted: Vec<&KongConsumer> = ctx.snapshot.kong_consumers.iter().map(|k| k.as_ref()).collect();
+    sorted.sort_by_cached_key(|k| (k.namespace().unwrap_or_default(), k.name_any()));
+    for kc in sorted {
+        let object = ObjectRef::of(kc);
         if ctx.is_excluded(&object) {
             continue;
         }

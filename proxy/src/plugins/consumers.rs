@@ -273,7 +273,7 @@ impl Consumers {
         set_or_remove(headers, X_ANONYMOUS_CONSUMER, anonymous.then(|| HeaderValue::from_static("true")));
         state.authenticated = Some(Authenticated { consumer_id: c.id.clone(), credential_id: credential });
         let chain = state.consumer.take().filter(|i| i.index == index).and_then(|i| i.chain);
-        state.consumer = Some(Identified { index, anonymous, chain });
+        state.consumer = Some(Box::new(Identified { index, anonymous, chain }));
     }
 }
 
