@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
-    CustomResourceDefinitionVersion, CustomResourceValidation, JSONSchemaProps,
+    CustomResourceDefinitionVersion, CustomResourceValidation,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::crd::v1::CustomResourceExt;
@@ -124,22 +124,7 @@ impl kube::Resource for KongConsumer {
 
 impl CustomResourceExt for KongConsumer {
     fn crd() -> CustomResourceDefinition {
-        let generate = schemars::generate::SchemaSettings::openapi3()
-            .with(|s| {
-                s.inline_subschemas = true;
-                s.meta_schema = None;
-            })
-            .with_transform(schemars::transform::AddNullable::default())
-            .with_transform(kube::core::schema::StructuralSchemaRewriter)
-            .with_transform(kube::core::schema::OptionalEnum)
-            .into_generator();
-        let mut schema = serde_json::to_value(generate.into_root_schema_for::<KongConsumer>()).unwrap_or_default();
-        if let Some(root) = schema.as_object_mut() {
-            let rules: Vec<serde_json::Value> =
-                CEL_RULES.iter().map(|(rule, message)| serde_json::json!({"rule": rule, "message": message})).collect();
-            root.insert("x-kubernetes-validations".into(), rules.into());
-        }
-        let schema: Option<JSONSchemaProps> = serde_json::from_value(schema).ok();
+        let schema = crate::kong_plugins::crd_schema::<KongConsumer>(CEL_RULES);
         CustomResourceDefinition {
             metadata: ObjectMeta { name: Some(Self::crd_name().into()), ..Default::default() },
             spec: CustomResourceDefinitionSpec {

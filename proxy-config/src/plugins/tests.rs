@@ -16,11 +16,23 @@ fn one_error(name: &str, config: Value) -> (String, String) {
 #[test]
 fn defaults_are_kongs() {
     for name in PLUGIN_NAMES {
-        let config = if *name == "ip-restriction" { json!({"allow": ["10.0.0.0/8"]}) } else { Value::Null };
+        let config = match *name {
+            "ip-restriction" => json!({"allow": ["10.0.0.0/8"]}),
+            "acl" => json!({"allow": ["g"]}),
+            _ => Value::Null,
+        };
         let parsed = PluginConfig::from_entity(name, &config).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(parsed.name(), *name);
         assert_eq!(Some(parsed.priority()), priority(name));
         match parsed {
+            PluginConfig::Acl(c) => assert!(!c.hide_groups_header && c.deny.is_empty()),
+            PluginConfig::BasicAuth(c) => assert_eq!((c.realm.as_str(), c.hide_credentials), ("service", false)),
+            PluginConfig::Jwt(c) => {
+                assert_eq!((c.uri_param_names, c.header_names), (vec!["jwt".into()], vec!["authorization".into()]));
+                assert_eq!((c.key_claim_name.as_str(), c.maximum_expiration), ("iss", 0));
+                assert!(c.claims_to_verify.is_empty() && c.cookie_names.is_empty() && c.run_on_preflight);
+            }
+            PluginConfig::KeyAuth(c) => assert_eq!(c.key_names, vec!["apikey".to_string()]),
             PluginConfig::Cors(c) => {
                 assert_eq!(c, CorsConfig::default());
                 let methods: Vec<&str> = c.methods.iter().map(|m| m.as_str()).collect();

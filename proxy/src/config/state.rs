@@ -57,8 +57,8 @@ pub struct RouteRt {
     /// The plugins that apply to this route, resolved by Kong's precedence, in execution order.
     pub plugins: Arc<PluginChain>,
     /// Per consumer (index into [`LiveConfig::consumers`]) with plugins scoped to it that apply
-    /// here, the chain re-resolved with them; `None` when there is no such consumer.
-    pub consumer_chains: Option<Box<HashMap<usize, Arc<PluginChain>>>>,
+    /// here, the chain re-resolved with them; empty (no allocation) when there is none.
+    pub consumer_chains: HashMap<usize, Arc<PluginChain>>,
     /// The route's regex paths, for Kong's `uri_captures` (only when a plugin of the chain,
     /// request-transformer, renders them; else empty).
     pub capture_paths: Box<[regex::Regex]>,
@@ -186,6 +186,9 @@ struct Instance {
 /// `Some(None)` a reference that names nothing, `Some(Some(i))` the entity at index `i`.
 type Scoped<'a> = (&'a proxy_config::Plugin, Option<Option<usize>>, Option<Option<usize>>, Option<Option<usize>>);
 
+/// (plugin name, route, service, consumer): one instance per name per scope.
+type ScopeKey<'a> = (&'a str, Option<usize>, Option<usize>, Option<usize>);
+
 /// Builds every plugin entity once (top level, nested under services, nested under routes).
 /// Two instances of one name for the same (route, service, consumer) scope, or two with one
 /// `instance_name`, are errors. Unresolvable references were reported by validation; such an
@@ -222,7 +225,7 @@ fn build_plugins(config: &Config, errors: &mut Vec<EntityError>) -> Vec<Instance
             entities.push((p, p.route.as_ref().map(route_of), p.service.as_ref().map(service_of), Some(Some(i))));
         }
     }
-    let mut scopes: HashSet<(&str, Option<usize>, Option<usize>, Option<usize>)> = HashSet::new();
+    let mut scopes: HashSet<ScopeKey<'_>> = HashSet::new();
     let mut instance_names: HashSet<&str> = HashSet::new();
     let mut out = Vec::new();
     for (p, route, service, consumer) in entities {
@@ -295,11 +298,7 @@ fn candidates<'i>(
 }
 
 /// Route `ri`'s chains for the consumers that have scoped instances applying to it.
-fn consumer_chains(
-    instances: &[Instance],
-    ri: usize,
-    service: Option<usize>,
-) -> Option<Box<HashMap<usize, Arc<PluginChain>>>> {
+fn consumer_chains(instances: &[Instance], ri: usize, service: Option<usize>) -> HashMap<usize, Arc<PluginChain>> {
     let mut out = HashMap::new();
     for c in instances.iter().filter(|i| i.enabled).filter_map(|i| i.consumer) {
         if out.contains_key(&c) {
@@ -313,7 +312,7 @@ fn consumer_chains(
             out.insert(c, Arc::new(PluginChain::resolve(all)));
         }
     }
-    (!out.is_empty()).then(|| Box::new(out))
+    out
 }
 
 /// The route's regex paths as the router compiles them (anchored at the start); a pattern that

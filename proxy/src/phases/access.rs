@@ -25,6 +25,7 @@ use crate::settings::trust::TrustedIps;
 
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn access(
     route: &RouteRt,
@@ -49,13 +50,12 @@ pub(crate) fn access(
         state: &mut ctx.plugins,
         consumers,
     };
-    match &route.consumer_chains {
-        None => {
-            for p in plugins {
-                p.access(&mut req).map_err(ProxyError::Plugin)?;
-            }
+    if route.consumer_chains.is_empty() {
+        for p in plugins {
+            p.access(&mut req).map_err(ProxyError::Plugin)?;
         }
-        Some(chains) => with_consumer_chains(plugins, chains, &mut req)?,
+    } else {
+        with_consumer_chains(plugins, &route.consumer_chains, &mut req)?;
     }
     Ok(())
 }
