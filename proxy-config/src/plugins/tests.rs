@@ -153,10 +153,10 @@ fn full_configs_parse_into_their_types() {
 fn each_error_names_its_field() {
     let cases: &[(&str, Value, &str, &str)] = &[
         (
-            "rate-limiting",
+            "hmac-auth",
             json!({}),
             "name",
-            "plugin 'rate-limiting' not enabled; sluice supports: correlation-id, cors",
+            "plugin 'hmac-auth' not enabled; sluice supports: acl, basic-auth, correlation-id, cors",
         ),
         ("cors", json!([]), "config", "expected a record"),
         ("cors", json!({"origin": ["*"]}), "config.origin", "unknown field"),
