@@ -179,6 +179,19 @@ async fn acl_allows_by_group_and_refuses_grpc_with_permission_denied() {
     let err = call(&p, &[("apikey", "bob-key")]).await.unwrap_err();
     assert_eq!((err.code(), err.message()), (tonic::Code::PermissionDenied, "You cannot consume this service"));
     call(&p, &[("apikey", "alice-key")]).await.unwrap();
+
+    // Kong's request counter carries the consumer (also for bob, refused after authenticating).
+    let metrics = h1(p.status_addr(), get("/metrics", "status")).await.body;
+    let count = |route: &str, code: &str, consumer: &str| {
+        let want = format!(
+            "kong_http_requests_total{{code=\"{code}\",consumer=\"{consumer}\",route=\"{route}\",service=\"{route}\",source=\"{}\",workspace=\"default\"}}",
+            if code == "200" { "service" } else { "kong" }
+        );
+        metrics.lines().find_map(|l| l.strip_prefix(want.as_str())).map(|v| v.trim().to_string())
+    };
+    assert_eq!(count("web", "200", "alice").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(count("web", "403", "bob").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(count("grpc", "200", "alice").as_deref(), Some("1"), "{metrics}");
 }
 
 #[tokio::test]

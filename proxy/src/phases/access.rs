@@ -50,14 +50,18 @@ pub(crate) fn access(
         state: &mut ctx.plugins,
         consumers,
     };
-    if route.consumer_chains.is_empty() {
-        for p in plugins {
-            p.access(&mut req).map_err(ProxyError::Plugin)?;
-        }
+    let result = if route.consumer_chains.is_empty() {
+        plugins.iter().try_for_each(|p| p.access(&mut req).map_err(ProxyError::Plugin))
     } else {
-        with_consumer_chains(plugins, &route.consumer_chains, &mut req)?;
+        with_consumer_chains(plugins, &route.consumer_chains, &mut req)
+    };
+    // The `consumer` label of this request's metrics (also when a later plugin refused it).
+    if let (Some(c), Some(done)) = (&ctx.plugins.consumer, ctx.done.as_mut()) {
+        if let Some(c) = consumers.get(c.index) {
+            done.set_consumer(c.label.clone());
+        }
     }
-    Ok(())
+    result
 }
 
 /// The access loop of a route with consumer-scoped plugins: once the request's consumer is one

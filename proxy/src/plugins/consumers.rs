@@ -41,6 +41,8 @@ pub struct Identified {
 #[derive(Debug)]
 pub struct ConsumerRt {
     pub id: Arc<str>,
+    /// The `consumer` label of the metrics: the username, else the custom_id, else the id.
+    pub label: Arc<str>,
     id_header: HeaderValue,
     username: Option<HeaderValue>,
     custom_id: Option<HeaderValue>,
@@ -180,6 +182,7 @@ impl Consumers {
                 });
             }
             out.consumers.push(ConsumerRt {
+                label: c.display_name().into(),
                 id,
                 id_header,
                 username: c.username.as_deref().and_then(header_value),

@@ -222,12 +222,15 @@ impl Metrics {
         match r.route {
             Some(rm) => {
                 let series = self.series(rm);
-                if r.status == 200 && r.from_service {
+                if r.status == 200 && r.from_service && r.consumer.is_none() {
                     series.ok_from_service.fetch_add(1, Ordering::Relaxed);
                 } else {
                     let code = itoa_status(r.status);
                     let source = if r.from_service { "service" } else { "kong" };
-                    self.http_requests.with_label_values(&[&rm.service, &rm.route, &code, source, WORKSPACE, ""]).inc();
+                    let consumer = r.consumer.unwrap_or("");
+                    self.http_requests
+                        .with_label_values(&[&rm.service, &rm.route, &code, source, WORKSPACE, consumer])
+                        .inc();
                 }
                 series.request_latency.observe(r.total_ms);
                 if let Some(up) = r.upstream_ms {
@@ -358,6 +361,8 @@ pub struct Observation<'a> {
     pub upstream_ms: Option<f64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The authenticated consumer (`consumer` label), if any.
+    pub consumer: Option<&'a str>,
 }
 
 #[cfg(test)]
@@ -375,6 +380,7 @@ mod tests {
             upstream_ms: Some(0.5),
             bytes_in: 0,
             bytes_out: 0,
+            consumer: None,
         }
     }
 
@@ -442,6 +448,7 @@ mod tests {
                 upstream_ms: None,
                 bytes_in: 3,
                 bytes_out: 4,
+                consumer: None,
             });
         }
         let text = m.render();

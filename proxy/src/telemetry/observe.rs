@@ -47,6 +47,8 @@ pub(crate) struct Completion {
     bytes_in: Option<Arc<AtomicU64>>,
     bytes_out: u64,
     error: Option<Box<str>>,
+    /// The authenticated consumer's name (the `consumer` label of Kong's request counter).
+    consumer: Option<Arc<str>>,
 }
 
 impl Completion {
@@ -67,6 +69,7 @@ impl Completion {
             bytes_in: None,
             bytes_out: 0,
             error: None,
+            consumer: None,
         }
     }
 
@@ -78,6 +81,9 @@ impl Completion {
     }
     pub(crate) fn set_route(&mut self, route: Arc<RouteMetrics>) {
         self.route = Some(route);
+    }
+    pub(crate) fn set_consumer(&mut self, consumer: Arc<str>) {
+        self.consumer = Some(consumer);
     }
     pub(crate) fn set_grpc_path(&mut self, path: &str) {
         self.grpc_path = Some(path.into());
@@ -152,6 +158,7 @@ impl Completion {
                 upstream_ms,
                 bytes_in,
                 bytes_out: self.bytes_out,
+                consumer: self.consumer.as_deref(),
             });
         }
         if let (Some(log), Some(d)) = (&self.observer.access_log, &self.details) {
