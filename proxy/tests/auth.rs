@@ -415,3 +415,45 @@ async fn bad_consumers_and_auth_configs_are_refused_naming_the_field_never_the_s
         assert!(!body.contains("top-secret"), "a secret in the error: {body}");
     }
 }
+
+/// grpcio (the Python client users run) sees exactly UNAUTHENTICATED / PERMISSION_DENIED with
+/// Kong's message. Needs python3 with grpcio and grpcio-tools (`make test` installs them).
+#[tokio::test]
+async fn grpcio_sees_unauthenticated_and_permission_denied_with_the_message() {
+    let extra =
+        format!("{}plugins:\n- name: key-auth\n- name: acl\n  config: {{allow: [gold]}}\n", consumers(alice_and_bob()));
+    let (p, _web, _grpc) = stack(&extra).await;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demo/python");
+    let code = format!(
+        r#"
+import sys, tempfile
+sys.path.insert(0, {dir:?})
+import grpc, grpc_shapes
+grpc_shapes.generate_stubs(tempfile.mkdtemp())
+import hello_pb2, hello_pb2_grpc
+stub = hello_pb2_grpc.HelloServiceStub(grpc.insecure_channel({target:?}, options=[("grpc.default_authority", "example.com")]))
+for md in [[], [("apikey", "bob-key")], [("apikey", "alice-key")]]:
+    try:
+        stub.SayHello(hello_pb2.HelloRequest(greeting="hi"), timeout=5, metadata=md)
+        print("OK")
+    except grpc.RpcError as e:
+        print(e.code().name + ": " + e.details())
+"#,
+        dir = dir.display().to_string(),
+        target = p.addr(0).to_string()
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new("python3").args(["-c", &code]).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("python finished in time")
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["UNAUTHENTICATED: No API key found in request", "PERMISSION_DENIED: You cannot consume this service", "OK"]
+    );
+}
