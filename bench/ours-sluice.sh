@@ -9,6 +9,8 @@
 # OTLP/HTTP receiver): the `sluice-otel` (0.01) and `sluice-otel-full` (1) targets.
 # OURS_PLUGINS=grpc-gateway adds the route bench.json (POST /v1/echo, JSON) on the gRPC service with
 # grpc-gateway transcoding it to bench.Echo/Echo: the `sluice-json` target of run.sh.
+# The consumer plugins (key-auth, acl, rate-limiting) go on the gRPC route only, with one consumer whose
+# key is BENCH_APIKEY (metadata `apikey`): OURS_PLUGINS=key-auth is the `sluice-auth` target.
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
 set -eu
 : "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
@@ -54,10 +56,17 @@ if [ -n "${OURS_PLUGINS:-}" ]; then
                 cors) printf -- '- name: cors\n  route: %s\n  config: {origins: ["https://app.example"]}\n' "$r" ;;
                 grpc-gateway) [ "$r" = bench.grpc ] && printf -- '- name: grpc-gateway\n  route: bench.json\n  config: {proto_name: bench.proto, proto_text: "%s"}\n' \
                     'syntax = \"proto3\"; package bench; import \"google/api/annotations.proto\"; message Msg { bytes payload = 1; } service Echo { rpc Echo(Msg) returns (Msg) { option (google.api.http) = { post: \"/v1/echo\" body: \"*\" }; } }' ;;
+                key-auth|basic-auth|jwt) [ "$r" = bench.grpc ] && printf -- '- name: %s\n  route: %s\n' "$p" "$r" ;;
+                acl) [ "$r" = bench.grpc ] && printf -- '- name: acl\n  route: %s\n  config: {allow: [bench]}\n' "$r" ;;
+                rate-limiting) [ "$r" = bench.grpc ] && printf -- '- name: rate-limiting\n  route: %s\n  config: {second: 1000000000, policy: local}\n' "$r" ;;
                 *) printf -- '- name: %s\n  route: %s\n' "$p" "$r" ;;
-            esac >>"$DIR/kong.yaml"
+            esac >>"$DIR/kong.yaml" || true
         done
     done
+    case ",$OURS_PLUGINS," in *,key-auth,*)
+        printf 'consumers:\n- username: bench\n  keyauth_credentials: [{key: "%s"}]\n  acls: [{group: bench}]\n' \
+            "${BENCH_APIKEY:?}" >>"$DIR/kong.yaml" ;;
+    esac
 fi
 fi
 LISTEN="127.0.0.1:$OURS_PORT http2"

@@ -10,6 +10,7 @@
 #                                  Envoy: its grpc_web filter) | otel (= sluice sluice-otel
 #                                  sluice-otel-full: opentelemetry at sampling 0.01 and 1, exporting to
 #                                  sluice-otlp-sink, SLUICE_OTLP_SINK default ../target/release/sluice-otlp-sink)
+#                                  | sluice-auth envoy-auth | auth (= sluice sluice-auth envoy envoy-auth)
 # Env knobs (defaults):  PIN=1  GRPC_N=200000  HTTP_SECS=10  STREAM_N=5000  STREAM_MSGS=100
 #   HS_SECS=5  HS_CLIENTS=4  TESTS="grpc http1 grpc-tls grpc-stream tls-hs json"  TLS=1
 #   (json: only on sluice-json, grpc-gateway's JSON call POST /v1/echo transcoded to bench.Echo/Echo)
@@ -37,7 +38,8 @@ for t in "$@"; do
         plugins) TARGETS+=(sluice sluice-plugins) ;;
         otel) TARGETS+=(sluice sluice-otel sluice-otel-full) ;;
         grpcweb) TARGETS+=(envoy sluice-grpcweb) ;;
-        direct|nginx|envoy|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb|sluice-json) TARGETS+=("$t") ;;
+        auth) TARGETS+=(sluice sluice-auth envoy envoy-auth) ;;
+        direct|nginx|envoy|envoy-auth|haproxy|ours|sluice|sluice-ctl|sluice-nometrics|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb|sluice-json|sluice-auth) TARGETS+=("$t") ;;
         *) echo "unknown target $t" >&2; usage ;;
     esac
 done
@@ -58,6 +60,10 @@ HAPROXY_PORT=18084; HAPROXY_TLS_PORT=18445
 OURS_PORT=${OURS_PORT:-18085}; OURS_TLS_PORT=${OURS_TLS_PORT:-}
 SLUICE_PORT=18085; SLUICE_TLS_PORT=18446
 export BACKEND_ADDR OURS_PORT OURS_TLS_PORT OURS_TMP=$HERE/.run
+# Every gRPC call carries this API key (metadata `apikey`); only the *-auth targets check it.
+# AUTH_PLUGINS: the plugins of sluice-auth on the gRPC route (add rate-limiting once it is built).
+export BENCH_APIKEY=${BENCH_APIKEY:-bench-key-0123456789}
+AUTH_PLUGINS=${AUTH_PLUGINS:-key-auth}
 
 if [ "$PIN" = 1 ]; then PROXY_CPU=(taskset -c 1); SIDE_CPU=(taskset -c 0)
 else PROXY_CPU=(); SIDE_CPU=(); fi
@@ -149,6 +155,7 @@ render() {  # template -> file, filling @VARS@
         -e "s|@NGINX_TLS_PORT@|$NGINX_TLS_PORT|g" -e "s|@ENVOY_PORT@|$ENVOY_PORT|g" \
         -e "s|@ENVOY_TLS_PORT@|$ENVOY_TLS_PORT|g" -e "s|@ENVOY_ADMIN_PORT@|$ENVOY_ADMIN_PORT|g" \
         -e "s|@HAPROXY_PORT@|$HAPROXY_PORT|g" -e "s|@HAPROXY_TLS_PORT@|$HAPROXY_TLS_PORT|g" \
+        -e "s|@BENCH_APIKEY@|$BENCH_APIKEY|g" \
         "conf/$1.in" > "$RUN/$1"
 }
 
@@ -163,10 +170,12 @@ start_target() {
             "${PROXY_CPU[@]}" nginx -p "$RUN" -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log" 2>>"$RUN/nginx.stderr" &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$NGINX_H2C_PORT; HTTP_ADDR=127.0.0.1:$NGINX_HTTP_PORT; TLS_ADDR=127.0.0.1:$NGINX_TLS_PORT ;;
-        envoy)
+        envoy|envoy-auth)
             [ -x "$ENVOY" ] || { echo "envoy binary missing (./setup.sh)" >&2; return 1; }
-            render envoy.yaml
-            "${PROXY_CPU[@]}" "$ENVOY" -c "$RUN/envoy.yaml" --concurrency 1 --disable-hot-restart \
+            local conf=envoy.yaml
+            [ "$1" = envoy-auth ] && conf=envoy-auth.yaml
+            render "$conf"
+            "${PROXY_CPU[@]}" "$ENVOY" -c "$RUN/$conf" --concurrency 1 --disable-hot-restart \
                 --log-level warn --log-path "$RUN/envoy.log" 2>>"$RUN/envoy.stderr" &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$ENVOY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$ENVOY_TLS_PORT ;;
@@ -175,11 +184,12 @@ start_target() {
             "${PROXY_CPU[@]}" haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
             PROXY_PID=$!
             GRPC_ADDR=127.0.0.1:$HAPROXY_PORT; HTTP_ADDR=$GRPC_ADDR; TLS_ADDR=127.0.0.1:$HAPROXY_TLS_PORT ;;
-        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb|sluice-json)
+        sluice|sluice-nometrics|sluice-ctl|sluice-nopgo|sluice-plugins|sluice-otel|sluice-otel-full|sluice-grpcweb|sluice-json|sluice-auth)
             local script=ours-sluice.sh metrics=on proxy=$SLUICE_PROXY plugins="" otel=""
             [ "$1" = sluice-plugins ] && plugins=cors,correlation-id
             [ "$1" = sluice-grpcweb ] && plugins=grpc-web
             [ "$1" = sluice-json ] && plugins=grpc-gateway
+            [ "$1" = sluice-auth ] && plugins=$AUTH_PLUGINS
             [ "$1" = sluice-otel ] && otel=0.01
             [ "$1" = sluice-otel-full ] && otel=1
             if [ -n "$otel" ] && ! otlp_sink; then return 1; fi
@@ -251,7 +261,8 @@ run_clean() {
 }
 
 # gRPC load: 10 connections x 5 streams, one 105-byte gRPC frame per call.
-GRPC_LOAD=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers')
+GRPC_LOAD=(h2load -t 1 -c $GRPC_C -m $GRPC_M -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers'
+           -H "apikey: $BENCH_APIKEY")
 log_latency() {  # h2load --log-file -> "mean p50 p99" of the request times (us)
     cut -f3 "$1" | sort -n | awk '{a[NR] = $1; s += $1} END {if (NR) printf "%.0f %d %d\n", s / NR, a[int((NR + 1) / 2)], a[int(NR * 0.99)]; else print "NA NA NA"}'
 }

@@ -119,7 +119,7 @@ def cmp(a, b, f):
     return None if a is None or b is None else f(a, b)
 
 checks_md = []
-for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins", "sluice-otel", "sluice-otel-full", "sluice-grpcweb", "sluice-json")]:
+for ours in [t for t in targets if t.startswith("sluice") and t not in ("sluice-nometrics", "sluice-plugins", "sluice-otel", "sluice-otel-full", "sluice-grpcweb", "sluice-json", "sluice-auth")]:
     trows = [
         ("gRPC unary proxy CPU/request below HAProxy's and <= 12 us",
          f"{f(get(ours, 'grpc', 'cpureq'), '{:.1f}')} vs {f(get('haproxy', 'grpc', 'cpureq'), '{:.1f}')} us",
@@ -191,6 +191,12 @@ json_us, grpc_us = get("sluice-json", "json", "cpureq"), get("sluice", "grpc", "
 if json_us and grpc_us:
     checks_md.append("### Transcoding cost (grpc-gateway: a JSON call to `/v1/echo` vs the same gRPC call)\n\n" + md_table(
         ["test", "JSON us/call", "gRPC us/call", "ratio"], [["json vs grpc", f"{json_us:.2f}", f"{grpc_us:.2f}", f"{json_us / grpc_us:.2f}x"]]))
+cpu_compare("sluice-auth", "sluice",
+            "Auth cost (`sluice-auth`: AUTH_PLUGINS, default key-auth, on the gRPC route vs none; target: gRPC at most 1.15x)",
+            "auth", "none")
+cpu_compare("sluice-auth", "envoy-auth",
+            "sluice-auth vs Envoy with its equivalent filters (`envoy-auth`: RBAC key check; target: gRPC at most 0.6x)",
+            "sluice", "envoy")
 checks_text = "\n\n".join(checks_md) if checks_md else "(no sluice target in this run)"
 versions = (run / "versions.txt").read_text() if (run / "versions.txt").exists() else ""
 checks = (run / "checks.txt").read_text() if (run / "checks.txt").exists() else ""

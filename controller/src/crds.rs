@@ -14,6 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 use thiserror::Error;
 
+use crate::kong_consumers::KongConsumer;
 use crate::kong_plugins::{KongClusterPlugin, KongPlugin};
 use crate::policy::KongUpstreamPolicy;
 
@@ -48,9 +49,9 @@ pub fn own_crds() -> Result<String, CrdError> {
     render(vec![KongUpstreamPolicy::crd()])
 }
 
-/// KongPlugin and KongClusterPlugin.
+/// KongPlugin and KongClusterPlugin, and KongConsumer (KIC's kinds sluice reads).
 pub fn plugin_crds() -> Result<String, CrdError> {
-    render(vec![KongPlugin::crd(), KongClusterPlugin::crd()])
+    render(vec![KongPlugin::crd(), KongClusterPlugin::crd(), KongConsumer::crd()])
 }
 
 /// Kinds that the v1.5.1 standard channel still serves as `v1beta1` too (same schema, so no

@@ -23,7 +23,7 @@ pub(crate) fn api_version(kind: &str) -> Option<&'static str> {
         "EndpointSlice" => Some("discovery.k8s.io/v1"),
         "GRPCRoute" | "HTTPRoute" | "Gateway" | "GatewayClass" => Some("gateway.networking.k8s.io/v1"),
         "ReferenceGrant" => Some("gateway.networking.k8s.io/v1beta1"),
-        "KongPlugin" | "KongClusterPlugin" => Some("configuration.konghq.com/v1"),
+        "KongPlugin" | "KongClusterPlugin" | "KongConsumer" => Some("configuration.konghq.com/v1"),
         _ => None,
     }
 }

@@ -161,6 +161,7 @@ fn add_value(mut value: Value, source: &str, loaded: &mut Loaded) {
         ("configuration.konghq.com", "KongUpstreamPolicy") => {
             push(value, &kind, source, &mut s.kong_upstream_policies, problems)
         }
+        ("configuration.konghq.com", "KongConsumer") => push(value, &kind, source, &mut s.kong_consumers, problems),
         ("configuration.konghq.com", "KongPlugin") => push(value, &kind, source, &mut s.kong_plugins, problems),
         ("configuration.konghq.com", "KongClusterPlugin") => {
             push(value, &kind, source, &mut s.kong_cluster_plugins, problems)

@@ -225,8 +225,9 @@ plugin_kind!(
     NamespacedSecretKeyRef
 );
 
-/// The CRD of one kind, with the schema settings kube's derive uses, and KIC's CEL rules.
-fn crd<K: JsonSchema>(kind: &str, plural: &str, short: &str, scope: &str) -> CustomResourceDefinition {
+/// A root type's CRD schema with the settings kube's derive uses, plus CEL `rules` as
+/// `(rule, message)` (KongConsumer's CRD uses it too).
+pub(crate) fn crd_schema<K: JsonSchema>(rules: &[(&str, &str)]) -> Option<JSONSchemaProps> {
     let generate = schemars::generate::SchemaSettings::openapi3()
         .with(|s| {
             s.inline_subschemas = true;
@@ -239,11 +240,16 @@ fn crd<K: JsonSchema>(kind: &str, plural: &str, short: &str, scope: &str) -> Cus
     let mut schema = serde_json::to_value(generate.into_root_schema_for::<K>()).unwrap_or_default();
     if let Some(root) = schema.as_object_mut() {
         let rules: Vec<serde_json::Value> =
-            CEL_RULES.iter().map(|(rule, message)| serde_json::json!({"rule": rule, "message": message})).collect();
+            rules.iter().map(|(rule, message)| serde_json::json!({"rule": rule, "message": message})).collect();
         root.insert("x-kubernetes-validations".into(), rules.into());
     }
     // The schema is generated from our own types, which always convert.
-    let schema: Option<JSONSchemaProps> = serde_json::from_value(schema).ok();
+    serde_json::from_value(schema).ok()
+}
+
+/// The CRD of one kind, with the schema settings kube's derive uses, and KIC's CEL rules.
+fn crd<K: JsonSchema>(kind: &str, plural: &str, short: &str, scope: &str) -> CustomResourceDefinition {
+    let schema = crd_schema::<K>(CEL_RULES);
     CustomResourceDefinition {
         metadata: ObjectMeta { name: Some(format!("{plural}.{GROUP}")), ..Default::default() },
         spec: CustomResourceDefinitionSpec {

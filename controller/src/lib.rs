@@ -15,6 +15,7 @@ pub mod endpoints;
 mod events;
 pub mod files;
 mod gateway_status;
+mod kong_consumers;
 mod kong_plugins;
 mod leader;
 pub mod metrics;

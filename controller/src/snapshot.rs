@@ -14,6 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::{Resource, ResourceExt};
 
+use crate::kong_consumers::KongConsumer;
 use crate::kong_plugins::{KongClusterPlugin, KongPlugin};
 use crate::policy::KongUpstreamPolicy;
 
@@ -36,6 +37,7 @@ pub struct Snapshot {
     pub kong_upstream_policies: Vec<Arc<KongUpstreamPolicy>>,
     pub kong_plugins: Vec<Arc<KongPlugin>>,
     pub kong_cluster_plugins: Vec<Arc<KongClusterPlugin>>,
+    pub kong_consumers: Vec<Arc<KongConsumer>>,
 }
 
 /// Sort key: namespace, then name (cluster-scoped objects have an empty namespace).
@@ -52,6 +54,7 @@ impl Snapshot {
     /// which objects arrived.
     pub fn sort(&mut self) {
         sort(&mut self.ingresses);
+        sort(&mut self.kong_consumers);
         sort(&mut self.ingress_classes);
         sort(&mut self.services);
         sort(&mut self.endpoint_slices);
@@ -83,6 +86,7 @@ impl Snapshot {
             + self.kong_upstream_policies.len()
             + self.kong_plugins.len()
             + self.kong_cluster_plugins.len()
+            + self.kong_consumers.len()
     }
 
     pub fn is_empty(&self) -> bool {

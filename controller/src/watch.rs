@@ -26,6 +26,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::kong_consumers::{KongConsumer, CREDENTIAL_LABEL};
 use crate::kong_plugins::{KongClusterPlugin, KongPlugin, SECRET_LABEL};
 use crate::policy::KongUpstreamPolicy;
 use crate::settings::Settings;
@@ -55,6 +56,7 @@ pub struct Stores {
     pub kong_upstream_policies: Vec<Store<KongUpstreamPolicy>>,
     pub kong_plugins: Vec<Store<KongPlugin>>,
     pub kong_cluster_plugins: Vec<Store<KongClusterPlugin>>,
+    pub kong_consumers: Vec<Store<KongConsumer>>,
 }
 
 fn state<K: Resource<DynamicType = ()> + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>> {
@@ -89,6 +91,7 @@ impl Stores {
             kong_upstream_policies: state(&self.kong_upstream_policies),
             kong_plugins: state(&self.kong_plugins),
             kong_cluster_plugins: state(&self.kong_cluster_plugins),
+            kong_consumers: state(&self.kong_consumers),
         };
         s.sort();
         s
@@ -108,7 +111,8 @@ impl Stores {
         ready(&self.reference_grants, "ReferenceGrant").await?;
         ready(&self.kong_upstream_policies, "KongUpstreamPolicy").await?;
         ready(&self.kong_plugins, "KongPlugin").await?;
-        ready(&self.kong_cluster_plugins, "KongClusterPlugin").await
+        ready(&self.kong_cluster_plugins, "KongClusterPlugin").await?;
+        ready(&self.kong_consumers, "KongConsumer").await
     }
 }
 
@@ -202,7 +206,9 @@ pub(crate) fn strip_secret(s: &mut Secret) {
     let tls = s.type_.as_deref() == Some("kubernetes.io/tls");
     let ca = s.data.as_ref().is_some_and(|d| d.contains_key("ca.crt") || d.contains_key("cert"));
     let labelled = s.labels().get(SECRET_LABEL).map(String::as_str) == Some("true");
-    if !tls && !ca && !labelled {
+    // Consumer credentials (key-auth, basic-auth, jwt, acl) are served as such.
+    let credential = s.labels().contains_key(CREDENTIAL_LABEL);
+    if !tls && !ca && !labelled && !credential {
         s.data = None;
         s.string_data = None;
     }
@@ -268,6 +274,11 @@ pub fn start(client: &Client, settings: &Settings, gateway_api: bool) -> Watches
     let store =
         reflect_optional(client.clone(), api, (crate::kong_plugins::GROUP, "KongClusterPlugin"), &tx, &mut tasks);
     stores.kong_cluster_plugins.push(store);
+    for api in namespaced::<KongConsumer>(client, settings) {
+        let store =
+            reflect_optional(client.clone(), api, (crate::kong_plugins::GROUP, "KongConsumer"), &tx, &mut tasks);
+        stores.kong_consumers.push(store);
+    }
     Watches { stores, changes, tasks }
 }
 

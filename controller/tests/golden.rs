@@ -59,6 +59,7 @@ golden! {
     golden_app_protocol,
     golden_bad_objects_do_not_block_good_ones,
     golden_class_filtering,
+    golden_consumers_credentials,
     golden_class_not_default,
     golden_client_cert,
     golden_default_backend,
@@ -259,6 +260,7 @@ fn reversed(s: &Snapshot) -> Snapshot {
     r.kong_upstream_policies.reverse();
     r.kong_plugins.reverse();
     r.kong_cluster_plugins.reverse();
+    r.kong_consumers.reverse();
     r
 }
 

@@ -9,6 +9,7 @@
 //! The controller and the proxy depend on it and never on each other.
 #![warn(unreachable_pub)]
 
+pub mod consumers;
 mod errors;
 mod hash;
 pub mod nesting;
@@ -19,6 +20,7 @@ mod shorthand;
 pub mod transcode;
 pub mod validate;
 
+pub use consumers::Consumer;
 pub use errors::{EntityError, FieldError, FlattenedError, ParseError};
 pub use hash::{config_hash, EMPTY_HASH};
 pub use schema::*;

@@ -40,6 +40,8 @@ pub struct Config {
     /// Kong's top-level form of `certificates[].snis`, each naming its certificate by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snis: Vec<TopSni>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<crate::consumers::Consumer>,
 }
 
 /// A target written at the top level, naming its upstream by name or id.
@@ -79,6 +81,15 @@ impl Config {
     /// True when the config routes nothing: no services and no routes.
     pub fn is_empty(&self) -> bool {
         self.services.is_empty() && self.routes.is_empty()
+    }
+
+    /// Every plugin entity with the consumer it is nested under: top level, under services,
+    /// under routes, under consumers.
+    pub fn all_plugins(&self) -> impl Iterator<Item = (&Plugin, Option<&crate::consumers::Consumer>)> {
+        let nested = self.services.iter().flat_map(|s| s.plugins.iter());
+        let routes = self.all_routes().flat_map(|(r, _)| r.plugins.iter());
+        let consumers = self.consumers.iter().flat_map(|c| c.plugins.iter().map(move |p| (p, Some(c))));
+        self.plugins.iter().chain(nested).chain(routes).map(|p| (p, None)).chain(consumers)
     }
 
     /// Every route with the service it belongs to: nested routes first (service order), then

@@ -187,7 +187,9 @@ impl Validator {
             .iter()
             .map(|p| (p, None))
             .chain(config.services.iter().flat_map(|s| s.plugins.iter().map(|p| (p, Some("service")))))
-            .chain(config.all_routes().flat_map(|(r, _)| r.plugins.iter().map(|p| (p, Some("route")))));
+            .chain(config.all_routes().flat_map(|(r, _)| r.plugins.iter().map(|p| (p, Some("route")))))
+            .chain(config.consumers.iter().flat_map(|c| c.plugins.iter().map(|p| (p, Some("consumer")))));
+        self.errors.extend(crate::consumers::check_consumers(config));
         for (p, nested_in) in plugins {
             let mut e = Entity::new("plugin", p.display_name(), p.id.as_deref(), &p.tags);
             if nested_in.is_none() {
@@ -203,8 +205,12 @@ impl Validator {
                 }
             }
             if let Some(c) = &p.consumer {
-                // No `consumers` entity yet: every consumer reference is unknown.
-                e.err("consumer", format!("unknown consumer '{c}'"));
+                if !config.consumers.iter().any(|x| c.matches(x.username.as_deref(), x.id.as_deref())) {
+                    e.err("consumer", format!("unknown consumer '{c}'"));
+                }
+            }
+            for (field, message) in crate::consumers::check_plugin_refs(config, p, nested_in == Some("consumer")) {
+                e.err(field, message);
             }
             check_plugin(p, &mut e);
             self.finish(e);

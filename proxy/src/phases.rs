@@ -205,7 +205,7 @@ fn before_balancer<'a>(
     let (mut parts, mut body) = req.into_parts();
     let routed = route::route(&parts, conn, rt, grpc, h2, &mut ctx.done)?;
     let route = &rt.routes[routed.route];
-    access::access(route, routed.route, &mut parts, conn, &shared.trusted, grpc, ctx)?;
+    access::access(route, routed.route, &mut parts, conn, &shared.trusted, grpc, &rt.consumers, ctx)?;
     if !route.plugins.request_body().is_empty() {
         body = access::request_body(route, &parts, body, ctx);
     }

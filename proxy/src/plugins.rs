@@ -3,8 +3,11 @@
 //! request).
 //!
 //! - Precedence (Kong's `lookup_cfg`): for each plugin name exactly one instance applies, the
-//!   most specific by [`Scope`]: route+service > route > service > global. Consumer-scoped rows
-//!   come with consumers; [`Scope`] is ordered so that they slot in above these.
+//!   most specific by [`Scope`], Kong's eight rows from route+service+consumer down to global.
+//!   A route's chain is resolved without consumer rows; the routes where consumer-scoped
+//!   instances apply also get one chain per such consumer, which the access phase switches to
+//!   once an auth plugin identified the consumer (the plugins after it, and every later phase,
+//!   run that chain: Kong re-resolves lazily after authentication).
 //! - Disabled instances are never loaded (as in Kong), so they shadow nothing.
 //! - Order: Kong's `PRIORITY`, descending; equal priorities by name, reversed (the order Kong's
 //!   plugin iterator sorts them in).
@@ -33,11 +36,16 @@ use thiserror::Error;
 use crate::downstream::request_body::ClientBody;
 use crate::respond::PluginReply;
 
+pub(crate) mod acl;
+pub(crate) mod basic_auth;
+pub(crate) mod consumers;
 pub(crate) mod correlation_id;
 pub(crate) mod cors;
 pub(crate) mod grpc_gateway;
 pub(crate) mod grpc_web;
 pub(crate) mod ip_restriction;
+pub(crate) mod jwt;
+pub(crate) mod key_auth;
 pub(crate) mod opentelemetry;
 pub(crate) mod prometheus;
 pub(crate) mod request_size_limiting;
@@ -115,6 +123,18 @@ pub struct RequestState {
     pub(crate) trace_attempts: Option<Arc<opentelemetry::Attempts>>,
     /// Set by grpc-web's access on a gRPC-Web call: the response is re-framed for it.
     pub grpc_web: Option<crate::wire::grpc_web::Mode>,
+    /// Who the request authenticated as (set by key-auth, basic-auth, jwt).
+    pub authenticated: Option<Authenticated>,
+    /// The authenticated consumer as the auth plugins and acl use it (consumers.rs); boxed so
+    /// that requests without one carry a pointer's worth.
+    pub consumer: Option<Box<consumers::Identified>>,
+}
+
+/// The consumer and credential a request authenticated with (Kong's `kong.client.authenticate`).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub consumer_id: Arc<str>,
+    pub credential_id: Option<Arc<str>>,
 }
 
 impl RequestState {
@@ -140,6 +160,8 @@ pub struct AccessCtx<'a> {
     pub route_name: &'a str,
     pub service_name: &'a str,
     pub state: &'a mut RequestState,
+    /// The config's consumers and credentials (the auth plugins' lookups).
+    pub consumers: &'a consumers::Consumers,
 }
 
 /// The response head as header_filter sees it (an upstream's, or the proxy's own reply).
@@ -186,11 +208,15 @@ pub trait Plugin: Send + Sync + Debug {
 /// (one schema, the one the controller checks with).
 pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
     Ok(match typed_config(name, config)? {
+        PluginConfig::Acl(c) => Arc::new(acl::Acl::new(&c)),
+        PluginConfig::BasicAuth(c) => Arc::new(basic_auth::BasicAuth::new(&c)?),
         PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
         PluginConfig::GrpcWeb(c) => Arc::new(grpc_web::GrpcWeb::new(&c)?),
         PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
         PluginConfig::GrpcGateway(c) => Arc::new(grpc_gateway::GrpcGateway::new(&c)?),
         PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
+        PluginConfig::Jwt(c) => Arc::new(jwt::Jwt::new(&c)?),
+        PluginConfig::KeyAuth(c) => Arc::new(key_auth::KeyAuth::new(&c)?),
         PluginConfig::Opentelemetry(c) => Arc::new(opentelemetry::Opentelemetry::new(c)?),
         PluginConfig::Prometheus(c) => Arc::new(prometheus::Prometheus::new(&c)),
         PluginConfig::RequestSizeLimiting(c) => Arc::new(request_size_limiting::RequestSizeLimiting::new(&c)),
@@ -201,13 +227,18 @@ pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Pl
 }
 
 /// How specific an instance's scope is, least specific first (Kong's `lookup_cfg` order
-/// reversed, without its consumer rows).
+/// reversed: route+service+consumer > route+consumer > service+consumer > route+service >
+/// consumer > route > service > global).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
     Global,
     Service,
     Route,
+    Consumer,
     RouteService,
+    ServiceConsumer,
+    RouteConsumer,
+    RouteServiceConsumer,
 }
 
 /// The plugins in force for one route, in execution order, split by phase.

@@ -21,6 +21,7 @@
 pub mod annotations;
 pub(crate) mod app_protocol;
 pub(crate) mod certificates;
+pub(crate) mod consumers;
 pub(crate) mod gateway;
 pub(crate) mod ingress;
 pub(crate) mod names;
@@ -219,6 +220,7 @@ impl<'a> Context<'a> {
 
     fn finish(mut self) -> Translation {
         let plugins = plugins::attach(&mut self);
+        let consumers = consumers::translate(&mut self);
         let Context {
             kong_services,
             certificates,
@@ -243,6 +245,7 @@ impl<'a> Context<'a> {
         config.certificates = certificates.into_values().collect();
         config.ca_certificates = ca_certificates.into_values().collect();
         config.plugins = plugins;
+        config.consumers = consumers;
         enforce_valid(&mut config, &mut problems);
         problems.sort();
         problems.dedup();
@@ -389,6 +392,7 @@ pub(crate) fn remove_entity(config: &mut Config, e: &EntityError) {
             }
         }
         "plugin" => config.plugins.retain(|p| p.display_name() != name),
+        "consumer" => config.consumers.retain(|c| c.display_name() != name),
         _ => {}
     }
 }

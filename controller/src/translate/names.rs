@@ -90,7 +90,7 @@ fn group_version(kind: &str) -> (&'static str, &'static str) {
         "GRPCRoute" | "HTTPRoute" | "Gateway" | "GatewayClass" | "ReferenceGrant" => {
             ("gateway.networking.k8s.io", "v1")
         }
-        "KongPlugin" | "KongClusterPlugin" => ("configuration.konghq.com", "v1"),
+        "KongPlugin" | "KongClusterPlugin" | "KongConsumer" => ("configuration.konghq.com", "v1"),
         _ => ("", "v1"),
     }
 }

@@ -7,12 +7,16 @@
 //! an Event; the proxy calls [`PluginConfig::from_entity`] when a config is pushed and builds its
 //! per-request state from the typed value.
 
+pub mod acl;
+pub mod basic_auth;
 mod check;
 pub mod correlation_id;
 pub mod cors;
 pub mod grpc_gateway;
 pub mod grpc_web;
 pub mod ip_restriction;
+pub mod jwt;
+pub mod key_auth;
 pub mod opentelemetry;
 pub mod prometheus;
 pub mod request_size_limiting;
@@ -27,11 +31,15 @@ use serde_json::Value;
 use crate::errors::FieldError;
 use check::Checker;
 
+pub use acl::AclConfig;
+pub use basic_auth::BasicAuthConfig;
 pub use correlation_id::{CorrelationIdConfig, Generator};
 pub use cors::{CorsConfig, CorsMethod};
 pub use grpc_gateway::GrpcGatewayConfig;
 pub use grpc_web::GrpcWebConfig;
 pub use ip_restriction::{IpCidr, IpRestrictionConfig};
+pub use jwt::{Claim, JwtConfig};
+pub use key_auth::KeyAuthConfig;
 pub use opentelemetry::OpentelemetryConfig;
 pub use prometheus::PrometheusConfig;
 pub use request_size_limiting::{RequestSizeLimitingConfig, SizeUnit};
@@ -41,11 +49,15 @@ pub use response_transformer::{JsonType, ResponseTransformerConfig};
 
 /// The plugin names sluice implements, sorted.
 pub const PLUGIN_NAMES: &[&str] = &[
+    acl::NAME,
+    basic_auth::NAME,
     correlation_id::NAME,
     cors::NAME,
     grpc_gateway::NAME,
     grpc_web::NAME,
     ip_restriction::NAME,
+    jwt::NAME,
+    key_auth::NAME,
     opentelemetry::NAME,
     prometheus::NAME,
     request_size_limiting::NAME,
@@ -57,11 +69,15 @@ pub const PLUGIN_NAMES: &[&str] = &[
 /// One plugin instance's typed `config`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PluginConfig {
+    Acl(AclConfig),
+    BasicAuth(BasicAuthConfig),
     CorrelationId(CorrelationIdConfig),
     Cors(CorsConfig),
     GrpcGateway(GrpcGatewayConfig),
     GrpcWeb(GrpcWebConfig),
     IpRestriction(IpRestrictionConfig),
+    Jwt(JwtConfig),
+    KeyAuth(KeyAuthConfig),
     Opentelemetry(OpentelemetryConfig),
     Prometheus(PrometheusConfig),
     RequestSizeLimiting(RequestSizeLimitingConfig),
@@ -78,11 +94,15 @@ impl PluginConfig {
         let mut c = Checker::default();
         let v = Some(config);
         match name {
+            acl::NAME => acl::check(&mut c, v),
+            basic_auth::NAME => basic_auth::check(&mut c, v),
             correlation_id::NAME => correlation_id::check(&mut c, v),
             cors::NAME => cors::check(&mut c, v),
             grpc_gateway::NAME => grpc_gateway::check(&mut c, v),
             grpc_web::NAME => grpc_web::check(&mut c, v),
             ip_restriction::NAME => ip_restriction::check(&mut c, v),
+            jwt::NAME => jwt::check(&mut c, v),
+            key_auth::NAME => key_auth::check(&mut c, v),
             opentelemetry::NAME => opentelemetry::check(&mut c, v),
             prometheus::NAME => prometheus::check(&mut c, v),
             request_size_limiting::NAME => request_size_limiting::check(&mut c, v),
@@ -97,11 +117,15 @@ impl PluginConfig {
             return Err(c.errors);
         }
         Ok(match name {
+            acl::NAME => PluginConfig::Acl(typed(config)?),
+            basic_auth::NAME => PluginConfig::BasicAuth(typed(config)?),
             correlation_id::NAME => PluginConfig::CorrelationId(typed(config)?),
             cors::NAME => PluginConfig::Cors(typed(config)?),
             grpc_gateway::NAME => PluginConfig::GrpcGateway(typed(config)?),
             grpc_web::NAME => PluginConfig::GrpcWeb(typed(config)?),
             ip_restriction::NAME => PluginConfig::IpRestriction(typed(config)?),
+            jwt::NAME => PluginConfig::Jwt(typed(config)?),
+            key_auth::NAME => PluginConfig::KeyAuth(typed(config)?),
             opentelemetry::NAME => PluginConfig::Opentelemetry(typed(config)?),
             prometheus::NAME => PluginConfig::Prometheus(typed(config)?),
             request_size_limiting::NAME => PluginConfig::RequestSizeLimiting(typed(config)?),
@@ -114,11 +138,15 @@ impl PluginConfig {
     /// The plugin's name as in the entity.
     pub fn name(&self) -> &'static str {
         match self {
+            PluginConfig::Acl(_) => acl::NAME,
+            PluginConfig::BasicAuth(_) => basic_auth::NAME,
             PluginConfig::CorrelationId(_) => correlation_id::NAME,
             PluginConfig::Cors(_) => cors::NAME,
             PluginConfig::GrpcGateway(_) => grpc_gateway::NAME,
             PluginConfig::GrpcWeb(_) => grpc_web::NAME,
             PluginConfig::IpRestriction(_) => ip_restriction::NAME,
+            PluginConfig::Jwt(_) => jwt::NAME,
+            PluginConfig::KeyAuth(_) => key_auth::NAME,
             PluginConfig::Opentelemetry(_) => opentelemetry::NAME,
             PluginConfig::Prometheus(_) => prometheus::NAME,
             PluginConfig::RequestSizeLimiting(_) => request_size_limiting::NAME,
@@ -154,11 +182,15 @@ pub fn priority(name: &str) -> Option<u32> {
     Some(match name {
         correlation_id::NAME => 100_001,
         cors::NAME => 2000,
+        jwt::NAME => 1450,
+        key_auth::NAME => 1250,
+        basic_auth::NAME => 1100,
         grpc_gateway::NAME => 998,
-        grpc_web::NAME => 3,
         ip_restriction::NAME => 990,
         request_size_limiting::NAME => 951,
+        acl::NAME => 950,
         opentelemetry::NAME => 14,
+        grpc_web::NAME => 3,
         request_transformer::NAME => 801,
         response_transformer::NAME => 800,
         prometheus::NAME => 13,

@@ -38,12 +38,21 @@ fn defaults_are_kongs() {
             "ip-restriction" => json!({"allow": ["10.0.0.0/8"]}),
             "opentelemetry" => json!({"traces_endpoint": "http://collector:4318/v1/traces"}),
             "grpc-gateway" => json!({"proto_text": GATEWAY_PROTO}),
+            "acl" => json!({"allow": ["g"]}),
             _ => Value::Null,
         };
         let parsed = PluginConfig::from_entity(name, &config).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(parsed.name(), *name);
         assert_eq!(Some(parsed.priority()), priority(name));
         match parsed {
+            PluginConfig::Acl(c) => assert!(!c.hide_groups_header && c.deny.is_empty()),
+            PluginConfig::BasicAuth(c) => assert_eq!((c.realm.as_str(), c.hide_credentials), ("service", false)),
+            PluginConfig::Jwt(c) => {
+                assert_eq!((c.uri_param_names, c.header_names), (vec!["jwt".into()], vec!["authorization".into()]));
+                assert_eq!((c.key_claim_name.as_str(), c.maximum_expiration), ("iss", 0));
+                assert!(c.claims_to_verify.is_empty() && c.cookie_names.is_empty() && c.run_on_preflight);
+            }
+            PluginConfig::KeyAuth(c) => assert_eq!(c.key_names, vec!["apikey".to_string()]),
             PluginConfig::Cors(c) => {
                 assert_eq!(c, CorsConfig::default());
                 let methods: Vec<&str> = c.methods.iter().map(|m| m.as_str()).collect();
@@ -192,10 +201,10 @@ fn full_configs_parse_into_their_types() {
 fn each_error_names_its_field() {
     let cases: &[(&str, Value, &str, &str)] = &[
         (
-            "rate-limiting",
+            "hmac-auth",
             json!({}),
             "name",
-            "plugin 'rate-limiting' not enabled; sluice supports: correlation-id, cors",
+            "plugin 'hmac-auth' not enabled; sluice supports: acl, basic-auth, correlation-id, cors",
         ),
         ("cors", json!([]), "config", "expected a record"),
         ("cors", json!({"origin": ["*"]}), "config.origin", "unknown field"),

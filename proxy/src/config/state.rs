@@ -17,6 +17,7 @@ use proxy_config::{
 use rustls::sign::CertifiedKey;
 
 use crate::listen::tls::{self, CertStore};
+use crate::plugins::consumers::Consumers;
 use crate::plugins::{self, PluginChain, Scope};
 use crate::router::Router;
 use crate::telemetry::metrics::{Metrics, MetricsOptions, RouteMetrics};
@@ -57,6 +58,9 @@ pub struct RouteRt {
     pub https_redirect_status_code: u16,
     /// The plugins that apply to this route, resolved by Kong's precedence, in execution order.
     pub plugins: Arc<PluginChain>,
+    /// Per consumer (index into [`LiveConfig::consumers`]) with plugins scoped to it that apply
+    /// here, the chain re-resolved with them; empty (no allocation) when there is none.
+    pub consumer_chains: HashMap<usize, Arc<PluginChain>>,
     /// The route's regex paths, for Kong's `uri_captures` (only when a plugin of the chain,
     /// request-transformer, renders them; else empty).
     pub capture_paths: Box<[regex::Regex]>,
@@ -82,6 +86,8 @@ pub struct LiveConfig {
     /// Unrouted requests' metric families and whether target health is exported
     /// ([`MetricsOptions::for_config`]).
     pub metrics_options: MetricsOptions,
+    /// The consumers and their credentials.
+    pub consumers: Consumers,
 }
 
 impl LiveConfig {
@@ -198,13 +204,17 @@ impl State {
 struct Instance {
     route: Option<usize>,
     service: Option<usize>,
+    consumer: Option<usize>,
     enabled: bool,
     plugin: Arc<dyn plugins::Plugin>,
 }
 
-/// A plugin entity and its (route, service) references: `None` no reference, `Some(None)` a
-/// reference that names nothing, `Some(Some(i))` the entity at index `i`.
-type Scoped<'a> = (&'a proxy_config::Plugin, Option<Option<usize>>, Option<Option<usize>>);
+/// A plugin entity and its (route, service, consumer) references: `None` no reference,
+/// `Some(None)` a reference that names nothing, `Some(Some(i))` the entity at index `i`.
+type Scoped<'a> = (&'a proxy_config::Plugin, Option<Option<usize>>, Option<Option<usize>>, Option<Option<usize>>);
+
+/// (plugin name, route, service, consumer): one instance per name per scope.
+type ScopeKey<'a> = (&'a str, Option<usize>, Option<usize>, Option<usize>);
 
 /// Builds every plugin entity once (top level, nested under services, nested under routes).
 /// Two instances of one name for the same (route, service, consumer) scope, or two with one
@@ -217,24 +227,35 @@ fn build_plugins(config: &Config, errors: &mut Vec<EntityError>) -> Vec<Instance
     let service_of = |s: &proxy_config::EntityRef| {
         config.services.iter().position(|x| s.matches(x.name.as_deref(), x.id.as_deref()))
     };
+    let consumer_of = |c: &proxy_config::EntityRef| {
+        config.consumers.iter().position(|x| c.matches(x.username.as_deref(), x.id.as_deref()))
+    };
     let mut entities: Vec<Scoped<'_>> = Vec::new();
     for p in &config.plugins {
-        entities.push((p, p.route.as_ref().map(route_of), p.service.as_ref().map(service_of)));
+        let consumer = p.consumer.as_ref().map(consumer_of);
+        entities.push((p, p.route.as_ref().map(route_of), p.service.as_ref().map(service_of), consumer));
     }
     for (i, s) in config.services.iter().enumerate() {
         for p in &s.plugins {
-            entities.push((p, p.route.as_ref().map(route_of), Some(Some(i))));
+            let consumer = p.consumer.as_ref().map(consumer_of);
+            entities.push((p, p.route.as_ref().map(route_of), Some(Some(i)), consumer));
         }
     }
     for (i, r) in routes.iter().enumerate() {
         for p in &r.plugins {
-            entities.push((p, Some(Some(i)), p.service.as_ref().map(service_of)));
+            let consumer = p.consumer.as_ref().map(consumer_of);
+            entities.push((p, Some(Some(i)), p.service.as_ref().map(service_of), consumer));
         }
     }
-    let mut scopes: HashSet<(&str, Option<usize>, Option<usize>)> = HashSet::new();
+    for (i, c) in config.consumers.iter().enumerate() {
+        for p in &c.plugins {
+            entities.push((p, p.route.as_ref().map(route_of), p.service.as_ref().map(service_of), Some(Some(i))));
+        }
+    }
+    let mut scopes: HashSet<ScopeKey<'_>> = HashSet::new();
     let mut instance_names: HashSet<&str> = HashSet::new();
     let mut out = Vec::new();
-    for (p, route, service) in entities {
+    for (p, route, service, consumer) in entities {
         let err = |field: &str, message: String| entity_error("plugin", p.display_name(), field, message);
         if let Some(n) = p.instance_name.as_deref() {
             if !instance_names.insert(n) {
@@ -242,13 +263,14 @@ fn build_plugins(config: &Config, errors: &mut Vec<EntityError>) -> Vec<Instance
             }
         }
         // `Some(None)`: a reference that names nothing (reported by validation).
-        let (Some(route), Some(service)) = (route.unwrap_or(Some(usize::MAX)), service.unwrap_or(Some(usize::MAX)))
-        else {
+        let present = |r: Option<Option<usize>>| r.unwrap_or(Some(usize::MAX));
+        let (Some(route), Some(service), Some(consumer)) = (present(route), present(service), present(consumer)) else {
             continue;
         };
         let route = (route != usize::MAX).then_some(route);
         let service = (service != usize::MAX).then_some(service);
-        if !scopes.insert((p.name.as_str(), route, service)) {
+        let consumer = (consumer != usize::MAX).then_some(consumer);
+        if !scopes.insert((p.name.as_str(), route, service, consumer)) {
             errors.push(err("name", format!("duplicate plugin '{}' for the same route, service and consumer", p.name)));
         }
         if let (Some(protocols), Some(r)) = (&p.protocols, route) {
@@ -257,8 +279,64 @@ fn build_plugins(config: &Config, errors: &mut Vec<EntityError>) -> Vec<Instance
             }
         }
         match plugins::build(&p.name, &p.config) {
-            Ok(plugin) => out.push(Instance { route, service, enabled: p.enabled, plugin }),
+            Ok(plugin) => out.push(Instance { route, service, consumer, enabled: p.enabled, plugin }),
             Err(e) => errors.push(err(&e.field, e.message)),
+        }
+    }
+    out
+}
+
+/// The enabled instances that apply to route `ri` of `service` (with `consumer`: also those
+/// scoped to that consumer), each with its [`Scope`].
+fn candidates<'i>(
+    instances: &'i [Instance],
+    ri: usize,
+    service: Option<usize>,
+    consumer: Option<usize>,
+) -> impl Iterator<Item = (Scope, Arc<dyn plugins::Plugin>)> + 'i {
+    instances.iter().filter(|i| i.enabled).filter_map(move |i| {
+        let route = match i.route {
+            Some(r) if r == ri => true,
+            Some(_) => return None,
+            None => false,
+        };
+        let svc = match i.service {
+            Some(s) if Some(s) == service => true,
+            Some(_) => return None,
+            None => false,
+        };
+        let cons = match i.consumer {
+            Some(c) if Some(c) == consumer => true,
+            Some(_) => return None,
+            None => false,
+        };
+        let scope = match (route, svc, cons) {
+            (true, true, true) => Scope::RouteServiceConsumer,
+            (true, false, true) => Scope::RouteConsumer,
+            (false, true, true) => Scope::ServiceConsumer,
+            (true, true, false) => Scope::RouteService,
+            (false, false, true) => Scope::Consumer,
+            (true, false, false) => Scope::Route,
+            (false, true, false) => Scope::Service,
+            (false, false, false) => Scope::Global,
+        };
+        Some((scope, i.plugin.clone()))
+    })
+}
+
+/// Route `ri`'s chains for the consumers that have scoped instances applying to it.
+fn consumer_chains(instances: &[Instance], ri: usize, service: Option<usize>) -> HashMap<usize, Arc<PluginChain>> {
+    let mut out = HashMap::new();
+    for c in instances.iter().filter(|i| i.enabled).filter_map(|i| i.consumer) {
+        if out.contains_key(&c) {
+            continue;
+        }
+        let mut all = candidates(instances, ri, service, Some(c)).peekable();
+        let applies = candidates(instances, ri, service, Some(c)).any(|(s, _)| {
+            matches!(s, Scope::Consumer | Scope::RouteConsumer | Scope::ServiceConsumer | Scope::RouteServiceConsumer)
+        });
+        if applies && all.peek().is_some() {
+            out.insert(c, Arc::new(PluginChain::resolve(all)));
         }
     }
     out
@@ -390,17 +468,8 @@ pub(crate) fn build(
         let service = service_index(owner);
         let svc = service.map(|i| &config.services[i]);
         let ri = routes.len();
-        let candidates = instances.iter().filter(|i| i.enabled).filter_map(|i| {
-            let scope = match (i.route, i.service) {
-                (Some(r), Some(s)) if r == ri && Some(s) == service => Scope::RouteService,
-                (Some(r), None) if r == ri => Scope::Route,
-                (None, Some(s)) if Some(s) == service => Scope::Service,
-                (None, None) => Scope::Global,
-                _ => return None,
-            };
-            Some((scope, i.plugin.clone()))
-        });
-        let plugins = Arc::new(PluginChain::resolve(candidates));
+        let plugins = Arc::new(PluginChain::resolve(candidates(&instances, ri, service, None)));
+        let consumer_chains = consumer_chains(&instances, ri, service);
         let capture_paths = if plugins.names().contains(&plugins::request_transformer::NAME) {
             capture_paths(r)
         } else {
@@ -422,13 +491,15 @@ pub(crate) fn build(
             path_handling: r.path_handling,
             https_redirect_status_code: r.https_redirect_status_code,
             plugins,
+            consumer_chains,
             capture_paths,
             metrics: Arc::new(route_metrics),
         });
     }
 
-    match (router, certs, errors.is_empty()) {
-        (Some(router), Some(certs), true) => {
+    let consumers = Consumers::build(&config).map_err(|e| errors.extend(e)).ok();
+    match (router, certs, consumers, errors.is_empty()) {
+        (Some(router), Some(certs), Some(consumers), true) => {
             let hash = if config.is_empty() { EMPTY_HASH.to_string() } else { config_hash(&config) };
             let balancers = config.upstreams.iter().filter_map(|u| balancers.get(u.name.as_str()).cloned()).collect();
             let metrics_options = MetricsOptions::for_config(&prometheus);
@@ -441,6 +512,7 @@ pub(crate) fn build(
                 certs: Arc::new(certs),
                 balancers,
                 metrics_options,
+                consumers,
             })
         }
         _ => Err(FlattenedError::new(errors)),

@@ -289,8 +289,9 @@ pub(crate) fn respond(
     let label = || sent.label.clone().unwrap_or_else(|| Arc::from(format!("{}:{}", svc.host, svc.port)));
     d.set_upstream(if d.wants_details() { Some(label()) } else { None }, sent.head_at - sent.sent_at);
     d.set_response(head.status.as_u16(), true, &head.headers);
-    let plugins =
-        (!route.plugins.body_filter().is_empty() || !route.plugins.log().is_empty()).then(|| route.plugins.clone());
+    // The consumer's chain when the access phase switched to one (consumers.rs).
+    let chain = ctx.plugins.consumer.as_ref().and_then(|c| c.chain.as_ref()).unwrap_or(&route.plugins);
+    let plugins = (!chain.body_filter().is_empty() || !chain.log().is_empty()).then(|| chain.clone());
     let limits = Limits { deadline, idle: svc.read_timeout, head_at: sent.head_at };
     let mut body = UpstreamBody::new(body, grpc, limits, d, sent.guard, plugins);
     if route.plugins.is_empty() {

@@ -19,7 +19,9 @@ pub(crate) fn header_filter(route: &RouteRt, head: &mut Parts, state: &mut Reque
 
 /// The route's header_filter plugins (response-transformer's hook point among them).
 pub(crate) fn run_plugins(route: &RouteRt, status: u16, headers: &mut HeaderMap, state: &mut RequestState) {
-    let plugins = route.plugins.header_filter();
+    // The consumer's chain when the access phase switched to one (consumers.rs).
+    let chain = state.consumer.as_ref().and_then(|c| c.chain.clone());
+    let plugins = chain.as_deref().unwrap_or(&route.plugins).header_filter();
     if plugins.is_empty() {
         return;
     }

@@ -743,7 +743,7 @@ impl Params {
 }
 
 /// Percent-decoding with `+` as space (nginx's `decode_args`); invalid escapes are kept.
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

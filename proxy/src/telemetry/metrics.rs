@@ -266,13 +266,14 @@ impl Metrics {
                 }
                 let series = self.series(rm);
                 if o.status_codes() {
-                    if r.status == 200 && r.from_service {
+                    if r.status == 200 && r.from_service && r.consumer.is_none() {
                         series.ok_from_service.fetch_add(1, Ordering::Relaxed);
                     } else {
                         let code = itoa_status(r.status);
                         let source = if r.from_service { "service" } else { "kong" };
+                        let consumer = r.consumer.unwrap_or("");
                         self.http_requests
-                            .with_label_values(&[&rm.service, &rm.route, &code, source, WORKSPACE, ""])
+                            .with_label_values(&[&rm.service, &rm.route, &code, source, WORKSPACE, consumer])
                             .inc();
                     }
                     if let Some(code) = r.grpc_status {
@@ -426,6 +427,8 @@ pub struct Observation<'a> {
     pub upstream_ms: Option<f64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The authenticated consumer (`consumer` label), if any.
+    pub consumer: Option<&'a str>,
 }
 
 #[cfg(test)]
@@ -444,6 +447,7 @@ mod tests {
             upstream_ms: Some(0.5),
             bytes_in: 0,
             bytes_out: 0,
+            consumer: None,
         }
     }
 
@@ -527,6 +531,7 @@ mod tests {
                 upstream_ms: None,
                 bytes_in: 3,
                 bytes_out: 4,
+                consumer: None,
             });
         }
         let text = m.render();

@@ -63,6 +63,8 @@ pub(crate) struct Completion {
     bytes_out: u64,
     error: Option<Box<str>>,
     trace: Option<Box<dyn TraceEnd>>,
+    /// The authenticated consumer's name (the `consumer` label of Kong's request counter).
+    consumer: Option<Arc<str>>,
 }
 
 impl Completion {
@@ -85,6 +87,7 @@ impl Completion {
             bytes_out: 0,
             error: None,
             trace: None,
+            consumer: None,
         }
     }
 
@@ -101,6 +104,9 @@ impl Completion {
     }
     pub(crate) fn set_route(&mut self, route: Arc<RouteMetrics>) {
         self.route = Some(route);
+    }
+    pub(crate) fn set_consumer(&mut self, consumer: Arc<str>) {
+        self.consumer = Some(consumer);
     }
     pub(crate) fn set_grpc_path(&mut self, path: &str) {
         self.grpc_path = Some(path.into());
@@ -183,6 +189,7 @@ impl Completion {
                 upstream_ms,
                 bytes_in,
                 bytes_out: self.bytes_out,
+                consumer: self.consumer.as_deref(),
             });
         }
         if let (Some(log), Some(d)) = (&self.observer.access_log, &self.details) {

@@ -41,11 +41,14 @@ async fn check_grpc(addr: &str, n: usize, stream_msgs: usize) -> Result<(), Stri
     tokio::spawn(conn);
     let body = Bytes::from(grpc_frame(100));
     for i in 0..n {
-        let req = Request::post(format!("http://{addr}{path}"))
+        let mut req = Request::post(format!("http://{addr}{path}"))
             .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(Full::new(body.clone()))
-            .unwrap();
+            .header("te", "trailers");
+        // The API key the *-auth targets check (run.sh exports it for every target).
+        if let Ok(key) = std::env::var("BENCH_APIKEY") {
+            req = req.header("apikey", key);
+        }
+        let req = req.body(Full::new(body.clone())).unwrap();
         let resp = tx.send_request(req).await.map_err(|e| format!("call {i}: {e}"))?;
         if resp.status() != StatusCode::OK {
             return Err(format!("call {i}: HTTP status {}", resp.status()));

@@ -1,0 +1,102 @@
+//! Consumers the way a KIC user sets them up: a KongConsumer naming a key-auth credential Secret
+//! (`konghq.com/credential: key-auth`), a key-auth KongPlugin named in a GRPCRoute's
+//! `konghq.com/plugins`. A call without the key fails UNAUTHENTICATED with Kong's message, a call
+//! with it succeeds, and deleting the Secret revokes the key within the sync period.
+
+mod support;
+
+use support::*;
+
+const AUTH: &str = r#"apiVersion: configuration.konghq.com/v1
+kind: KongPlugin
+metadata:
+  name: key-auth
+  namespace: default
+plugin: key-auth
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: alice-key
+  namespace: default
+  labels:
+    konghq.com/credential: key-auth
+stringData:
+  key: e2e-alice-key
+---
+apiVersion: configuration.konghq.com/v1
+kind: KongConsumer
+metadata:
+  name: alice
+  namespace: default
+  annotations:
+    kubernetes.io/ingress.class: kong
+username: alice
+credentials: [alice-key]
+"#;
+
+const METHOD: &str = "hello.HelloService/SayHello";
+const HELLO: &str = r#"{"greeting":"Kong"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kongconsumer_key_auth_on_a_grpcroute_and_revocation() {
+    let mut w = World::start().await;
+    // The KIC CRDs (KongPlugin, KongConsumer), then a controller that sees them.
+    w.apply_file(&repo().join("crds/kongplugins.yaml")).await;
+    for crd in ["crd/kongplugins.configuration.konghq.com", "crd/kongconsumers.configuration.konghq.com"] {
+        w.kubectl(&["wait", "--for=condition=Established", crd, "--timeout=30s"]).await;
+    }
+    w.controller = None;
+    w.start_controller().await;
+
+    w.apply(&example("00-gateway/gateway.yaml")).await;
+    let grpcbin = w.backend_named("grpcbin").await;
+    w.apply(&example("01-grpcbin/grpcbin.yaml")).await;
+    w.endpoints("grpcbin", "grpc", &[grpcbin.addr()]).await;
+    w.eventually("GRPCRoute serves", CHANGE_BOUND, || async { w.call(true, "example.com", METHOD, HELLO, &[]).await })
+        .await;
+
+    w.apply(AUTH).await;
+    w.kubectl(&["annotate", "grpcroute", "grpcbin", "konghq.com/plugins=key-auth"]).await;
+    let err = w
+        .eventually("a call without the key is refused", CHANGE_BOUND, || async {
+            match w.call(true, "example.com", METHOD, HELLO, &[]).await {
+                Err(e) if e.contains("Unauthenticated") => Ok(e),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(err.contains("No API key found in request"), "{err}");
+    let reply = w
+        .eventually("a call with the key passes", CHANGE_BOUND, || async {
+            w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-alice-key"]).await
+        })
+        .await;
+    assert_eq!(reply, r#"{"reply":"hello Kong"}"#);
+
+    // Revocation: without its Secret the key names no consumer.
+    w.kubectl(&["delete", "secret", "alice-key"]).await;
+    let err = w
+        .eventually("the key is revoked", CHANGE_BOUND, || async {
+            match w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-alice-key"]).await {
+                Err(e) if e.contains("Unauthenticated") => Ok(e),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(err.contains("Unauthorized"), "{err}");
+    // The KongConsumer now names a missing Secret: an Event says so, without any key.
+    let note = w
+        .eventually("Event on the KongConsumer", CHANGE_BOUND, || async {
+            let events = w.get_json(&["events.events.k8s.io"]).await;
+            let items = events["items"].as_array().cloned().unwrap_or_default();
+            items
+                .iter()
+                .filter(|e| e["regarding"]["kind"] == "KongConsumer" && e["regarding"]["name"] == "alice")
+                .filter_map(|e| e["note"].as_str().map(str::to_string))
+                .find(|n| n.contains("alice-key"))
+                .ok_or_else(|| format!("{items:?}"))
+        })
+        .await;
+    assert!(note.contains("not found") && !note.contains("e2e-alice-key"), "{note}");
+}
