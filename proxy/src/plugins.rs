@@ -36,6 +36,7 @@ use crate::respond::PluginReply;
 pub(crate) mod correlation_id;
 pub(crate) mod cors;
 pub(crate) mod ip_restriction;
+pub(crate) mod rate_limiting;
 pub(crate) mod request_size_limiting;
 pub(crate) mod request_termination;
 pub(crate) mod request_transformer;
@@ -83,6 +84,13 @@ impl Phases {
     }
 }
 
+/// The consumer an auth plugin identified (Kong's `kong.client.get_consumer` / `get_credential`).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub consumer_id: Arc<str>,
+    pub credential_id: Option<Arc<str>>,
+}
+
 /// What a plugin keeps between the phases of one request (Kong's `kong.ctx.plugin`).
 #[derive(Debug, Default)]
 pub struct RequestState {
@@ -100,6 +108,10 @@ pub struct RequestState {
     /// Set by response-transformer's header_filter when this response's JSON body is to be
     /// edited (buffered, bounded, by `phases::body_filter`).
     pub json_body: Option<Arc<response_transformer::ResponseTransformer>>,
+    /// The consumer and credential an auth plugin authenticated.
+    pub authenticated: Option<Authenticated>,
+    /// rate-limiting's headers for the response, or its Redis check still to be awaited.
+    pub rate_limit: Option<Box<rate_limiting::Counted>>,
 }
 
 impl RequestState {
@@ -119,6 +131,9 @@ pub struct AccessCtx<'a> {
     /// Kong's forwarded client address: the PROXY protocol address, or `X-Real-IP` from a
     /// trusted peer (`KONG_TRUSTED_IPS`).
     pub client_ip: IpAddr,
+    /// The matched route's and its service's names (rate-limiting's `limit_by: service`).
+    pub route_name: &'a str,
+    pub service_name: &'a str,
     pub grpc: bool,
     pub state: &'a mut RequestState,
 }
@@ -159,11 +174,13 @@ pub trait Plugin: Send + Sync + Debug {
 
 /// Builds the instance a `plugins` entity describes, from proxy-config's typed config of it
 /// (one schema, the one the controller checks with).
-pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
+/// `scope` names the entity's route and service (`route:service`, either may be empty).
+pub(crate) fn build(name: &str, config: &serde_json::Value, scope: &str) -> Result<Arc<dyn Plugin>, BuildError> {
     Ok(match typed_config(name, config)? {
         PluginConfig::Cors(c) => Arc::new(cors::Cors::new(&c)?),
         PluginConfig::CorrelationId(c) => Arc::new(correlation_id::CorrelationId::new(&c)?),
         PluginConfig::IpRestriction(c) => Arc::new(ip_restriction::IpRestriction::new(c)?),
+        PluginConfig::RateLimiting(c) => Arc::new(rate_limiting::RateLimiting::new(&c, scope)),
         PluginConfig::RequestSizeLimiting(c) => Arc::new(request_size_limiting::RequestSizeLimiting::new(&c)),
         PluginConfig::RequestTermination(c) => Arc::new(request_termination::RequestTermination::new(c)),
         PluginConfig::RequestTransformer(c) => Arc::new(request_transformer::RequestTransformerPlugin::new(&c)?),

@@ -11,6 +11,7 @@ mod check;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
+pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
@@ -26,6 +27,7 @@ use check::Checker;
 pub use correlation_id::{CorrelationIdConfig, Generator};
 pub use cors::{CorsConfig, CorsMethod};
 pub use ip_restriction::{IpCidr, IpRestrictionConfig};
+pub use rate_limiting::{LimitBy, Policy, RateLimitingConfig, RedisConfig};
 pub use request_size_limiting::{RequestSizeLimitingConfig, SizeUnit};
 pub use request_termination::RequestTerminationConfig;
 pub use request_transformer::RequestTransformerConfig;
@@ -36,6 +38,7 @@ pub const PLUGIN_NAMES: &[&str] = &[
     correlation_id::NAME,
     cors::NAME,
     ip_restriction::NAME,
+    rate_limiting::NAME,
     request_size_limiting::NAME,
     request_termination::NAME,
     request_transformer::NAME,
@@ -48,6 +51,7 @@ pub enum PluginConfig {
     CorrelationId(CorrelationIdConfig),
     Cors(CorsConfig),
     IpRestriction(IpRestrictionConfig),
+    RateLimiting(RateLimitingConfig),
     RequestSizeLimiting(RequestSizeLimitingConfig),
     RequestTermination(RequestTerminationConfig),
     RequestTransformer(RequestTransformerConfig),
@@ -65,6 +69,7 @@ impl PluginConfig {
             correlation_id::NAME => correlation_id::check(&mut c, v),
             cors::NAME => cors::check(&mut c, v),
             ip_restriction::NAME => ip_restriction::check(&mut c, v),
+            rate_limiting::NAME => rate_limiting::check(&mut c, v),
             request_size_limiting::NAME => request_size_limiting::check(&mut c, v),
             request_termination::NAME => request_termination::check(&mut c, v),
             request_transformer::NAME => request_transformer::check(&mut c, v),
@@ -80,6 +85,7 @@ impl PluginConfig {
             correlation_id::NAME => PluginConfig::CorrelationId(typed(config)?),
             cors::NAME => PluginConfig::Cors(typed(config)?),
             ip_restriction::NAME => PluginConfig::IpRestriction(typed(config)?),
+            rate_limiting::NAME => PluginConfig::RateLimiting(typed(config)?),
             request_size_limiting::NAME => PluginConfig::RequestSizeLimiting(typed(config)?),
             request_termination::NAME => PluginConfig::RequestTermination(typed(config)?),
             request_transformer::NAME => PluginConfig::RequestTransformer(typed(config)?),
@@ -93,6 +99,7 @@ impl PluginConfig {
             PluginConfig::CorrelationId(_) => correlation_id::NAME,
             PluginConfig::Cors(_) => cors::NAME,
             PluginConfig::IpRestriction(_) => ip_restriction::NAME,
+            PluginConfig::RateLimiting(_) => rate_limiting::NAME,
             PluginConfig::RequestSizeLimiting(_) => request_size_limiting::NAME,
             PluginConfig::RequestTermination(_) => request_termination::NAME,
             PluginConfig::RequestTransformer(_) => request_transformer::NAME,
@@ -127,6 +134,7 @@ pub fn priority(name: &str) -> Option<u32> {
         correlation_id::NAME => 100_001,
         cors::NAME => 2000,
         ip_restriction::NAME => 990,
+        rate_limiting::NAME => 910,
         request_size_limiting::NAME => 951,
         request_transformer::NAME => 801,
         response_transformer::NAME => 800,

@@ -36,6 +36,8 @@ pub(crate) fn access(
         client_ip: forwarded_ip(&parts.headers, conn, trusted),
         parts,
         capture_paths: &route.capture_paths,
+        route_name: &route.metrics.route,
+        service_name: &route.metrics.service,
         grpc,
         state: &mut ctx.plugins,
     };

@@ -18,6 +18,7 @@ use proxy::settings::Settings;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
 pub mod process;
+pub mod redis;
 pub mod upstream;
 
 pub struct TestProxy {
