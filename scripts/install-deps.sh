@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond the Rust toolchain, by package name, idempotently:
 # rustfmt/clippy (from rust-toolchain.toml), curl, python grpcio + grpcio-tools (the Python gRPC
-# client test), cargo-fuzz, cargo-machete, iproute2 (the e2e backends' network namespaces), h2spec and
+# client test), redis-server (the rate-limiting tests), cargo-fuzz, cargo-machete, iproute2 (the e2e
+# backends' network namespaces), h2spec and
 # the gRPC interop client/server (peers/install.sh builds them with go), checks kubectl (shipped with
 # this machine image; e2e fails loudly without it), and builds kube-apiserver and etcd from their Go
 # modules into a cache outside the repository (scripts/k8s-tools.sh; reused when already there), and

@@ -16,7 +16,11 @@ fn one_error(name: &str, config: Value) -> (String, String) {
 #[test]
 fn defaults_are_kongs() {
     for name in PLUGIN_NAMES {
-        let config = if *name == "ip-restriction" { json!({"allow": ["10.0.0.0/8"]}) } else { Value::Null };
+        let config = match *name {
+            "ip-restriction" => json!({"allow": ["10.0.0.0/8"]}),
+            "rate-limiting" => json!({"minute": 5}),
+            _ => Value::Null,
+        };
         let parsed = PluginConfig::from_entity(name, &config).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(parsed.name(), *name);
         assert_eq!(Some(parsed.priority()), priority(name));
@@ -40,6 +44,7 @@ fn defaults_are_kongs() {
                     (403, "IP address not allowed: 192.0.2.1".into())
                 );
             }
+            PluginConfig::RateLimiting(c) => assert_eq!(c.limits(), vec![(1, 5)]),
             PluginConfig::RequestSizeLimiting(c) => {
                 assert_eq!(
                     (c.allowed_payload_size, c.size_unit, c.require_content_length),
@@ -141,10 +146,10 @@ fn full_configs_parse_into_their_types() {
 fn each_error_names_its_field() {
     let cases: &[(&str, Value, &str, &str)] = &[
         (
-            "rate-limiting",
+            "proxy-cache",
             json!({}),
             "name",
-            "plugin 'rate-limiting' not enabled; sluice supports: correlation-id, cors",
+            "plugin 'proxy-cache' not enabled; sluice supports: correlation-id, cors",
         ),
         ("cors", json!([]), "config", "expected a record"),
         ("cors", json!({"origin": ["*"]}), "config.origin", "unknown field"),

@@ -152,16 +152,15 @@ impl Limits {
                 if tightest.is_none_or(|(r, l, _, _)| remaining < r || (remaining == r && len > l)) {
                     tightest = Some((remaining, len, c.limit, c.window.end.saturating_sub(now).max(1)));
                 }
-                let name = WINDOWS[c.period].1;
-                insert(&mut headers, &format!("x-ratelimit-limit-{name}"), c.limit);
-                insert(&mut headers, &format!("x-ratelimit-remaining-{name}"), remaining);
+                headers.insert(LIMIT_HEADERS[c.period].clone(), HeaderValue::from(c.limit));
+                headers.insert(REMAINING_HEADERS[c.period].clone(), HeaderValue::from(remaining));
             }
             if let Some((remaining, _, limit, reset)) = tightest {
-                insert(&mut headers, "ratelimit-limit", limit);
-                insert(&mut headers, "ratelimit-remaining", remaining);
-                insert(&mut headers, "ratelimit-reset", reset);
+                headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
+                headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
+                headers.insert(RATELIMIT_RESET, HeaderValue::from(reset));
                 if stop.is_some() {
-                    insert(&mut headers, "retry-after", reset);
+                    headers.insert(RETRY_AFTER, HeaderValue::from(reset));
                 }
             }
         }
@@ -188,11 +187,26 @@ impl Limits {
     }
 }
 
-fn insert(headers: &mut HeaderMap, name: &str, value: u64) {
-    if let Ok(name) = HeaderName::try_from(name) {
-        headers.insert(name, HeaderValue::from(value));
-    }
-}
+const LIMIT_HEADERS: [HeaderName; 6] = [
+    HeaderName::from_static("x-ratelimit-limit-second"),
+    HeaderName::from_static("x-ratelimit-limit-minute"),
+    HeaderName::from_static("x-ratelimit-limit-hour"),
+    HeaderName::from_static("x-ratelimit-limit-day"),
+    HeaderName::from_static("x-ratelimit-limit-month"),
+    HeaderName::from_static("x-ratelimit-limit-year"),
+];
+const REMAINING_HEADERS: [HeaderName; 6] = [
+    HeaderName::from_static("x-ratelimit-remaining-second"),
+    HeaderName::from_static("x-ratelimit-remaining-minute"),
+    HeaderName::from_static("x-ratelimit-remaining-hour"),
+    HeaderName::from_static("x-ratelimit-remaining-day"),
+    HeaderName::from_static("x-ratelimit-remaining-month"),
+    HeaderName::from_static("x-ratelimit-remaining-year"),
+];
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
 
 impl Plugin for RateLimiting {
     fn name(&self) -> &'static str {
@@ -256,6 +270,7 @@ pub(crate) async fn settle(state: &mut RequestState) -> Result<(), ProxyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::Authenticated;
 
     fn limits(hide: bool) -> Limits {
         Limits {
@@ -269,6 +284,43 @@ mod tests {
             error_code: 429,
             error_message: "API rate limit exceeded".into(),
         }
+    }
+
+    #[test]
+    fn identifiers_are_kongs_with_the_address_as_fallback() {
+        let request = http::Request::builder().uri("/p?q=1").header("x-client", "v").body(()).unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let mut state = RequestState::default();
+        let mut id = |limit_by, path: Option<&str>, header: &str, state: &mut RequestState| {
+            let l = Limits {
+                limit_by,
+                path: path.map(str::to_string),
+                header_name: Some(HeaderName::from_bytes(header.as_bytes()).unwrap()),
+                ..limits(false)
+            };
+            let ctx = AccessCtx {
+                parts: &mut parts,
+                capture_paths: &[],
+                client_ip: "10.0.0.1".parse().unwrap(),
+                route_name: "r",
+                service_name: "s",
+                grpc: false,
+                state,
+            };
+            l.identifier(&ctx)
+        };
+        // Nobody authenticated: consumer and credential fall back to the address.
+        assert_eq!(id(LimitBy::Consumer, None, "x", &mut state), "10.0.0.1");
+        assert_eq!(id(LimitBy::Credential, None, "x", &mut state), "10.0.0.1");
+        state.authenticated = Some(Authenticated { consumer_id: "alice".into(), credential_id: Some("key-1".into()) });
+        assert_eq!(id(LimitBy::Consumer, None, "x", &mut state), "alice");
+        assert_eq!(id(LimitBy::Credential, None, "x", &mut state), "key-1");
+        assert_eq!(id(LimitBy::Ip, None, "x", &mut state), "10.0.0.1");
+        assert_eq!(id(LimitBy::Service, None, "x", &mut state), "s");
+        assert_eq!(id(LimitBy::Header, None, "X-Client", &mut state), "v");
+        assert_eq!(id(LimitBy::Header, None, "X-Other", &mut state), "10.0.0.1");
+        assert_eq!(id(LimitBy::Path, Some("/p"), "x", &mut state), "/p");
+        assert_eq!(id(LimitBy::Path, Some("/other"), "x", &mut state), "10.0.0.1");
     }
 
     #[test]
