@@ -277,7 +277,10 @@ fn check_windows(c: &mut Checker, m: &Map<String, Value>) {
     }
     for (i, (longer, l)) in set.iter().enumerate() {
         if let Some((shorter, s)) = set[..i].iter().find(|(_, s)| l < s) {
-            c.err("config", format!("The limit for {longer}({l:.1}) cannot be lower than the limit for {shorter}({s:.1})"));
+            c.err(
+                "config",
+                format!("The limit for {longer}({l:.1}) cannot be lower than the limit for {shorter}({s:.1})"),
+            );
         }
     }
 }
@@ -323,7 +326,10 @@ mod tests {
         let PluginConfig::RateLimiting(c) = PluginConfig::from_entity(NAME, &json!({"minute": 5})).unwrap() else {
             panic!()
         };
-        assert_eq!((c.limit_by, c.policy, c.fault_tolerant, c.hide_client_headers), (LimitBy::Consumer, Policy::Local, true, false));
+        assert_eq!(
+            (c.limit_by, c.policy, c.fault_tolerant, c.hide_client_headers),
+            (LimitBy::Consumer, Policy::Local, true, false)
+        );
         assert_eq!((c.error_code, c.error_message.as_str()), (429, "API rate limit exceeded"));
         assert_eq!((c.redis.port, c.redis.timeout, c.redis.database), (6379, 2000, 0));
         assert_eq!(c.limits(), vec![(1, 5)]);
@@ -334,18 +340,31 @@ mod tests {
     #[test]
     fn every_problem_is_named() {
         assert_eq!(fields(json!({})), vec!["config"]);
-        assert_eq!(fields(json!({"second": 0})), vec!["config", "config.second"]);
+        assert_eq!(fields(json!({"second": 0})), vec!["config.second"]);
         assert_eq!(fields(json!({"minute": 1.5})), vec!["config.minute"]);
         assert_eq!(fields(json!({"second": 10, "hour": 5})), vec!["config"]);
         assert_eq!(fields(json!({"minute": 1, "limit_by": "path"})), vec!["config.path"]);
-        assert_eq!(fields(json!({"minute": 1, "limit_by": "header", "header_name": "a b"})), vec!["config.header_name"]);
+        assert_eq!(
+            fields(json!({"minute": 1, "limit_by": "header", "header_name": "a b"})),
+            vec!["config.header_name"]
+        );
         assert_eq!(fields(json!({"minute": 1, "policy": "cluster"})), vec!["config.policy"]);
         assert_eq!(fields(json!({"minute": 1, "policy": "redis"})), vec!["config.redis.host"]);
         assert_eq!(fields(json!({"minute": 1, "sync_rate": 0.5})), vec!["config.sync_rate"]);
         assert_eq!(
-            fields(json!({"minute": 1, "redis": {"host": "r", "ssl": true, "ssl_verify": true, "server_name": "r", "cluster_nodes": []}})),
-            vec!["config.redis.cluster_nodes", "config.redis.server_name", "config.redis.ssl", "config.redis.ssl_verify"]
+            fields(
+                json!({"minute": 1, "redis": {"host": "r", "ssl": true, "ssl_verify": true, "server_name": "r", "cluster_nodes": []}})
+            ),
+            vec![
+                "config.redis.cluster_nodes",
+                "config.redis.server_name",
+                "config.redis.ssl",
+                "config.redis.ssl_verify"
+            ]
         );
-        assert_eq!(fields(json!({"minute": 1, "redis_host": "r", "nope": 1})), vec!["config.nope", "config.redis_host"]);
+        assert_eq!(
+            fields(json!({"minute": 1, "redis_host": "r", "nope": 1})),
+            vec!["config.nope", "config.redis_host"]
+        );
     }
 }

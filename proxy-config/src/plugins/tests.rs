@@ -145,12 +145,7 @@ fn full_configs_parse_into_their_types() {
 #[test]
 fn each_error_names_its_field() {
     let cases: &[(&str, Value, &str, &str)] = &[
-        (
-            "proxy-cache",
-            json!({}),
-            "name",
-            "plugin 'proxy-cache' not enabled; sluice supports: correlation-id, cors",
-        ),
+        ("proxy-cache", json!({}), "name", "plugin 'proxy-cache' not enabled; sluice supports: correlation-id, cors"),
         ("cors", json!([]), "config", "expected a record"),
         ("cors", json!({"origin": ["*"]}), "config.origin", "unknown field"),
         ("cors", json!({"origins": ["("]}), "config.origins.1", "'(' is not a valid regex"),

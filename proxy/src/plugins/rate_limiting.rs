@@ -138,7 +138,13 @@ impl Limits {
 
     /// Kong's headers and verdict from the usage before this request: `Err` when `stop` names
     /// the counter at its limit.
-    fn verdict(&self, counters: &[Counter], usage: &[u64], stop: Option<usize>, now: u64) -> Result<HeaderMap, Box<PluginReply>> {
+    fn verdict(
+        &self,
+        counters: &[Counter],
+        usage: &[u64],
+        stop: Option<usize>,
+        now: u64,
+    ) -> Result<HeaderMap, Box<PluginReply>> {
         let mut headers = HeaderMap::new();
         if !self.hide_client_headers {
             // (remaining, window length, limit, reset) of the window with the fewest left.
@@ -333,7 +339,14 @@ mod tests {
         assert_eq!(h["x-ratelimit-limit-second"], "5");
         assert_eq!(h["x-ratelimit-remaining-second"], "3");
         assert_eq!(h["x-ratelimit-remaining-minute"], "1");
-        assert_eq!((&h["ratelimit-limit"], &h["ratelimit-remaining"], &h["ratelimit-reset"]), (&"3".parse::<HeaderValue>().unwrap(), &"1".parse::<HeaderValue>().unwrap(), &"30".parse::<HeaderValue>().unwrap()));
+        assert_eq!(
+            (&h["ratelimit-limit"], &h["ratelimit-remaining"], &h["ratelimit-reset"]),
+            (
+                &"3".parse::<HeaderValue>().unwrap(),
+                &"1".parse::<HeaderValue>().unwrap(),
+                &"30".parse::<HeaderValue>().unwrap()
+            )
+        );
         assert!(h.get("retry-after").is_none());
         let refused = l.verdict(&counters, &[3, 3], Some(1), now).unwrap_err();
         assert_eq!((refused.status, refused.message.as_str()), (429, "API rate limit exceeded"));
