@@ -17,7 +17,7 @@ pub(crate) fn sorted(v: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn built(name: &str, config: serde_json::Value) -> Arc<dyn Plugin> {
-    build(name, &config).unwrap()
+    build(name, &config, ":").unwrap()
 }
 
 #[test]
