@@ -116,6 +116,8 @@ call "Gateway API guide: bar.example.com -> bar-svc" --plaintext --authority bar
 call "Gateway API guide: bar.example.com env=canary -> bar-svc-canary" --plaintext --authority bar.example.com -H 'env: canary' "$P" com.example.User/Login '{"username":"bob"}'
 call "KongPlugin add-echo-header (request-transformer via a GRPCRoute ExtensionRef): the backend echoes x-echo-plugin" \
   -v --plaintext --authority plugins.example.com "$P" echo.Echo/Echo '{"message":"hi"}'
+call "KongPlugin limit-echo (rate-limiting on one method via a GRPCRoute ExtensionRef): x-ratelimit-* metadata" \
+  -v --plaintext --authority limits.example.com "$P" echo.Echo/Echo '{"message":"hi"}'
 for i in 1 2; do
   call "gRPC upstream (h2c), round robin #$i" --plaintext --authority plain.example.com "$P" echo.Echo/Echo '{"message":"rr"}'
 done

@@ -2,7 +2,8 @@
 # Installs what `make test` needs beyond the Rust toolchain, by package name, idempotently:
 # rustfmt/clippy (from rust-toolchain.toml), curl, chromium + node/npm and the npm packages of
 # tools/grpc-web-node (the gRPC-Web browser and Node.js client tests; scripts/node-tools.sh caches them), python grpcio + grpcio-tools (the Python gRPC
-# client test), cargo-fuzz, cargo-machete, iproute2 (the e2e backends' network namespaces), h2spec and
+# client test), redis-server (the rate-limiting tests), cargo-fuzz, cargo-machete, iproute2 (the e2e
+# backends' network namespaces), h2spec and
 # the gRPC interop client/server (peers/install.sh builds them with go), checks kubectl (shipped with
 # this machine image; e2e fails loudly without it), and builds kube-apiserver and etcd from their Go
 # modules into a cache outside the repository (scripts/k8s-tools.sh; reused when already there), and
@@ -14,6 +15,8 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
+# redis-server (Debian package) for rate-limiting's redis policy tests (proxy/tests/rate_limiting.rs).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi

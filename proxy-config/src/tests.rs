@@ -158,7 +158,7 @@ services:
   - name: r
     paths: ["/"]
 plugins:
-- name: rate-limiting
+- name: proxy-cache
   route: r
 - name: request-transformer
   route: r

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use crate::config::state::{LiveConfig, RouteRt, ServiceRt, State};
 use crate::downstream::request_body::{ClientBody, RequestBody};
 use crate::downstream::ConnInfo;
-use crate::plugins::{grpc_gateway, request_transformer, RequestState};
+use crate::plugins::{grpc_gateway, rate_limiting, request_transformer, RequestState};
 use crate::respond::{error_response, ProxyError};
 use crate::response_body::ProxyBody;
 use crate::settings::trust::TrustedIps;
@@ -103,10 +103,16 @@ pub(crate) async fn serve(
     let mut gateway = None;
     let result = match before_balancer(req, &conn, &shared, &rt, grpc, h2, start, &mut ctx, &mut upstream) {
         Ok(Prepared { route, service, deadline }) => {
+            // rate-limiting's Redis check, left by the access phase (only that plugin awaits).
+            let counted = match rate_limiting::pending(&ctx.plugins) {
+                true => Box::pin(rate_limiting::settle(&mut ctx.plugins)).await,
+                false => Ok(()),
+            };
             // request-transformer's edits of the built upstream request (path, host, body), in
             // place in the slot.
-            let mut edited = match (ctx.plugins.upstream_edit.take(), upstream.as_mut()) {
-                (Some(edit), Some(request)) => Box::pin(request_transformer::finish(request, *edit)).await,
+            let mut edited = match (counted, ctx.plugins.upstream_edit.take(), upstream.as_mut()) {
+                (Err(err), _, _) => Err(err),
+                (Ok(()), Some(edit), Some(request)) => Box::pin(request_transformer::finish(request, *edit)).await,
                 _ => Ok(()),
             };
             // grpc-gateway's transcoding of the request (JSON to a gRPC call).

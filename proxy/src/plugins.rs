@@ -48,6 +48,7 @@ pub(crate) mod jwt;
 pub(crate) mod key_auth;
 pub(crate) mod opentelemetry;
 pub(crate) mod prometheus;
+pub(crate) mod rate_limiting;
 pub(crate) mod request_size_limiting;
 pub(crate) mod request_termination;
 pub(crate) mod request_transformer;
@@ -97,6 +98,13 @@ impl Phases {
     }
 }
 
+/// The consumer an auth plugin identified (Kong's `kong.client.get_consumer` / `get_credential`).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub consumer_id: Arc<str>,
+    pub credential_id: Option<Arc<str>>,
+}
+
 /// What a plugin keeps between the phases of one request (Kong's `kong.ctx.plugin`).
 #[derive(Debug, Default)]
 pub struct RequestState {
@@ -128,13 +136,8 @@ pub struct RequestState {
     /// The authenticated consumer as the auth plugins and acl use it (consumers.rs); boxed so
     /// that requests without one carry a pointer's worth.
     pub consumer: Option<Box<consumers::Identified>>,
-}
-
-/// The consumer and credential a request authenticated with (Kong's `kong.client.authenticate`).
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    pub consumer_id: Arc<str>,
-    pub credential_id: Option<Arc<str>>,
+    /// rate-limiting's headers for the response, or its Redis check still to be awaited.
+    pub rate_limit: Option<Box<rate_limiting::Counted>>,
 }
 
 impl RequestState {
@@ -154,11 +157,12 @@ pub struct AccessCtx<'a> {
     /// Kong's forwarded client address: the PROXY protocol address, or `X-Real-IP` from a
     /// trusted peer (`KONG_TRUSTED_IPS`).
     pub client_ip: IpAddr,
+    /// The matched route's and its service's names (rate-limiting's `limit_by: service`).
+    pub route_name: &'a str,
+    pub service_name: &'a str,
     pub grpc: bool,
     /// The client connection is TLS.
     pub tls: bool,
-    pub route_name: &'a str,
-    pub service_name: &'a str,
     pub state: &'a mut RequestState,
     /// The config's consumers and credentials (the auth plugins' lookups).
     pub consumers: &'a consumers::Consumers,
@@ -206,7 +210,8 @@ pub trait Plugin: Send + Sync + Debug {
 
 /// Builds the instance a `plugins` entity describes, from proxy-config's typed config of it
 /// (one schema, the one the controller checks with).
-pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Plugin>, BuildError> {
+/// `scope` names the entity's route and service (`route:service`, either may be empty).
+pub(crate) fn build(name: &str, config: &serde_json::Value, scope: &str) -> Result<Arc<dyn Plugin>, BuildError> {
     Ok(match typed_config(name, config)? {
         PluginConfig::Acl(c) => Arc::new(acl::Acl::new(&c)),
         PluginConfig::BasicAuth(c) => Arc::new(basic_auth::BasicAuth::new(&c)?),
@@ -219,6 +224,7 @@ pub(crate) fn build(name: &str, config: &serde_json::Value) -> Result<Arc<dyn Pl
         PluginConfig::KeyAuth(c) => Arc::new(key_auth::KeyAuth::new(&c)?),
         PluginConfig::Opentelemetry(c) => Arc::new(opentelemetry::Opentelemetry::new(c)?),
         PluginConfig::Prometheus(c) => Arc::new(prometheus::Prometheus::new(&c)),
+        PluginConfig::RateLimiting(c) => Arc::new(rate_limiting::RateLimiting::new(&c, scope)),
         PluginConfig::RequestSizeLimiting(c) => Arc::new(request_size_limiting::RequestSizeLimiting::new(&c)),
         PluginConfig::RequestTermination(c) => Arc::new(request_termination::RequestTermination::new(c)),
         PluginConfig::RequestTransformer(c) => Arc::new(request_transformer::RequestTransformerPlugin::new(&c)?),

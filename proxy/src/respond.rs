@@ -78,7 +78,7 @@ impl ProxyError {
                 Code::Unavailable
             }
             ProxyError::UpstreamTimeout | ProxyError::DeadlineExceeded => Code::DeadlineExceeded,
-            ProxyError::Plugin(r) => plugin_grpc_code(r.status),
+            ProxyError::Plugin(r) => r.grpc_code.unwrap_or_else(|| plugin_grpc_code(r.status)),
             ProxyError::NotGrpc | ProxyError::GrpcOverHttp1 | ProxyError::HttpsRequired { .. } => Code::Internal,
             ProxyError::BadRequest | ProxyError::HeadTooLarge => Code::Internal,
             ProxyError::InvalidRequest { .. } => Code::InvalidArgument,
@@ -124,6 +124,9 @@ pub struct PluginReply {
     pub headers: HeaderMap,
     /// No body at all (not even the JSON message).
     pub empty: bool,
+    /// The gRPC status when the HTTP status's mapping does not say it (rate-limiting's 500 for
+    /// an unreachable Redis is UNAVAILABLE).
+    pub grpc_code: Option<Code>,
 }
 
 impl PluginReply {

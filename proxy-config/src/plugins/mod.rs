@@ -19,6 +19,7 @@ pub mod jwt;
 pub mod key_auth;
 pub mod opentelemetry;
 pub mod prometheus;
+pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
@@ -42,6 +43,7 @@ pub use jwt::{Claim, JwtConfig};
 pub use key_auth::KeyAuthConfig;
 pub use opentelemetry::OpentelemetryConfig;
 pub use prometheus::PrometheusConfig;
+pub use rate_limiting::{LimitBy, Policy, RateLimitingConfig, RedisConfig};
 pub use request_size_limiting::{RequestSizeLimitingConfig, SizeUnit};
 pub use request_termination::RequestTerminationConfig;
 pub use request_transformer::RequestTransformerConfig;
@@ -60,6 +62,7 @@ pub const PLUGIN_NAMES: &[&str] = &[
     key_auth::NAME,
     opentelemetry::NAME,
     prometheus::NAME,
+    rate_limiting::NAME,
     request_size_limiting::NAME,
     request_termination::NAME,
     request_transformer::NAME,
@@ -80,6 +83,7 @@ pub enum PluginConfig {
     KeyAuth(KeyAuthConfig),
     Opentelemetry(OpentelemetryConfig),
     Prometheus(PrometheusConfig),
+    RateLimiting(RateLimitingConfig),
     RequestSizeLimiting(RequestSizeLimitingConfig),
     RequestTermination(RequestTerminationConfig),
     RequestTransformer(RequestTransformerConfig),
@@ -105,6 +109,7 @@ impl PluginConfig {
             key_auth::NAME => key_auth::check(&mut c, v),
             opentelemetry::NAME => opentelemetry::check(&mut c, v),
             prometheus::NAME => prometheus::check(&mut c, v),
+            rate_limiting::NAME => rate_limiting::check(&mut c, v),
             request_size_limiting::NAME => request_size_limiting::check(&mut c, v),
             request_termination::NAME => request_termination::check(&mut c, v),
             request_transformer::NAME => request_transformer::check(&mut c, v),
@@ -128,6 +133,7 @@ impl PluginConfig {
             key_auth::NAME => PluginConfig::KeyAuth(typed(config)?),
             opentelemetry::NAME => PluginConfig::Opentelemetry(typed(config)?),
             prometheus::NAME => PluginConfig::Prometheus(typed(config)?),
+            rate_limiting::NAME => PluginConfig::RateLimiting(typed(config)?),
             request_size_limiting::NAME => PluginConfig::RequestSizeLimiting(typed(config)?),
             request_termination::NAME => PluginConfig::RequestTermination(typed(config)?),
             request_transformer::NAME => PluginConfig::RequestTransformer(typed(config)?),
@@ -149,6 +155,7 @@ impl PluginConfig {
             PluginConfig::KeyAuth(_) => key_auth::NAME,
             PluginConfig::Opentelemetry(_) => opentelemetry::NAME,
             PluginConfig::Prometheus(_) => prometheus::NAME,
+            PluginConfig::RateLimiting(_) => rate_limiting::NAME,
             PluginConfig::RequestSizeLimiting(_) => request_size_limiting::NAME,
             PluginConfig::RequestTermination(_) => request_termination::NAME,
             PluginConfig::RequestTransformer(_) => request_transformer::NAME,
@@ -187,6 +194,7 @@ pub fn priority(name: &str) -> Option<u32> {
         basic_auth::NAME => 1100,
         grpc_gateway::NAME => 998,
         ip_restriction::NAME => 990,
+        rate_limiting::NAME => 910,
         request_size_limiting::NAME => 951,
         acl::NAME => 950,
         opentelemetry::NAME => 14,

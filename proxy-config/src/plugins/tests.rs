@@ -39,6 +39,7 @@ fn defaults_are_kongs() {
             "opentelemetry" => json!({"traces_endpoint": "http://collector:4318/v1/traces"}),
             "grpc-gateway" => json!({"proto_text": GATEWAY_PROTO}),
             "acl" => json!({"allow": ["g"]}),
+            "rate-limiting" => json!({"minute": 5}),
             _ => Value::Null,
         };
         let parsed = PluginConfig::from_entity(name, &config).unwrap_or_else(|e| panic!("{name}: {e:?}"));
@@ -80,6 +81,7 @@ fn defaults_are_kongs() {
                 assert_eq!(c, OpentelemetryConfig::new("http://collector:4318/v1/traces"));
             }
             PluginConfig::Prometheus(c) => assert_eq!(c, PrometheusConfig::default()),
+            PluginConfig::RateLimiting(c) => assert_eq!(c.limits(), vec![(1, 5)]),
             PluginConfig::RequestSizeLimiting(c) => {
                 assert_eq!(
                     (c.allowed_payload_size, c.size_unit, c.require_content_length),

@@ -278,7 +278,12 @@ fn build_plugins(config: &Config, errors: &mut Vec<EntityError>) -> Vec<Instance
                 errors.push(err("protocols", "must share a protocol with the plugin's route".into()));
             }
         }
-        match plugins::build(&p.name, &p.config) {
+        let scope = format!(
+            "{}:{}",
+            route.map_or("", |r| routes[r].display_name()),
+            service.map_or("", |s| config.services[s].display_name())
+        );
+        match plugins::build(&p.name, &p.config, &scope) {
             Ok(plugin) => out.push(Instance { route, service, consumer, enabled: p.enabled, plugin }),
             Err(e) => errors.push(err(&e.field, e.message)),
         }

@@ -47,10 +47,10 @@ pub(crate) fn access(
         client_ip: forwarded_ip(&parts.headers, conn, trusted),
         parts,
         capture_paths: &route.capture_paths,
-        grpc,
-        tls: conn.tls,
         route_name: &route.metrics.route,
         service_name: &route.metrics.service,
+        grpc,
+        tls: conn.tls,
         state: &mut ctx.plugins,
         consumers,
     };

@@ -17,7 +17,7 @@ pub(crate) fn sorted(v: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn built(name: &str, config: serde_json::Value) -> Arc<dyn Plugin> {
-    build(name, &config).unwrap()
+    build(name, &config, ":").unwrap()
 }
 
 #[test]
@@ -55,5 +55,5 @@ fn order_is_kong_priority_descending() {
 
 #[test]
 fn unknown_plugins_are_refused_by_name() {
-    assert_eq!(build("nope", &serde_json::Value::Null).unwrap_err().field, "name");
+    assert_eq!(build("nope", &serde_json::Value::Null, ":").unwrap_err().field, "name");
 }

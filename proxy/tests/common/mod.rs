@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream, UnixStream};
 
 pub mod grpc_backends;
 pub mod process;
+pub mod redis;
 pub mod upstream;
 
 pub struct TestProxy {

@@ -1,0 +1,360 @@
+//! Kong's `rate-limiting` (PRIORITY 910, access + header_filter): at most N requests per
+//! second/minute/hour/day/month/year per consumer, credential, client address, service, header
+//! value or path, in fixed UTC windows ([`windows`]).
+//!
+//! - `policy: local` counts in this process ([`local`]) and decides in the access phase.
+//! - `policy: redis` counts in Redis ([`redis_store`]), shared by every proxy. The access phase
+//!   is synchronous, so it leaves a [`RedisCheck`] in the request state and `phases::serve`
+//!   awaits it ([`settle`]) once the access phase is over, before the request goes upstream.
+//!   A plugin after rate-limiting in the chain (request-transformer, request-termination)
+//!   therefore already ran; a request such a plugin answers is not counted.
+//! - A request over a limit gets `error_code` (429) with `error_message` and `Retry-After`;
+//!   `respond` sends it to a gRPC client as RESOURCE_EXHAUSTED with the headers as metadata.
+//! - Redis unreachable or slower than `redis.timeout`: with `fault_tolerant` the request passes
+//!   (logged, without rate-limit headers); without, Kong's 500 "An unexpected error occurred",
+//!   which a gRPC client gets as UNAVAILABLE (the limiter, not the call, failed).
+//! - Headers as Kong's: `X-RateLimit-Limit-<Window>` and `X-RateLimit-Remaining-<Window>` per
+//!   window, `RateLimit-Limit`/`-Remaining`/`-Reset` for the window with the fewest requests
+//!   left; none with `hide_client_headers`.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use proxy_config::plugins::rate_limiting::WINDOWS;
+use proxy_config::plugins::{LimitBy, Policy, RateLimitingConfig};
+
+use super::{AccessCtx, HeaderFilterCtx, Phases, Plugin, RequestState};
+use crate::respond::{PluginReply, ProxyError};
+use crate::wire::grpc::Code;
+
+pub(crate) mod local;
+pub(crate) mod redis_store;
+pub(crate) mod windows;
+
+use redis_store::RedisStore;
+use windows::Window;
+
+pub(crate) const NAME: &str = "rate-limiting";
+
+/// One counter a request is checked against: one configured window.
+#[derive(Debug, Clone)]
+pub(crate) struct Counter {
+    /// Index into [`WINDOWS`].
+    pub period: usize,
+    pub limit: u64,
+    pub window: Window,
+    pub key: String,
+}
+
+/// What rate-limiting leaves in the request state.
+#[derive(Debug)]
+pub enum Counted {
+    /// Headers to add to the response (header_filter).
+    Headers(HeaderMap),
+    /// A Redis check still to be awaited (by `phases::serve`, through [`settle`]).
+    Pending(RedisCheck),
+}
+
+/// A request's counters, to be checked in Redis.
+#[derive(Debug)]
+pub struct RedisCheck {
+    plugin: Arc<Limits>,
+    store: Arc<RedisStore>,
+    counters: Vec<Counter>,
+    now: u64,
+}
+
+/// The instance's settings, shared with its pending Redis checks.
+#[derive(Debug)]
+struct Limits {
+    /// The plugin's scope (its route and service), the first part of every counter's key.
+    scope: String,
+    limits: Vec<(usize, u64)>,
+    limit_by: LimitBy,
+    header_name: Option<HeaderName>,
+    path: Option<String>,
+    fault_tolerant: bool,
+    hide_client_headers: bool,
+    error_code: u16,
+    error_message: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct RateLimiting {
+    limits: Arc<Limits>,
+    store: Option<Arc<RedisStore>>,
+}
+
+impl RateLimiting {
+    /// From the checked config; `scope` names the entity's route and service (Kong keys its
+    /// counters by the plugin's route and service ids).
+    pub(crate) fn new(c: &RateLimitingConfig, scope: &str) -> Self {
+        let store = (c.policy == Policy::Redis).then(|| RedisStore::get(&c.redis));
+        let limits = Limits {
+            scope: format!("ratelimit:{scope}"),
+            limits: c.limits(),
+            limit_by: c.limit_by,
+            header_name: c.header_name.as_deref().and_then(|h| HeaderName::try_from(h).ok()),
+            path: c.path.clone(),
+            fault_tolerant: c.fault_tolerant,
+            hide_client_headers: c.hide_client_headers,
+            error_code: c.error_code,
+            error_message: c.error_message.clone(),
+        };
+        RateLimiting { limits: Arc::new(limits), store }
+    }
+}
+
+impl Limits {
+    /// Kong's identifier: the consumer (else its credential), the credential, the service, the
+    /// header's value, or the path when it is `path`; the client address when there is none.
+    fn identifier(&self, req: &AccessCtx<'_>) -> String {
+        let auth = req.state.authenticated.as_ref();
+        let id = match self.limit_by {
+            LimitBy::Consumer => auth.map(|a| a.consumer_id.to_string()),
+            LimitBy::Credential => auth.and_then(|a| a.credential_id.as_deref().map(str::to_string)),
+            LimitBy::Service => Some(req.service_name.to_string()),
+            LimitBy::Header => self
+                .header_name
+                .as_ref()
+                .and_then(|h| req.parts.headers.get(h))
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            LimitBy::Path => self.path.as_deref().filter(|p| *p == req.parts.uri.path()).map(str::to_string),
+            LimitBy::Ip => None,
+        };
+        id.unwrap_or_else(|| req.client_ip.to_string())
+    }
+
+    fn counters(&self, identifier: &str, now: u64) -> Vec<Counter> {
+        self.limits
+            .iter()
+            .map(|&(period, limit)| {
+                let window = windows::window(period, now);
+                let key = format!("{}:{identifier}:{}:{}", self.scope, window.start, WINDOWS[period].0);
+                Counter { period, limit, window, key }
+            })
+            .collect()
+    }
+
+    /// Kong's headers and verdict from the usage before this request: `Err` when `stop` names
+    /// the counter at its limit.
+    fn verdict(
+        &self,
+        counters: &[Counter],
+        usage: &[u64],
+        stop: Option<usize>,
+        now: u64,
+    ) -> Result<HeaderMap, Box<PluginReply>> {
+        let mut headers = HeaderMap::new();
+        if !self.hide_client_headers {
+            // (remaining, window length, limit, reset) of the window with the fewest left.
+            let mut tightest: Option<(u64, u64, u64, u64)> = None;
+            for (i, (c, used)) in counters.iter().zip(usage).enumerate() {
+                let mut remaining = c.limit.saturating_sub(*used);
+                if stop.is_none() || stop == Some(i) {
+                    remaining = remaining.saturating_sub(1);
+                }
+                let len = c.window.end - c.window.start;
+                if tightest.is_none_or(|(r, l, _, _)| remaining < r || (remaining == r && len > l)) {
+                    tightest = Some((remaining, len, c.limit, c.window.end.saturating_sub(now).max(1)));
+                }
+                headers.insert(LIMIT_HEADERS[c.period].clone(), HeaderValue::from(c.limit));
+                headers.insert(REMAINING_HEADERS[c.period].clone(), HeaderValue::from(remaining));
+            }
+            if let Some((remaining, _, limit, reset)) = tightest {
+                headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
+                headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
+                headers.insert(RATELIMIT_RESET, HeaderValue::from(reset));
+                if stop.is_some() {
+                    headers.insert(RETRY_AFTER, HeaderValue::from(reset));
+                }
+            }
+        }
+        match stop {
+            None => Ok(headers),
+            Some(_) => {
+                let mut reply = PluginReply::new(self.error_code, self.error_message.clone());
+                reply.headers = headers;
+                Err(Box::new(reply))
+            }
+        }
+    }
+
+    /// The counters could not be read: pass (`fault_tolerant`) or Kong's 500.
+    fn store_failed(&self, err: &dyn std::fmt::Display) -> Result<HeaderMap, Box<PluginReply>> {
+        if self.fault_tolerant {
+            tracing::warn!(plugin = NAME, "failed to get usage, request passes (fault_tolerant): {err}");
+            return Ok(HeaderMap::new());
+        }
+        tracing::error!(plugin = NAME, "failed to get usage: {err}");
+        let mut reply = PluginReply::new(500, "An unexpected error occurred");
+        reply.grpc_code = Some(Code::Unavailable);
+        Err(Box::new(reply))
+    }
+}
+
+const LIMIT_HEADERS: [HeaderName; 6] = [
+    HeaderName::from_static("x-ratelimit-limit-second"),
+    HeaderName::from_static("x-ratelimit-limit-minute"),
+    HeaderName::from_static("x-ratelimit-limit-hour"),
+    HeaderName::from_static("x-ratelimit-limit-day"),
+    HeaderName::from_static("x-ratelimit-limit-month"),
+    HeaderName::from_static("x-ratelimit-limit-year"),
+];
+const REMAINING_HEADERS: [HeaderName; 6] = [
+    HeaderName::from_static("x-ratelimit-remaining-second"),
+    HeaderName::from_static("x-ratelimit-remaining-minute"),
+    HeaderName::from_static("x-ratelimit-remaining-hour"),
+    HeaderName::from_static("x-ratelimit-remaining-day"),
+    HeaderName::from_static("x-ratelimit-remaining-month"),
+    HeaderName::from_static("x-ratelimit-remaining-year"),
+];
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+
+impl Plugin for RateLimiting {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn priority(&self) -> u32 {
+        910
+    }
+    fn phases(&self) -> Phases {
+        Phases::ACCESS.union(Phases::HEADER_FILTER)
+    }
+
+    fn access(&self, req: &mut AccessCtx<'_>) -> Result<(), Box<PluginReply>> {
+        let now = windows::now();
+        let counters = self.limits.counters(&self.limits.identifier(req), now);
+        let counted = match &self.store {
+            None => {
+                let (usage, stop) = local::check(&counters, now);
+                Counted::Headers(self.limits.verdict(&counters, &usage, stop, now)?)
+            }
+            Some(store) => {
+                Counted::Pending(RedisCheck { plugin: self.limits.clone(), store: store.clone(), counters, now })
+            }
+        };
+        req.state.rate_limit = Some(Box::new(counted));
+        Ok(())
+    }
+
+    fn header_filter(&self, resp: &mut HeaderFilterCtx<'_>) {
+        if let Some(Counted::Headers(h)) = resp.state.rate_limit.as_deref() {
+            for (name, value) in h {
+                resp.headers.insert(name, value.clone());
+            }
+        }
+    }
+}
+
+/// Whether a Redis check waits for [`settle`].
+pub(crate) fn pending(state: &RequestState) -> bool {
+    matches!(state.rate_limit.as_deref(), Some(Counted::Pending(_)))
+}
+
+/// Awaits the request's Redis check (left by the access phase): the request goes on, with the
+/// headers for header_filter, or is refused.
+pub(crate) async fn settle(state: &mut RequestState) -> Result<(), ProxyError> {
+    let Some(Counted::Pending(check)) = state.rate_limit.take().map(|b| *b) else { return Ok(()) };
+    let RedisCheck { plugin, store, counters, now } = check;
+    let verdict = match store.check(&counters, now).await {
+        Ok((usage, stop)) => plugin.verdict(&counters, &usage, stop, now),
+        Err(e) => plugin.store_failed(&e),
+    };
+    match verdict {
+        Ok(headers) => {
+            state.rate_limit = Some(Box::new(Counted::Headers(headers)));
+            Ok(())
+        }
+        Err(reply) => Err(ProxyError::Plugin(reply)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::Authenticated;
+
+    fn limits(hide: bool) -> Limits {
+        Limits {
+            scope: "ratelimit:r:s".into(),
+            limits: vec![(0, 5), (1, 3)],
+            limit_by: LimitBy::Ip,
+            header_name: None,
+            path: None,
+            fault_tolerant: true,
+            hide_client_headers: hide,
+            error_code: 429,
+            error_message: "API rate limit exceeded".into(),
+        }
+    }
+
+    #[test]
+    fn identifiers_are_kongs_with_the_address_as_fallback() {
+        let request = http::Request::builder().uri("/p?q=1").header("x-client", "v").body(()).unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let mut state = RequestState::default();
+        let consumers = crate::plugins::consumers::Consumers::default();
+        let mut id = |limit_by, path: Option<&str>, header: &str, state: &mut RequestState| {
+            let l = Limits {
+                limit_by,
+                path: path.map(str::to_string),
+                header_name: Some(HeaderName::from_bytes(header.as_bytes()).unwrap()),
+                ..limits(false)
+            };
+            let ctx = AccessCtx {
+                parts: &mut parts,
+                capture_paths: &[],
+                client_ip: "10.0.0.1".parse().unwrap(),
+                route_name: "r",
+                service_name: "s",
+                grpc: false,
+                tls: false,
+                state,
+                consumers: &consumers,
+            };
+            l.identifier(&ctx)
+        };
+        // Nobody authenticated: consumer and credential fall back to the address.
+        assert_eq!(id(LimitBy::Consumer, None, "x", &mut state), "10.0.0.1");
+        assert_eq!(id(LimitBy::Credential, None, "x", &mut state), "10.0.0.1");
+        state.authenticated = Some(Authenticated { consumer_id: "alice".into(), credential_id: Some("key-1".into()) });
+        assert_eq!(id(LimitBy::Consumer, None, "x", &mut state), "alice");
+        assert_eq!(id(LimitBy::Credential, None, "x", &mut state), "key-1");
+        assert_eq!(id(LimitBy::Ip, None, "x", &mut state), "10.0.0.1");
+        assert_eq!(id(LimitBy::Service, None, "x", &mut state), "s");
+        assert_eq!(id(LimitBy::Header, None, "X-Client", &mut state), "v");
+        assert_eq!(id(LimitBy::Header, None, "X-Other", &mut state), "10.0.0.1");
+        assert_eq!(id(LimitBy::Path, Some("/p"), "x", &mut state), "/p");
+        assert_eq!(id(LimitBy::Path, Some("/other"), "x", &mut state), "10.0.0.1");
+    }
+
+    #[test]
+    fn headers_name_each_window_and_the_tightest() {
+        let l = limits(false);
+        let now = 1_709_214_330;
+        let counters = l.counters("1.2.3.4", now);
+        assert_eq!(counters[1].key, "ratelimit:r:s:1.2.3.4:1709214300:minute");
+        let h = l.verdict(&counters, &[1, 1], None, now).unwrap();
+        assert_eq!(h["x-ratelimit-limit-second"], "5");
+        assert_eq!(h["x-ratelimit-remaining-second"], "3");
+        assert_eq!(h["x-ratelimit-remaining-minute"], "1");
+        assert_eq!(
+            (&h["ratelimit-limit"], &h["ratelimit-remaining"], &h["ratelimit-reset"]),
+            (
+                &"3".parse::<HeaderValue>().unwrap(),
+                &"1".parse::<HeaderValue>().unwrap(),
+                &"30".parse::<HeaderValue>().unwrap()
+            )
+        );
+        assert!(h.get("retry-after").is_none());
+        let refused = l.verdict(&counters, &[3, 3], Some(1), now).unwrap_err();
+        assert_eq!((refused.status, refused.message.as_str()), (429, "API rate limit exceeded"));
+        assert_eq!(refused.headers["retry-after"], "30");
+        assert_eq!(refused.headers["x-ratelimit-remaining-minute"], "0");
+        assert!(limits(true).verdict(&counters, &[1, 1], None, now).unwrap().is_empty());
+    }
+}
