@@ -194,6 +194,25 @@ async fn acl_allows_by_group_and_refuses_grpc_with_permission_denied() {
     assert_eq!(count("grpc", "200", "alice").as_deref(), Some("1"), "{metrics}");
 }
 
+/// With a prometheus plugin, Kong's `per_consumer` decides whether the request counter carries the
+/// consumer (without any prometheus plugin sluice fills it, as the test above shows).
+#[tokio::test]
+async fn the_consumer_label_follows_prometheus_per_consumer() {
+    for (per_consumer, label) in [(false, ""), (true, "alice")] {
+        let extra = format!(
+            "{}plugins:\n- name: key-auth\n- name: prometheus\n  config: {{status_code_metrics: true, per_consumer: {per_consumer}}}\n",
+            consumers(alice_and_bob())
+        );
+        let (p, _web, _grpc) = stack(&extra).await;
+        assert_eq!(h1(p.addr(0), get_with("/", &[("apikey", "alice-key")])).await.status, 200);
+        let metrics = h1(p.status_addr(), get("/metrics", "status")).await.body;
+        let want = format!(
+            "kong_http_requests_total{{code=\"200\",consumer=\"{label}\",route=\"web\",service=\"web\",source=\"service\",workspace=\"default\"}} 1"
+        );
+        assert!(metrics.lines().any(|l| l == want), "per_consumer {per_consumer}: no {want}\n{metrics}");
+    }
+}
+
 #[tokio::test]
 async fn acl_without_an_auth_plugin_is_unauthorized() {
     let extra = format!("{}plugins:\n- name: acl\n  config: {{deny: [silver]}}\n", consumers(alice_and_bob()));

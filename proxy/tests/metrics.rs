@@ -495,7 +495,7 @@ async fn tls_handshake_failures_are_counted_per_listener() {
 
 /// Kong's prometheus plugin: once configured its flags are exact per route (a global instance
 /// with status codes only, the grpc route's own instance with latency and bandwidth only), the
-/// consumer label stays empty with `per_consumer` (no consumers yet), and target health is
+/// consumer label stays empty with `per_consumer` (no consumer authenticated), and target health is
 /// exported only when an instance asks for it.
 #[tokio::test]
 async fn prometheus_plugin_flags_choose_the_families() {

@@ -266,12 +266,14 @@ impl Metrics {
                 }
                 let series = self.series(rm);
                 if o.status_codes() {
-                    if r.status == 200 && r.from_service && r.consumer.is_none() {
+                    // The consumer label only with `per_consumer` (Kong's rule).
+                    let consumer = r.consumer.filter(|_| o.per_consumer());
+                    if r.status == 200 && r.from_service && consumer.is_none() {
                         series.ok_from_service.fetch_add(1, Ordering::Relaxed);
                     } else {
                         let code = itoa_status(r.status);
                         let source = if r.from_service { "service" } else { "kong" };
-                        let consumer = r.consumer.unwrap_or("");
+                        let consumer = consumer.unwrap_or("");
                         self.http_requests
                             .with_label_values(&[&rm.service, &rm.route, &code, source, WORKSPACE, consumer])
                             .inc();

@@ -19,9 +19,10 @@ const PER_CONSUMER: u8 = 8;
 const UPSTREAM_HEALTH: u8 = 16;
 
 impl MetricsOptions {
-    /// No prometheus plugin configured: status codes, latencies, bandwidth and target health, as
-    /// before the plugin existed; no consumer label (Kong's `per_consumer` default).
-    pub const WITHOUT_PLUGIN: MetricsOptions = MetricsOptions(STATUS | LATENCY | BANDWIDTH | UPSTREAM_HEALTH);
+    /// No prometheus plugin configured: every family sluice exports, as before the plugin existed:
+    /// status codes, latencies, bandwidth, target health, and the `consumer` label filled.
+    pub const WITHOUT_PLUGIN: MetricsOptions =
+        MetricsOptions(STATUS | LATENCY | BANDWIDTH | PER_CONSUMER | UPSTREAM_HEALTH);
     /// A prometheus plugin exists but none applies: nothing recorded.
     pub const NONE: MetricsOptions = MetricsOptions(0);
 
@@ -49,7 +50,7 @@ impl MetricsOptions {
     pub fn bandwidth(self) -> bool {
         self.0 & BANDWIDTH != 0
     }
-    /// The `consumer` label is filled (`per_consumer`); empty while sluice has no consumers.
+    /// The `consumer` label of `kong_http_requests_total` is filled (`per_consumer`).
     pub fn per_consumer(self) -> bool {
         self.0 & PER_CONSUMER != 0
     }
