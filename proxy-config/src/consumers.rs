@@ -231,18 +231,23 @@ pub fn find_consumer<'c>(config: &'c Config, reference: &str) -> Option<&'c Cons
 /// a consumer, who is not known before they run) with an `anonymous` consumer field.
 pub const AUTH_PLUGINS: &[&str] = &["basic-auth", "jwt", "key-auth"];
 
-/// What a plugin entity refers to among consumers: an authentication plugin cannot be scoped to
-/// a consumer (Kong's `no_consumer`), and its `anonymous` must name a consumer (by id or
-/// username; Kong answers 500 per request otherwise, sluice refuses the config).
+/// Kong's other `no_consumer` plugin: acl reads the consumer an auth plugin found, so it cannot
+/// be scoped to one.
+const NO_CONSUMER: &[&str] = &["acl"];
+
+/// What a plugin entity refers to among consumers: an authentication plugin or acl cannot be
+/// scoped to a consumer (Kong's `no_consumer`), and an auth plugin's `anonymous` must name a
+/// consumer (by id or username; Kong answers 500 per request otherwise, sluice refuses the config).
 pub fn check_plugin_refs(config: &Config, p: &Plugin, nested_in_consumer: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    if !AUTH_PLUGINS.contains(&p.name.as_str()) {
+    let auth = AUTH_PLUGINS.contains(&p.name.as_str());
+    if !auth && !NO_CONSUMER.contains(&p.name.as_str()) {
         return out;
     }
     if p.consumer.is_some() || nested_in_consumer {
         out.push(("consumer".to_string(), "value must be null".to_string()));
     }
-    if let Some(a) = p.config.get("anonymous").and_then(|v| v.as_str()).filter(|a| !a.is_empty()) {
+    if let Some(a) = p.config.get("anonymous").and_then(|v| v.as_str()).filter(|a| !a.is_empty() && auth) {
         if find_consumer(config, a).is_none() {
             out.push((
                 "config.anonymous".to_string(),
@@ -300,6 +305,8 @@ mod tests {
         assert!(got.iter().any(|(_, f)| f == "config.anonymous"), "{got:?}");
         let got = fields("consumers:\n- username: a\n  plugins: [{name: basic-auth}]\n");
         assert_eq!(got, vec![("basic-auth".to_string(), "consumer".to_string())]);
+        let got = fields("consumers:\n- username: a\nplugins:\n- name: acl\n  consumer: a\n  config: {allow: [g]}\n");
+        assert_eq!(got, vec![("acl".to_string(), "consumer".to_string())], "acl is Kong's no_consumer too");
     }
 
     #[test]
