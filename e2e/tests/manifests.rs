@@ -299,7 +299,11 @@ fn expected_cluster_permissions() -> BTreeMap<(String, String), BTreeSet<String>
         &["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants"],
         READ,
     );
-    add("configuration.konghq.com", &["kongupstreampolicies", "kongplugins", "kongclusterplugins", "kongconsumers"], READ);
+    add(
+        "configuration.konghq.com",
+        &["kongupstreampolicies", "kongplugins", "kongclusterplugins", "kongconsumers"],
+        READ,
+    );
     add("networking.k8s.io", &["ingresses/status"], STATUS_WRITE);
     add(
         "gateway.networking.k8s.io",
