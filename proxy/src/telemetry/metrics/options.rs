@@ -93,7 +93,7 @@ mod tests {
         assert!(!o.status_codes() && !o.bandwidth() && !o.per_consumer());
         assert_eq!(MetricsOptions::from_config(&PrometheusConfig::default()), MetricsOptions::NONE);
         let w = MetricsOptions::WITHOUT_PLUGIN;
-        assert!(w.status_codes() && w.latency() && w.bandwidth() && w.upstream_health() && !w.per_consumer());
+        assert!(w.status_codes() && w.latency() && w.bandwidth() && w.upstream_health() && w.per_consumer());
     }
 
     #[test]
