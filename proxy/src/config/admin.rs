@@ -7,7 +7,8 @@
 //!
 //! Parsing, validating and building a config runs on a blocking thread, never on the threads that
 //! serve requests (a 100,000-route config takes seconds to build), one push at a time; while one
-//! is being built, up to [`MAX_WAITING_PUSHES`] more wait their turn and any further push is
+//! is being built, up to [`MAX_WAITING_PUSHES`] more wait their turn (each reads its body while it
+//! waits, so a slow sender never holds up a build) and any further push is
 //! answered 429 at once. Hostile YAML (deep nesting) fails fast in `proxy_config::parse`.
 
 use std::convert::Infallible;
@@ -85,11 +86,15 @@ impl PushGate {
         PushGate { work: tokio::sync::Semaphore::new(1), queue: tokio::sync::Semaphore::new(waiting + 1) }
     }
 
-    /// Waits for this push's turn; `None` when too many pushes are already in line.
-    pub(crate) async fn enter(&self) -> Option<(tokio::sync::SemaphorePermit<'_>, tokio::sync::SemaphorePermit<'_>)> {
-        let place = self.queue.try_acquire().ok()?;
-        let turn = self.work.acquire().await.ok()?;
-        Some((place, turn))
+    /// A place in line; `None` when too many pushes are already in line.
+    pub(crate) fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.queue.try_acquire().ok()
+    }
+
+    /// Waits for this push's turn to be built (one at a time). The body is read before, with
+    /// only a place in line held, so a client that sends its body slowly never holds up a build.
+    pub(crate) async fn turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.work.acquire().await.ok()
     }
 }
 
@@ -205,7 +210,7 @@ pub(crate) async fn handle(req: Request<Incoming>, admin: Arc<AdminState>) -> Re
         req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "check_hash=1" || kv == "check_hash=true"));
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/config") => {
-            let Some(_turn) = admin.pushes.enter().await else {
+            let Some(_place) = admin.pushes.enter() else {
                 let mut r = json_response(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too many configuration pushes in progress; retry when the current one is done",
@@ -216,6 +221,9 @@ pub(crate) async fn handle(req: Request<Incoming>, admin: Arc<AdminState>) -> Re
             let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(e) => return Ok(json_response(StatusCode::PAYLOAD_TOO_LARGE, &format!("cannot read body: {e}"))),
+            };
+            let Some(_turn) = admin.pushes.turn().await else {
+                return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, "configuration pushes are closed"));
             };
             let admin = admin.clone();
             match tokio::task::spawn_blocking(move || post_config(&admin, body, check_hash)).await {
@@ -293,17 +301,16 @@ mod tests {
     #[tokio::test]
     async fn one_push_works_two_wait_and_the_next_is_refused() {
         let gate = PushGate::new(2);
-        let first = gate.enter().await.expect("first push admitted");
-        let (second, third) = (gate.enter(), gate.enter());
-        tokio::pin!(second, third);
-        // The waiting ones hold their place in line but not the turn.
-        assert!(futures_util::poll!(second.as_mut()).is_pending());
-        assert!(futures_util::poll!(third.as_mut()).is_pending());
-        assert!(gate.enter().await.is_none(), "a fourth push is refused at once");
+        let places = [gate.enter(), gate.enter(), gate.enter()];
+        assert!(places.iter().all(Option::is_some), "one at work and two waiting hold places");
+        assert!(gate.enter().is_none(), "a fourth push is refused at once");
+        let first = gate.turn().await.expect("the first push is built");
+        let second = gate.turn();
+        tokio::pin!(second);
+        assert!(futures_util::poll!(second.as_mut()).is_pending(), "one build at a time");
         drop(first);
-        let second = second.await.expect("second push gets its turn");
-        drop(second);
-        assert!(third.await.is_some());
-        assert!(gate.enter().await.is_some(), "the line is free again");
+        drop(second.await.expect("the next push gets its turn"));
+        drop(places);
+        assert!(gate.enter().is_some(), "the line is free again");
     }
 }
