@@ -119,9 +119,10 @@ pub(crate) async fn serve(
             gateway = ctx.plugins.grpc_gateway.take();
             if let (Some(t), Some(request), Ok(())) = (gateway.as_deref_mut(), upstream.as_mut(), &edited) {
                 edited = Box::pin(grpc_gateway::request::finish(request, t)).await;
-                // Counted as the gRPC call it became (sluice_grpc_requests_total).
+                // Counted as the gRPC call it became (sluice_grpc_requests_total), from a JSON client.
                 if let Some(done) = ctx.done.as_mut() {
                     done.set_grpc_path(&t.binding.grpc_path);
+                    done.set_client_protocol(ClientProtocol::Json);
                 }
             }
             match edited {

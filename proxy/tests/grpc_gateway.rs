@@ -1,7 +1,8 @@
 //! grpc-gateway with real clients: hyper sends JSON/REST requests through the proxy to the demo
 //! backend's tonic `library.Library` service (demo/proto/library.proto), one test per
 //! `google.api.http` rule form, the proto3 JSON mapping of a message with every feature, Google's
-//! status mapping of gRPC errors, and bad protos and rules refused by the admin push with their
+//! status mapping of gRPC errors, a server stream sent as a JSON array that streams (against a
+//! tonic backend the test paces), and bad protos and rules refused by the admin push with their
 //! position.
 
 mod common;
@@ -10,9 +11,16 @@ use base64::Engine;
 use bytes::Bytes;
 use common::*;
 use http::Request;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
+use sluice_demo::library_pb::library_server::{Library, LibraryServer};
+use sluice_demo::library_pb::{
+    Book, CreateBookRequest, DeleteBookRequest, GetBookRequest, ListBooksRequest, UpdateBookRequest,
+};
 use sluice_demo::{spawn, BackendOptions};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tonic::Status;
 
 fn library_proto() -> String {
     format!("{}/../demo/proto/library.proto", env!("CARGO_MANIFEST_DIR"))
@@ -142,6 +150,179 @@ async fn server_stream_is_a_json_array() {
     assert_eq!(call(&p, "GET", "/v1/shelves/9/books?count=0", None).await, (200, json!([])));
 }
 
+/// `library.Library` whose ListBooks streams whatever the test sends down the channel it queued
+/// for the call (the channel closing ends the stream with OK), so a test decides when each message
+/// leaves the backend.
+#[derive(Clone, Default)]
+struct GatedLibrary {
+    calls: Arc<Mutex<Vec<mpsc::Receiver<Result<Book, Status>>>>>,
+}
+
+impl GatedLibrary {
+    /// Starts the backend; returns it and its address.
+    async fn start() -> (GatedLibrary, std::net::SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lib = GatedLibrary::default();
+        let svc = LibraryServer::new(lib.clone());
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming));
+        (lib, addr)
+    }
+
+    /// The sender of the next ListBooks call's messages.
+    fn next_call(&self, capacity: usize) -> mpsc::Sender<Result<Book, Status>> {
+        let (tx, rx) = mpsc::channel(capacity);
+        self.calls.lock().unwrap().push(rx);
+        tx
+    }
+}
+
+#[tonic::async_trait]
+impl Library for GatedLibrary {
+    async fn get_book(&self, _: tonic::Request<GetBookRequest>) -> Result<tonic::Response<Book>, Status> {
+        Err(Status::unimplemented("gated"))
+    }
+    async fn get_title(&self, _: tonic::Request<GetBookRequest>) -> Result<tonic::Response<Book>, Status> {
+        Err(Status::unimplemented("gated"))
+    }
+    async fn create_book(&self, _: tonic::Request<CreateBookRequest>) -> Result<tonic::Response<Book>, Status> {
+        Err(Status::unimplemented("gated"))
+    }
+    async fn update_book(&self, _: tonic::Request<UpdateBookRequest>) -> Result<tonic::Response<Book>, Status> {
+        Err(Status::unimplemented("gated"))
+    }
+    async fn delete_book(&self, _: tonic::Request<DeleteBookRequest>) -> Result<tonic::Response<()>, Status> {
+        Err(Status::unimplemented("gated"))
+    }
+    type ListBooksStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Book, Status>> + Send>>;
+    async fn list_books(
+        &self,
+        _: tonic::Request<ListBooksRequest>,
+    ) -> Result<tonic::Response<Self::ListBooksStream>, Status> {
+        let rx = self.calls.lock().unwrap().pop().expect("a call queued by the test");
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        Ok(tonic::Response::new(Box::pin(stream)))
+    }
+}
+
+fn book(i: usize, title: &str) -> Result<Book, Status> {
+    Ok(Book { name: format!("shelves/1/books/{i}"), title: title.to_string(), ..Book::default() })
+}
+
+/// `GET /v1/shelves/1/books` over HTTP/1.1: the response head, and its body still streaming.
+async fn list_books(addr: std::net::SocketAddr) -> http::Response<hyper::body::Incoming> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    send.send_request(get("/v1/shelves/1/books", "api.example")).await.unwrap()
+}
+
+/// Reads `body` until `want` bytes (at least) arrived; fails if they do not come within 10 s
+/// (a proxy that held the stream until its end would never send them, as the backend waits).
+async fn read_at_least(body: &mut hyper::body::Incoming, got: &mut Vec<u8>, want: usize) {
+    let read = async {
+        while got.len() < want {
+            let frame = body.frame().await.expect("the body ended early").unwrap();
+            got.extend_from_slice(&frame.into_data().unwrap_or_default());
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read).await.expect("the first book was held back");
+}
+
+/// Each element's `name`, or the `error` element as it is.
+fn names(body: &[u8]) -> Vec<Value> {
+    let v: Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
+    v.as_array().unwrap().iter().map(|b| b.get("name").cloned().unwrap_or_else(|| b.clone())).collect()
+}
+
+#[tokio::test]
+async fn server_stream_is_sent_as_it_arrives_and_an_error_after_messages_ends_the_array() {
+    let (lib, backend) = GatedLibrary::start().await;
+    let p = TestProxy::start("127.0.0.1:0", &[]).await;
+    p.push_ok(&config(backend, json!({"proto": library_proto()}))).await;
+
+    // The first book reaches the client while the backend holds the rest.
+    let tx = lib.next_call(4);
+    tx.send(book(0, "")).await.unwrap();
+    let resp = list_books(p.addr(0)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert!(!resp.headers().contains_key("content-length"), "{:?}", resp.headers());
+    let mut body = resp.into_body();
+    let first = br#"[{"name":"shelves/1/books/0"}"#;
+    let mut got = Vec::new();
+    read_at_least(&mut body, &mut got, first.len()).await;
+    assert_eq!(got, first);
+    for i in 1..3 {
+        tx.send(book(i, "")).await.unwrap();
+    }
+    drop(tx);
+    got.extend_from_slice(&body.collect().await.unwrap().to_bytes());
+    assert_eq!(names(&got), [json!("shelves/1/books/0"), json!("shelves/1/books/1"), json!("shelves/1/books/2")]);
+
+    // A status after some books: the last element is the error, and the array is closed.
+    let tx = lib.next_call(4);
+    tx.send(book(0, "")).await.unwrap();
+    let resp = list_books(p.addr(0)).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    read_at_least(&mut body, &mut got, first.len()).await;
+    tx.send(Err(Status::not_found("shelf 1 burned"))).await.unwrap();
+    got.extend_from_slice(&body.collect().await.unwrap().to_bytes());
+    let error = json!({"error": {"code": 5, "message": "shelf 1 burned"}});
+    assert_eq!(names(&got), [json!("shelves/1/books/0"), error]);
+
+    // A status before any book: Google's HTTP status and error body.
+    let tx = lib.next_call(1);
+    tx.send(Err(Status::permission_denied("locked"))).await.unwrap();
+    let resp = list_books(p.addr(0)).await;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        (status.as_u16(), serde_json::from_slice::<Value>(&body).unwrap()),
+        (403, json!({"code": 7, "message": "locked"}))
+    );
+}
+
+/// The real binary (its memory is its own): 2,000 books of 16 KiB (32 MiB of JSON), produced
+/// only as fast as the client reads them, leave the proxy's RSS flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_server_stream_keeps_proxy_memory_flat() {
+    let (lib, backend) = GatedLibrary::start().await;
+    let p = common::process::proxy_process(&config(backend, json!({"proto": library_proto()}))).await;
+    let pid = p.child.id().unwrap();
+    let rss = || common::process::vm_rss_kib(pid);
+    let tx = lib.next_call(8);
+    let title = "x".repeat(16 * 1024);
+    let producer = tokio::spawn(async move {
+        for i in 0..2000 {
+            tx.send(book(i, &title)).await.unwrap();
+        }
+    });
+    let resp = list_books(p.addr).await;
+    assert_eq!(resp.status(), 200);
+    let before = rss();
+    let mut body = resp.into_body();
+    let (mut bytes, mut peak, mut frames, mut last) = (0usize, before, 0u64, 0u8);
+    while let Some(f) = body.frame().await {
+        if let Ok(d) = f.unwrap().into_data() {
+            bytes += d.len();
+            last = d.last().copied().unwrap_or(last);
+            frames += 1;
+            if frames % 128 == 0 {
+                peak = peak.max(rss());
+            }
+        }
+    }
+    producer.await.unwrap();
+    assert!(bytes > 2000 * 16 * 1024, "{bytes} bytes");
+    assert_eq!(last, b']');
+    println!("{bytes} bytes in {frames} frames, RSS {before} KiB -> peak {peak} KiB");
+    assert!(peak < before + 12 * 1024, "RSS grew from {before} to {peak} KiB");
+}
+
 #[tokio::test]
 async fn bad_requests_are_refused_naming_what_is_wrong() {
     let (p, _b) = stack().await;
@@ -226,6 +407,7 @@ async fn transcoded_calls_count_as_grpc_calls_with_their_status() {
         text.lines()
             .filter(|l| l.starts_with("sluice_grpc_requests_total{"))
             .filter(|l| l.contains("grpc_method=\"DeleteBook\"") && l.contains("grpc_service=\"library.Library\""))
+            .filter(|l| l.contains("client_protocol=\"json\""))
             .find(|l| l.contains(&format!("grpc_status=\"{status}\"")))
             .map(|l| l.rsplit(' ').next().unwrap().to_string())
     };

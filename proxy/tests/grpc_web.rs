@@ -382,6 +382,53 @@ async fn grpc_routes_take_grpc_web_over_http1_and_native_grpc_alike() {
     assert_eq!(r.get_ref().reply, "hello native");
 }
 
+/// A route as the controller translates a GRPCRoute (grpc protocols, a method path regex, a gRPC
+/// content-type header condition) with grpc-web: a browser's preflight, which has no content type,
+/// still reaches the plugin, and gRPC-Web calls are routed.
+#[tokio::test]
+async fn grpcroute_shaped_routes_take_browser_preflights_and_grpc_web() {
+    let b = spawn(BackendOptions::named("g1")).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let route = |name: &str, plugins: &str| {
+        format!(
+            "  - name: {name}\n    protocols: [grpc, grpcs]\n    paths: ['~/hello\\.HelloService/{name}$']\n    headers: {{content-type: ['~*^application/grpc']}}\n{plugins}"
+        )
+    };
+    let config = format!(
+        "_format_version: '3.0'\nservices:\n- name: g\n  protocol: grpc\n  host: {}\n  port: {}\n  routes:\n{}{}",
+        b.addr().ip(),
+        b.addr().port(),
+        route("SayHello", &format!("    plugins:\n{GRPC_WEB}")),
+        route("LotsOfReplies", ""),
+    );
+    p.push_ok(&config).await;
+    let preflight = |path: &str| {
+        Request::options(path)
+            .header("host", "w")
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-grpc-web")
+            .body(chunked(vec![]))
+            .unwrap()
+    };
+    let resp = send(p.addr(0), Version::H1, preflight(SAY_HELLO)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    assert_eq!(resp.headers()["access-control-allow-methods"], "POST");
+    for (version, text) in [(Version::H1, true), (Version::H2, false)] {
+        let (body, ct) = encode(text, &hello_frame("route"), 3);
+        let got = read_web(send(p.addr(0), version, web_request(SAY_HELLO, ct, body, &[])).await).await;
+        assert_eq!(got.body.replies, ["hello route"], "{version:?}");
+        assert_eq!(got.headers["access-control-allow-origin"], "*");
+    }
+    // Without grpc-web on the route, or without a route, a preflight finds nothing.
+    assert_eq!(send(p.addr(0), Version::H1, preflight(LOTS_OF_REPLIES)).await.status(), 404);
+    assert_eq!(send(p.addr(0), Version::H1, preflight("/hello.HelloService/Nope")).await.status(), 404);
+    // A plain OPTIONS (no Access-Control-Request-Method) is not a preflight.
+    let plain = Request::options(SAY_HELLO).header("host", "w").body(chunked(vec![])).unwrap();
+    assert_eq!(send(p.addr(0), Version::H1, plain).await.status(), 404);
+}
+
 #[tokio::test]
 async fn grpc_web_calls_are_counted_with_their_client_protocol() {
     let b = spawn(BackendOptions::named("g1")).await.unwrap();

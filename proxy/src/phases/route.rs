@@ -1,7 +1,8 @@
 //! Route (Kong's `access.before`): find the route on the request's config snapshot, then Kong's
 //! post-routing protocol checks in Kong's order (its runloop's `access.before`): 415 non-gRPC on a gRPC route, 426
 //! gRPC over HTTP/1.1, grpc-status 1 plaintext on a grpcs-only route, 426/redirect for https-only.
-//! A grpc route with the grpc-web plugin takes gRPC-Web calls and preflights past these checks.
+//! A grpc route with the grpc-web plugin takes gRPC-Web calls and preflights past these checks, and
+//! a preflight that matched nothing is matched again as the gRPC-Web call it announces.
 
 use http::header::{self, HeaderMap};
 use http::request::Parts;
@@ -11,7 +12,7 @@ use http::{HeaderValue, Uri};
 use crate::config::state::LiveConfig;
 use crate::downstream::ConnInfo;
 use crate::respond::ProxyError;
-use crate::router::RouteRequest;
+use crate::router::{RouteMatch, RouteRequest};
 use crate::telemetry::observe::Completion;
 
 /// The matched route.
@@ -44,14 +45,18 @@ pub(crate) fn route(
         },
     };
     let path = parts.uri.path();
-    let found = rt.router.find(&RouteRequest {
+    let request = RouteRequest {
         host,
         path,
         method: parts.method.as_str(),
         headers: &parts.headers,
         sni: conn.sni.as_deref(),
         grpc,
-    });
+    };
+    let found = match rt.router.find(&request) {
+        Some(m) => Some(m),
+        None => grpc_web_preflight(rt, &request),
+    };
     // `let else`, not `ok_or(error)?`: an error built eagerly is dropped on every routed request.
     let Some(m) = found else { return Err(ProxyError::NoRoute) };
     let route = &rt.routes[m.route];
@@ -81,6 +86,22 @@ pub(crate) fn route(
         return Err(ProxyError::HttpsRequired { status, location });
     }
     Ok(Routed { route: m.route, matched_path_len: m.matched_path_len, host_field })
+}
+
+/// A browser's CORS preflight for a gRPC-Web call carries no content type, so it misses the routes
+/// that require a gRPC one (every route translated from a GRPCRoute). When nothing else matched,
+/// it is looked up again as the gRPC-Web call it announces, and kept only if that finds a grpc
+/// route with the grpc-web plugin (which answers it). Only a preflight that matched nothing pays.
+#[cold]
+fn grpc_web_preflight(rt: &LiveConfig, req: &RouteRequest<'_>) -> Option<RouteMatch> {
+    if req.method != "OPTIONS" || !req.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        return None;
+    }
+    let mut headers = req.headers.clone();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc-web+proto"));
+    let m = rt.router.find(&RouteRequest { headers: &headers, grpc: true, ..*req })?;
+    let route = &rt.routes[m.route];
+    (route.is_grpc_route() && route.plugins.has_grpc_web()).then_some(m)
 }
 
 /// On a grpc/grpcs route with the grpc-web plugin: a gRPC-Web call (any HTTP version, either

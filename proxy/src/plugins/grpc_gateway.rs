@@ -10,8 +10,8 @@
 //!   or one field), the message is encoded by reflection and framed, the request becomes
 //!   `POST /pkg.Service/Method` with `content-type: application/grpc`.
 //! - [`response::respond`], once the upstream answered: the gRPC messages become proto3 JSON
-//!   (one object for a unary call, an array for a server stream, collected whole), and a gRPC
-//!   error becomes Google's HTTP status and a `{"code", "message"}` body.
+//!   (one object for a unary call; for a server stream, a JSON array that streams,
+//!   [`stream`]), and a gRPC error becomes Google's HTTP status and a `{"code", "message"}` body.
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ use crate::respond::PluginReply;
 
 pub(crate) mod request;
 pub(crate) mod response;
+mod stream;
 
 /// Why a request cannot be transcoded; [`GatewayError::status`] is the answer's status.
 #[derive(Debug, Error, PartialEq, Eq)]
