@@ -155,8 +155,11 @@ async fn server_stream_is_a_json_array() {
 /// leaves the backend.
 #[derive(Clone, Default)]
 struct GatedLibrary {
-    calls: Arc<Mutex<Vec<mpsc::Receiver<Result<Book, Status>>>>>,
+    calls: Arc<Mutex<Vec<BookChannel>>>,
 }
+
+/// What one ListBooks call streams.
+type BookChannel = mpsc::Receiver<Result<Book, Status>>;
 
 impl GatedLibrary {
     /// Starts the backend; returns it and its address.

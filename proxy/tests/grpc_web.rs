@@ -306,6 +306,17 @@ async fn streamed_replies_arrive_as_they_are_sent() {
     }
 }
 
+/// A browser's CORS preflight for a gRPC-Web call to `path` from another origin.
+fn preflight(path: &str) -> Request<ChunkBody> {
+    Request::options(path)
+        .header("host", "w")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,x-grpc-web,x-user-agent,grpc-timeout,x-custom")
+        .body(chunked(vec![]))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn preflights_and_the_cors_plugin() {
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
@@ -316,15 +327,6 @@ async fn preflights_and_the_cors_plugin() {
         format!("  - name: with-cors\n    protocols: [http, https]\n    paths: ['/c']\n    plugins:\n{stripped}{cors}");
     p.push_ok(&format!("{}{with_cors}", web_config(b.addr(), "[http, https]", "['/hello.HelloService']", GRPC_WEB)))
         .await;
-    let preflight = |path: &str| {
-        Request::options(path)
-            .header("host", "w")
-            .header("origin", "https://app.example")
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,x-grpc-web,x-user-agent,grpc-timeout,x-custom")
-            .body(chunked(vec![]))
-            .unwrap()
-    };
     // grpc-web alone answers the preflight.
     let resp = send(p.addr(0), Version::H1, preflight(SAY_HELLO)).await;
     assert_eq!(resp.status(), 200);
@@ -375,11 +377,38 @@ async fn grpc_routes_take_grpc_web_over_http1_and_native_grpc_alike() {
     let (body, ct) = encode(false, &hello_frame("tls"), 0);
     let got = read_web(s.send_request(web_request(SAY_HELLO, ct, body, &[])).await.unwrap()).await;
     assert_eq!(got.body.replies, ["hello tls"]);
+    // The TLS port, HTTP/2 (ALPN h2), text mode.
+    let tls = tls_connect(p.addr(1), "grpc.example.com", tls_client(&ca, &[b"h2"])).await.unwrap();
+    let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let (body, ct) = encode(true, &hello_frame("tls2"), 5);
+    let got = read_web(s.send_request(web_request(SAY_HELLO, ct, body, &[])).await.unwrap()).await;
+    assert_eq!(got.body.replies, ["hello tls2"]);
     // Native gRPC on the same route.
     let mut client =
         sluice_demo::hello::hello_service_client::HelloServiceClient::new(grpc_channel(p.addr(0), "w").await);
     let r = client.say_hello(sluice_demo::hello::HelloRequest { greeting: "native".into() }).await.unwrap();
     assert_eq!(r.get_ref().reply, "hello native");
+}
+
+/// A grpc service at `backend` with one route per `(method regex, plugins)`, shaped as the
+/// controller translates a GRPCRoute rule (controller/testdata/translate/grpc-web-plugin/out.yaml):
+/// grpc protocols, a `/hello.HelloService/<method>` path regex and a gRPC content-type condition.
+fn grpcroute_config(backend: SocketAddr, routes: &[(&str, &str)]) -> String {
+    let mut config = format!(
+        "_format_version: '3.0'\nservices:\n- name: g\n  protocol: grpc\n  host: {}\n  port: {}\n  routes:\n",
+        backend.ip(),
+        backend.port()
+    );
+    for (i, (method, plugins)) in routes.iter().enumerate() {
+        config += &format!(
+            "  - name: r{i}\n    protocols: [grpc, grpcs]\n    paths: ['~/hello\\.HelloService/{method}$']\n    headers: {{content-type: ['~*^application/grpc']}}\n"
+        );
+        if !plugins.is_empty() {
+            config += &format!("    plugins:\n{plugins}");
+        }
+    }
+    config
 }
 
 /// A route as the controller translates a GRPCRoute (grpc protocols, a method path regex, a gRPC
@@ -389,28 +418,8 @@ async fn grpc_routes_take_grpc_web_over_http1_and_native_grpc_alike() {
 async fn grpcroute_shaped_routes_take_browser_preflights_and_grpc_web() {
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    let route = |name: &str, plugins: &str| {
-        format!(
-            "  - name: {name}\n    protocols: [grpc, grpcs]\n    paths: ['~/hello\\.HelloService/{name}$']\n    headers: {{content-type: ['~*^application/grpc']}}\n{plugins}"
-        )
-    };
-    let config = format!(
-        "_format_version: '3.0'\nservices:\n- name: g\n  protocol: grpc\n  host: {}\n  port: {}\n  routes:\n{}{}",
-        b.addr().ip(),
-        b.addr().port(),
-        route("SayHello", &format!("    plugins:\n{GRPC_WEB}")),
-        route("LotsOfReplies", ""),
-    );
+    let config = grpcroute_config(b.addr(), &[("SayHello", GRPC_WEB), ("LotsOfReplies", "")]);
     p.push_ok(&config).await;
-    let preflight = |path: &str| {
-        Request::options(path)
-            .header("host", "w")
-            .header("origin", "https://app.example")
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,x-grpc-web")
-            .body(chunked(vec![]))
-            .unwrap()
-    };
     let resp = send(p.addr(0), Version::H1, preflight(SAY_HELLO)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
@@ -567,19 +576,26 @@ async fn page_server(dir: std::path::PathBuf) -> SocketAddr {
 /// origin whose script, connect-web's gRPC-Web transport, makes a unary and a server-streaming call
 /// through sluice (HTTP/1.1, CORS preflights answered by the grpc-web plugin alone) and a failing
 /// one; replies, trailers and the error status must come back, and no CORS error may be logged.
+/// Run against an http route and against routes shaped as a GRPCRoute's.
 #[tokio::test]
 async fn a_browser_calls_through_sluice_from_another_origin() {
     let (dir, _) = node_client_dir();
     let b = spawn(BackendOptions::named("g1")).await.unwrap();
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&web_config(b.addr(), "[http, https]", "['/']", GRPC_WEB)).await;
     let page = page_server(dir.path().to_path_buf()).await;
-    let url = format!("http://{page}/?proxy=http://{}", p.addr(0));
-    let got = node(&[dir.path().join("browser.mjs").as_os_str(), url.as_ref()]).await;
-    let console = got["console"].as_array().unwrap();
-    assert!(
-        !console.iter().any(|m| m.as_str().unwrap().contains("CORS") || m.as_str().unwrap().contains("Access-Control")),
-        "the browser reported a CORS error: {console:?}"
-    );
-    assert_eq!(got["result"], connect_calls_answer(), "console: {console:?}");
+    // An http route, then routes shaped as a GRPCRoute's (preflights without a content type).
+    let grpcroute = grpcroute_config(b.addr(), &[("[^/]+", GRPC_WEB)]);
+    for config in [web_config(b.addr(), "[http, https]", "['/']", GRPC_WEB), grpcroute] {
+        p.push_ok(&config).await;
+        let url = format!("http://{page}/?proxy=http://{}", p.addr(0));
+        let got = node(&[dir.path().join("browser.mjs").as_os_str(), url.as_ref()]).await;
+        let console = got["console"].as_array().unwrap();
+        assert!(
+            !console
+                .iter()
+                .any(|m| m.as_str().unwrap().contains("CORS") || m.as_str().unwrap().contains("Access-Control")),
+            "the browser reported a CORS error: {console:?}\n{config}"
+        );
+        assert_eq!(got["result"], connect_calls_answer(), "console: {console:?}\n{config}");
+    }
 }
