@@ -1,7 +1,8 @@
 //! Consumers and the authentication plugins with real clients (hyper for HTTP, tonic for gRPC):
 //! key-auth, basic-auth, jwt (HS256, and RS256 / ES256 keys generated here), acl, the upstream
 //! `X-Consumer-*` headers, gRPC refusals as UNAUTHENTICATED / PERMISSION_DENIED with Kong's
-//! message (tonic and grpcio, with RESOURCE_EXHAUSTED and its rate-limit metadata), and Kong's plugin precedence with consumer scopes (every row of its table).
+//! message (tonic, and grpcio with RESOURCE_EXHAUSTED and its rate-limit metadata too), and
+//! Kong's plugin precedence with consumer scopes (every row of its table).
 
 mod common;
 
