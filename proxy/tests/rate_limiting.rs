@@ -179,7 +179,7 @@ async fn a_bad_config_is_refused_naming_the_field() {
         (json!({"minute": 10, "policy": "cluster"}), "config.policy"),
         (json!({"minute": 10, "sync_rate": 1}), "config.sync_rate"),
         (json!({"minute": 10, "policy": "redis"}), "config.redis.host"),
-        (json!({"minute": 10, "redis": {"host": "h", "ssl": true}}), "config.redis.ssl"),
+        (json!({"minute": 10, "redis": {"host": "h", "ssl": true, "server_name": "i"}}), "config.redis.server_name"),
         (json!({"minute": 10, "redis": {"host": "h", "sentinel_master": "m"}}), "config.redis.sentinel_master"),
         (json!({"minute": 10, "redis_host": "h"}), "config.redis_host"),
         (json!({"minute": 10, "limit_by": "header"}), "config.header_name"),
