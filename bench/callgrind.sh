@@ -7,6 +7,8 @@
 #   env: N=20000 (requests measured)  WARM=2000  SLUICE_PROXY=../target/release/sluice-proxy
 #        OUT=.run/callgrind  TAG=label for the output files  SLUICE_METRICS=on|off
 #        OURS_PLUGINS, OURS_OTEL + OURS_OTEL_ENDPOINT: plugins on the routes (see ours-sluice.sh)
+#        with key-auth every gRPC call sends `apikey: BENCH_APIKEY`; with jwt, BENCH_JWT_ALG=HS256|RS256|ES256
+#        (default HS256) picks the consumer's key and every gRPC call sends a token (tools/jwt_bench.py)
 #
 # The proxy runs under callgrind with one worker thread and the same config as ours-sluice.sh; the
 # backend and h2load/wrk run natively. After WARM requests the counters are zeroed
@@ -32,6 +34,16 @@ source "$HERE/lib.sh"
 [ -s "$TLS_DIR/cert.pem" ] || self_signed_cert "$TLS_DIR/key.pem" "$TLS_DIR/cert.pem"
 BACKEND_PORT=18090; PORT=18095; TLS_PORT=18096   # apart from run.sh's ports
 
+AUTH=()   # the credentials the auth plugins on the gRPC route ask for
+case ",${OURS_PLUGINS:-}," in *,key-auth,*)
+    export BENCH_APIKEY=${BENCH_APIKEY:-bench-key-0123456789}; AUTH+=(-H "apikey: $BENCH_APIKEY") ;;
+esac
+case ",${OURS_PLUGINS:-}," in *,jwt,*)
+    export BENCH_JWT_ALG=${BENCH_JWT_ALG:-HS256} BENCH_JWT_KEY_FILE=$OUT/jwt-key.txt
+    BENCH_JWT=$(python3 "$HERE/tools/jwt_bench.py" "$BENCH_JWT_ALG" "$OUT") || exit 1
+    export BENCH_JWT; AUTH+=(-H "authorization: Bearer $BENCH_JWT") ;;
+esac
+
 STOP_TRIES=100 WAIT_TRIES=600   # valgrind starts and stops slowly
 
 BACKEND_THREADS=1 $BIN/bench-backend 127.0.0.1:$BACKEND_PORT 2>/dev/null &
@@ -39,7 +51,7 @@ PIDS+=($!); wait_port $BACKEND_PORT || { echo "backend did not start" >&2; exit 
 
 load() {  # test count
     case $1 in
-        grpc) grpc_h2load -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Echo" ;;
+        grpc) grpc_h2load "${AUTH[@]}" -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Echo" ;;
         grpc-tls) grpc_h2load -n "$2" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" ;;
         grpc-stream) grpc_h2load -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Stream" ;;
         http1) h2load --h1 -t 1 -c 50 -n "$2" "http://127.0.0.1:$PORT/" ;;
@@ -57,7 +69,10 @@ for t in "${TESTS[@]}"; do
         ./ours-sluice.sh > "$f.log" 2>&1 &
     pid=$!; PIDS+=($pid)
     wait_port $PORT && wait_port $TLS_PORT || { echo "proxy did not start (see $f.log)" >&2; exit 1; }
-    for _ in $(seq 300); do $BIN/bench-check grpc 127.0.0.1:$PORT 1 >/dev/null 2>&1 && break; sleep 0.2; done
+    # Ready once a call passes (with the credentials above: the auth plugins are in force).
+    ready=0
+    for _ in $(seq 300); do $BIN/bench-check grpc 127.0.0.1:$PORT 1 >/dev/null 2>&1 && { ready=1; break; }; sleep 0.2; done
+    [ $ready = 1 ] || { echo "no call passed through the proxy (see $f.log)" >&2; exit 1; }
     load "$t" "$WARM" > "$f.warm.txt" 2>&1
     callgrind_control -z "$pid" >/dev/null 2>&1
     load "$t" "$n" > "$f.load.txt" 2>&1

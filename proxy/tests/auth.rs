@@ -1,7 +1,8 @@
 //! Consumers and the authentication plugins with real clients (hyper for HTTP, tonic for gRPC):
 //! key-auth, basic-auth, jwt (HS256, and RS256 / ES256 keys generated here), acl, the upstream
 //! `X-Consumer-*` headers, gRPC refusals as UNAUTHENTICATED / PERMISSION_DENIED with Kong's
-//! message, and Kong's plugin precedence with consumer scopes (every row of its table).
+//! message (tonic, and grpcio with RESOURCE_EXHAUSTED and its rate-limit metadata too), and
+//! Kong's plugin precedence with consumer scopes (every row of its table).
 
 mod common;
 
@@ -435,44 +436,60 @@ async fn bad_consumers_and_auth_configs_are_refused_naming_the_field_never_the_s
     }
 }
 
-/// grpcio (the Python client users run) sees exactly UNAUTHENTICATED / PERMISSION_DENIED with
-/// Kong's message. Needs python3 with grpcio and grpcio-tools (`make test` installs them).
+/// grpcio (the Python client users run; proxy/tests/python/grpc_unary_status.py, a generic
+/// unary call without generated stubs) sees exactly UNAUTHENTICATED / PERMISSION_DENIED /
+/// RESOURCE_EXHAUSTED with Kong's message, and the rate-limit headers as response metadata.
+/// Needs python3 with grpcio (`make test` installs it): fails, never skips, without it.
 #[tokio::test]
-async fn grpcio_sees_unauthenticated_and_permission_denied_with_the_message() {
-    let extra =
-        format!("{}plugins:\n- name: key-auth\n- name: acl\n  config: {{allow: [gold]}}\n", consumers(alice_and_bob()));
-    let (p, _web, _grpc) = stack(&extra).await;
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demo/python");
-    let code = format!(
-        r#"
-import sys, tempfile
-sys.path.insert(0, {dir:?})
-import grpc, grpc_shapes
-grpc_shapes.generate_stubs(tempfile.mkdtemp())
-import hello_pb2, hello_pb2_grpc
-stub = hello_pb2_grpc.HelloServiceStub(grpc.insecure_channel({target:?}, options=[("grpc.default_authority", "example.com")]))
-for md in [[], [("apikey", "bob-key")], [("apikey", "alice-key")]]:
-    try:
-        stub.SayHello(hello_pb2.HelloRequest(greeting="hi"), timeout=5, metadata=md)
-        print("OK")
-    except grpc.RpcError as e:
-        print(e.code().name + ": " + e.details())
-"#,
-        dir = dir.display().to_string(),
-        target = p.addr(0).to_string()
+async fn grpcio_sees_unauthenticated_permission_denied_and_resource_exhausted_with_the_message() {
+    let extra = format!(
+        "{}plugins:\n- name: key-auth\n- name: acl\n  config: {{allow: [gold]}}\n\
+         - name: rate-limiting\n  config: {{year: 2, limit_by: consumer}}\n",
+        consumers(alice_and_bob())
     );
+    let (p, _web, _grpc) = stack(&extra).await;
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/grpc_unary_status.py");
+    let alice = json!([["apikey", "alice-key"]]);
+    let calls = json!([[], [["apikey", "bob-key"]], alice, alice, alice]);
     let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("python3").args(["-c", &code]).kill_on_drop(true).output(),
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .args([&p.addr(0).to_string(), "example.com", "/hello.HelloService/SayHello", &calls.to_string()])
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .expect("python finished in time")
     .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        lines,
-        ["UNAUTHENTICATED: No API key found in request", "PERMISSION_DENIED: You cannot consume this service", "OK"]
+    assert!(
+        out.status.success(),
+        "grpcio is required (`make deps`): {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let got: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let status: Vec<(&str, &str)> =
+        got.iter().map(|c| (c["code"].as_str().unwrap(), c["details"].as_str().unwrap())).collect();
+    assert_eq!(
+        status,
+        [
+            ("UNAUTHENTICATED", "No API key found in request"),
+            ("PERMISSION_DENIED", "You cannot consume this service"),
+            ("OK", ""),
+            ("OK", ""),
+            ("RESOURCE_EXHAUSTED", "API rate limit exceeded"),
+        ]
+    );
+    assert_eq!(got[3]["initial"]["x-ratelimit-remaining-year"], "0", "{}", got[3]);
+    // A trailers-only refusal: grpcio may report its headers as initial or trailing metadata.
+    let refused = &got[4];
+    let md = |k: &str| refused["trailing"].get(k).or_else(|| refused["initial"].get(k)).cloned();
+    assert_eq!(md("x-ratelimit-limit-year"), Some(json!("2")), "{refused}");
+    assert_eq!(md("x-ratelimit-remaining-year"), Some(json!("0")), "{refused}");
+    assert_eq!(md("ratelimit-limit"), Some(json!("2")), "{refused}");
+    assert_eq!(md("ratelimit-remaining"), Some(json!("0")), "{refused}");
+    let reset = md("ratelimit-reset").and_then(|v| v.as_str()?.parse::<u64>().ok());
+    assert!(reset.is_some_and(|r| r >= 1), "{refused}");
+    assert_eq!(md("retry-after").and_then(|v| v.as_str()?.parse::<u64>().ok()), reset, "{refused}");
 }

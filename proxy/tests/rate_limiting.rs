@@ -1,6 +1,6 @@
 //! `rate-limiting` end to end: real clients (hyper, tonic) through the proxy, counters in the
 //! proxy (`local`) and in a real `redis-server` (`redis`) shared by two `sluice-proxy`
-//! processes, Redis killed and brought back, and a Redis that never answers.
+//! processes, Redis killed and brought back, a Redis that never answers, and Redis over TLS.
 //!
 //! The counting tests use the `year` window (or check that they stayed inside one window), so
 //! that no request depends on where the wall clock is within a second or a minute.
@@ -179,7 +179,7 @@ async fn a_bad_config_is_refused_naming_the_field() {
         (json!({"minute": 10, "policy": "cluster"}), "config.policy"),
         (json!({"minute": 10, "sync_rate": 1}), "config.sync_rate"),
         (json!({"minute": 10, "policy": "redis"}), "config.redis.host"),
-        (json!({"minute": 10, "redis": {"host": "h", "ssl": true}}), "config.redis.ssl"),
+        (json!({"minute": 10, "redis": {"host": "h", "ssl": true, "server_name": "i"}}), "config.redis.server_name"),
         (json!({"minute": 10, "redis": {"host": "h", "sentinel_master": "m"}}), "config.redis.sentinel_master"),
         (json!({"minute": 10, "redis_host": "h"}), "config.redis_host"),
         (json!({"minute": 10, "limit_by": "header"}), "config.header_name"),
@@ -231,6 +231,11 @@ struct ProxyProcess {
 }
 
 async fn proxy_process(config: &str) -> ProxyProcess {
+    proxy_process_with(config, &[]).await
+}
+
+/// [`proxy_process`] with more environment variables.
+async fn proxy_process_with(config: &str, env: &[(&str, &std::path::Path)]) -> ProxyProcess {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kong.json");
     std::fs::write(&path, config).unwrap();
@@ -242,6 +247,7 @@ async fn proxy_process(config: &str) -> ProxyProcess {
         .env("KONG_DECLARATIVE_CONFIG", &path)
         .env("KONG_PROXY_ACCESS_LOG", "off")
         .env("KONG_TRUSTED_IPS", "127.0.0.1")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -358,4 +364,63 @@ async fn a_redis_that_never_answers_costs_at_most_the_timeout() {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(150) && took < Duration::from_millis(1200), "{path}: {took:?}");
     }
+}
+
+/// `redis.ssl` against a real TLS redis-server with a CA made here: verified against
+/// `KONG_LUA_SSL_TRUSTED_CERTIFICATE`, or unverified with `ssl_verify: false`; a proxy trusting
+/// another CA cannot reach Redis, and `fault_tolerant` decides.
+#[tokio::test]
+async fn redis_over_tls_verifies_the_server_against_the_trusted_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = common::ca_and_leaf(&["127.0.0.1"]);
+    let (other_ca, _, _) = common::ca_and_leaf(&["127.0.0.1"]);
+    let file = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let (ca, other_ca) = (file("ca.pem", &ca), file("other-ca.pem", &other_ca));
+    let redis = RedisServer::start_tls(file("redis.pem", &cert), file("redis.key", &key)).await;
+    let tls_addr = redis.tls.as_ref().unwrap().0;
+    let tls = |verify: bool, extra: Value| {
+        let mut cfg = redis_cfg(tls_addr, extra);
+        cfg["redis"]["ssl"] = json!(true);
+        cfg["redis"]["ssl_verify"] = json!(verify);
+        cfg["redis"]["server_name"] = json!("127.0.0.1");
+        cfg
+    };
+    let b = echo_http("web").await;
+    let config = http_config(
+        b.addr,
+        &[
+            ("verified", tls(true, json!({"year": 2, "fault_tolerant": false}))),
+            ("unverified", tls(false, json!({"year": 1, "fault_tolerant": false}))),
+            ("tolerant", tls(true, json!({"year": 1}))),
+        ],
+    );
+    let var = "KONG_LUA_SSL_TRUSTED_CERTIFICATE";
+    let (trust_ca, trust_other) = ([(var, ca.as_path())], [(var, other_ca.as_path())]);
+    let (trusting, other) =
+        tokio::join!(proxy_process_with(&config, &trust_ca), proxy_process_with(&config, &trust_other));
+
+    for left in ["1", "0"] {
+        let got = get(trusting.addr, "/verified", "10.10.0.1", &[("x-client", "a")]).await;
+        assert_eq!(got.status, 200, "{}", got.body);
+        assert_eq!(header(&got, "x-ratelimit-remaining-year").as_deref(), Some(left));
+    }
+    assert_eq!(get(trusting.addr, "/verified", "10.10.0.1", &[("x-client", "a")]).await.status, 429);
+    assert_eq!(get(trusting.addr, "/unverified", "10.10.0.1", &[("x-client", "a")]).await.status, 200);
+    assert_eq!(get(trusting.addr, "/unverified", "10.10.0.1", &[("x-client", "a")]).await.status, 429);
+    // The counters are in Redis (read over its plain port).
+    let keys = redis.command("KEYS ratelimit:*").await;
+    assert!(keys.starts_with("*2\r\n") && keys.contains("ratelimit:verified::a:"), "{keys}");
+
+    // Trusting another CA: the handshake fails, as a Redis error.
+    let failed = get(other.addr, "/verified", "10.10.0.1", &[("x-client", "b")]).await;
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    let passed = get(other.addr, "/tolerant", "10.10.0.1", &[("x-client", "b")]).await;
+    assert_eq!(passed.status, 200, "fault_tolerant passes: {}", passed.body);
+    assert!(header(&passed, "x-ratelimit-limit-year").is_none());
+    // ssl_verify false does not look at the chain.
+    assert_eq!(get(other.addr, "/unverified", "10.10.0.1", &[("x-client", "b")]).await.status, 200);
 }

@@ -2,8 +2,8 @@
 //! `kong/tools/redis/schema.lua`): how many requests a client may make per second, minute, hour,
 //! day, month and year, counted in the proxy (`local`) or in Redis (`redis`, shared by every
 //! replica). What sluice leaves out is refused by name: the `cluster` policy (a database policy,
-//! refused by Kong itself in DB-less mode), `sync_rate` other than -1, TLS to Redis, Redis
-//! Sentinel and Cluster, and the deprecated flat `redis_*` fields (their `redis.*` spelling works).
+//! refused by Kong itself in DB-less mode), `sync_rate` other than -1, a Redis `server_name`
+//! other than its `host`, Redis Sentinel and Cluster, and the deprecated flat `redis_*` fields (their `redis.*` spelling works).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -83,11 +83,17 @@ pub struct RedisConfig {
     pub password: Option<String>,
     #[serde(default)]
     pub database: i64,
-    /// Only `false` passes the schema check (TLS to Redis is refused by name).
-    #[serde(default, skip_serializing)]
-    ssl: bool,
-    #[serde(default, skip_serializing)]
-    ssl_verify: bool,
+    /// TLS to Redis.
+    #[serde(default)]
+    pub ssl: bool,
+    /// With `ssl`: check the server's certificate chain (against `KONG_LUA_SSL_TRUSTED_CERTIFICATE`)
+    /// and its name (`host`).
+    #[serde(default)]
+    pub ssl_verify: bool,
+    /// The TLS server name; the schema check accepts only `host` itself (the client sends and
+    /// verifies the name it connects to).
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 impl Default for RedisConfig {
@@ -101,6 +107,7 @@ impl Default for RedisConfig {
             database: 0,
             ssl: false,
             ssl_verify: false,
+            server_name: None,
         }
     }
 }
@@ -297,13 +304,15 @@ fn check_redis<'v>(c: &mut Checker, r: &'v Map<String, Value>) -> Option<&'v str
     c.string(r, path, "username");
     c.string(r, path, "password");
     c.between(r, path, "database", 0, i64::from(i32::MAX));
-    for key in ["ssl", "ssl_verify"] {
-        if c.boolean(r, path, key) == Some(true) {
-            c.err(join(path, key), "not supported by sluice: TLS to Redis is not implemented");
+    c.boolean(r, path, "ssl");
+    c.boolean(r, path, "ssl_verify");
+    if let Some(name) = c.string(r, path, "server_name") {
+        if host.is_some_and(|h| !h.eq_ignore_ascii_case(name)) {
+            c.err(
+                join(path, "server_name"),
+                "not supported by sluice unless equal to 'host': the Redis client sends and verifies the name it connects to",
+            );
         }
-    }
-    if c.string(r, path, "server_name").is_some() {
-        c.err(join(path, "server_name"), "not supported by sluice: TLS to Redis is not implemented");
     }
     host.filter(|h| !h.is_empty())
 }
@@ -335,6 +344,10 @@ mod tests {
         assert_eq!(c.limits(), vec![(1, 5)]);
         // Kong's own defaults for what sluice leaves out are accepted.
         assert!(fields(json!({"minute": 5, "sync_rate": -1, "redis": {"ssl": false, "server_name": null}})).is_empty());
+        let tls = json!({"minute": 5, "redis": {"host": "r.example", "ssl": true, "ssl_verify": true, "server_name": "R.example"}});
+        assert!(fields(tls.clone()).is_empty());
+        let PluginConfig::RateLimiting(c) = PluginConfig::from_entity(NAME, &tls).unwrap() else { panic!() };
+        assert!(c.redis.ssl && c.redis.ssl_verify);
     }
 
     #[test]
@@ -353,14 +366,9 @@ mod tests {
         assert_eq!(fields(json!({"minute": 1, "sync_rate": 0.5})), vec!["config.sync_rate"]);
         assert_eq!(
             fields(
-                json!({"minute": 1, "redis": {"host": "r", "ssl": true, "ssl_verify": true, "server_name": "r", "cluster_nodes": []}})
+                json!({"minute": 1, "redis": {"host": "r", "ssl": true, "ssl_verify": true, "server_name": "other", "cluster_nodes": []}})
             ),
-            vec![
-                "config.redis.cluster_nodes",
-                "config.redis.server_name",
-                "config.redis.ssl",
-                "config.redis.ssl_verify"
-            ]
+            vec!["config.redis.cluster_nodes", "config.redis.server_name",]
         );
         assert_eq!(
             fields(json!({"minute": 1, "redis_host": "r", "nope": 1})),

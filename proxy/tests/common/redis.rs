@@ -1,9 +1,11 @@
 //! A real `redis-server` (the Debian package; scripts/install-deps.sh installs it) for a test:
 //! started on a free loopback port without persistence, ready once it answers PING, stopped
 //! (by its own pid) on drop. [`RedisServer::stop`] and [`RedisServer::restart`] kill it and
-//! bring it back on the same port, for the tests of a Redis outage.
+//! bring it back on the same port, for the tests of a Redis outage. [`RedisServer::start_tls`]
+//! also serves TLS on a second port (Debian's redis-server is built with TLS).
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,21 +13,42 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct RedisServer {
     pub addr: SocketAddr,
+    /// The TLS port's address with the certificate and key files it serves.
+    pub tls: Option<(SocketAddr, PathBuf, PathBuf)>,
     child: Option<Child>,
+}
+
+fn free_addr() -> SocketAddr {
+    // The kernel picks the port; it is released just before redis-server binds it.
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 impl RedisServer {
     /// Starts redis-server on a free port of 127.0.0.1 and waits until it answers PING.
     pub async fn start() -> RedisServer {
-        // The kernel picks the port; it is released just before redis-server binds it.
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let mut r = RedisServer { addr, child: None };
+        let mut r = RedisServer { addr: free_addr(), tls: None, child: None };
+        r.spawn().await;
+        r
+    }
+
+    /// Also serves TLS with `cert` and `key` (PEM files) on another free port (no client
+    /// certificates asked); the plain port stays for PING and [`RedisServer::command`].
+    pub async fn start_tls(cert: PathBuf, key: PathBuf) -> RedisServer {
+        let mut r = RedisServer { addr: free_addr(), tls: Some((free_addr(), cert, key)), child: None };
         r.spawn().await;
         r
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        if let Some((addr, cert, key)) = &self.tls {
+            cmd.args(["--tls-port", &addr.port().to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key);
+        }
+        let child = cmd
             .args(["--bind", "127.0.0.1", "--port", &self.addr.port().to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"])
             .stdout(Stdio::null())

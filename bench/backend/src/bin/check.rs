@@ -48,6 +48,10 @@ async fn check_grpc(addr: &str, n: usize, stream_msgs: usize) -> Result<(), Stri
         if let Ok(key) = std::env::var("BENCH_APIKEY") {
             req = req.header("apikey", key);
         }
+        // The token the jwt rows of callgrind.sh check.
+        if let Ok(token) = std::env::var("BENCH_JWT") {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
         let req = req.body(Full::new(body.clone())).unwrap();
         let resp = tx.send_request(req).await.map_err(|e| format!("call {i}: {e}"))?;
         if resp.status() != StatusCode::OK {

@@ -4,14 +4,18 @@
 //! [`ConnectionManager`] per server and credentials, kept for the life of the process (config
 //! pushes reuse it): it multiplexes every request's script on one connection and reconnects by
 //! itself after Redis comes back. A call never waits longer than the configured `timeout`.
+//!
+//! `redis.ssl` speaks TLS (rustls) to Redis; `ssl_verify` checks the certificate chain and the
+//! `host` name against the CA files of `KONG_LUA_SSL_TRUSTED_CERTIFICATE` (process-wide, like
+//! Kong's nginx directive), or the system's store when that is unset.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use proxy_config::plugins::RedisConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script, TlsCertificates};
 use thiserror::Error;
 
 use super::Counter;
@@ -53,6 +57,8 @@ pub(crate) struct RedisStore {
     addr: String,
     host: String,
     port: u16,
+    /// `Some(verify)` for TLS.
+    tls: Option<bool>,
     redis: RedisConnectionInfo,
     timeout: Duration,
     manager: OnceLock<ConnectionManager>,
@@ -65,16 +71,26 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-type StoreKey = (String, u16, i64, Option<String>, Option<String>, u64);
+type StoreKey = (String, u16, i64, Option<String>, Option<String>, u64, Option<bool>);
 
 /// Every store this process has used, so that a config push keeps its connections.
 static STORES: LazyLock<Mutex<HashMap<StoreKey, Arc<RedisStore>>>> = LazyLock::new(Default::default);
+
+/// The CA certificates (PEM) that `ssl_verify` trusts; `None`: the system's store.
+static TRUSTED: RwLock<Option<Arc<Vec<u8>>>> = RwLock::new(None);
+
+/// Sets the CA certificates (PEM, from `KONG_LUA_SSL_TRUSTED_CERTIFICATE`) for the TLS connections
+/// made from now on; `None`: the system's store.
+pub(crate) fn set_trusted_certificates(pem: Option<Vec<u8>>) {
+    *TRUSTED.write().unwrap_or_else(|e| e.into_inner()) = pem.map(Arc::new);
+}
 
 impl RedisStore {
     /// The shared store for a plugin's `redis` record (the schema made sure `host` is set).
     pub(crate) fn get(c: &RedisConfig) -> Arc<RedisStore> {
         let host = c.host.clone().unwrap_or_default();
-        let key = (host.clone(), c.port, c.database, c.username.clone(), c.password.clone(), c.timeout);
+        let tls = c.ssl.then_some(c.ssl_verify);
+        let key = (host.clone(), c.port, c.database, c.username.clone(), c.password.clone(), c.timeout, tls);
         let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
         stores
             .entry(key)
@@ -90,6 +106,7 @@ impl RedisStore {
                     addr: format!("{host}:{}", c.port),
                     host,
                     port: c.port,
+                    tls,
                     redis,
                     timeout: Duration::from_millis(c.timeout),
                     manager: OnceLock::new(),
@@ -104,11 +121,22 @@ impl RedisStore {
             return Ok(m.clone());
         }
         let err = |source| RedisError::Redis { addr: self.addr.clone(), source };
-        let info = ConnectionAddr::Tcp(self.host.clone(), self.port)
-            .into_connection_info()
-            .map_err(err)?
-            .set_redis_settings(self.redis.clone());
-        let client = redis::Client::open(info).map_err(err)?;
+        let addr = match self.tls {
+            None => ConnectionAddr::Tcp(self.host.clone(), self.port),
+            Some(verify) => {
+                ConnectionAddr::TcpTls { host: self.host.clone(), port: self.port, insecure: !verify, tls_params: None }
+            }
+        };
+        let info = addr.into_connection_info().map_err(err)?.set_redis_settings(self.redis.clone());
+        let trusted = TRUSTED.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let client = match (self.tls, trusted) {
+            (Some(true), Some(pem)) => {
+                let certs = TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) };
+                redis::Client::build_with_tls(info, certs)
+            }
+            _ => redis::Client::open(info),
+        }
+        .map_err(err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
