@@ -24,7 +24,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::IngressClass;
 use kube::api::Api;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::kong_plugins::CONFIG_MAP_LABEL;
 use crate::settings::Settings;
 use crate::translate::ingress::DEFAULT_CLASS_ANNOTATION;
 use validate::{Inputs, Reviewed, ValidateError};
@@ -109,6 +110,18 @@ impl Webhook {
                 secrets.insert((namespace, name), secret);
             }
         }
+        let mut config_maps = HashMap::new();
+        for (namespace, name) in reviewed.config_maps() {
+            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &namespace);
+            let found = api.get_opt(&name).await.map_err(|e| WebhookError::Lookup {
+                what: format!("ConfigMap {namespace}/{name}"),
+                source: Box::new(e),
+            })?;
+            // Translation reads only labelled ConfigMaps (the only ones the watch sees).
+            if let Some(c) = found.filter(|c| c.labels().get(CONFIG_MAP_LABEL).map(String::as_str) == Some("true")) {
+                config_maps.insert((namespace, name), c);
+            }
+        }
         let mut default_class = false;
         if reviewed.needs_default_class() {
             let class = &self.settings.ingress_class;
@@ -120,7 +133,7 @@ impl Webhook {
             default_class = found
                 .is_some_and(|c| c.annotations().get(DEFAULT_CLASS_ANNOTATION).map(String::as_str) == Some("true"));
         }
-        Ok(Inputs { secrets, default_class })
+        Ok(Inputs { secrets, config_maps, default_class })
     }
 }
 

@@ -160,7 +160,8 @@ struct Catalog<'s> {
     plugins: HashMap<(String, String), PluginDef>,
     cluster: HashMap<String, PluginDef>,
     built: HashMap<ObjectRef, Result<Ready, PluginError>>,
-    secrets: &'s HashMap<(String, String), &'s k8s_openapi::api::core::v1::Secret>,
+    secrets: &'s config::Secrets<'s>,
+    config_maps: &'s config::ConfigMaps<'s>,
 }
 
 impl Catalog<'_> {
@@ -169,7 +170,11 @@ impl Catalog<'_> {
             return done.clone();
         }
         let result =
-            if excluded { Err(PluginError::Rejected(Box::new(def.object.clone()))) } else { build(def, self.secrets) };
+        if excluded {
+            Err(PluginError::Rejected(Box::new(def.object.clone())))
+        } else {
+            build(def, self.secrets, self.config_maps)
+        };
         self.built.insert(def.object.clone(), result.clone());
         result
     }
@@ -178,13 +183,14 @@ impl Catalog<'_> {
 /// Builds and checks one plugin's protocols and config (translation, and the admission webhook).
 pub(crate) fn build(
     def: &PluginDef,
-    secrets: &HashMap<(String, String), &k8s_openapi::api::core::v1::Secret>,
+    secrets: &config::Secrets<'_>,
+    config_maps: &config::ConfigMaps<'_>,
 ) -> Result<Ready, PluginError> {
     let mut errors = Vec::new();
     let protocols = def.protocols.as_ref().and_then(|list| {
         list.iter().map(|p| protocol(*p)).collect::<Result<Vec<_>, _>>().map_err(|e| errors.push(e)).ok()
     });
-    let config = config::build(def, secrets).map_err(|e| errors.extend(e)).ok();
+    let config = config::build(def, secrets, config_maps).map_err(|e| errors.extend(e)).ok();
     match config {
         Some(config) if errors.is_empty() => Ok(Ready { def: def.clone(), config, protocols }),
         _ => Err(PluginError::Broken { plugin: Box::new(def.object.clone()), errors }),
@@ -274,6 +280,7 @@ pub(crate) fn attach(ctx: &mut Context<'_>) -> Vec<Plugin> {
             .collect(),
         built: HashMap::new(),
         secrets: &ctx.secrets_by_name,
+        config_maps: &ctx.config_maps_by_name,
     };
 
     let mut by_scope: BTreeMap<Scope, Vec<(ObjectRef, Wanted)>> = BTreeMap::new();

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 use gateway_api::apis::standard::httproutes::HttpRoute;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
@@ -35,6 +35,7 @@ use crate::settings::Settings;
 use crate::translate::gateway::model::RouteView;
 use crate::translate::gateway::route_settings::route_settings;
 use crate::translate::gateway::{grpcroute, httproute};
+use crate::translate::plugins::grpc_gateway_source::{self, Store};
 use crate::translate::plugins::{self, PluginError};
 use crate::translate::{annotations, ingress, ObjectRef, Problem};
 
@@ -90,11 +91,24 @@ impl Reviewed {
         }
     }
 
-    /// `(namespace, name)` of the Secrets the checks read (`configFrom`, `configPatches`).
+    /// `(namespace, name)` of the Secrets the checks read (`configFrom`, `configPatches`,
+    /// grpc-gateway's `secretKeyRef`s).
     pub(super) fn secrets(&self) -> Vec<(String, String)> {
         let Some(def) = self.plugin() else { return Vec::new() };
-        let refs = def.config_from.iter().map(|(_, r)| r).chain(def.config_patches.iter().map(|(_, _, r)| r));
-        let mut out: Vec<(String, String)> = refs.map(|r| (r.namespace.clone(), r.name.clone())).collect();
+        let refs = def.config_from.iter().map(|(_, r)| r.clone()).chain(def.config_patches.iter().map(|(_, _, r)| r.clone()));
+        let sources = grpc_gateway_source::references(&def);
+        let sources = sources.into_iter().filter(|(s, _)| *s == Store::Secret).map(|(_, r)| r);
+        let mut out: Vec<(String, String)> = refs.chain(sources).map(|r| (r.namespace, r.name)).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// `(namespace, name)` of the ConfigMaps the checks read (grpc-gateway's `configMapKeyRef`s).
+    pub(super) fn config_maps(&self) -> Vec<(String, String)> {
+        let Some(def) = self.plugin() else { return Vec::new() };
+        let refs = grpc_gateway_source::references(&def).into_iter().filter(|(s, _)| *s == Store::ConfigMap);
+        let mut out: Vec<(String, String)> = refs.map(|(_, r)| (r.namespace, r.name)).collect();
         out.sort();
         out.dedup();
         out
@@ -123,6 +137,8 @@ impl Reviewed {
 pub(super) struct Inputs {
     /// The Secrets of [`Reviewed::secrets`] that exist, stripped as the watch strips them.
     pub secrets: HashMap<(String, String), Secret>,
+    /// The labelled ConfigMaps of [`Reviewed::config_maps`] that exist.
+    pub config_maps: HashMap<(String, String), ConfigMap>,
     /// Whether the IngressClass named `--ingress-class` is the cluster default.
     pub default_class: bool,
 }
@@ -172,7 +188,9 @@ pub(super) fn check(reviewed: &Reviewed, inputs: &Inputs, settings: &Settings) -
 
 fn plugin(def: &PluginDef, inputs: &Inputs, problems: &mut Vec<Problem>) {
     let secrets: HashMap<(String, String), &Secret> = inputs.secrets.iter().map(|(k, v)| (k.clone(), v)).collect();
-    match plugins::build(def, &secrets) {
+    let config_maps: HashMap<(String, String), &ConfigMap> =
+        inputs.config_maps.iter().map(|(k, v)| (k.clone(), v)).collect();
+    match plugins::build(def, &secrets, &config_maps) {
         Ok(_) => {}
         Err(PluginError::Broken { plugin, errors }) => {
             problems.extend(errors.into_iter().map(|(field, message)| Problem::new(&plugin, field, message)));
