@@ -130,7 +130,8 @@ async fn serve(api: Arc<Api>, mut handle: tower_test::mock::Handle<Request<kube:
                 ("GET", "/api/v1/services") => list("ServiceList", vec![service()]),
                 ("GET", "/apis/networking.k8s.io/v1/ingressclasses")
                 | ("GET", "/apis/discovery.k8s.io/v1/endpointslices")
-                | ("GET", "/api/v1/secrets") => list("List", vec![]),
+                | ("GET", "/api/v1/secrets")
+                | ("GET", "/api/v1/configmaps") => list("List", vec![]),
                 ("POST", p) if p.ends_with("/leases") => {
                     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     full(StatusCode::CREATED, &v)
