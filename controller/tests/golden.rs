@@ -60,6 +60,8 @@ golden! {
     golden_bad_objects_do_not_block_good_ones,
     golden_class_filtering,
     golden_consumers_credentials,
+    golden_consumers_plugins,
+    golden_consumers_plugins_errors,
     golden_class_not_default,
     golden_client_cert,
     golden_default_backend,

@@ -170,6 +170,10 @@ pub(crate) struct Context<'a> {
     pub ingresses: Vec<ObjectRef>,
     /// The entities that ask for KongPlugins (resolved in [`plugins::attach`]).
     pub plugin_requests: Vec<plugins::Request>,
+    /// The consumers that ask for KongPlugins (resolved in [`plugins::attach`]).
+    pub consumer_plugin_requests: Vec<plugins::ConsumerRequest>,
+    /// The Kong consumers ([`consumers::translate`]); [`plugins::attach`] nests their plugins.
+    pub consumers: Vec<proxy_config::Consumer>,
     /// Set by [`gateway::translate`]; settled against the final config in [`Context::finish`].
     pub gateway_statuses: GatewayStatuses,
     /// The Gateway API routes meant to be in the config.
@@ -214,6 +218,8 @@ impl<'a> Context<'a> {
             problems: Vec::new(),
             ingresses: Vec::new(),
             plugin_requests: Vec::new(),
+            consumer_plugin_requests: Vec::new(),
+            consumers: Vec::new(),
             gateway_statuses: GatewayStatuses::default(),
             routed: Vec::new(),
         }
@@ -229,8 +235,8 @@ impl<'a> Context<'a> {
     }
 
     fn finish(mut self) -> Translation {
+        self.consumers = consumers::translate(&mut self);
         let plugins = plugins::attach(&mut self);
-        let consumers = consumers::translate(&mut self);
         let Context {
             kong_services,
             certificates,
@@ -240,6 +246,7 @@ impl<'a> Context<'a> {
             mut gateway_statuses,
             routed,
             excluded,
+            consumers,
             ..
         } = self;
         let mut config = Config::empty();
@@ -401,7 +408,12 @@ pub(crate) fn remove_entity(config: &mut Config, e: &EntityError) {
                 }
             }
         }
-        "plugin" => config.plugins.retain(|p| p.display_name() != name),
+        "plugin" => {
+            config.plugins.retain(|p| p.display_name() != name);
+            for c in &mut config.consumers {
+                c.plugins.retain(|p| p.display_name() != name);
+            }
+        }
         "consumer" => config.consumers.retain(|c| c.display_name() != name),
         _ => {}
     }
