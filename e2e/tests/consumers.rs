@@ -1,7 +1,9 @@
 //! Consumers the way a KIC user sets them up: a KongConsumer naming a key-auth credential Secret
 //! (`konghq.com/credential: key-auth`), a key-auth KongPlugin named in a GRPCRoute's
 //! `konghq.com/plugins`. A call without the key fails UNAUTHENTICATED with Kong's message, a call
-//! with it succeeds, and deleting the Secret revokes the key within the sync period.
+//! with it succeeds, and deleting the Secret revokes the key within the sync period. A
+//! consumer-scoped rate-limiting KongPlugin (`konghq.com/plugins` on alice's KongConsumer) limits
+//! alice and not bob on the same route.
 
 mod support;
 
@@ -33,6 +35,38 @@ metadata:
     kubernetes.io/ingress.class: kong
 username: alice
 credentials: [alice-key]
+"#;
+
+/// bob, and a limit of one call a minute scoped to alice.
+const SCOPED: &str = r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: bob-key
+  namespace: default
+  labels:
+    konghq.com/credential: key-auth
+stringData:
+  key: e2e-bob-key
+---
+apiVersion: configuration.konghq.com/v1
+kind: KongConsumer
+metadata:
+  name: bob
+  namespace: default
+  annotations:
+    kubernetes.io/ingress.class: kong
+username: bob
+credentials: [bob-key]
+---
+apiVersion: configuration.konghq.com/v1
+kind: KongPlugin
+metadata:
+  name: alice-limit
+  namespace: default
+plugin: rate-limiting
+config:
+  minute: 1
+  policy: local
 "#;
 
 const METHOD: &str = "hello.HelloService/SayHello";
@@ -73,6 +107,27 @@ async fn kongconsumer_key_auth_on_a_grpcroute_and_revocation() {
         })
         .await;
     assert_eq!(reply, r#"{"reply":"hello Kong"}"#);
+
+    // A consumer-scoped limit: alice is limited, bob on the same route is not.
+    w.apply(SCOPED).await;
+    w.kubectl(&["annotate", "kongconsumer", "alice", "konghq.com/plugins=alice-limit"]).await;
+    let err = w
+        .eventually("alice is rate limited", CHANGE_BOUND, || async {
+            match w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-alice-key"]).await {
+                Err(e) if e.contains("ResourceExhausted") => Ok(e),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(err.contains("API rate limit exceeded"), "{err}");
+    w.eventually("bob's key is served", CHANGE_BOUND, || async {
+        w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-bob-key"]).await
+    })
+    .await;
+    for i in 0..3 {
+        let reply = w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-bob-key"]).await;
+        assert_eq!(reply.as_deref(), Ok(r#"{"reply":"hello Kong"}"#), "bob's call {i}");
+    }
 
     // Revocation: without its Secret the key names no consumer.
     w.kubectl(&["delete", "secret", "alice-key"]).await;

@@ -1031,7 +1031,8 @@ async fn service_account_token_is_sufficient_and_least_privilege() {
     let who = sa.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]).await.unwrap();
     assert_eq!(who, "system:serviceaccount:sluice:sluice");
     // Sufficient: every read the controller's watches make, cluster-wide.
-    for kind in ["services", "secrets", "configmaps", "endpointslices", "ingresses", "namespaces", "kongupstreampolicies"]
+    for kind in
+        ["services", "secrets", "configmaps", "endpointslices", "ingresses", "namespaces", "kongupstreampolicies"]
     {
         sa.ok(&["get", kind, "-A"]).await.unwrap_or_else(|e| panic!("reading {kind}: {e}"));
     }

@@ -177,8 +177,7 @@ impl Catalog<'_> {
         if let Some(done) = self.built.get(&def.object) {
             return done.clone();
         }
-        let result =
-        if excluded {
+        let result = if excluded {
             Err(PluginError::Rejected(Box::new(def.object.clone())))
         } else {
             build(def, self.secrets, self.config_maps)

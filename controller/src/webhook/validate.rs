@@ -95,7 +95,8 @@ impl Reviewed {
     /// grpc-gateway's `secretKeyRef`s).
     pub(super) fn secrets(&self) -> Vec<(String, String)> {
         let Some(def) = self.plugin() else { return Vec::new() };
-        let refs = def.config_from.iter().map(|(_, r)| r.clone()).chain(def.config_patches.iter().map(|(_, _, r)| r.clone()));
+        let refs =
+            def.config_from.iter().map(|(_, r)| r.clone()).chain(def.config_patches.iter().map(|(_, _, r)| r.clone()));
         let sources = grpc_gateway_source::references(&def);
         let sources = sources.into_iter().filter(|(s, _)| *s == Store::Secret).map(|(_, r)| r);
         let mut out: Vec<(String, String)> = refs.chain(sources).map(|r| (r.namespace, r.name)).collect();

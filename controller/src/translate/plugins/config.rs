@@ -30,7 +30,11 @@ pub(crate) type ConfigMaps<'a> = HashMap<(String, String), &'a ConfigMap>;
 type FieldErrors = Vec<(String, String)>;
 
 /// The config of `def`, or everything wrong with it (never empty).
-pub(crate) fn build(def: &PluginDef, secrets: &Secrets<'_>, config_maps: &ConfigMaps<'_>) -> Result<Value, FieldErrors> {
+pub(crate) fn build(
+    def: &PluginDef,
+    secrets: &Secrets<'_>,
+    config_maps: &ConfigMaps<'_>,
+) -> Result<Value, FieldErrors> {
     let mut errors = FieldErrors::new();
     if def.plugin.is_empty() {
         errors.push(("plugin".into(), "required field missing".into()));

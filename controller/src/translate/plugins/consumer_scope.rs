@@ -85,7 +85,11 @@ impl ConsumerScoped {
                             name: ready.def.plugin.clone(),
                             other: other.to_string(),
                         };
-                        problems.push(Problem::new(referrer, annotations::field(annotations::PLUGINS), format!("{e}; consumer {c} left out")));
+                        problems.push(Problem::new(
+                            referrer,
+                            annotations::field(annotations::PLUGINS),
+                            format!("{e}; consumer {c} left out"),
+                        ));
                     }
                     self.failed.insert(c.clone());
                     continue;
@@ -128,7 +132,11 @@ pub(super) fn resolve(
                 Ok(ready) => ok.push(ready),
                 Err(e) => {
                     let consumer = &r.consumer;
-                    problems.push(Problem::new(&r.referrer, wanted.field.clone(), format!("{e}; consumer {consumer} left out")));
+                    problems.push(Problem::new(
+                        &r.referrer,
+                        wanted.field.clone(),
+                        format!("{e}; consumer {consumer} left out"),
+                    ));
                     if let Some((plugin, errors)) = e.plugin() {
                         for (field, message) in errors {
                             problems.push(Problem::new(
