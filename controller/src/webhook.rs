@@ -100,23 +100,14 @@ impl Webhook {
     async fn inputs(&self, reviewed: &Reviewed) -> Result<Inputs, WebhookError> {
         let mut secrets = HashMap::new();
         for (namespace, name) in reviewed.secrets() {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            let found = api.get_opt(&name).await.map_err(|e| WebhookError::Lookup {
-                what: format!("Secret {namespace}/{name}"),
-                source: Box::new(e),
-            })?;
-            if let Some(mut secret) = found {
+            if let Some(mut secret) = self.get::<Secret>(&namespace, &name).await? {
                 crate::watch::strip_secret(&mut secret);
                 secrets.insert((namespace, name), secret);
             }
         }
         let mut config_maps = HashMap::new();
         for (namespace, name) in reviewed.config_maps() {
-            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &namespace);
-            let found = api.get_opt(&name).await.map_err(|e| WebhookError::Lookup {
-                what: format!("ConfigMap {namespace}/{name}"),
-                source: Box::new(e),
-            })?;
+            let found = self.get::<ConfigMap>(&namespace, &name).await?;
             // Translation reads only labelled ConfigMaps (the only ones the watch sees).
             if let Some(c) = found.filter(|c| c.labels().get(CONFIG_MAP_LABEL).map(String::as_str) == Some("true")) {
                 config_maps.insert((namespace, name), c);
@@ -134,6 +125,21 @@ impl Webhook {
                 .is_some_and(|c| c.annotations().get(DEFAULT_CLASS_ANNOTATION).map(String::as_str) == Some("true"));
         }
         Ok(Inputs { secrets, config_maps, default_class })
+    }
+
+    /// One namespaced object, if it exists.
+    async fn get<K>(&self, namespace: &str, name: &str) -> Result<Option<K>, WebhookError>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|e| WebhookError::Lookup {
+            what: format!("{} {namespace}/{name}", K::kind(&())),
+            source: Box::new(e),
+        })
     }
 }
 

@@ -72,6 +72,17 @@ config:
 const METHOD: &str = "hello.HelloService/SayHello";
 const HELLO: &str = r#"{"greeting":"Kong"}"#;
 
+/// Waits until a call with `headers` fails with the gRPC `code`; returns the error.
+async fn refused(w: &World, what: &str, headers: &[&str], code: &str) -> String {
+    w.eventually(what, CHANGE_BOUND, || async {
+        match w.call(true, "example.com", METHOD, HELLO, headers).await {
+            Err(e) if e.contains(code) => Ok(e),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kongconsumer_key_auth_on_a_grpcroute_and_revocation() {
     let mut w = World::start().await;
@@ -92,14 +103,7 @@ async fn kongconsumer_key_auth_on_a_grpcroute_and_revocation() {
 
     w.apply(AUTH).await;
     w.kubectl(&["annotate", "grpcroute", "grpcbin", "konghq.com/plugins=key-auth"]).await;
-    let err = w
-        .eventually("a call without the key is refused", CHANGE_BOUND, || async {
-            match w.call(true, "example.com", METHOD, HELLO, &[]).await {
-                Err(e) if e.contains("Unauthenticated") => Ok(e),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+    let err = refused(&w, "a call without the key is refused", &[], "Unauthenticated").await;
     assert!(err.contains("No API key found in request"), "{err}");
     let reply = w
         .eventually("a call with the key passes", CHANGE_BOUND, || async {
@@ -111,14 +115,7 @@ async fn kongconsumer_key_auth_on_a_grpcroute_and_revocation() {
     // A consumer-scoped limit: alice is limited, bob on the same route is not.
     w.apply(SCOPED).await;
     w.kubectl(&["annotate", "kongconsumer", "alice", "konghq.com/plugins=alice-limit"]).await;
-    let err = w
-        .eventually("alice is rate limited", CHANGE_BOUND, || async {
-            match w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-alice-key"]).await {
-                Err(e) if e.contains("ResourceExhausted") => Ok(e),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+    let err = refused(&w, "alice is rate limited", &["apikey: e2e-alice-key"], "ResourceExhausted").await;
     assert!(err.contains("API rate limit exceeded"), "{err}");
     w.eventually("bob's key is served", CHANGE_BOUND, || async {
         w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-bob-key"]).await
@@ -131,14 +128,7 @@ async fn kongconsumer_key_auth_on_a_grpcroute_and_revocation() {
 
     // Revocation: without its Secret the key names no consumer.
     w.kubectl(&["delete", "secret", "alice-key"]).await;
-    let err = w
-        .eventually("the key is revoked", CHANGE_BOUND, || async {
-            match w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-alice-key"]).await {
-                Err(e) if e.contains("Unauthenticated") => Ok(e),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+    let err = refused(&w, "the key is revoked", &["apikey: e2e-alice-key"], "Unauthenticated").await;
     assert!(err.contains("Unauthorized"), "{err}");
     // The KongConsumer now names a missing Secret: an Event says so, without any key.
     let note = w
