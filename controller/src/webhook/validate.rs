@@ -262,9 +262,35 @@ mod tests {
         let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "conf", "namespace": "ns"},
             "stringData": {"k": "{\"status_code\": 1000}"}}))
         .unwrap();
-        let inputs = Inputs { secrets: [(("ns".into(), "conf".into()), secret)].into(), default_class: false };
+        let inputs = Inputs { secrets: [(("ns".into(), "conf".into()), secret)].into(), ..Default::default() };
         let p = problems("configuration.konghq.com", "KongPlugin", plugin, &inputs);
         assert!(p.len() == 1 && p[0].contains("status_code"), "{p:?}");
+    }
+
+    #[test]
+    fn grpc_gateway_sources_are_fetched_and_read() {
+        let plugin = json!({"metadata": {"name": "p", "namespace": "ns"}, "plugin": "grpc-gateway",
+                            "config": {"proto_from": {"configMapKeyRef": {"name": "api", "key": "a.proto"}}}});
+        let reviewed = Reviewed::parse("configuration.konghq.com", "KongPlugin", plugin.clone()).unwrap();
+        assert_eq!(reviewed.config_maps(), vec![("ns".to_string(), "api".to_string())]);
+        assert!(reviewed.secrets().is_empty());
+        let p = problems("configuration.konghq.com", "KongPlugin", plugin.clone(), &Inputs::default());
+        assert!(
+            p.len() == 1 && p[0].contains("config.proto_from.configMapKeyRef: ConfigMap ns/api not found"),
+            "{p:?}"
+        );
+        let proto = "syntax = \"proto3\";\npackage a;\nimport \"google/api/annotations.proto\";\nmessage M { string id = 1; }\n\
+                     service S { rpc Get(M) returns (M) { option (google.api.http) = { get: \"/v1/{nope}\" }; } }\n";
+        let map: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "api", "namespace": "ns"},
+            "data": {"a.proto": proto}}))
+        .unwrap();
+        let inputs = Inputs { config_maps: [(("ns".into(), "api".into()), map)].into(), ..Default::default() };
+        let p = problems("configuration.konghq.com", "KongPlugin", plugin, &inputs);
+        assert!(p.len() == 1 && p[0].contains("config.proto_from: a.proto:5") && p[0].contains("'nope'"), "{p:?}");
+        let secret = json!({"metadata": {"name": "p", "namespace": "ns"}, "plugin": "grpc-gateway",
+                            "config": {"descriptor_set_from": {"secretKeyRef": {"name": "d", "key": "k"}}}});
+        let reviewed = Reviewed::parse("configuration.konghq.com", "KongPlugin", secret).unwrap();
+        assert_eq!(reviewed.secrets(), vec![("ns".to_string(), "d".to_string())]);
     }
 
     #[test]
