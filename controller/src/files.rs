@@ -149,6 +149,7 @@ fn add_value(mut value: Value, source: &str, loaded: &mut Loaded) {
         ("networking.k8s.io", "IngressClass") => push(value, &kind, source, &mut s.ingress_classes, problems),
         ("", "Service") => push(value, &kind, source, &mut s.services, problems),
         ("", "Secret") => push(value, &kind, source, &mut s.secrets, problems),
+        ("", "ConfigMap") => push(value, &kind, source, &mut s.config_maps, problems),
         ("discovery.k8s.io", "EndpointSlice") => push(value, &kind, source, &mut s.endpoint_slices, problems),
         ("gateway.networking.k8s.io", "GatewayClass") => push(value, &kind, source, &mut s.gateway_classes, problems),
         ("gateway.networking.k8s.io", "Gateway") => push(value, &kind, source, &mut s.gateways, problems),
@@ -207,7 +208,7 @@ metadata: {name: web, namespace: apps}
 spec: {ports: [{port: 80}]}
 ---
 apiVersion: v1
-kind: ConfigMap
+kind: ServiceAccount
 metadata: {name: ignored}
 ---
 apiVersion: v1

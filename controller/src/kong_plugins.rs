@@ -38,6 +38,9 @@ pub(crate) const GLOBAL_LABEL: &str = "global";
 /// The label a Secret needs so that the controller keeps its data (the label Kong's operator
 /// requires on Secrets referenced by Kong resources); others are cached without data.
 pub(crate) const SECRET_LABEL: &str = "konghq.com/secret";
+/// The label a ConfigMap needs so that the controller watches it (grpc-gateway's
+/// `configMapKeyRef`); others are not watched at all.
+pub(crate) const CONFIG_MAP_LABEL: &str = "konghq.com/configmap";
 
 /// KIC's CEL rules, as `(rule, message)`.
 pub(crate) const CEL_RULES: &[(&str, &str)] = &[

@@ -9,7 +9,7 @@ use gateway_api::apis::standard::{
     gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute,
     referencegrants::ReferenceGrant,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::{Resource, ResourceExt};
@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub services: Vec<Arc<Service>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
+    /// ConfigMaps labelled `konghq.com/configmap: "true"` (grpc-gateway's `configMapKeyRef`).
+    pub config_maps: Vec<Arc<ConfigMap>>,
     pub gateway_classes: Vec<Arc<GatewayClass>>,
     pub gateways: Vec<Arc<Gateway>>,
     pub grpc_routes: Vec<Arc<GrpcRoute>>,
@@ -59,6 +61,7 @@ impl Snapshot {
         sort(&mut self.services);
         sort(&mut self.endpoint_slices);
         sort(&mut self.secrets);
+        sort(&mut self.config_maps);
         sort(&mut self.gateway_classes);
         sort(&mut self.gateways);
         sort(&mut self.grpc_routes);
@@ -77,6 +80,7 @@ impl Snapshot {
             + self.services.len()
             + self.endpoint_slices.len()
             + self.secrets.len()
+            + self.config_maps.len()
             + self.gateway_classes.len()
             + self.gateways.len()
             + self.grpc_routes.len()

@@ -15,7 +15,7 @@ use gateway_api::apis::standard::{
     gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute,
     referencegrants::ReferenceGrant,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::kong_consumers::{KongConsumer, CREDENTIAL_LABEL};
-use crate::kong_plugins::{KongClusterPlugin, KongPlugin, SECRET_LABEL};
+use crate::kong_plugins::{KongClusterPlugin, KongPlugin, CONFIG_MAP_LABEL, SECRET_LABEL};
 use crate::policy::KongUpstreamPolicy;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
@@ -46,6 +46,8 @@ pub struct Stores {
     pub services: Vec<Store<Service>>,
     pub endpoint_slices: Vec<Store<EndpointSlice>>,
     pub secrets: Vec<Store<Secret>>,
+    /// Only ConfigMaps labelled `konghq.com/configmap: "true"` (a label selector on the watch).
+    pub config_maps: Vec<Store<ConfigMap>>,
     pub gateway_classes: Vec<Store<GatewayClass>>,
     pub gateways: Vec<Store<Gateway>>,
     pub grpc_routes: Vec<Store<GrpcRoute>>,
@@ -82,6 +84,7 @@ impl Stores {
             services: state(&self.services),
             endpoint_slices: state(&self.endpoint_slices),
             secrets: state(&self.secrets),
+            config_maps: state(&self.config_maps),
             gateway_classes: state(&self.gateway_classes),
             gateways: state(&self.gateways),
             grpc_routes: state(&self.grpc_routes),
@@ -104,6 +107,7 @@ impl Stores {
         ready(&self.services, "Service").await?;
         ready(&self.endpoint_slices, "EndpointSlice").await?;
         ready(&self.secrets, "Secret").await?;
+        ready(&self.config_maps, "ConfigMap").await?;
         ready(&self.gateway_classes, "GatewayClass").await?;
         ready(&self.gateways, "Gateway").await?;
         ready(&self.grpc_routes, "GRPCRoute").await?;
@@ -136,8 +140,22 @@ fn reflect<K>(api: Api<K>, changes: &watch::Sender<u64>, tasks: &mut Vec<JoinHan
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    reflect_selected(api, watcher::Config::default(), changes, tasks, strip)
+}
+
+/// Like [`reflect`], with a watch `config` (a label selector).
+fn reflect_selected<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: &watch::Sender<u64>,
+    tasks: &mut Vec<JoinHandle<()>>,
+    strip: fn(&mut K),
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, config)
         .default_backoff()
         .modify(move |o: &mut K| {
             o.managed_fields_mut().clear();
@@ -215,6 +233,10 @@ pub(crate) fn strip_secret(s: &mut Secret) {
     s.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
+fn strip_config_map(c: &mut ConfigMap) {
+    c.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
 /// One `Api` per watched namespace (or one for all namespaces).
 fn namespaced<K>(client: &Client, settings: &Settings) -> Vec<Api<K>>
 where
@@ -244,6 +266,12 @@ pub fn start(client: &Client, settings: &Settings, gateway_api: bool) -> Watches
     }
     for api in namespaced::<Secret>(client, settings) {
         stores.secrets.push(reflect(api, &tx, &mut tasks, strip_secret));
+    }
+    // ConfigMaps are read only for grpc-gateway's `configMapKeyRef`, and only when labelled: the
+    // selector keeps every other ConfigMap of the cluster out of the cache.
+    let labelled = watcher::Config::default().labels(&format!("{CONFIG_MAP_LABEL}=true"));
+    for api in namespaced::<ConfigMap>(client, settings) {
+        stores.config_maps.push(reflect_selected(api, labelled.clone(), &tx, &mut tasks, strip_config_map));
     }
     if gateway_api {
         stores.gateway_classes.push(reflect(Api::<GatewayClass>::all(client.clone()), &tx, &mut tasks, keep));

@@ -24,7 +24,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::IngressClass;
 use kube::api::Api;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::kong_plugins::CONFIG_MAP_LABEL;
 use crate::settings::Settings;
 use crate::translate::ingress::DEFAULT_CLASS_ANNOTATION;
 use validate::{Inputs, Reviewed, ValidateError};
@@ -99,14 +100,17 @@ impl Webhook {
     async fn inputs(&self, reviewed: &Reviewed) -> Result<Inputs, WebhookError> {
         let mut secrets = HashMap::new();
         for (namespace, name) in reviewed.secrets() {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            let found = api.get_opt(&name).await.map_err(|e| WebhookError::Lookup {
-                what: format!("Secret {namespace}/{name}"),
-                source: Box::new(e),
-            })?;
-            if let Some(mut secret) = found {
+            if let Some(mut secret) = self.get::<Secret>(&namespace, &name).await? {
                 crate::watch::strip_secret(&mut secret);
                 secrets.insert((namespace, name), secret);
+            }
+        }
+        let mut config_maps = HashMap::new();
+        for (namespace, name) in reviewed.config_maps() {
+            let found = self.get::<ConfigMap>(&namespace, &name).await?;
+            // Translation reads only labelled ConfigMaps (the only ones the watch sees).
+            if let Some(c) = found.filter(|c| c.labels().get(CONFIG_MAP_LABEL).map(String::as_str) == Some("true")) {
+                config_maps.insert((namespace, name), c);
             }
         }
         let mut default_class = false;
@@ -120,7 +124,22 @@ impl Webhook {
             default_class = found
                 .is_some_and(|c| c.annotations().get(DEFAULT_CLASS_ANNOTATION).map(String::as_str) == Some("true"));
         }
-        Ok(Inputs { secrets, default_class })
+        Ok(Inputs { secrets, config_maps, default_class })
+    }
+
+    /// One namespaced object, if it exists.
+    async fn get<K>(&self, namespace: &str, name: &str) -> Result<Option<K>, WebhookError>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|e| WebhookError::Lookup {
+            what: format!("{} {namespace}/{name}", K::kind(&())),
+            source: Box::new(e),
+        })
     }
 }
 

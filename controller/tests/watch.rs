@@ -68,6 +68,8 @@ struct Api {
     watch_opened: Notify,
     /// Requests seen: (method, path).
     requests: Mutex<Vec<(String, String, String)>>,
+    /// Query strings seen: (path, query).
+    queries: Mutex<Vec<(String, String)>>,
     /// The Ingress list is answered only once this is true (to test "no push before sync").
     release_ingresses: tokio::sync::watch::Sender<bool>,
 }
@@ -105,6 +107,9 @@ async fn serve(api: Arc<Api>, mut handle: tower_test::mock::Handle<Request<kube:
             let method = req.method().to_string();
             let path = req.uri().path().to_string();
             let watch = req.uri().query().is_some_and(|q| q.contains("watch=true"));
+            if let Some(q) = req.uri().query() {
+                api.queries.lock().unwrap().push((path.clone(), q.to_string()));
+            }
             let body = req.into_body().collect_bytes().await.unwrap_or_default();
             api.requests.lock().unwrap().push((method.clone(), path.clone(), String::from_utf8_lossy(&body).into()));
             let list = |kind: &str, items: Vec<Value>| {
@@ -130,7 +135,8 @@ async fn serve(api: Arc<Api>, mut handle: tower_test::mock::Handle<Request<kube:
                 ("GET", "/api/v1/services") => list("ServiceList", vec![service()]),
                 ("GET", "/apis/networking.k8s.io/v1/ingressclasses")
                 | ("GET", "/apis/discovery.k8s.io/v1/endpointslices")
-                | ("GET", "/api/v1/secrets") => list("List", vec![]),
+                | ("GET", "/api/v1/secrets")
+                | ("GET", "/api/v1/configmaps") => list("List", vec![]),
                 ("POST", p) if p.ends_with("/leases") => {
                     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     full(StatusCode::CREATED, &v)
@@ -162,6 +168,7 @@ async fn ingress_lifecycle_leads_to_matching_pushes() {
         watches: Mutex::default(),
         watch_opened: Notify::new(),
         requests: Mutex::default(),
+        queries: Mutex::default(),
         release_ingresses: tokio::sync::watch::Sender::new(false),
     });
     tokio::spawn(serve(api.clone(), handle));
@@ -190,6 +197,13 @@ async fn ingress_lifecycle_leads_to_matching_pushes() {
     api.release_ingresses.send_replace(true);
     let first = admin.wait_applied(1, Duration::from_secs(10)).await.expect("first push after sync");
     assert_eq!(hosts(&first), vec!["a.example.com"]);
+    // ConfigMaps are listed and watched only with the label that marks them for the controller.
+    let queries = api.queries.lock().unwrap().clone();
+    let config_maps: Vec<&String> = queries.iter().filter(|(p, _)| p == "/api/v1/configmaps").map(|(_, q)| q).collect();
+    assert!(!config_maps.is_empty(), "{queries:?}");
+    for q in config_maps {
+        assert!(q.contains("labelSelector=konghq.com%2Fconfigmap%3Dtrue"), "{q}");
+    }
 
     // The Ingress watch is open once the list is done (bounded wait).
     for _ in 0..100 {

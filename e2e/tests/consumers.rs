@@ -1,7 +1,9 @@
 //! Consumers the way a KIC user sets them up: a KongConsumer naming a key-auth credential Secret
 //! (`konghq.com/credential: key-auth`), a key-auth KongPlugin named in a GRPCRoute's
 //! `konghq.com/plugins`. A call without the key fails UNAUTHENTICATED with Kong's message, a call
-//! with it succeeds, and deleting the Secret revokes the key within the sync period.
+//! with it succeeds, and deleting the Secret revokes the key within the sync period. A
+//! consumer-scoped rate-limiting KongPlugin (`konghq.com/plugins` on alice's KongConsumer) limits
+//! alice and not bob on the same route.
 
 mod support;
 
@@ -35,8 +37,51 @@ username: alice
 credentials: [alice-key]
 "#;
 
+/// bob, and a limit of one call a minute scoped to alice.
+const SCOPED: &str = r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: bob-key
+  namespace: default
+  labels:
+    konghq.com/credential: key-auth
+stringData:
+  key: e2e-bob-key
+---
+apiVersion: configuration.konghq.com/v1
+kind: KongConsumer
+metadata:
+  name: bob
+  namespace: default
+  annotations:
+    kubernetes.io/ingress.class: kong
+username: bob
+credentials: [bob-key]
+---
+apiVersion: configuration.konghq.com/v1
+kind: KongPlugin
+metadata:
+  name: alice-limit
+  namespace: default
+plugin: rate-limiting
+config:
+  minute: 1
+  policy: local
+"#;
+
 const METHOD: &str = "hello.HelloService/SayHello";
 const HELLO: &str = r#"{"greeting":"Kong"}"#;
+
+/// Waits until a call with `headers` fails with the gRPC `code`; returns the error.
+async fn refused(w: &World, what: &str, headers: &[&str], code: &str) -> String {
+    w.eventually(what, CHANGE_BOUND, || async {
+        match w.call(true, "example.com", METHOD, HELLO, headers).await {
+            Err(e) if e.contains(code) => Ok(e),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kongconsumer_key_auth_on_a_grpcroute_and_revocation() {
@@ -58,14 +103,7 @@ async fn kongconsumer_key_auth_on_a_grpcroute_and_revocation() {
 
     w.apply(AUTH).await;
     w.kubectl(&["annotate", "grpcroute", "grpcbin", "konghq.com/plugins=key-auth"]).await;
-    let err = w
-        .eventually("a call without the key is refused", CHANGE_BOUND, || async {
-            match w.call(true, "example.com", METHOD, HELLO, &[]).await {
-                Err(e) if e.contains("Unauthenticated") => Ok(e),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+    let err = refused(&w, "a call without the key is refused", &[], "Unauthenticated").await;
     assert!(err.contains("No API key found in request"), "{err}");
     let reply = w
         .eventually("a call with the key passes", CHANGE_BOUND, || async {
@@ -74,16 +112,23 @@ async fn kongconsumer_key_auth_on_a_grpcroute_and_revocation() {
         .await;
     assert_eq!(reply, r#"{"reply":"hello Kong"}"#);
 
+    // A consumer-scoped limit: alice is limited, bob on the same route is not.
+    w.apply(SCOPED).await;
+    w.kubectl(&["annotate", "kongconsumer", "alice", "konghq.com/plugins=alice-limit"]).await;
+    let err = refused(&w, "alice is rate limited", &["apikey: e2e-alice-key"], "ResourceExhausted").await;
+    assert!(err.contains("API rate limit exceeded"), "{err}");
+    w.eventually("bob's key is served", CHANGE_BOUND, || async {
+        w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-bob-key"]).await
+    })
+    .await;
+    for i in 0..3 {
+        let reply = w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-bob-key"]).await;
+        assert_eq!(reply.as_deref(), Ok(r#"{"reply":"hello Kong"}"#), "bob's call {i}");
+    }
+
     // Revocation: without its Secret the key names no consumer.
     w.kubectl(&["delete", "secret", "alice-key"]).await;
-    let err = w
-        .eventually("the key is revoked", CHANGE_BOUND, || async {
-            match w.call(true, "example.com", METHOD, HELLO, &["apikey: e2e-alice-key"]).await {
-                Err(e) if e.contains("Unauthenticated") => Ok(e),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+    let err = refused(&w, "the key is revoked", &["apikey: e2e-alice-key"], "Unauthenticated").await;
     assert!(err.contains("Unauthorized"), "{err}");
     // The KongConsumer now names a missing Secret: an Event says so, without any key.
     let note = w

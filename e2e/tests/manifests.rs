@@ -291,7 +291,7 @@ fn expected_cluster_permissions() -> BTreeMap<(String, String), BTreeSet<String>
             m.insert((group.to_string(), r.to_string()), verbs.iter().map(|v| v.to_string()).collect());
         }
     };
-    add("", &["services", "secrets", "namespaces"], READ);
+    add("", &["services", "secrets", "configmaps", "namespaces"], READ);
     add("discovery.k8s.io", &["endpointslices"], READ);
     add("networking.k8s.io", &["ingresses", "ingressclasses"], READ);
     add(
@@ -1031,7 +1031,9 @@ async fn service_account_token_is_sufficient_and_least_privilege() {
     let who = sa.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]).await.unwrap();
     assert_eq!(who, "system:serviceaccount:sluice:sluice");
     // Sufficient: every read the controller's watches make, cluster-wide.
-    for kind in ["services", "secrets", "endpointslices", "ingresses", "namespaces", "kongupstreampolicies"] {
+    for kind in
+        ["services", "secrets", "configmaps", "endpointslices", "ingresses", "namespaces", "kongupstreampolicies"]
+    {
         sa.ok(&["get", kind, "-A"]).await.unwrap_or_else(|e| panic!("reading {kind}: {e}"));
     }
     sa.ok(&["get", "ingressclasses"]).await.unwrap();
@@ -1068,9 +1070,9 @@ async fn service_account_token_is_sufficient_and_least_privilege() {
     .unwrap_or_else(|e| panic!("creating the leader Lease: {e}"));
     sa.ok(&["get", "lease", "sluice-controller-leader", "-n", NAMESPACE]).await.unwrap();
 
-    // Least privilege: no Pods, no spec writes, no deletes, no Secrets writes, no other Lease.
+    // Least privilege: no Pods, no spec writes, no deletes, no Secret or ConfigMap writes, no other Lease.
     forbidden(&sa, &["get", "pods", "-A"]).await;
-    forbidden(&sa, &["get", "configmaps", "-n", NAMESPACE]).await;
+    forbidden(&sa, &["create", "configmap", "stolen", "-n", "default", "--from-literal=a=b"]).await;
     forbidden(
         &sa,
         &["patch", "ingress", "web", "-n", "default", "--type=merge", "-p", r#"{"spec":{"ingressClassName":"other"}}"#],

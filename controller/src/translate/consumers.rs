@@ -7,8 +7,10 @@
 //! only that credential: it is left out and a problem names the Secret (or the consumer's
 //! `credentials[i]`) and the field. Values are never put in a problem (they are credentials).
 //! A consumer without `username` and `custom_id`, or whose username clashes with another's, is
-//! left out whole. Consumer-scoped plugins (`konghq.com/plugins` on a KongConsumer) and
-//! `consumerGroups` are not supported yet: a problem says so.
+//! left out whole. `konghq.com/plugins` on a KongConsumer asks for consumer-scoped plugins, which
+//! [`super::plugins`] resolves with the route and service ones (KIC's combinations); a consumer
+//! that cannot have a plugin it asked for is left out there. `consumerGroups` are not supported:
+//! a problem says so.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -18,11 +20,11 @@ use proxy_config::consumers::{AclGroup, BasicAuthCredential, JwtSecret, KeyAuthC
 use proxy_config::Consumer;
 
 use super::annotations::{INGRESS_CLASS, PLUGINS};
-use super::{names, Context, ObjectRef};
+use super::{names, plugins, Context, ObjectRef};
 use crate::kong_consumers::{KongConsumer, CREDENTIAL_LABEL};
 
 /// Every KongConsumer of the controller's class (or without a class annotation), sorted by
-/// namespace and name.
+/// namespace and name; the plugins they ask for are recorded in `ctx.consumer_plugin_requests`.
 pub(crate) fn translate(ctx: &mut Context<'_>) -> Vec<Consumer> {
     let mut out = Vec::new();
     let mut usernames = HashSet::new();
@@ -40,6 +42,11 @@ pub(crate) fn translate(ctx: &mut Context<'_>) -> Vec<Consumer> {
         if let Some(c) = consumer(ctx, kc, &object) {
             let unique = c.username.as_ref().is_none_or(|u| usernames.insert(u.clone()));
             if unique {
+                if let Some(value) = kc.annotations().get(PLUGINS) {
+                    let wanted = plugins::from_annotation(&plugins::PluginName::parse_list(value));
+                    let consumer = c.display_name().to_string();
+                    ctx.consumer_plugin_requests.push(plugins::ConsumerRequest { consumer, referrer: object, wanted });
+                }
                 out.push(c);
             } else {
                 ctx.problem(&object, "username", "another KongConsumer has this username: consumer left out");
@@ -55,13 +62,6 @@ fn consumer(ctx: &mut Context<'_>, kc: &KongConsumer, object: &ObjectRef) -> Opt
     if username.is_none() && custom_id.is_none() {
         ctx.problem(object, "username", "one of username and custom_id is required: consumer left out");
         return None;
-    }
-    if kc.annotations().contains_key(PLUGINS) {
-        ctx.problem(
-            object,
-            format!("metadata.annotations.{PLUGINS}"),
-            "plugins scoped to a KongConsumer are not supported by sluice yet: no plugin was attached",
-        );
     }
     if kc.consumer_groups.as_ref().is_some_and(|g| !g.is_empty()) {
         ctx.problem(object, "consumerGroups", "consumer groups are not supported by sluice: ignored");

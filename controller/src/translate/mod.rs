@@ -32,7 +32,7 @@ pub(crate) mod upstreams;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Resource, ResourceExt};
 use proxy_config::{CaCertificate, Certificate, Config, EntityError, Route, Upstream};
@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use self::gateway::model::{ClassStatus, GatewayStatusModel, GatewayStatuses, RouteStatusModel};
 pub use self::gateway::REASON_REJECTED_BY_PROXY;
+use crate::kong_plugins::CONFIG_MAP_LABEL;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 
@@ -158,6 +159,8 @@ pub(crate) struct Context<'a> {
     pub services_by_name: HashMap<Key, &'a Service>,
     pub slices_by_service: HashMap<Key, Vec<&'a EndpointSlice>>,
     pub secrets_by_name: HashMap<Key, &'a Secret>,
+    /// The ConfigMaps labelled `konghq.com/configmap: "true"` (the only ones the watch sees).
+    pub config_maps_by_name: HashMap<Key, &'a ConfigMap>,
     /// Parsed Service annotations; `None` = the Service is left out (hostile annotation).
     pub service_annotations: HashMap<Key, Option<annotations::ServiceAnnotations>>,
     pub kong_services: BTreeMap<String, KongService>,
@@ -167,6 +170,10 @@ pub(crate) struct Context<'a> {
     pub ingresses: Vec<ObjectRef>,
     /// The entities that ask for KongPlugins (resolved in [`plugins::attach`]).
     pub plugin_requests: Vec<plugins::Request>,
+    /// The consumers that ask for KongPlugins (resolved in [`plugins::attach`]).
+    pub consumer_plugin_requests: Vec<plugins::ConsumerRequest>,
+    /// The Kong consumers ([`consumers::translate`]); [`plugins::attach`] nests their plugins.
+    pub consumers: Vec<proxy_config::Consumer>,
     /// Set by [`gateway::translate`]; settled against the final config in [`Context::finish`].
     pub gateway_statuses: GatewayStatuses,
     /// The Gateway API routes meant to be in the config.
@@ -181,6 +188,12 @@ impl<'a> Context<'a> {
     fn new(snapshot: &'a Snapshot, settings: &'a Settings, excluded: &'a HashSet<ObjectRef>) -> Self {
         let services_by_name = snapshot.services.iter().map(|s| (key_of(s.as_ref()), s.as_ref())).collect();
         let secrets_by_name = snapshot.secrets.iter().map(|s| (key_of(s.as_ref()), s.as_ref())).collect();
+        let config_maps_by_name = snapshot
+            .config_maps
+            .iter()
+            .filter(|c| c.labels().get(CONFIG_MAP_LABEL).map(String::as_str) == Some("true"))
+            .map(|c| (key_of(c.as_ref()), c.as_ref()))
+            .collect();
         let mut slices_by_service: HashMap<Key, Vec<&EndpointSlice>> = HashMap::new();
         for slice in &snapshot.endpoint_slices {
             if let Some(svc) = slice.labels().get("kubernetes.io/service-name") {
@@ -197,6 +210,7 @@ impl<'a> Context<'a> {
             services_by_name,
             slices_by_service,
             secrets_by_name,
+            config_maps_by_name,
             service_annotations: HashMap::new(),
             kong_services: BTreeMap::new(),
             certificates: BTreeMap::new(),
@@ -204,6 +218,8 @@ impl<'a> Context<'a> {
             problems: Vec::new(),
             ingresses: Vec::new(),
             plugin_requests: Vec::new(),
+            consumer_plugin_requests: Vec::new(),
+            consumers: Vec::new(),
             gateway_statuses: GatewayStatuses::default(),
             routed: Vec::new(),
         }
@@ -219,8 +235,8 @@ impl<'a> Context<'a> {
     }
 
     fn finish(mut self) -> Translation {
+        self.consumers = consumers::translate(&mut self);
         let plugins = plugins::attach(&mut self);
-        let consumers = consumers::translate(&mut self);
         let Context {
             kong_services,
             certificates,
@@ -230,6 +246,7 @@ impl<'a> Context<'a> {
             mut gateway_statuses,
             routed,
             excluded,
+            consumers,
             ..
         } = self;
         let mut config = Config::empty();
@@ -391,7 +408,12 @@ pub(crate) fn remove_entity(config: &mut Config, e: &EntityError) {
                 }
             }
         }
-        "plugin" => config.plugins.retain(|p| p.display_name() != name),
+        "plugin" => {
+            config.plugins.retain(|p| p.display_name() != name);
+            for c in &mut config.consumers {
+                c.plugins.retain(|p| p.display_name() != name);
+            }
+        }
         "consumer" => config.consumers.retain(|c| c.display_name() != name),
         _ => {}
     }

@@ -21,13 +21,19 @@
 //!   `response-transformer`, `request-termination` for rules that cannot forward) — are a
 //!   conflict: the route is left out with a problem naming both, rather than one silently winning;
 //! - KongClusterPlugins labelled `global: "true"` become global plugins; two of them for one
-//!   plugin name → neither is applied (as KIC), with a problem on each.
+//!   plugin name → neither is applied (as KIC), with a problem on each;
+//! - a KongConsumer's `konghq.com/plugins` scopes plugins to its consumer, combined with the
+//!   route and service references of the same plugin as KIC combines them ([`consumer_scope`]);
+//!   one instance per plugin name per (entity, consumer).
 //!
 //! Entities are named as KIC names them ([`naming`]).
 
 pub(crate) mod config;
+pub(crate) mod consumer_scope;
 pub(crate) mod grpc_gateway_source;
 pub(crate) mod naming;
+
+pub(crate) use consumer_scope::ConsumerRequest;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -130,6 +136,8 @@ pub(crate) enum PluginError {
     Broken { plugin: Box<ObjectRef>, errors: Vec<(String, String)> },
     #[error("{plugin} configures '{name}', which {other} already configures on this entity")]
     Conflict { plugin: Box<ObjectRef>, name: String, other: String },
+    #[error("{plugin} configures '{name}', which cannot be scoped to a consumer (Kong's no_consumer)")]
+    NotConsumerScoped { plugin: Box<ObjectRef>, name: String },
 }
 
 impl PluginError {
@@ -160,7 +168,8 @@ struct Catalog<'s> {
     plugins: HashMap<(String, String), PluginDef>,
     cluster: HashMap<String, PluginDef>,
     built: HashMap<ObjectRef, Result<Ready, PluginError>>,
-    secrets: &'s HashMap<(String, String), &'s k8s_openapi::api::core::v1::Secret>,
+    secrets: &'s config::Secrets<'s>,
+    config_maps: &'s config::ConfigMaps<'s>,
 }
 
 impl Catalog<'_> {
@@ -168,8 +177,11 @@ impl Catalog<'_> {
         if let Some(done) = self.built.get(&def.object) {
             return done.clone();
         }
-        let result =
-            if excluded { Err(PluginError::Rejected(Box::new(def.object.clone()))) } else { build(def, self.secrets) };
+        let result = if excluded {
+            Err(PluginError::Rejected(Box::new(def.object.clone())))
+        } else {
+            build(def, self.secrets, self.config_maps)
+        };
         self.built.insert(def.object.clone(), result.clone());
         result
     }
@@ -178,13 +190,14 @@ impl Catalog<'_> {
 /// Builds and checks one plugin's protocols and config (translation, and the admission webhook).
 pub(crate) fn build(
     def: &PluginDef,
-    secrets: &HashMap<(String, String), &k8s_openapi::api::core::v1::Secret>,
+    secrets: &config::Secrets<'_>,
+    config_maps: &config::ConfigMaps<'_>,
 ) -> Result<Ready, PluginError> {
     let mut errors = Vec::new();
     let protocols = def.protocols.as_ref().and_then(|list| {
         list.iter().map(|p| protocol(*p)).collect::<Result<Vec<_>, _>>().map_err(|e| errors.push(e)).ok()
     });
-    let config = config::build(def, secrets).map_err(|e| errors.extend(e)).ok();
+    let config = config::build(def, secrets, config_maps).map_err(|e| errors.extend(e)).ok();
     match config {
         Some(config) if errors.is_empty() => Ok(Ready { def: def.clone(), config, protocols }),
         _ => Err(PluginError::Broken { plugin: Box::new(def.object.clone()), errors }),
@@ -212,6 +225,7 @@ fn group_of(kind: &str) -> &'static str {
     match kind {
         "Ingress" => "networking.k8s.io",
         "GRPCRoute" | "HTTPRoute" => GATEWAY_GROUP,
+        "KongConsumer" => GROUP,
         _ => "",
     }
 }
@@ -257,6 +271,7 @@ fn generated(ctx: &Context<'_>, scope: &Scope) -> Vec<String> {
 /// plugin entities (global ones included). See the module documentation.
 pub(crate) fn attach(ctx: &mut Context<'_>) -> Vec<Plugin> {
     let requests = std::mem::take(&mut ctx.plugin_requests);
+    let consumer_requests = std::mem::take(&mut ctx.consumer_plugin_requests);
     let watched = |ns: &str| ctx.settings.watches_namespace(ns);
     let mut catalog = Catalog {
         plugins: ctx
@@ -274,6 +289,7 @@ pub(crate) fn attach(ctx: &mut Context<'_>) -> Vec<Plugin> {
             .collect(),
         built: HashMap::new(),
         secrets: &ctx.secrets_by_name,
+        config_maps: &ctx.config_maps_by_name,
     };
 
     let mut by_scope: BTreeMap<Scope, Vec<(ObjectRef, Wanted)>> = BTreeMap::new();
@@ -282,37 +298,43 @@ pub(crate) fn attach(ctx: &mut Context<'_>) -> Vec<Plugin> {
         entry.extend(r.wanted.into_iter().map(|w| (r.referrer.clone(), w)));
     }
     let mut problems = Vec::new();
+    let mut scoped = consumer_scope::resolve(ctx, &mut catalog, consumer_requests, &mut problems);
     let mut failed = BTreeSet::new();
-    let mut chosen: Vec<(Scope, Ready)> = Vec::new();
+    let mut chosen: Vec<(Scope, Option<String>, Ready)> = Vec::new();
     for (scope, items) in by_scope {
         let taken = generated(ctx, &scope);
-        let mut names: BTreeMap<String, ObjectRef> = BTreeMap::new();
+        let mut names: BTreeMap<(String, Option<String>), ObjectRef> = BTreeMap::new();
         let mut ok = Vec::new();
         for (referrer, wanted) in items {
             let result = find(ctx, &catalog, &referrer, &wanted.plugin).cloned().and_then(|def| {
                 let excluded = ctx.is_excluded(&def.object);
                 catalog.ready(&def, excluded)
             });
-            let result = result.and_then(|ready| match names.get(&ready.def.plugin) {
-                Some(o) if *o == ready.def.object => Ok(None),
-                Some(o) => Err(PluginError::Conflict {
-                    plugin: Box::new(ready.def.object.clone()),
-                    name: ready.def.plugin.clone(),
-                    other: o.to_string(),
-                }),
-                None if taken.contains(&ready.def.plugin) => Err(PluginError::Conflict {
-                    plugin: Box::new(ready.def.object.clone()),
-                    name: ready.def.plugin.clone(),
-                    other: format!("a filter of {referrer}"),
-                }),
-                None => {
-                    names.insert(ready.def.plugin.clone(), ready.def.object.clone());
-                    Ok(Some(ready))
+            let result = result.and_then(|ready| {
+                let mut fresh = Vec::new();
+                for consumer in scoped.consumers_for(&referrer, &ready.def.object) {
+                    let conflict = |other: String| PluginError::Conflict {
+                        plugin: Box::new(ready.def.object.clone()),
+                        name: ready.def.plugin.clone(),
+                        other,
+                    };
+                    let slot = (ready.def.plugin.clone(), consumer.clone());
+                    match names.get(&slot) {
+                        Some(o) if *o == ready.def.object => {}
+                        Some(o) => return Err(conflict(o.to_string())),
+                        None if consumer.is_none() && taken.contains(&ready.def.plugin) => {
+                            return Err(conflict(format!("a filter of {referrer}")))
+                        }
+                        None => {
+                            names.insert(slot, ready.def.object.clone());
+                            fresh.push(consumer);
+                        }
+                    }
                 }
+                Ok((ready, fresh))
             });
             match result {
-                Ok(Some(ready)) => ok.push(ready),
-                Ok(None) => {}
+                Ok((ready, fresh)) => ok.extend(fresh.into_iter().map(|c| (c, ready.clone()))),
                 Err(e) => {
                     problems.push(Problem::new(&referrer, wanted.field.clone(), format!("{e}; {scope} left out")));
                     if let Some((plugin, errors)) = e.plugin() {
@@ -329,9 +351,10 @@ pub(crate) fn attach(ctx: &mut Context<'_>) -> Vec<Plugin> {
             }
         }
         if !failed.contains(&scope) {
-            chosen.extend(ok.into_iter().map(|r| (scope.clone(), r)));
+            chosen.extend(ok.into_iter().map(|(c, r)| (scope.clone(), c, r)));
         }
     }
+    let consumer_only = scoped.consumer_only(&mut problems);
 
     for scope in &failed {
         match scope {
@@ -347,14 +370,28 @@ pub(crate) fn attach(ctx: &mut Context<'_>) -> Vec<Plugin> {
     }
     let routes: BTreeSet<String> =
         ctx.kong_services.values().flat_map(|ks| ks.routes.iter().filter_map(|r| r.name.clone())).collect();
-    let mut out: Vec<Plugin> = chosen
-        .into_iter()
-        .filter(|(scope, _)| match scope {
-            Scope::Service(s) => ctx.kong_services.contains_key(s),
-            Scope::Route(r) => routes.contains(r),
-        })
-        .map(|(scope, ready)| entity(&ready, Some(&scope)))
-        .collect();
+    let live = chosen.into_iter().filter(|(scope, _, _)| match scope {
+        Scope::Service(s) => ctx.kong_services.contains_key(s),
+        Scope::Route(r) => routes.contains(r),
+    });
+    let mut out = Vec::new();
+    let mut nested: BTreeMap<String, Vec<Plugin>> = BTreeMap::new();
+    for (scope, consumer, ready) in live {
+        match consumer {
+            None => out.push(entity(&ready, Some(&scope), None)),
+            Some(c) => nested.entry(c.clone()).or_default().push(entity(&ready, Some(&scope), Some(&c))),
+        }
+    }
+    for (c, ready) in consumer_only {
+        nested.entry(c.clone()).or_default().push(entity(&ready, None, Some(&c)));
+    }
+    ctx.consumers.retain(|c| !scoped.failed.contains(c.display_name()));
+    for c in &mut ctx.consumers {
+        if let Some(mut plugins) = nested.remove(c.display_name()) {
+            plugins.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+            c.plugins = plugins;
+        }
+    }
     out.extend(globals(ctx, &mut catalog, &mut problems));
     ctx.problems.extend(problems);
     out.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
@@ -387,7 +424,7 @@ fn globals(ctx: &Context<'_>, catalog: &mut Catalog<'_>, problems: &mut Vec<Prob
         }
         let def = &list[0];
         match catalog.ready(def, ctx.is_excluded(&def.object)) {
-            Ok(ready) => out.push(entity(&ready, None)),
+            Ok(ready) => out.push(entity(&ready, None, None)),
             Err(e) => {
                 let errors = match e.plugin() {
                     Some((_, errors)) => errors,
@@ -406,8 +443,9 @@ fn globals(ctx: &Context<'_>, catalog: &mut Catalog<'_>, problems: &mut Vec<Prob
     out
 }
 
-/// The Kong entity of a plugin on `scope` (`None` = global).
-fn entity(ready: &Ready, scope: Option<&Scope>) -> Plugin {
+/// The Kong entity of a plugin on `scope` and `consumer` (both `None` = global). A
+/// consumer-scoped one is nested under its consumer, so its `consumer` field stays empty.
+fn entity(ready: &Ready, scope: Option<&Scope>, consumer: Option<&str>) -> Plugin {
     let def = &ready.def;
     let (route, service) = match scope {
         Some(Scope::Route(r)) => (Some(r.as_str()), None),
@@ -415,9 +453,9 @@ fn entity(ready: &Ready, scope: Option<&Scope>) -> Plugin {
         None => (None, None),
     };
     Plugin {
-        id: Some(naming::plugin_id(&def.plugin, service, route)),
+        id: Some(naming::plugin_id(&def.plugin, service, route, consumer)),
         name: def.plugin.clone(),
-        instance_name: def.instance_name.as_deref().map(|n| naming::instance_name(n, service, route)),
+        instance_name: def.instance_name.as_deref().map(|n| naming::instance_name(n, service, route, consumer)),
         route: route.map(|r| EntityRef::Name(r.to_string())),
         service: service.map(|s| EntityRef::Name(s.to_string())),
         consumer: None,

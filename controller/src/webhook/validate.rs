@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 use gateway_api::apis::standard::httproutes::HttpRoute;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
@@ -35,6 +35,7 @@ use crate::settings::Settings;
 use crate::translate::gateway::model::RouteView;
 use crate::translate::gateway::route_settings::route_settings;
 use crate::translate::gateway::{grpcroute, httproute};
+use crate::translate::plugins::grpc_gateway_source::{self, Store};
 use crate::translate::plugins::{self, PluginError};
 use crate::translate::{annotations, ingress, ObjectRef, Problem};
 
@@ -90,11 +91,25 @@ impl Reviewed {
         }
     }
 
-    /// `(namespace, name)` of the Secrets the checks read (`configFrom`, `configPatches`).
+    /// `(namespace, name)` of the Secrets the checks read (`configFrom`, `configPatches`,
+    /// grpc-gateway's `secretKeyRef`s).
     pub(super) fn secrets(&self) -> Vec<(String, String)> {
         let Some(def) = self.plugin() else { return Vec::new() };
-        let refs = def.config_from.iter().map(|(_, r)| r).chain(def.config_patches.iter().map(|(_, _, r)| r));
-        let mut out: Vec<(String, String)> = refs.map(|r| (r.namespace.clone(), r.name.clone())).collect();
+        let refs =
+            def.config_from.iter().map(|(_, r)| r.clone()).chain(def.config_patches.iter().map(|(_, _, r)| r.clone()));
+        let sources = grpc_gateway_source::references(&def);
+        let sources = sources.into_iter().filter(|(s, _)| *s == Store::Secret).map(|(_, r)| r);
+        let mut out: Vec<(String, String)> = refs.chain(sources).map(|r| (r.namespace, r.name)).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// `(namespace, name)` of the ConfigMaps the checks read (grpc-gateway's `configMapKeyRef`s).
+    pub(super) fn config_maps(&self) -> Vec<(String, String)> {
+        let Some(def) = self.plugin() else { return Vec::new() };
+        let refs = grpc_gateway_source::references(&def).into_iter().filter(|(s, _)| *s == Store::ConfigMap);
+        let mut out: Vec<(String, String)> = refs.map(|(_, r)| (r.namespace, r.name)).collect();
         out.sort();
         out.dedup();
         out
@@ -123,6 +138,8 @@ impl Reviewed {
 pub(super) struct Inputs {
     /// The Secrets of [`Reviewed::secrets`] that exist, stripped as the watch strips them.
     pub secrets: HashMap<(String, String), Secret>,
+    /// The labelled ConfigMaps of [`Reviewed::config_maps`] that exist.
+    pub config_maps: HashMap<(String, String), ConfigMap>,
     /// Whether the IngressClass named `--ingress-class` is the cluster default.
     pub default_class: bool,
 }
@@ -172,7 +189,9 @@ pub(super) fn check(reviewed: &Reviewed, inputs: &Inputs, settings: &Settings) -
 
 fn plugin(def: &PluginDef, inputs: &Inputs, problems: &mut Vec<Problem>) {
     let secrets: HashMap<(String, String), &Secret> = inputs.secrets.iter().map(|(k, v)| (k.clone(), v)).collect();
-    match plugins::build(def, &secrets) {
+    let config_maps: HashMap<(String, String), &ConfigMap> =
+        inputs.config_maps.iter().map(|(k, v)| (k.clone(), v)).collect();
+    match plugins::build(def, &secrets, &config_maps) {
         Ok(_) => {}
         Err(PluginError::Broken { plugin, errors }) => {
             problems.extend(errors.into_iter().map(|(field, message)| Problem::new(&plugin, field, message)));
@@ -243,9 +262,35 @@ mod tests {
         let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "conf", "namespace": "ns"},
             "stringData": {"k": "{\"status_code\": 1000}"}}))
         .unwrap();
-        let inputs = Inputs { secrets: [(("ns".into(), "conf".into()), secret)].into(), default_class: false };
+        let inputs = Inputs { secrets: [(("ns".into(), "conf".into()), secret)].into(), ..Default::default() };
         let p = problems("configuration.konghq.com", "KongPlugin", plugin, &inputs);
         assert!(p.len() == 1 && p[0].contains("status_code"), "{p:?}");
+    }
+
+    #[test]
+    fn grpc_gateway_sources_are_fetched_and_read() {
+        let plugin = json!({"metadata": {"name": "p", "namespace": "ns"}, "plugin": "grpc-gateway",
+                            "config": {"proto_from": {"configMapKeyRef": {"name": "api", "key": "a.proto"}}}});
+        let reviewed = Reviewed::parse("configuration.konghq.com", "KongPlugin", plugin.clone()).unwrap();
+        assert_eq!(reviewed.config_maps(), vec![("ns".to_string(), "api".to_string())]);
+        assert!(reviewed.secrets().is_empty());
+        let p = problems("configuration.konghq.com", "KongPlugin", plugin.clone(), &Inputs::default());
+        assert!(
+            p.len() == 1 && p[0].contains("config.proto_from.configMapKeyRef: ConfigMap ns/api not found"),
+            "{p:?}"
+        );
+        let proto = "syntax = \"proto3\";\npackage a;\nimport \"google/api/annotations.proto\";\nmessage M { string id = 1; }\n\
+                     service S { rpc Get(M) returns (M) { option (google.api.http) = { get: \"/v1/{nope}\" }; } }\n";
+        let map: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "api", "namespace": "ns"},
+            "data": {"a.proto": proto}}))
+        .unwrap();
+        let inputs = Inputs { config_maps: [(("ns".into(), "api".into()), map)].into(), ..Default::default() };
+        let p = problems("configuration.konghq.com", "KongPlugin", plugin, &inputs);
+        assert!(p.len() == 1 && p[0].contains("config.proto_from: a.proto:5") && p[0].contains("'nope'"), "{p:?}");
+        let secret = json!({"metadata": {"name": "p", "namespace": "ns"}, "plugin": "grpc-gateway",
+                            "config": {"descriptor_set_from": {"secretKeyRef": {"name": "d", "key": "k"}}}});
+        let reviewed = Reviewed::parse("configuration.konghq.com", "KongPlugin", secret).unwrap();
+        assert_eq!(reviewed.secrets(), vec![("ns".to_string(), "d".to_string())]);
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //!   with RFC 6902 `add` (the root pointer replaces the whole config);
 //! - KIC's CEL rules are checked here too (file mode has no API server to enforce them), and the
 //!   fields sluice does not implement are rejected by name;
-//! - grpc-gateway's `proto_from` / `descriptor_set_from` Secret references replaced by the
-//!   content (grpc_gateway_source.rs);
+//! - grpc-gateway's `proto_from` / `descriptor_set_from` Secret or ConfigMap references replaced
+//!   by the content (grpc_gateway_source.rs);
 //! - finally `proxy_config::check_plugin_config`, so that a plugin the proxy would refuse never
 //!   reaches it.
 //!
@@ -17,18 +17,24 @@ use std::collections::HashMap;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::Value;
 
-use super::grpc_gateway_source;
-use crate::kong_plugins::{PluginDef, SecretRef, SECRET_LABEL};
+use super::grpc_gateway_source::{self, Store};
+use crate::kong_plugins::{PluginDef, SecretRef, CONFIG_MAP_LABEL, SECRET_LABEL};
 use crate::translate::certificates::secret_value;
 
-type Secrets<'a> = HashMap<(String, String), &'a Secret>;
+pub(crate) type Secrets<'a> = HashMap<(String, String), &'a Secret>;
+/// The labelled ConfigMaps by `(namespace, name)`.
+pub(crate) type ConfigMaps<'a> = HashMap<(String, String), &'a ConfigMap>;
 type FieldErrors = Vec<(String, String)>;
 
 /// The config of `def`, or everything wrong with it (never empty).
-pub(crate) fn build(def: &PluginDef, secrets: &Secrets<'_>) -> Result<Value, FieldErrors> {
+pub(crate) fn build(
+    def: &PluginDef,
+    secrets: &Secrets<'_>,
+    config_maps: &ConfigMaps<'_>,
+) -> Result<Value, FieldErrors> {
     let mut errors = FieldErrors::new();
     if def.plugin.is_empty() {
         errors.push(("plugin".into(), "required field missing".into()));
@@ -68,7 +74,10 @@ pub(crate) fn build(def: &PluginDef, secrets: &Secrets<'_>) -> Result<Value, Fie
         add(&mut config, path, value).map_err(|e| vec![(format!("configPatches[{i}].path"), e)])?;
     }
     if def.plugin == grpc_gateway_source::NAME {
-        grpc_gateway_source::resolve(&mut config, &def.object.namespace, |r| read(secrets, r))?;
+        grpc_gateway_source::resolve(&mut config, &def.object.namespace, |store, r| match store {
+            Store::Secret => read(secrets, r),
+            Store::ConfigMap => read_config_map(config_maps, r),
+        })?;
     }
     let problems: FieldErrors = proxy_config::check_plugin_config(&def.plugin, &config)
         .into_iter()
@@ -102,6 +111,19 @@ fn read(secrets: &Secrets<'_>, r: &SecretRef) -> Result<Vec<u8>, String> {
             format!("Secret {}/{} has no key '{}'", r.namespace, r.name, r.key)
         }
     })
+}
+
+/// The bytes of a ConfigMap key (`data`, else `binaryData`).
+fn read_config_map(config_maps: &ConfigMaps<'_>, r: &SecretRef) -> Result<Vec<u8>, String> {
+    let Some(c) = config_maps.get(&(r.namespace.clone(), r.name.clone())) else {
+        return Err(format!(
+            "ConfigMap {}/{} not found (the controller reads only ConfigMaps labelled {CONFIG_MAP_LABEL}: \"true\")",
+            r.namespace, r.name
+        ));
+    };
+    let text = c.data.as_ref().and_then(|d| d.get(&r.key)).map(|v| v.as_bytes().to_vec());
+    let binary = || c.binary_data.as_ref().and_then(|d| d.get(&r.key)).map(|v| v.0.clone());
+    text.or_else(binary).ok_or_else(|| format!("ConfigMap {}/{} has no key '{}'", r.namespace, r.name, r.key))
 }
 
 /// RFC 6902 `add` of `value` at the JSON Pointer `path`; the root pointer (`""` or `"/"`)

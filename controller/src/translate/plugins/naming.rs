@@ -1,7 +1,8 @@
 //! Plugin entity ids, instance names and tags exactly as KIC generates them, so
 //! that a config written by sluice diffs cleanly against one written by KIC:
 //! - `id`: go-kong's `Plugin.FillID`, a UUIDv5 in the `plugins` namespace (itself the UUIDv5 of
-//!   `plugins` under go-kong's Kong-entities namespace) of `<name>[:service/<S>][:route/<R>]`;
+//!   `plugins` under go-kong's Kong-entities namespace) of
+//!   `<name>[:service/<S>][:route/<R>][:consumer/<C>]`;
 //! - `instance_name`: the KongPlugin's, suffixed `-` + the first 9 hex digits of the SHA-256 of
 //!   `_service-<S>_route-<R>_consumer-<C>_group-<G>`, so one KongPlugin can name an instance on
 //!   each entity it is attached to (Kong wants instance names unique);
@@ -34,8 +35,9 @@ fn format_uuid(b: &[u8; 16]) -> String {
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
-/// The id of a plugin named `name` on the given service and/or route (both `None` = global).
-pub(crate) fn plugin_id(name: &str, service: Option<&str>, route: Option<&str>) -> String {
+/// The id of a plugin named `name` on the given service, route and/or consumer (all `None` =
+/// global).
+pub(crate) fn plugin_id(name: &str, service: Option<&str>, route: Option<&str>, consumer: Option<&str>) -> String {
     let namespace = uuid5(&KONG_ENTITIES_NAMESPACE, b"plugins");
     let mut key = name.to_string();
     if let Some(s) = service {
@@ -46,15 +48,24 @@ pub(crate) fn plugin_id(name: &str, service: Option<&str>, route: Option<&str>) 
         key.push_str(":route/");
         key.push_str(r);
     }
+    if let Some(c) = consumer {
+        key.push_str(":consumer/");
+        key.push_str(c);
+    }
     format_uuid(&uuid5(&namespace, key.as_bytes()))
 }
 
 /// The instance name of a KongPlugin's `instance_name` on one entity.
-pub(crate) fn instance_name(base: &str, service: Option<&str>, route: Option<&str>) -> String {
-    if service.is_none() && route.is_none() {
+pub(crate) fn instance_name(base: &str, service: Option<&str>, route: Option<&str>, consumer: Option<&str>) -> String {
+    if service.is_none() && route.is_none() && consumer.is_none() {
         return base.to_string();
     }
-    let key = format!("_service-{}_route-{}_consumer-_group-", service.unwrap_or(""), route.unwrap_or(""));
+    let key = format!(
+        "_service-{}_route-{}_consumer-{}_group-",
+        service.unwrap_or(""),
+        route.unwrap_or(""),
+        consumer.unwrap_or("")
+    );
     let hash = digest(&SHA256, key.as_bytes());
     let hex: String = hash.as_ref().iter().map(|x| format!("{x:02x}")).collect();
     format!("{base}-{}", &hex[..9])
@@ -82,22 +93,24 @@ mod tests {
 
     #[test]
     fn ids_depend_on_name_and_scope() {
-        let route = plugin_id("cors", None, Some("default.web.web..80"));
-        assert_eq!(route, plugin_id("cors", None, Some("default.web.web..80")));
-        assert_ne!(route, plugin_id("cors", Some("default.web.web..80"), None));
-        assert_ne!(route, plugin_id("cors", None, None));
-        assert_ne!(route, plugin_id("correlation-id", None, Some("default.web.web..80")));
+        let route = plugin_id("cors", None, Some("default.web.web..80"), None);
+        assert_eq!(route, plugin_id("cors", None, Some("default.web.web..80"), None));
+        assert_ne!(route, plugin_id("cors", Some("default.web.web..80"), None, None));
+        assert_ne!(route, plugin_id("cors", None, None, None));
+        assert_ne!(route, plugin_id("correlation-id", None, Some("default.web.web..80"), None));
+        assert_ne!(route, plugin_id("cors", None, Some("default.web.web..80"), Some("alice")));
         assert_eq!(&route[14..15], "5");
     }
 
     #[test]
     fn instance_names_get_a_per_entity_suffix() {
-        let a = instance_name("mine", None, Some("r1"));
-        let b = instance_name("mine", None, Some("r2"));
+        let a = instance_name("mine", None, Some("r1"), None);
+        let b = instance_name("mine", None, Some("r2"), None);
         assert!(a.starts_with("mine-") && a.len() == "mine-".len() + 9, "{a}");
         assert_ne!(a, b);
-        assert_ne!(a, instance_name("mine", Some("r1"), None));
-        assert_eq!(instance_name("mine", None, None), "mine");
+        assert_ne!(a, instance_name("mine", Some("r1"), None, None));
+        assert_eq!(instance_name("mine", None, None, None), "mine");
+        assert_ne!(a, instance_name("mine", None, Some("r1"), Some("alice")));
     }
 
     #[test]
