@@ -157,6 +157,16 @@ fn add_value(mut value: Value, source: &str, loaded: &mut Loaded) {
         ("gateway.networking.k8s.io", "ReferenceGrant") => {
             push(value, &kind, source, &mut s.reference_grants, problems)
         }
+        ("gateway.networking.k8s.io", "BackendTLSPolicy") => {
+            push(value, &kind, source, &mut s.backend_tls_policies, problems)
+        }
+        ("", "ConfigMap") => {
+            let mut cm = value;
+            if let Some(data) = cm.get_mut("data").and_then(Value::as_object_mut) {
+                data.retain(|k, _| k == "ca.crt");
+            }
+            push(cm, &kind, source, &mut s.config_maps, problems)
+        }
         ("", "Namespace") => push(value, &kind, source, &mut s.namespaces, problems),
         ("configuration.konghq.com", "KongUpstreamPolicy") => {
             push(value, &kind, source, &mut s.kong_upstream_policies, problems)

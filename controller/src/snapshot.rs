@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute,
-    referencegrants::ReferenceGrant,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute,
+    httproutes::HttpRoute, referencegrants::ReferenceGrant,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::{Resource, ResourceExt};
@@ -32,6 +32,9 @@ pub struct Snapshot {
     pub grpc_routes: Vec<Arc<GrpcRoute>>,
     pub http_routes: Vec<Arc<HttpRoute>>,
     pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    pub backend_tls_policies: Vec<Arc<BackendTlsPolicy>>,
+    /// ConfigMaps holding a `ca.crt` (BackendTLSPolicy CA bundles); others are not kept.
+    pub config_maps: Vec<Arc<ConfigMap>>,
     /// Namespaces (their labels select routes for Gateway listeners, `allowedRoutes` Selector).
     pub namespaces: Vec<Arc<Namespace>>,
     pub kong_upstream_policies: Vec<Arc<KongUpstreamPolicy>>,
@@ -64,6 +67,8 @@ impl Snapshot {
         sort(&mut self.grpc_routes);
         sort(&mut self.http_routes);
         sort(&mut self.reference_grants);
+        sort(&mut self.backend_tls_policies);
+        sort(&mut self.config_maps);
         sort(&mut self.namespaces);
         sort(&mut self.kong_upstream_policies);
         sort(&mut self.kong_plugins);
@@ -82,6 +87,8 @@ impl Snapshot {
             + self.grpc_routes.len()
             + self.http_routes.len()
             + self.reference_grants.len()
+            + self.backend_tls_policies.len()
+            + self.config_maps.len()
             + self.namespaces.len()
             + self.kong_upstream_policies.len()
             + self.kong_plugins.len()

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute,
-    referencegrants::ReferenceGrant,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute,
+    httproutes::HttpRoute, referencegrants::ReferenceGrant,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
@@ -51,6 +51,10 @@ pub struct Stores {
     pub grpc_routes: Vec<Store<GrpcRoute>>,
     pub http_routes: Vec<Store<HttpRoute>>,
     pub reference_grants: Vec<Store<ReferenceGrant>>,
+    /// Empty when the cluster does not serve BackendTLSPolicy (an optional CRD).
+    pub backend_tls_policies: Vec<Store<BackendTlsPolicy>>,
+    /// Only ConfigMaps with a `ca.crt` keep their data ([`strip_config_map`]).
+    pub config_maps: Vec<Store<ConfigMap>>,
     /// Not waited for: only `allowedRoutes.namespaces.from: Selector` reads it.
     pub namespaces: Vec<Store<Namespace>>,
     pub kong_upstream_policies: Vec<Store<KongUpstreamPolicy>>,
@@ -87,6 +91,8 @@ impl Stores {
             grpc_routes: state(&self.grpc_routes),
             http_routes: state(&self.http_routes),
             reference_grants: state(&self.reference_grants),
+            backend_tls_policies: state(&self.backend_tls_policies),
+            config_maps: state(&self.config_maps),
             namespaces: state(&self.namespaces),
             kong_upstream_policies: state(&self.kong_upstream_policies),
             kong_plugins: state(&self.kong_plugins),
@@ -109,6 +115,8 @@ impl Stores {
         ready(&self.grpc_routes, "GRPCRoute").await?;
         ready(&self.http_routes, "HTTPRoute").await?;
         ready(&self.reference_grants, "ReferenceGrant").await?;
+        ready(&self.backend_tls_policies, "BackendTLSPolicy").await?;
+        ready(&self.config_maps, "ConfigMap").await?;
         ready(&self.kong_upstream_policies, "KongUpstreamPolicy").await?;
         ready(&self.kong_plugins, "KongPlugin").await?;
         ready(&self.kong_cluster_plugins, "KongClusterPlugin").await?;
@@ -215,6 +223,15 @@ pub(crate) fn strip_secret(s: &mut Secret) {
     s.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
+/// Only a ConfigMap's `ca.crt` is kept (the CA bundles BackendTLSPolicies reference); the rest of
+/// its data is dropped, so the controller does not hold every ConfigMap of the cluster in memory.
+pub(crate) fn strip_config_map(c: &mut ConfigMap) {
+    let ca = c.data.as_ref().and_then(|d| d.get("ca.crt")).cloned();
+    c.data = ca.map(|v| [("ca.crt".to_string(), v)].into_iter().collect());
+    c.binary_data = None;
+    c.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
 /// One `Api` per watched namespace (or one for all namespaces).
 fn namespaced<K>(client: &Client, settings: &Settings) -> Vec<Api<K>>
 where
@@ -260,6 +277,13 @@ pub fn start(client: &Client, settings: &Settings, gateway_api: bool) -> Watches
             stores.reference_grants.push(reflect(api, &tx, &mut tasks, keep));
         }
         stores.namespaces.push(reflect(Api::<Namespace>::all(client.clone()), &tx, &mut tasks, keep));
+        for api in namespaced::<BackendTlsPolicy>(client, settings) {
+            let kind = (crate::translate::gateway::GATEWAY_GROUP, "BackendTLSPolicy");
+            stores.backend_tls_policies.push(reflect_optional(client.clone(), api, kind, &tx, &mut tasks));
+        }
+        for api in namespaced::<ConfigMap>(client, settings) {
+            stores.config_maps.push(reflect(api, &tx, &mut tasks, strip_config_map));
+        }
     }
     for api in namespaced::<KongUpstreamPolicy>(client, settings) {
         let store =
