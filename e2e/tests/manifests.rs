@@ -291,12 +291,12 @@ fn expected_cluster_permissions() -> BTreeMap<(String, String), BTreeSet<String>
             m.insert((group.to_string(), r.to_string()), verbs.iter().map(|v| v.to_string()).collect());
         }
     };
-    add("", &["services", "secrets", "namespaces"], READ);
+    add("", &["services", "secrets", "namespaces", "configmaps"], READ);
     add("discovery.k8s.io", &["endpointslices"], READ);
     add("networking.k8s.io", &["ingresses", "ingressclasses"], READ);
     add(
         "gateway.networking.k8s.io",
-        &["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants"],
+        &["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants", "backendtlspolicies"],
         READ,
     );
     add(
@@ -307,7 +307,13 @@ fn expected_cluster_permissions() -> BTreeMap<(String, String), BTreeSet<String>
     add("networking.k8s.io", &["ingresses/status"], STATUS_WRITE);
     add(
         "gateway.networking.k8s.io",
-        &["gatewayclasses/status", "gateways/status", "grpcroutes/status", "httproutes/status"],
+        &[
+            "gatewayclasses/status",
+            "gateways/status",
+            "grpcroutes/status",
+            "httproutes/status",
+            "backendtlspolicies/status",
+        ],
         STATUS_WRITE,
     );
     add("", &["events"], EVENT_WRITE);
@@ -1031,7 +1037,9 @@ async fn service_account_token_is_sufficient_and_least_privilege() {
     let who = sa.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]).await.unwrap();
     assert_eq!(who, "system:serviceaccount:sluice:sluice");
     // Sufficient: every read the controller's watches make, cluster-wide.
-    for kind in ["services", "secrets", "endpointslices", "ingresses", "namespaces", "kongupstreampolicies"] {
+    for kind in
+        ["services", "secrets", "configmaps", "endpointslices", "ingresses", "namespaces", "kongupstreampolicies"]
+    {
         sa.ok(&["get", kind, "-A"]).await.unwrap_or_else(|e| panic!("reading {kind}: {e}"));
     }
     sa.ok(&["get", "ingressclasses"]).await.unwrap();
