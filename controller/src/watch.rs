@@ -349,4 +349,17 @@ mod tests {
         strip_secret(&mut labelled);
         assert!(labelled.data.is_some());
     }
+
+    #[test]
+    fn config_maps_keep_only_their_ca_bundle() {
+        let cm = |data: serde_json::Value| -> ConfigMap {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}, "data": data})).unwrap()
+        };
+        let mut ca = cm(serde_json::json!({"ca.crt": "PEM", "other": "big"}));
+        strip_config_map(&mut ca);
+        assert_eq!(ca.data.unwrap().into_iter().collect::<Vec<_>>(), [("ca.crt".to_string(), "PEM".to_string())]);
+        let mut other = cm(serde_json::json!({"other": "big"}));
+        strip_config_map(&mut other);
+        assert!(other.data.is_none());
+    }
 }
