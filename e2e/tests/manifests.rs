@@ -1078,7 +1078,8 @@ async fn service_account_token_is_sufficient_and_least_privilege() {
 
     // Least privilege: no Pods, no spec writes, no deletes, no Secrets writes, no other Lease.
     forbidden(&sa, &["get", "pods", "-A"]).await;
-    forbidden(&sa, &["get", "configmaps", "-n", NAMESPACE]).await;
+    // ConfigMaps are read (BackendTLSPolicy CA bundles), never written.
+    forbidden(&sa, &["create", "configmap", "stolen", "-n", NAMESPACE, "--from-literal=a=b"]).await;
     forbidden(
         &sa,
         &["patch", "ingress", "web", "-n", "default", "--type=merge", "-p", r#"{"spec":{"ingressClassName":"other"}}"#],
