@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::kong_plugins::CONFIG_MAP_LABEL;
 use crate::snapshot::Snapshot;
 use crate::translate::{ObjectRef, Problem};
 
@@ -149,7 +150,6 @@ fn add_value(mut value: Value, source: &str, loaded: &mut Loaded) {
         ("networking.k8s.io", "IngressClass") => push(value, &kind, source, &mut s.ingress_classes, problems),
         ("", "Service") => push(value, &kind, source, &mut s.services, problems),
         ("", "Secret") => push(value, &kind, source, &mut s.secrets, problems),
-        ("", "ConfigMap") => push(value, &kind, source, &mut s.config_maps, problems),
         ("discovery.k8s.io", "EndpointSlice") => push(value, &kind, source, &mut s.endpoint_slices, problems),
         ("gateway.networking.k8s.io", "GatewayClass") => push(value, &kind, source, &mut s.gateway_classes, problems),
         ("gateway.networking.k8s.io", "Gateway") => push(value, &kind, source, &mut s.gateways, problems),
@@ -157,6 +157,23 @@ fn add_value(mut value: Value, source: &str, loaded: &mut Loaded) {
         ("gateway.networking.k8s.io", "HTTPRoute") => push(value, &kind, source, &mut s.http_routes, problems),
         ("gateway.networking.k8s.io", "ReferenceGrant") => {
             push(value, &kind, source, &mut s.reference_grants, problems)
+        }
+        ("gateway.networking.k8s.io", "BackendTLSPolicy") => {
+            push(value, &kind, source, &mut s.backend_tls_policies, problems)
+        }
+        ("", "ConfigMap") => {
+            // As the watch keeps them (watch::strip_config_map): whole when labelled, else `ca.crt`.
+            let mut cm = value;
+            let labelled = str_at(&cm, &["metadata", "labels", CONFIG_MAP_LABEL]) == "true";
+            if !labelled {
+                if let Some(c) = cm.as_object_mut() {
+                    c.remove("binaryData");
+                }
+                if let Some(data) = cm.get_mut("data").and_then(Value::as_object_mut) {
+                    data.retain(|k, _| k == "ca.crt");
+                }
+            }
+            push(cm, &kind, source, &mut s.config_maps, problems)
         }
         ("", "Namespace") => push(value, &kind, source, &mut s.namespaces, problems),
         ("configuration.konghq.com", "KongUpstreamPolicy") => {

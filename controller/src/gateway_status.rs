@@ -17,7 +17,9 @@ use gateway_api::apis::standard::gateways::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{json, Value};
 
-use crate::translate::gateway::model::{ClassStatus, Cond, GatewayStatusModel, RouteStatusModel};
+use crate::translate::gateway::model::{
+    ClassStatus, Cond, GatewayStatusModel, ParentStatus, PolicyStatusModel, RouteStatusModel,
+};
 use crate::translate::gateway::GATEWAY_GROUP;
 
 /// Gateway API features sluice claims (GatewayClass `status.supportedFeatures`, sorted).
@@ -133,21 +135,43 @@ pub(crate) fn gateway_status(
 
 /// Route `status.parents`: other controllers' entries as they are, then ours.
 pub(crate) fn route_parents(model: &RouteStatusModel, current: &[Value], controller: &str, now: &Time) -> Vec<Value> {
+    entries("parentRef", &model.parents, model.generation, current, controller, now)
+}
+
+/// BackendTLSPolicy `status.ancestors`: other controllers' entries as they are, then ours.
+pub(crate) fn policy_ancestors(
+    model: &PolicyStatusModel,
+    current: &[Value],
+    controller: &str,
+    now: &Time,
+) -> Vec<Value> {
+    entries("ancestorRef", &model.ancestors, model.generation, current, controller, now)
+}
+
+/// A list of per-parent entries keyed by `key` (`parentRef`, `ancestorRef`) and `controllerName`.
+fn entries(
+    key: &str,
+    parents: &[ParentStatus],
+    generation: Option<i64>,
+    current: &[Value],
+    controller: &str,
+    now: &Time,
+) -> Vec<Value> {
     let ours = |v: &Value| v.get("controllerName").and_then(Value::as_str) == Some(controller);
     let mut out: Vec<Value> = current.iter().filter(|v| !ours(v)).cloned().collect();
-    for p in &model.parents {
+    for p in parents {
         let parent_ref = serde_json::to_value(&p.parent_ref).unwrap_or(Value::Null);
         let previous: Vec<Condition> = current
             .iter()
-            .filter(|v| ours(v) && v.get("parentRef") == Some(&parent_ref))
+            .filter(|v| ours(v) && v.get(key) == Some(&parent_ref))
             .filter_map(|v| v.get("conditions").cloned())
             .filter_map(|c| serde_json::from_value::<Vec<Condition>>(c).ok())
             .next()
             .unwrap_or_default();
         out.push(json!({
-            "parentRef": parent_ref,
+            key: parent_ref,
             "controllerName": controller,
-            "conditions": conditions(&p.conditions, &previous, model.generation, now),
+            "conditions": conditions(&p.conditions, &previous, generation, now),
         }));
     }
     out

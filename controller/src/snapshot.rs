@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute,
-    referencegrants::ReferenceGrant,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute,
+    httproutes::HttpRoute, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -27,13 +27,15 @@ pub struct Snapshot {
     pub services: Vec<Arc<Service>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
-    /// ConfigMaps labelled `konghq.com/configmap: "true"` (grpc-gateway's `configMapKeyRef`).
+    /// ConfigMaps: whole when labelled `konghq.com/configmap: "true"` (grpc-gateway's
+    /// `configMapKeyRef`), else only their `ca.crt` (BackendTLSPolicy CA bundles).
     pub config_maps: Vec<Arc<ConfigMap>>,
     pub gateway_classes: Vec<Arc<GatewayClass>>,
     pub gateways: Vec<Arc<Gateway>>,
     pub grpc_routes: Vec<Arc<GrpcRoute>>,
     pub http_routes: Vec<Arc<HttpRoute>>,
     pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    pub backend_tls_policies: Vec<Arc<BackendTlsPolicy>>,
     /// Namespaces (their labels select routes for Gateway listeners, `allowedRoutes` Selector).
     pub namespaces: Vec<Arc<Namespace>>,
     pub kong_upstream_policies: Vec<Arc<KongUpstreamPolicy>>,
@@ -67,6 +69,7 @@ impl Snapshot {
         sort(&mut self.grpc_routes);
         sort(&mut self.http_routes);
         sort(&mut self.reference_grants);
+        sort(&mut self.backend_tls_policies);
         sort(&mut self.namespaces);
         sort(&mut self.kong_upstream_policies);
         sort(&mut self.kong_plugins);
@@ -86,6 +89,7 @@ impl Snapshot {
             + self.grpc_routes.len()
             + self.http_routes.len()
             + self.reference_grants.len()
+            + self.backend_tls_policies.len()
             + self.namespaces.len()
             + self.kong_upstream_policies.len()
             + self.kong_plugins.len()

@@ -1,5 +1,5 @@
 //! The one status writer: the statuses of a [`Translation`] (Ingress `status.loadBalancer`,
-//! GatewayClass, Gateway, GRPCRoute and HTTPRoute) with the proxy's addresses and timestamps added,
+//! GatewayClass, Gateway, GRPCRoute, HTTPRoute and BackendTLSPolicy) with the proxy's addresses and timestamps added,
 //! written through the status subresource with a merge patch.
 //!
 //! [`StatusReporter`] triggers it once per sync round that ends with the proxy running a config,
@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy;
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use gateway_api::apis::standard::gateways::Gateway;
 use gateway_api::apis::standard::grpcroutes::GrpcRoute;
@@ -32,7 +33,7 @@ use serde_json::{json, Value};
 use thiserror::Error;
 use tokio::sync::Mutex;
 
-use crate::gateway_status::{class_status, gateway_status, newer, route_parents};
+use crate::gateway_status::{class_status, gateway_status, newer, policy_ancestors, route_parents};
 use crate::leader::Leadership;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
@@ -96,7 +97,7 @@ impl StatusUpdate {
     /// `status.parents` list is shared with other controllers and replaced as a whole.
     pub fn patch(&self) -> Value {
         match self.object.kind.as_str() {
-            "GRPCRoute" | "HTTPRoute" => {
+            "GRPCRoute" | "HTTPRoute" | "BackendTLSPolicy" => {
                 json!({ "metadata": { "resourceVersion": self.resource_version }, "status": self.status })
             }
             _ => json!({ "status": self.status }),
@@ -170,20 +171,40 @@ pub fn desired(
             },
         };
         let current: Vec<Value> = current.and_then(Result::ok).and_then(|v| v.as_array().cloned()).unwrap_or_default();
-        let stale = current
-            .iter()
-            .filter(|v| v.get("controllerName").and_then(Value::as_str) == Some(controller))
-            .filter_map(|v| v.get("conditions").cloned())
-            .filter_map(|c| serde_json::from_value::<Vec<Condition>>(c).ok())
-            .any(|c| newer(&c, model.generation));
-        if stale {
+        if stale(&current, controller, model.generation) {
             continue;
         }
         let parents = route_parents(model, &current, controller, now);
         let changed = parents != current;
         out.push(StatusUpdate { status: json!({ "parents": parents }), changed, ..u });
     }
+    for model in &statuses.backend_tls_policies {
+        let Some(p) = find(&snapshot.backend_tls_policies, &model.object) else { continue };
+        let current = p.status.as_ref().map(|s| serde_json::to_value(&s.ancestors));
+        let current: Vec<Value> = current.and_then(Result::ok).and_then(|v| v.as_array().cloned()).unwrap_or_default();
+        if stale(&current, controller, model.generation) {
+            continue;
+        }
+        let ancestors = policy_ancestors(model, &current, controller, now);
+        let changed = ancestors != current;
+        out.push(StatusUpdate {
+            status: json!({ "ancestors": ancestors }),
+            changed,
+            ..update(p.as_ref(), Value::Null, false)
+        });
+    }
     out
+}
+
+/// Whether our entries of a shared list (route parents, policy ancestors) were written for a newer
+/// generation than the snapshot's.
+fn stale(current: &[Value], controller: &str, generation: Option<i64>) -> bool {
+    current
+        .iter()
+        .filter(|v| v.get("controllerName").and_then(Value::as_str) == Some(controller))
+        .filter_map(|v| v.get("conditions").cloned())
+        .filter_map(|c| serde_json::from_value::<Vec<Condition>>(c).ok())
+        .any(|c| newer(&c, generation))
 }
 
 /// `now` as Kubernetes stores it (whole seconds), so that a written time reads back unchanged.
@@ -277,6 +298,9 @@ impl StatusWriter {
             "Gateway" => Api::<Gateway>::namespaced(c, ns).patch_status(name, &pp, &patch).await.map(drop),
             "GRPCRoute" => Api::<GrpcRoute>::namespaced(c, ns).patch_status(name, &pp, &patch).await.map(drop),
             "HTTPRoute" => Api::<HttpRoute>::namespaced(c, ns).patch_status(name, &pp, &patch).await.map(drop),
+            "BackendTLSPolicy" => {
+                Api::<BackendTlsPolicy>::namespaced(c, ns).patch_status(name, &pp, &patch).await.map(drop)
+            }
             _ => Ok(()),
         }
     }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute, httproutes::HttpRoute,
-    referencegrants::ReferenceGrant,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GrpcRoute,
+    httproutes::HttpRoute, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -46,13 +46,16 @@ pub struct Stores {
     pub services: Vec<Store<Service>>,
     pub endpoint_slices: Vec<Store<EndpointSlice>>,
     pub secrets: Vec<Store<Secret>>,
-    /// Only ConfigMaps labelled `konghq.com/configmap: "true"` (a label selector on the watch).
+    /// Every ConfigMap; those not labelled `konghq.com/configmap: "true"` keep only their `ca.crt`
+    /// ([`strip_config_map`]).
     pub config_maps: Vec<Store<ConfigMap>>,
     pub gateway_classes: Vec<Store<GatewayClass>>,
     pub gateways: Vec<Store<Gateway>>,
     pub grpc_routes: Vec<Store<GrpcRoute>>,
     pub http_routes: Vec<Store<HttpRoute>>,
     pub reference_grants: Vec<Store<ReferenceGrant>>,
+    /// Empty when the cluster does not serve BackendTLSPolicy (an optional CRD).
+    pub backend_tls_policies: Vec<Store<BackendTlsPolicy>>,
     /// Not waited for: only `allowedRoutes.namespaces.from: Selector` reads it.
     pub namespaces: Vec<Store<Namespace>>,
     pub kong_upstream_policies: Vec<Store<KongUpstreamPolicy>>,
@@ -90,6 +93,7 @@ impl Stores {
             grpc_routes: state(&self.grpc_routes),
             http_routes: state(&self.http_routes),
             reference_grants: state(&self.reference_grants),
+            backend_tls_policies: state(&self.backend_tls_policies),
             namespaces: state(&self.namespaces),
             kong_upstream_policies: state(&self.kong_upstream_policies),
             kong_plugins: state(&self.kong_plugins),
@@ -113,6 +117,7 @@ impl Stores {
         ready(&self.grpc_routes, "GRPCRoute").await?;
         ready(&self.http_routes, "HTTPRoute").await?;
         ready(&self.reference_grants, "ReferenceGrant").await?;
+        ready(&self.backend_tls_policies, "BackendTLSPolicy").await?;
         ready(&self.kong_upstream_policies, "KongUpstreamPolicy").await?;
         ready(&self.kong_plugins, "KongPlugin").await?;
         ready(&self.kong_cluster_plugins, "KongClusterPlugin").await?;
@@ -140,22 +145,8 @@ fn reflect<K>(api: Api<K>, changes: &watch::Sender<u64>, tasks: &mut Vec<JoinHan
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    reflect_selected(api, watcher::Config::default(), changes, tasks, strip)
-}
-
-/// Like [`reflect`], with a watch `config` (a label selector).
-fn reflect_selected<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changes: &watch::Sender<u64>,
-    tasks: &mut Vec<JoinHandle<()>>,
-    strip: fn(&mut K),
-) -> Store<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config)
+    let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(move |o: &mut K| {
             o.managed_fields_mut().clear();
@@ -233,7 +224,15 @@ pub(crate) fn strip_secret(s: &mut Secret) {
     s.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
-fn strip_config_map(c: &mut ConfigMap) {
+/// A ConfigMap labelled `konghq.com/configmap: "true"` (grpc-gateway's `configMapKeyRef`) is kept
+/// whole; of any other only `ca.crt` is kept (the CA bundles BackendTLSPolicies reference), so the
+/// controller does not hold every ConfigMap of the cluster in memory.
+pub(crate) fn strip_config_map(c: &mut ConfigMap) {
+    if c.labels().get(CONFIG_MAP_LABEL).map(String::as_str) != Some("true") {
+        let ca = c.data.as_ref().and_then(|d| d.get("ca.crt")).cloned();
+        c.data = ca.map(|v| [("ca.crt".to_string(), v)].into_iter().collect());
+        c.binary_data = None;
+    }
     c.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
@@ -267,11 +266,10 @@ pub fn start(client: &Client, settings: &Settings, gateway_api: bool) -> Watches
     for api in namespaced::<Secret>(client, settings) {
         stores.secrets.push(reflect(api, &tx, &mut tasks, strip_secret));
     }
-    // ConfigMaps are read only for grpc-gateway's `configMapKeyRef`, and only when labelled: the
-    // selector keeps every other ConfigMap of the cluster out of the cache.
-    let labelled = watcher::Config::default().labels(&format!("{CONFIG_MAP_LABEL}=true"));
+    // ConfigMaps: grpc-gateway's `configMapKeyRef` (labelled ones, whole) and BackendTLSPolicy CA
+    // bundles (any, `ca.crt` only; see strip_config_map).
     for api in namespaced::<ConfigMap>(client, settings) {
-        stores.config_maps.push(reflect_selected(api, labelled.clone(), &tx, &mut tasks, strip_config_map));
+        stores.config_maps.push(reflect(api, &tx, &mut tasks, strip_config_map));
     }
     if gateway_api {
         stores.gateway_classes.push(reflect(Api::<GatewayClass>::all(client.clone()), &tx, &mut tasks, keep));
@@ -288,6 +286,10 @@ pub fn start(client: &Client, settings: &Settings, gateway_api: bool) -> Watches
             stores.reference_grants.push(reflect(api, &tx, &mut tasks, keep));
         }
         stores.namespaces.push(reflect(Api::<Namespace>::all(client.clone()), &tx, &mut tasks, keep));
+        for api in namespaced::<BackendTlsPolicy>(client, settings) {
+            let kind = (crate::translate::gateway::GATEWAY_GROUP, "BackendTLSPolicy");
+            stores.backend_tls_policies.push(reflect_optional(client.clone(), api, kind, &tx, &mut tasks));
+        }
     }
     for api in namespaced::<KongUpstreamPolicy>(client, settings) {
         let store =
@@ -352,5 +354,23 @@ mod tests {
             "type": "Opaque", "data": {"config": "eA=="}}));
         strip_secret(&mut labelled);
         assert!(labelled.data.is_some());
+    }
+
+    #[test]
+    fn config_maps_keep_only_their_ca_bundle() {
+        let cm = |data: serde_json::Value| -> ConfigMap {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}, "data": data})).unwrap()
+        };
+        let mut ca = cm(serde_json::json!({"ca.crt": "PEM", "other": "big"}));
+        strip_config_map(&mut ca);
+        assert_eq!(ca.data.unwrap().into_iter().collect::<Vec<_>>(), [("ca.crt".to_string(), "PEM".to_string())]);
+        let mut other = cm(serde_json::json!({"other": "big"}));
+        strip_config_map(&mut other);
+        assert!(other.data.is_none());
+        let mut labelled: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {CONFIG_MAP_LABEL: "true"}}, "data": {"api.proto": "syntax"}}))
+        .unwrap();
+        strip_config_map(&mut labelled);
+        assert_eq!(labelled.data.unwrap().len(), 1, "a labelled ConfigMap is kept whole");
     }
 }

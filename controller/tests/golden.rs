@@ -9,7 +9,7 @@
 //! - `out.yaml`: the Kong config (which must itself pass `proxy_config::validate`);
 //! - `problems.yaml`: the problems (Kubernetes Events);
 //! - `status.yaml`: every status the controller writes (Ingress load balancer, GatewayClass,
-//!   Gateway, GRPCRoute, HTTPRoute) as `status::desired` computes it, at [`NOW`], with the proxy
+//!   Gateway, GRPCRoute, HTTPRoute, BackendTLSPolicy) as `status::desired` computes it, at [`NOW`], with the proxy
 //!   at the `--publish-status-address` of `args.txt`, else at [`ADDRESS`].
 //!
 //! Each case also checks that translation does not depend on the order in which objects arrive,
@@ -57,6 +57,8 @@ macro_rules! golden {
 
 golden! {
     golden_app_protocol,
+    golden_backend_tls_policy,
+    golden_backend_tls_policy_errors,
     golden_bad_objects_do_not_block_good_ones,
     golden_class_filtering,
     golden_consumers_credentials,
@@ -260,6 +262,8 @@ fn reversed(s: &Snapshot) -> Snapshot {
     r.grpc_routes.reverse();
     r.http_routes.reverse();
     r.reference_grants.reverse();
+    r.backend_tls_policies.reverse();
+    r.config_maps.reverse();
     r.namespaces.reverse();
     r.kong_upstream_policies.reverse();
     r.kong_plugins.reverse();
@@ -276,6 +280,7 @@ fn written(s: &Snapshot, updates: &[StatusUpdate]) -> Snapshot {
     apply(&mut w.gateways, updates);
     apply(&mut w.grpc_routes, updates);
     apply(&mut w.http_routes, updates);
+    apply(&mut w.backend_tls_policies, updates);
     w
 }
 

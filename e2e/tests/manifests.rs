@@ -291,12 +291,12 @@ fn expected_cluster_permissions() -> BTreeMap<(String, String), BTreeSet<String>
             m.insert((group.to_string(), r.to_string()), verbs.iter().map(|v| v.to_string()).collect());
         }
     };
-    add("", &["services", "secrets", "configmaps", "namespaces"], READ);
+    add("", &["services", "secrets", "namespaces", "configmaps"], READ);
     add("discovery.k8s.io", &["endpointslices"], READ);
     add("networking.k8s.io", &["ingresses", "ingressclasses"], READ);
     add(
         "gateway.networking.k8s.io",
-        &["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants"],
+        &["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants", "backendtlspolicies"],
         READ,
     );
     add(
@@ -307,7 +307,13 @@ fn expected_cluster_permissions() -> BTreeMap<(String, String), BTreeSet<String>
     add("networking.k8s.io", &["ingresses/status"], STATUS_WRITE);
     add(
         "gateway.networking.k8s.io",
-        &["gatewayclasses/status", "gateways/status", "grpcroutes/status", "httproutes/status"],
+        &[
+            "gatewayclasses/status",
+            "gateways/status",
+            "grpcroutes/status",
+            "httproutes/status",
+            "backendtlspolicies/status",
+        ],
         STATUS_WRITE,
     );
     add("", &["events"], EVENT_WRITE);
@@ -1072,7 +1078,8 @@ async fn service_account_token_is_sufficient_and_least_privilege() {
 
     // Least privilege: no Pods, no spec writes, no deletes, no Secret or ConfigMap writes, no other Lease.
     forbidden(&sa, &["get", "pods", "-A"]).await;
-    forbidden(&sa, &["create", "configmap", "stolen", "-n", "default", "--from-literal=a=b"]).await;
+    // ConfigMaps are read (grpc-gateway sources, BackendTLSPolicy CA bundles), never written.
+    forbidden(&sa, &["create", "configmap", "stolen", "-n", NAMESPACE, "--from-literal=a=b"]).await;
     forbidden(
         &sa,
         &["patch", "ingress", "web", "-n", "default", "--type=merge", "-p", r#"{"spec":{"ingressClassName":"other"}}"#],

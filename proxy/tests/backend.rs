@@ -221,3 +221,41 @@ async fn invalid_backend_share_of_a_split_fails_at_once_and_the_rest_succeeds() 
     }
     assert_eq!((ok, unavailable), (50, 50), "round-robin over equal weights alternates");
 }
+
+/// A gRPC-over-TLS service to `backend` through upstream `u`, whose `host_header` is `sni`
+/// (what the controller makes of a BackendTLSPolicy's `hostname`), verified against `ca`.
+fn backend_tls_config(backend: std::net::SocketAddr, ca: &str, sni: &str) -> String {
+    serde_json::json!({
+        "_format_version": "3.0",
+        "services": [{
+            "name": "s", "protocol": "grpcs", "host": "u", "port": 443, "tls_verify": true,
+            "ca_certificates": ["11111111-1111-4111-8111-111111111111"],
+            "routes": [{"name": "r", "protocols": ["grpc"], "paths": ["/"]}]
+        }],
+        "upstreams": [{"name": "u", "host_header": sni, "targets": [{"target": backend.to_string()}]}],
+        "ca_certificates": [{"id": "11111111-1111-4111-8111-111111111111", "cert": ca}]
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn upstream_host_header_is_the_tls_name_sent_and_verified() {
+    install_provider();
+    let (ca, cert, key) = ca_and_leaf(&["backend.internal"]);
+    let (other_ca, _, _) = ca_and_leaf(&["backend.internal"]);
+    let b = sluice_demo::spawn(sluice_demo::BackendOptions::named("btls").with_tls(cert, key)).await.unwrap();
+    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
+    let mut hello = HelloServiceClient::new(grpc_channel(p.addr(0), "example.com").await);
+
+    // The upstream's name is `u`; the certificate is for backend.internal, which host_header names.
+    p.push_ok(&backend_tls_config(b.addr(), &ca, "backend.internal")).await;
+    let r = hello.say_hello(HelloRequest { greeting: "tls".into() }).await.unwrap();
+    assert_eq!(r.get_ref().reply, "hello tls");
+
+    // Another name, or another CA: the handshake fails and the call gets UNAVAILABLE.
+    for (ca, sni) in [(&ca, "wrong.internal"), (&other_ca, "backend.internal")] {
+        p.push_ok(&backend_tls_config(b.addr(), ca, sni)).await;
+        let err = hello.say_hello(HelloRequest { greeting: "x".into() }).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{sni}: {err:?}");
+    }
+}

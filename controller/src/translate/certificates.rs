@@ -26,7 +26,7 @@ pub(crate) fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
 }
 
 /// PEM text holding at least one certificate, every block well-formed.
-fn check_certs(pem: &[u8]) -> Result<String, String> {
+pub(crate) fn check_certs(pem: &[u8]) -> Result<String, String> {
     let text = std::str::from_utf8(pem).map_err(|_| "not UTF-8 PEM text".to_string())?;
     let mut n = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {

@@ -12,6 +12,7 @@
 //! [`settle`] turns `Accepted` off for every route whose entities did not make it into it (rejected
 //! by the proxy, or left out for a problem), and takes it off its listeners' `attachedRoutes`.
 
+pub(crate) mod backend_tls;
 pub(crate) mod backends;
 pub(crate) mod filters;
 pub(crate) mod grpcroute;
@@ -122,6 +123,7 @@ pub(crate) struct Plan<'a> {
     pub statuses: GatewayStatuses,
     pub gateways: Vec<GatewayInfo>,
     pub routes: Vec<PlannedRoute<'a>>,
+    pub policies: backend_tls::Policies,
     pub problems: Vec<Problem>,
 }
 
@@ -219,6 +221,7 @@ pub(crate) fn plan<'a>(snapshot: &'a Snapshot, settings: &Settings) -> Plan<'a> 
     gateway_list.sort_by_cached_key(|g| key_of(g.as_ref()));
     let inputs = listeners::Inputs { secrets: &secrets, grants };
     let mut gateways = listeners::gateways(&gateway_list, &accepted_classes, &inputs, &mut problems);
+    let policies = backend_tls::analyse(snapshot, watched, &mut problems);
     let labels: NamespaceLabels = snapshot.namespaces.iter().map(|n| (n.name_any(), n.labels().clone())).collect();
 
     let mut views: Vec<RouteView> = Vec::new();
@@ -313,6 +316,20 @@ pub(crate) fn plan<'a>(snapshot: &'a Snapshot, settings: &Settings) -> Plan<'a> 
         routes.push(PlannedRoute { accepted: !attachments.is_empty(), hosts, resolutions, attachments, view });
     }
 
+    // BackendTLSPolicy ancestors: the Gateways of the routes whose backends a policy targets.
+    let mut ancestors: BTreeMap<usize, std::collections::BTreeSet<(String, String)>> = BTreeMap::new();
+    for r in &routes {
+        for (_, res) in r.resolutions.iter().flatten() {
+            let Resolution::Valid { svc, port } = res else { continue };
+            for i in policies.naming(svc, port) {
+                for &(gi, _) in &r.attachments {
+                    let g = &gateways[gi].obj;
+                    ancestors.entry(i).or_default().insert((g.namespace.clone(), g.name.clone()));
+                }
+            }
+        }
+    }
+    let policy_statuses = policies.statuses(&ancestors);
     let gateway_statuses = gateways
         .iter()
         .map(|g| GatewayStatusModel {
@@ -332,9 +349,15 @@ pub(crate) fn plan<'a>(snapshot: &'a Snapshot, settings: &Settings) -> Plan<'a> 
         })
         .collect();
     Plan {
-        statuses: GatewayStatuses { classes, gateways: gateway_statuses, routes: route_statuses },
+        statuses: GatewayStatuses {
+            classes,
+            gateways: gateway_statuses,
+            routes: route_statuses,
+            policies: policy_statuses,
+        },
         gateways,
         routes,
+        policies,
         problems,
     }
 }
@@ -433,7 +456,7 @@ struct Pending {
 
 /// Translates Gateway API objects into the context.
 pub(crate) fn translate(ctx: &mut Context<'_>) {
-    let Plan { statuses, gateways, routes, problems } = plan(ctx.snapshot, ctx.settings);
+    let Plan { statuses, gateways, routes, policies, problems } = plan(ctx.snapshot, ctx.settings);
     ctx.problems.extend(problems);
     ctx.gateway_statuses = statuses;
     certificates(ctx, &gateways);
@@ -456,7 +479,7 @@ pub(crate) fn translate(ctx: &mut Context<'_>) {
             continue;
         }
         let ann = annotations::route_annotations(&route.view.obj, &route.view.annotations, &mut ctx.problems);
-        translate_route(ctx, route, &ann, &mut pending);
+        translate_route(ctx, route, &ann, &policies, &mut pending);
     }
     for kind in [RouteKind::Grpc, RouteKind::Http] {
         let base = if kind == RouteKind::Grpc { precedence::GRPC_BASE } else { precedence::HTTP_BASE };
@@ -491,6 +514,7 @@ fn translate_route(
     ctx: &mut Context<'_>,
     route: &PlannedRoute<'_>,
     ann: &RouteAnnotations,
+    policies: &backend_tls::Policies,
     pending: &mut Vec<Pending>,
 ) {
     let view = &route.view;
@@ -536,7 +560,7 @@ fn translate_route(
             continue;
         }
         let service_name = format!("{}.{}.{}.{}", kind.prefix(), obj.namespace, obj.name, rule.index);
-        let rb = backends::rule_upstream(ctx, resolutions, &service_name, &tags);
+        let mut rb = backends::rule_upstream(ctx, resolutions, &service_name, &tags);
         // Rules that cannot forward answer with an error, as the Gateway API asks: gRPC with
         // 404 (UNIMPLEMENTED) without backendRefs, 503 for an unresolvable filter; HTTP with 500.
         let termination = if !rule.filters.unresolved.is_empty() {
@@ -595,6 +619,21 @@ fn translate_route(
                 ctx.problem(svc_ref, field, message);
             }
         }
+        let mut tls_verify = ann_service.tls_verify;
+        let mut protocol = protocol;
+        let field = format!("spec.rules[{}].backendRefs", rule.index);
+        if let Some(tls) = backend_tls::policy_of_rule(policies, resolutions, obj, &field, &mut ctx.problems) {
+            protocol = backend_tls::tls_protocol(protocol);
+            tls_verify = Some(true);
+            ca_ids = tls.cas.iter().map(|c| c.id.clone()).collect();
+            for ca in &tls.cas {
+                ctx.ca_certificates.entry(ca.id.clone()).or_insert_with(|| ca.clone());
+            }
+            rb.upstream.host_header = Some(tls.hostname.clone());
+            if tls.no_valid_ca {
+                rb.upstream.targets.clear();
+            }
+        }
         let service = proxy_config::Service {
             id: None,
             url: None,
@@ -607,7 +646,7 @@ fn translate_route(
             read_timeout: ann_service.read_timeout.unwrap_or(60_000),
             write_timeout: ann_service.write_timeout.unwrap_or(60_000),
             retries: if rb.partially_invalid { 0 } else { ann_service.retries.unwrap_or(5) },
-            tls_verify: ann_service.tls_verify,
+            tls_verify,
             tls_verify_depth: ann_service.tls_verify_depth,
             ca_certificates: (!ca_ids.is_empty()).then_some(ca_ids),
             client_certificate,

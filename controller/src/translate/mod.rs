@@ -38,7 +38,7 @@ use kube::{Resource, ResourceExt};
 use proxy_config::{CaCertificate, Certificate, Config, EntityError, Route, Upstream};
 use serde::{Deserialize, Serialize};
 
-use self::gateway::model::{ClassStatus, GatewayStatusModel, GatewayStatuses, RouteStatusModel};
+use self::gateway::model::{ClassStatus, GatewayStatusModel, GatewayStatuses, PolicyStatusModel, RouteStatusModel};
 pub use self::gateway::REASON_REJECTED_BY_PROXY;
 use crate::kong_plugins::CONFIG_MAP_LABEL;
 use crate::settings::Settings;
@@ -120,6 +120,8 @@ pub struct Statuses {
     pub gateways: Vec<GatewayStatusModel>,
     /// GRPCRoutes then HTTPRoutes, each sorted by namespace/name.
     pub routes: Vec<RouteStatusModel>,
+    /// BackendTLSPolicies naming a backend of our routes, oldest first.
+    pub backend_tls_policies: Vec<PolicyStatusModel>,
 }
 
 /// Translates the snapshot. See the module documentation.
@@ -278,8 +280,9 @@ impl<'a> Context<'a> {
                 .collect();
             gateway::settle(&mut gateway_statuses, &routed, &config_routes, &problems, excluded);
         }
-        let GatewayStatuses { classes, gateways, routes } = gateway_statuses;
-        let statuses = Statuses { ingresses, gateway_classes: classes, gateways, routes };
+        let GatewayStatuses { classes, gateways, routes, policies } = gateway_statuses;
+        let statuses =
+            Statuses { ingresses, gateway_classes: classes, gateways, routes, backend_tls_policies: policies };
         Translation { config, problems, statuses }
     }
 }

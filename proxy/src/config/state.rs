@@ -378,6 +378,16 @@ fn entity_error(kind: &str, name: &str, field: &str, message: String) -> EntityE
     }
 }
 
+/// The name a TLS service's upstream is asked for (SNI) and verified against: its upstream's
+/// `host_header` when set (Kong sends `$upstream_host`, which is the `host_header`, as SNI; the
+/// controller sets it from a BackendTLSPolicy's `hostname`), else the service's `host`.
+fn upstream_sni<'a>(s: &'a proxy_config::Service, balancer: Option<&'a Balancer>) -> &'a str {
+    match balancer.and_then(|b| b.host_header.as_deref()) {
+        Some(h) => h.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(h, |(name, _)| name),
+        None => s.host.as_str(),
+    }
+}
+
 /// Builds a runtime from a validated config.
 pub(crate) fn build(
     config: Config,
@@ -414,7 +424,7 @@ pub(crate) fn build(
                 client_cert,
                 s.tls_verify_depth,
             ) {
-                Ok(cfg) => Some((cfg, Arc::<str>::from(s.host.as_str()))),
+                Ok(cfg) => Some((cfg, Arc::<str>::from(upstream_sni(s, balancer.as_deref())))),
                 Err(e) => {
                     errors.push(entity_error("service", s.display_name(), "ca_certificates", e.to_string()));
                     None

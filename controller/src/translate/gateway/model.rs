@@ -336,10 +336,20 @@ pub struct RouteStatusModel {
     pub parents: Vec<ParentStatus>,
 }
 
+/// Status of one BackendTLSPolicy: our entry per ancestor Gateway.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PolicyStatusModel {
+    pub object: ObjectRef,
+    #[serde(skip)]
+    pub generation: Option<i64>,
+    pub ancestors: Vec<ParentStatus>,
+}
+
 /// The Gateway API statuses of a translation (pure; the status writer adds addresses and times).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub(crate) struct GatewayStatuses {
     pub classes: Vec<ClassStatus>,
     pub gateways: Vec<GatewayStatusModel>,
     pub routes: Vec<RouteStatusModel>,
+    pub policies: Vec<PolicyStatusModel>,
 }

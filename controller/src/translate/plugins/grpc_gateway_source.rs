@@ -7,8 +7,8 @@
 //!
 //! The object is in the KongPlugin's namespace (a KongClusterPlugin names it with `namespace`).
 //! Like every Secret a plugin reads, the Secret is labelled `konghq.com/secret: "true"`; the
-//! ConfigMap is labelled `konghq.com/configmap: "true"` (the controller watches no other
-//! ConfigMap). The proxy's schema then compiles the result, so a bad proto is an Event naming the
+//! ConfigMap is labelled `konghq.com/configmap: "true"` (of any other ConfigMap the controller
+//! keeps only `ca.crt`, for BackendTLSPolicy). The proxy's schema then compiles the result, so a bad proto is an Event naming the
 //! file, line and field.
 
 use base64::Engine;
