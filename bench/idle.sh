@@ -11,8 +11,12 @@ IDLE_TSV=$RUN/idle.tsv
 printf 'target\tround\tkind\tn\topen\tfailed\trss_before_kb\trss_after_kb\tkib_per_conn\tcheck\tcheck_ms\n' > "$IDLE_TSV"
 if has_test idle; then
     # Both the proxy and the load tool hold IDLE_N sockets, plus the proxy's upstream and files.
-    ulimit -Hn $((IDLE_N * 2 + 65536)) 2>/dev/null; ulimit -n $((IDLE_N * 2 + 65536)) 2>/dev/null \
-        || echo "  (could not raise the fd limit to $((IDLE_N * 2 + 65536)): $(ulimit -n))"
+    ulimit -Hn $((IDLE_N * 2 + 65536)) 2>/dev/null; ulimit -n $((IDLE_N * 2 + 65536)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    if [ "$(ulimit -n)" != unlimited ] && [ $((IDLE_N + 1000)) -gt "$(ulimit -n)" ]; then
+        # A container may cap the hard limit (no CAP_SYS_RESOURCE): hold what fits.
+        echo "  (fd limit $(ulimit -n) cannot be raised: IDLE_N $IDLE_N -> $(( $(ulimit -n) - 1000 )))"
+        IDLE_N=$(( $(ulimit -n) - 1000 ))
+    fi
     MAXCONN=$((IDLE_N + 1000))
     export SLUICE_MAX_CONNECTIONS_PER_LISTENER=$MAXCONN SLUICE_MAX_CONNECTIONS=$((MAXCONN * 2))
 fi
