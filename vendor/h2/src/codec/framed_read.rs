@@ -64,6 +64,15 @@ impl<T> FramedRead<T> {
         FramedRead { inner, decoder }
     }
 
+    /// sluice (SLUICE.md): frees the read buffer if it holds no bytes; called while the
+    /// connection has no streams and waits for the peer (readiness-based I/O keeps no reference
+    /// to the buffer while pending).
+    pub fn release_read_buffer_if_empty(&mut self) {
+        if self.inner.read_buffer().is_empty() && self.inner.read_buffer().capacity() != 0 {
+            *self.inner.read_buffer_mut() = BytesMut::new();
+        }
+    }
+
     pub fn get_ref(&self) -> &T {
         self.inner.get_ref()
     }
@@ -427,18 +436,11 @@ where
         let _e = span.enter();
         loop {
             tracing::trace!("poll");
-            // sluice (SLUICE.md): the read buffer is freed while no bytes are pending (below)
-            // and made again before reading.
+            // sluice (SLUICE.md): a buffer freed while idle is made again before reading.
             if self.inner.read_buffer().capacity() == 0 {
                 self.inner.read_buffer_mut().reserve(READ_BUFFER_CAPACITY);
             }
-            let polled = Pin::new(&mut self.inner).poll_next(cx);
-            if polled.is_pending() && self.inner.read_buffer().is_empty() {
-                // Waiting for the peer with nothing buffered: an idle connection holds no
-                // read buffer (readiness-based I/O keeps no reference to it while pending).
-                *self.inner.read_buffer_mut() = BytesMut::new();
-            }
-            let bytes = match ready!(polled) {
+            let bytes = match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
                 Some(Ok(bytes)) => bytes,
                 Some(Err(e)) => return Poll::Ready(Some(Err(map_err(e)))),
                 None => return Poll::Ready(None),

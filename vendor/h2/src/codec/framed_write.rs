@@ -93,7 +93,7 @@ where
             final_flush_done: false,
             encoder: Encoder {
                 hpack: hpack::Encoder::default(),
-                // sluice (SLUICE.md): made on the first frame, freed when flushed empty.
+                // sluice (SLUICE.md): made on the first frame, freed while idle.
                 buf: Cursor::new(BytesMut::new()),
                 next: None,
                 last_data_frame: None,
@@ -174,12 +174,16 @@ where
         // Flush the upstream
         ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
 
-        // sluice: everything is written; an idle connection holds no write buffer.
-        if self.encoder.next.is_none() && self.encoder.buf.get_ref().capacity() != 0 {
+        Poll::Ready(Ok(()))
+    }
+
+    /// sluice (SLUICE.md): frees the write buffer if everything in it was written; called while
+    /// the connection has no streams.
+    pub fn release_write_buffer_if_empty(&mut self) {
+        let buf = self.encoder.buf.get_ref();
+        if self.encoder.next.is_none() && buf.is_empty() && buf.capacity() != 0 {
             self.encoder.buf = Cursor::new(BytesMut::new());
         }
-
-        Poll::Ready(Ok(()))
     }
 
     /// Close the codec
