@@ -6,6 +6,7 @@
 #                                  nginx envoy haproxy sluice sluice-ctl) | metrics (= sluice sluice-nometrics)
 #                                  | plugins (= sluice sluice-plugins) | grpcweb (= envoy sluice-grpcweb, with
 #                                  TESTS="grpc grpc-web grpc-web-h1": gRPC-Web unary over h2c and HTTP/1.1
+#                                  TESTS=idle: memory per idle h2c / TLS connection (idle.sh; IDLE_N=20000)
 #                                  against plain gRPC in the same run; sluice: the grpc-web plugin,
 #                                  Envoy: its grpc_web filter) | otel (= sluice sluice-otel
 #                                  sluice-otel-full: opentelemetry at sampling 0.01 and 1, exporting to
@@ -57,6 +58,7 @@ BACKEND_HOST=127.0.0.1; BACKEND_PORT=18080; BACKEND_ADDR=$BACKEND_HOST:$BACKEND_
 NGINX_H2C_PORT=18081; NGINX_HTTP_PORT=18082; NGINX_TLS_PORT=18443
 ENVOY_PORT=18083; ENVOY_TLS_PORT=18444; ENVOY_ADMIN_PORT=19901
 HAPROXY_PORT=18084; HAPROXY_TLS_PORT=18445
+MAXCONN=8192  # nginx worker_connections, HAProxy maxconn; the idle test raises it (idle.sh)
 OURS_PORT=${OURS_PORT:-18085}; OURS_TLS_PORT=${OURS_TLS_PORT:-}
 SLUICE_PORT=18085; SLUICE_TLS_PORT=18446
 export BACKEND_ADDR OURS_PORT OURS_TLS_PORT OURS_TMP=$HERE/.run
@@ -155,7 +157,7 @@ render() {  # template -> file, filling @VARS@
         -e "s|@NGINX_TLS_PORT@|$NGINX_TLS_PORT|g" -e "s|@ENVOY_PORT@|$ENVOY_PORT|g" \
         -e "s|@ENVOY_TLS_PORT@|$ENVOY_TLS_PORT|g" -e "s|@ENVOY_ADMIN_PORT@|$ENVOY_ADMIN_PORT|g" \
         -e "s|@HAPROXY_PORT@|$HAPROXY_PORT|g" -e "s|@HAPROXY_TLS_PORT@|$HAPROXY_TLS_PORT|g" \
-        -e "s|@BENCH_APIKEY@|$BENCH_APIKEY|g" \
+        -e "s|@BENCH_APIKEY@|$BENCH_APIKEY|g" -e "s|@MAXCONN@|$MAXCONN|g" \
         "conf/$1.in" > "$RUN/$1"
 }
 
@@ -412,6 +414,8 @@ emit() {  # target round test rps mean p50 p99 errors requests   (+ M_* from mea
         "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$cpu_pct" "$cpu_per" "$M_SYS" ${M_BUSY% *} ${M_BUSY#* } "$M_FOREIGN"
 }
 
+source "$HERE/idle.sh"
+
 # --- main ------------------------------------------------------------------
 "${SIDE_CPU[@]}" $BIN/bench-backend "$BACKEND_ADDR" 2>"$RUN/backend.log" &
 BACKEND_PID=$!; PIDS+=("$BACKEND_PID")
@@ -473,6 +477,7 @@ for round in $(seq "$RUNS"); do
         if [ "$TLS" = 1 ] && [ -n "$TLS_ADDR" ]; then
             has_test tls-hs && bench_hs "$name" "$round" "$TLS_ADDR"
         fi
+        has_test idle && bench_idle "$name" "$round" "$GRPC_ADDR" "$([ "$TLS" = 1 ] && echo "$TLS_ADDR")"
         if [ -n "$PROXY_PID" ]; then
             printf '%s\t%s\t%s\n' "$name" "$round" "$(peak_rss_kb "$PROXY_PID")" >> "$HWM"
             stop_pid "$PROXY_PID"

@@ -10,6 +10,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from idle_summary import idle_section
+
 run, params, out = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 rows = list(csv.DictReader(open(run / "raw.tsv"), delimiter="\t"))
 hwm = defaultdict(list)
@@ -222,6 +224,7 @@ test by processes not started by run.sh, in % of one core (other tenants; a test
 
 {md_table(hdr, lines)}
 
+{idle_section(run, md_table)}
 ## Latency at equal load
 
 Every target gets the same offered rate per test: FIXED_PCT% of the lowest closed-loop median

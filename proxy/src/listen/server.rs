@@ -156,7 +156,8 @@ async fn serve_socket<H: Handler>(
             }
         }
         Some(acceptor) => {
-            let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            // Boxed: the handshake state lives only until it ends, not in every connection's task.
+            let tls = match tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(stream))).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -191,12 +192,14 @@ pub(crate) async fn serve_http<I, H>(
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     H: Handler,
 {
+    // Each protocol's connection future is boxed at its own size: inline, every connection's
+    // task would be as large as the largest of them (and of the TLS handshake).
     if h2 {
-        crate::downstream::h2::serve(io, conn, handler, limits, metrics, shutdown).await;
+        Box::pin(crate::downstream::h2::serve(io, conn, handler, limits, metrics, shutdown)).await;
         return;
     }
     let h1 = H1Limits { header_timeout: limits.h1_header_timeout, max_head: limits.max_header_list_size as usize };
-    if let Err(e) = downstream_h1::serve(io, Arc::new(conn), handler, h1, shutdown).await {
+    if let Err(e) = Box::pin(downstream_h1::serve(io, Arc::new(conn), handler, h1, shutdown)).await {
         tracing::debug!(error = %e, "h1 connection ended with error");
     }
 }

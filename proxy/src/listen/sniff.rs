@@ -94,6 +94,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // The sniffing buffer (4 KiB) would otherwise live as long as the connection.
+                self.prefix = BytesMut::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -151,6 +155,18 @@ mod tests {
         let mut all = String::new();
         p.read_to_string(&mut all).await.unwrap();
         assert_eq!(all, "GET / HTTP/1.1\r\nHost: x\r\n");
+    }
+
+    #[tokio::test]
+    async fn the_sniffing_buffer_is_freed_once_replayed() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(H2_PREFACE).await.unwrap();
+        let (_, buf) = sniff(&mut server).await.unwrap();
+        let mut p = Prefixed::new(buf, server);
+        let mut got = [0u8; 24];
+        p.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, H2_PREFACE);
+        assert_eq!(p.prefix.capacity(), 0, "an idle connection must not keep the 4 KiB sniffing buffer");
     }
 
     #[tokio::test]

@@ -64,6 +64,15 @@ impl<T> FramedRead<T> {
         FramedRead { inner, decoder }
     }
 
+    /// sluice (SLUICE.md): frees the read buffer if it holds no bytes; called while the
+    /// connection has no streams and waits for the peer (readiness-based I/O keeps no reference
+    /// to the buffer while pending).
+    pub fn release_read_buffer_if_empty(&mut self) {
+        if self.inner.read_buffer().is_empty() && self.inner.read_buffer().capacity() != 0 {
+            *self.inner.read_buffer_mut() = BytesMut::new();
+        }
+    }
+
     pub fn get_ref(&self) -> &T {
         self.inner.get_ref()
     }
@@ -413,6 +422,9 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
     Ok(Some(frame))
 }
 
+/// sluice: the capacity the read buffer is made with (tokio-util's `FramedRead` default).
+const READ_BUFFER_CAPACITY: usize = 8 * 1024;
+
 impl<T> Stream for FramedRead<T>
 where
     T: AsyncRead + Unpin,
@@ -424,6 +436,10 @@ where
         let _e = span.enter();
         loop {
             tracing::trace!("poll");
+            // sluice (SLUICE.md): a buffer freed while idle is made again before reading.
+            if self.inner.read_buffer().capacity() == 0 {
+                self.inner.read_buffer_mut().reserve(READ_BUFFER_CAPACITY);
+            }
             let bytes = match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
                 Some(Ok(bytes)) => bytes,
                 Some(Err(e)) => return Poll::Ready(Some(Err(map_err(e)))),

@@ -93,7 +93,8 @@ where
             final_flush_done: false,
             encoder: Encoder {
                 hpack: hpack::Encoder::default(),
-                buf: Cursor::new(BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY)),
+                // sluice (SLUICE.md): made on the first frame, freed while idle.
+                buf: Cursor::new(BytesMut::new()),
                 next: None,
                 last_data_frame: None,
                 max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
@@ -176,6 +177,15 @@ where
         Poll::Ready(Ok(()))
     }
 
+    /// sluice (SLUICE.md): frees the write buffer if everything in it was written; called while
+    /// the connection has no streams.
+    pub fn release_write_buffer_if_empty(&mut self) {
+        let buf = self.encoder.buf.get_ref();
+        if self.encoder.next.is_none() && buf.is_empty() && buf.capacity() != 0 {
+            self.encoder.buf = Cursor::new(BytesMut::new());
+        }
+    }
+
     /// Close the codec
     pub fn shutdown(&mut self, cx: &mut Context) -> Poll<io::Result<()>> {
         if !self.final_flush_done {
@@ -223,6 +233,9 @@ where
     fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
         // Ensure that we have enough capacity to accept the write.
         assert!(self.has_capacity());
+        if self.buf.get_ref().capacity() == 0 {
+            self.buf.get_mut().reserve(DEFAULT_BUFFER_CAPACITY);
+        }
         let span = tracing::trace_span!("FramedWrite::buffer", frame = ?item);
         let _e = span.enter();
 
@@ -307,9 +320,11 @@ where
     }
 
     fn has_capacity(&self) -> bool {
+        // A freed buffer (capacity 0) is made again by `buffer`.
         self.next.is_none()
-            && (self.buf.get_ref().capacity() - self.buf.get_ref().len()
-                >= self.min_buffer_capacity)
+            && (self.buf.get_ref().capacity() == 0
+                || self.buf.get_ref().capacity() - self.buf.get_ref().len()
+                    >= self.min_buffer_capacity)
     }
 
     fn is_empty(&self) -> bool {

@@ -131,6 +131,12 @@ where
     T: AsyncWrite + Unpin,
     B: Buf,
 {
+    /// sluice (SLUICE.md): frees the read and write buffers where they hold no bytes.
+    pub fn release_idle_buffers(&mut self) {
+        self.inner.release_read_buffer_if_empty();
+        self.framed_write().release_write_buffer_if_empty();
+    }
+
     /// Returns `Ready` when the codec can buffer a frame
     pub fn poll_ready(&mut self, cx: &mut Context) -> Poll<io::Result<()>> {
         self.framed_write().poll_ready(cx)

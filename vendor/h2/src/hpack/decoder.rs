@@ -149,6 +149,9 @@ struct StringMarker {
     string: Option<Bytes>,
 }
 
+/// sluice: the capacity of the Huffman decoding buffer (h2's initial one).
+const HUFFMAN_BUFFER_CAPACITY: usize = 4096;
+
 // ===== impl Decoder =====
 
 impl Decoder {
@@ -158,7 +161,8 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            // sluice (SLUICE.md): made on the first Huffman-coded string, not per connection.
+            buffer: BytesMut::new(),
         }
     }
 
@@ -333,6 +337,9 @@ impl Decoder {
 
         let offset = (buf.position() - old_pos) as usize;
         if huff {
+            if self.buffer.capacity() == 0 {
+                self.buffer.reserve(HUFFMAN_BUFFER_CAPACITY);
+            }
             let ret = {
                 let raw = &buf.chunk()[..len];
                 huffman::decode(raw, &mut self.buffer).map(|buf| StringMarker {

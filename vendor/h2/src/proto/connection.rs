@@ -332,6 +332,11 @@ where
                                 continue;
                             }
 
+                            // sluice (SLUICE.md): flushed and waiting with no streams: an idle
+                            // connection keeps no read or write buffer.
+                            if !self.inner.streams.has_streams() {
+                                self.codec.release_idle_buffers();
+                            }
                             return Poll::Pending;
                         }
                     };
