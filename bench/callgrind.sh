@@ -7,6 +7,8 @@
 #   env: N=20000 (requests measured)  WARM=2000  SLUICE_PROXY=../target/release/sluice-proxy
 #        OUT=.run/callgrind  TAG=label for the output files  SLUICE_METRICS=on|off
 #        OURS_PLUGINS, OURS_OTEL + OURS_OTEL_ENDPOINT: plugins on the routes (see ours-sluice.sh)
+#        OURS_CONFIG=file: that config instead; LOAD_HOST=name: the load's :authority / Host
+#        (scale100k.sh: a route at the end of a 100k-route table)
 #
 # The proxy runs under callgrind with one worker thread and the same config as ours-sluice.sh; the
 # backend and h2load/wrk run natively. After WARM requests the counters are zeroed
@@ -37,13 +39,18 @@ STOP_TRIES=100 WAIT_TRIES=600   # valgrind starts and stops slowly
 BACKEND_THREADS=1 $BIN/bench-backend 127.0.0.1:$BACKEND_PORT 2>/dev/null &
 PIDS+=($!); wait_port $BACKEND_PORT || { echo "backend did not start" >&2; exit 1; }
 
+AUTH=(); [ -n "${LOAD_HOST:-}" ] && AUTH=(-H ":authority: $LOAD_HOST")
 load() {  # test count
     case $1 in
-        grpc) grpc_h2load -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Echo" ;;
-        grpc-tls) grpc_h2load -n "$2" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" ;;
-        grpc-stream) grpc_h2load -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Stream" ;;
-        http1) h2load --h1 -t 1 -c 50 -n "$2" "http://127.0.0.1:$PORT/" ;;
+        grpc) grpc_h2load "${AUTH[@]}" -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Echo" ;;
+        grpc-tls) grpc_h2load "${AUTH[@]}" -n "$2" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" ;;
+        grpc-stream) grpc_h2load "${AUTH[@]}" -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Stream" ;;
+        http1) h2load --h1 -t 1 -c 50 "${AUTH[@]}" -n "$2" "http://127.0.0.1:$PORT/" ;;
     esac
+}
+ready() {  # 0 once a gRPC call reaches the backend
+    if [ -z "${LOAD_HOST:-}" ]; then $BIN/bench-check grpc 127.0.0.1:$PORT 1 >/dev/null 2>&1; return; fi
+    grpc_reaches_backend $PORT "$LOAD_HOST" "$BODY"
 }
 
 printf '%-12s %-10s %14s %10s %s\n' test tag Ir/request requests "ok"
@@ -57,7 +64,7 @@ for t in "${TESTS[@]}"; do
         ./ours-sluice.sh > "$f.log" 2>&1 &
     pid=$!; PIDS+=($pid)
     wait_port $PORT && wait_port $TLS_PORT || { echo "proxy did not start (see $f.log)" >&2; exit 1; }
-    for _ in $(seq 300); do $BIN/bench-check grpc 127.0.0.1:$PORT 1 >/dev/null 2>&1 && break; sleep 0.2; done
+    for _ in $(seq "${READY_TRIES:-300}"); do ready && break; sleep 0.2; done
     load "$t" "$WARM" > "$f.warm.txt" 2>&1
     callgrind_control -z "$pid" >/dev/null 2>&1
     load "$t" "$n" > "$f.load.txt" 2>&1
