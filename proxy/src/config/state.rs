@@ -353,7 +353,7 @@ fn capture_paths(r: &proxy_config::Route) -> Box<[regex::Regex]> {
     r.paths
         .iter()
         .filter_map(|p| p.strip_prefix(proxy_config::patterns::REGEX_PATH_PREFIX))
-        .filter_map(|p| proxy_config::patterns::compile_path_regex(p).ok())
+        .filter_map(|p| proxy_config::patterns::compile_path_capture_regex(p).ok())
         .collect()
 }
 
