@@ -27,12 +27,12 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Compiles a route path regex (without its `~`): anchored at the start only, as Kong does.
 pub fn compile_path_regex(pattern: &str) -> Result<RouteRegex, String> {
-    build_route_regex(&format!("^(?:{pattern})"), false).map_err(|e| invalid(pattern, &e))
+    build_route_regex(&format!("^(?:{pattern})"), pattern, false)
 }
 
 /// Compiles a header value regex (without its `~*`): case-insensitive, unanchored, as Kong does.
 pub fn compile_header_regex(pattern: &str) -> Result<RouteRegex, String> {
-    build_route_regex(pattern, true).map_err(|e| invalid(pattern, &e))
+    build_route_regex(pattern, pattern, true)
 }
 
 /// A route path regex as [`compile_path_regex`] accepts it, as a `regex::Regex` for its capture
@@ -44,11 +44,13 @@ pub fn compile_path_capture_regex(pattern: &str) -> Result<Regex, String> {
         .map_err(|e| format!("invalid regex: '{pattern}' ({})", first_line(&e.to_string())))
 }
 
-fn build_route_regex(pattern: &str, case_insensitive: bool) -> Result<RouteRegex, meta::BuildError> {
+/// Compiles `full`; an error names `pattern` (what the config says).
+fn build_route_regex(full: &str, pattern: &str, case_insensitive: bool) -> Result<RouteRegex, String> {
     meta::Regex::builder()
         .configure(meta::Regex::config().dfa(false).nfa_size_limit(Some(REGEX_SIZE_LIMIT)))
         .syntax(syntax::Config::new().case_insensitive(case_insensitive))
-        .build(pattern)
+        .build(full)
+        .map_err(|e| invalid(pattern, &e))
 }
 
 /// The error text `regex::Regex` gives for the same failure.
