@@ -67,7 +67,7 @@ load_end() {  # tag what
     wait "$LOAD_PID"
     local lat ok
     lat=$(cut -f3 "$OUT/load-$1.log" | sort -n | awk '{a[NR] = $1} END {if (NR) printf "p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d calls", a[int((NR + 1) / 2)] / 1000, a[int(NR * 0.99)] / 1000, a[NR] / 1000, NR}')
-    P99[$1]=$(echo "$lat" | awk '{print $4}')
+    P99[$1]=$(echo "$lat" | awk '{print $5}')
     ok=$(awk '/^status codes:/ {print $3}' "$OUT/load-$1.txt")
     say "latency at $RATE gRPC calls/s, $2: $lat (${ok:-?} 2xx)"
 }
@@ -125,7 +125,7 @@ fi
 
 # The targets, each met or not, and the results note with the command.
 check() {  # label value op limit unit
-    local ok; ok=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN {print (v == "" ? "not measured" : ((op == "<" ? v < l : v <= l) ? "met" : "MISSED"))}')
+    local ok; ok=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN {print (v !~ /^-?[0-9.]+$/ ? "not measured" : ((op == "<" ? v < l : v <= l) ? "met" : "MISSED"))}')
     say "target: $1 $3 $4$5: ${2:-?}$5, $ok"
 }
 say ""
