@@ -28,6 +28,12 @@ grpc_reaches_backend() {
         -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$3" \
         "http://127.0.0.1:$1/bench.Echo/Echo")" -gt 0 ]
 }
+# Scale scripts: wall clock in ms; a /proc/PID/status field in KiB (kib PID VmRSS); KiB as MiB;
+# a line to stdout and to $RESULTS.
+now_ms() { date +%s%3N; }
+kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+say() { echo "$*" | tee -a "$RESULTS"; }
 cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -26,11 +26,7 @@ BIN=backend/target/release
 OUT=$HERE/.run/scale100k; rm -rf "$OUT"; mkdir -p "$OUT"; chmod 700 "$OUT"
 BPORT=18101; PPORT=18102; SPORT=18103
 source "$HERE/lib.sh"
-now_ms() { date +%s%3N; }
-kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 RESULTS=$OUT/results.txt; : > "$RESULTS"
-say() { echo "$*" | tee -a "$RESULTS"; }
 
 BODY=$OUT/body.bin; $BIN/bench-check mkbody "$BODY" 100
 LAST=$(python3 tools/gen_scale_config.py "$ROUTES" 127.0.0.1 $BPORT "$OUT/big.json" "$SERVICES")
