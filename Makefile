@@ -8,7 +8,7 @@ TEST_THREADS ?= 4
 # keeps its default.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: help build release pgo-profile demo cluster cluster-down test deps deps-audit lint fmt fmt-check clippy doc-refs unit crds crds-check bench fuzz fuzz-short soak clean-demo peers-report conformance
+.PHONY: help build release pgo-profile demo cluster cluster-down test deps deps-audit lint fmt fmt-check clippy doc-refs unit crds crds-check bench bench-scale fuzz fuzz-short soak clean-demo peers-report conformance
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -79,6 +79,11 @@ conformance: ## Gateway API conformance suite on a real kube-apiserver; report i
 
 bench: ## Side-by-side benchmark with direct, Envoy, nginx and HAProxy (see bench/README.md)
 	./bench/run-all.sh
+
+bench-scale: ## 100,000 routes pushed under gRPC load: push-to-live, RSS, p99, callgrind lookup (bench/README.md)
+	$(CARGO) build --release --locked -p proxy
+	./bench/setup.sh
+	SLUICE_PROXY=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release/sluice-proxy ./bench/scale100k.sh
 
 fuzz: ## Long fuzz run (10 minutes per target)
 	./fuzz/run.sh 600

@@ -9,6 +9,8 @@
 #        OURS_PLUGINS, OURS_OTEL + OURS_OTEL_ENDPOINT: plugins on the routes (see ours-sluice.sh)
 #        with key-auth every gRPC call sends `apikey: BENCH_APIKEY`; with jwt, BENCH_JWT_ALG=HS256|RS256|ES256
 #        (default HS256) picks the consumer's key and every gRPC call sends a token (tools/jwt_bench.py)
+#        OURS_CONFIG=file: that config instead; LOAD_HOST=name: the load's :authority / Host
+#        (scale100k.sh: a route at the end of a 100k-route table)
 #
 # The proxy runs under callgrind with one worker thread and the same config as ours-sluice.sh; the
 # backend and h2load/wrk run natively. After WARM requests the counters are zeroed
@@ -49,13 +51,18 @@ STOP_TRIES=100 WAIT_TRIES=600   # valgrind starts and stops slowly
 BACKEND_THREADS=1 $BIN/bench-backend 127.0.0.1:$BACKEND_PORT 2>/dev/null &
 PIDS+=($!); wait_port $BACKEND_PORT || { echo "backend did not start" >&2; exit 1; }
 
+HOSTHDR=(); [ -n "${LOAD_HOST:-}" ] && HOSTHDR=(-H ":authority: $LOAD_HOST")
 load() {  # test count
     case $1 in
-        grpc) grpc_h2load "${AUTH[@]}" -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Echo" ;;
-        grpc-tls) grpc_h2load -n "$2" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" ;;
-        grpc-stream) grpc_h2load -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Stream" ;;
-        http1) h2load --h1 -t 1 -c 50 -n "$2" "http://127.0.0.1:$PORT/" ;;
+        grpc) grpc_h2load "${AUTH[@]}" "${HOSTHDR[@]}" -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Echo" ;;
+        grpc-tls) grpc_h2load "${AUTH[@]}" "${HOSTHDR[@]}" -n "$2" "https://127.0.0.1:$TLS_PORT/bench.Echo/Echo" ;;
+        grpc-stream) grpc_h2load "${HOSTHDR[@]}" -n "$2" "http://127.0.0.1:$PORT/bench.Echo/Stream" ;;
+        http1) h2load --h1 -t 1 -c 50 "${HOSTHDR[@]}" -n "$2" "http://127.0.0.1:$PORT/" ;;
     esac
+}
+ready() {  # 0 once a gRPC call reaches the backend
+    if [ -z "${LOAD_HOST:-}" ]; then $BIN/bench-check grpc 127.0.0.1:$PORT 1 >/dev/null 2>&1; return; fi
+    grpc_reaches_backend $PORT "$LOAD_HOST" "$BODY"
 }
 
 printf '%-12s %-10s %14s %10s %s\n' test tag Ir/request requests "ok"
@@ -70,9 +77,9 @@ for t in "${TESTS[@]}"; do
     pid=$!; PIDS+=($pid)
     wait_port $PORT && wait_port $TLS_PORT || { echo "proxy did not start (see $f.log)" >&2; exit 1; }
     # Ready once a call passes (with the credentials above: the auth plugins are in force).
-    ready=0
-    for _ in $(seq 300); do $BIN/bench-check grpc 127.0.0.1:$PORT 1 >/dev/null 2>&1 && { ready=1; break; }; sleep 0.2; done
-    [ $ready = 1 ] || { echo "no call passed through the proxy (see $f.log)" >&2; exit 1; }
+    ok=0
+    for _ in $(seq "${READY_TRIES:-300}"); do ready && { ok=1; break; }; sleep 0.2; done
+    [ $ok = 1 ] || { echo "no call passed through the proxy (see $f.log)" >&2; exit 1; }
     load "$t" "$WARM" > "$f.warm.txt" 2>&1
     callgrind_control -z "$pid" >/dev/null 2>&1
     load "$t" "$n" > "$f.load.txt" 2>&1

@@ -21,6 +21,19 @@ self_signed_cert() {
 # The gRPC unary load shape of run.sh (10 connections x 5 streams, the message in $BODY) for the
 # single-proxy scripts:  grpc_h2load [h2load args...] URL
 grpc_h2load() { h2load -t 1 -c 10 -m 5 -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers' "$@"; }
+# 0 when a gRPC call with :authority HOST reaches the backend through 127.0.0.1:PORT: its echo has a
+# body, the proxy's no-route answer (trailers-only) none:  grpc_reaches_backend PORT HOST BODY_FILE
+grpc_reaches_backend() {
+    [ "$(curl -s --http2-prior-knowledge -o /dev/null -w '%{size_download}' -H "host: $2" \
+        -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$3" \
+        "http://127.0.0.1:$1/bench.Echo/Echo")" -gt 0 ]
+}
+# Scale scripts: wall clock in ms; a /proc/PID/status field in KiB (kib PID VmRSS); KiB as MiB;
+# a line to stdout and to $RESULTS.
+now_ms() { date +%s%3N; }
+kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+say() { echo "$*" | tee -a "$RESULTS"; }
 cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

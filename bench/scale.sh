@@ -18,11 +18,7 @@ BIN=backend/target/release
 OUT=$HERE/.run/scale; rm -rf "$OUT"; mkdir -p "$OUT"; chmod 700 "$OUT"
 BPORT=18091; PPORT=18098; SPORT=18099
 source "$HERE/lib.sh"
-now_ms() { date +%s%3N; }
-kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 RESULTS=$OUT/results.txt; : > "$RESULTS"
-say() { echo "$*" | tee -a "$RESULTS"; }
 
 BACKEND_THREADS=1 $BIN/bench-backend 127.0.0.1:$BPORT 2>/dev/null & PIDS+=($!)
 wait_port $BPORT || { echo "backend did not start" >&2; exit 1; }

@@ -3,8 +3,19 @@
 //!
 //! Kong uses PCRE; sluice uses the `regex` crate. Patterns the crate cannot compile (look-around,
 //! back-references) are per-entity errors, never a silent mismatch.
+//!
+//! Route and header regexes are the crate's own engine (`regex_automata::meta`, what `regex::Regex`
+//! wraps) with its full DFAs off: another dependency turns them on for the whole build, and a full
+//! DFA per route (forward and reverse, up to tens of KiB each, built eagerly) made a config with
+//! 16,000 regex routes cost over 250 MiB and most of its 14 s build (`make bench-scale`). Without
+//! them a search runs the lazy DFA, which builds only the states a request visits.
 
 use regex::{Regex, RegexBuilder};
+use regex_automata::meta;
+use regex_automata::util::syntax;
+
+/// A compiled route path or header value regex.
+pub type RouteRegex = meta::Regex;
 
 /// Marker of a regex path (`~/foo/\d+`).
 pub const REGEX_PATH_PREFIX: char = '~';
@@ -15,20 +26,41 @@ pub const REGEX_HEADER_PREFIX: &str = "~*";
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Compiles a route path regex (without its `~`): anchored at the start only, as Kong does.
-pub fn compile_path_regex(pattern: &str) -> Result<Regex, String> {
+pub fn compile_path_regex(pattern: &str) -> Result<RouteRegex, String> {
+    build_route_regex(&format!("^(?:{pattern})"), pattern, false)
+}
+
+/// Compiles a header value regex (without its `~*`): case-insensitive, unanchored, as Kong does.
+pub fn compile_header_regex(pattern: &str) -> Result<RouteRegex, String> {
+    build_route_regex(pattern, pattern, true)
+}
+
+/// A route path regex as [`compile_path_regex`] accepts it, as a `regex::Regex` for its capture
+/// groups (Kong's `uri_captures`).
+pub fn compile_path_capture_regex(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(&format!("^(?:{pattern})"))
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| format!("invalid regex: '{pattern}' ({})", first_line(&e.to_string())))
 }
 
-/// Compiles a header value regex (without its `~*`): case-insensitive, unanchored, as Kong does.
-pub fn compile_header_regex(pattern: &str) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
-        .case_insensitive(true)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| format!("invalid regex: '{pattern}' ({})", first_line(&e.to_string())))
+/// Compiles `full`; an error names `pattern` (what the config says).
+fn build_route_regex(full: &str, pattern: &str, case_insensitive: bool) -> Result<RouteRegex, String> {
+    meta::Regex::builder()
+        .configure(meta::Regex::config().dfa(false).nfa_size_limit(Some(REGEX_SIZE_LIMIT)))
+        .syntax(syntax::Config::new().case_insensitive(case_insensitive))
+        .build(full)
+        .map_err(|e| invalid(pattern, &e))
+}
+
+/// The error text `regex::Regex` gives for the same failure.
+fn invalid(pattern: &str, e: &meta::BuildError) -> String {
+    let detail = match (e.syntax_error(), e.size_limit()) {
+        (Some(syntax), _) => first_line(&syntax.to_string()),
+        (None, Some(limit)) => format!("Compiled regex exceeds size limit of {limit} bytes."),
+        (None, None) => e.to_string(),
+    };
+    format!("invalid regex: '{pattern}' ({detail})")
 }
 
 fn first_line(s: &str) -> String {

@@ -6,6 +6,7 @@
 //! forms); below `phases`, which read one snapshot per request.
 
 pub(crate) mod admin;
+pub(crate) mod retire;
 pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod upstream_health;

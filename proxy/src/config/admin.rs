@@ -218,15 +218,17 @@ pub(crate) async fn handle(req: Request<Incoming>, admin: Arc<AdminState>) -> Re
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return Ok(r);
             };
+            // The chunks are joined on the blocking thread: one copy of up to MAX_BODY bytes is
+            // too long a stall for a request thread.
             let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
+                Ok(b) => b,
                 Err(e) => return Ok(json_response(StatusCode::PAYLOAD_TOO_LARGE, &format!("cannot read body: {e}"))),
             };
             let Some(_turn) = admin.pushes.turn().await else {
                 return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, "configuration pushes are closed"));
             };
             let admin = admin.clone();
-            match tokio::task::spawn_blocking(move || post_config(&admin, body, check_hash)).await {
+            match tokio::task::spawn_blocking(move || post_config(&admin, body.to_bytes(), check_hash)).await {
                 Ok(r) => r,
                 Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("configuration build failed: {e}")),
             }

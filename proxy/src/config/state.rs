@@ -16,6 +16,7 @@ use proxy_config::{
 };
 use rustls::sign::CertifiedKey;
 
+use super::retire::Retirer;
 use crate::listen::tls::{self, CertStore};
 use crate::plugins::consumers::Consumers;
 use crate::plugins::{self, PluginChain, Scope};
@@ -114,6 +115,8 @@ pub struct State {
     checks: Mutex<ActiveChecks>,
     /// Serializes builds so two pushes cannot interleave their swaps.
     apply_lock: Mutex<()>,
+    /// Frees replaced configs off the request threads.
+    retired: Retirer<LiveConfig>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -132,6 +135,7 @@ impl State {
             health: Mutex::new(health),
             checks: Mutex::new(ActiveChecks::new(dns)),
             apply_lock: Mutex::new(()),
+            retired: Retirer::new(),
             metrics,
         })
     }
@@ -179,7 +183,7 @@ impl State {
                     });
                 self.metrics.set_config_hash(&rt.hash);
                 self.metrics.set_options(rt.metrics_options);
-                self.current.store(Arc::new(rt));
+                self.retired.retire(self.current.swap(Arc::new(rt)));
                 self.metrics.config_pushes.with_label_values(&["accepted"]).inc();
                 Ok(Applied::Swapped(hash))
             }
@@ -353,7 +357,7 @@ fn capture_paths(r: &proxy_config::Route) -> Box<[regex::Regex]> {
     r.paths
         .iter()
         .filter_map(|p| p.strip_prefix(proxy_config::patterns::REGEX_PATH_PREFIX))
-        .filter_map(|p| proxy_config::patterns::compile_path_regex(p).ok())
+        .filter_map(|p| proxy_config::patterns::compile_path_capture_regex(p).ok())
         .collect()
 }
 

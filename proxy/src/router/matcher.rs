@@ -4,9 +4,8 @@
 //! accepted is exactly what matches here.
 
 use http::{HeaderMap, HeaderName};
-use proxy_config::patterns::{compile_header_regex, compile_path_regex, REGEX_HEADER_PREFIX};
+use proxy_config::patterns::{compile_header_regex, compile_path_regex, RouteRegex, REGEX_HEADER_PREFIX};
 use proxy_config::{FieldError, Route};
-use regex::Regex;
 
 use super::host::NamePattern;
 use super::priority::PathGroup;
@@ -26,7 +25,7 @@ struct HeaderCondition {
     /// Plain values, compared case-insensitively.
     plain: Box<[Box<str>]>,
     /// `~*` values, case-insensitive regexes.
-    regexes: Box<[Regex]>,
+    regexes: Box<[RouteRegex]>,
 }
 
 impl Conditions {
@@ -122,7 +121,7 @@ pub(crate) enum Paths {
     /// Plain prefixes of one length `len`, concatenated (one allocation, one cache line to read).
     Plain { len: usize, prefixes: Box<[u8]> },
     /// Regexes anchored at the start; the match end is what they consume.
-    Regex(Box<[Regex]>),
+    Regex(Box<[RouteRegex]>),
 }
 
 impl Paths {
