@@ -400,3 +400,19 @@ fn hash_fallback_is_checked_and_unsupported_inputs_are_named() {
         assert_eq!(fields_of(&format!("  hash_on: {unsupported}\n")), ["hash_on"], "{unsupported}");
     }
 }
+
+#[test]
+fn retry_settings_are_checked() {
+    let base = "_format_version: '3.0'\nservices:\n- name: s\n  host: h\n";
+    let fields_of = |extra: &str| -> Vec<String> {
+        match validate(&parse(&format!("{base}{extra}")).map_err(|e| e.to_string()).unwrap()) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.flattened_errors.iter().flat_map(|e| e.errors.iter().map(|f| f.field.clone())).collect(),
+        }
+    };
+    let c = parse(&format!("{base}  retry_on_unavailable: true\n  retry_buffer_size: 0\n")).unwrap();
+    assert_eq!((c.services[0].retry_on_unavailable, c.services[0].retry_buffer_size), (Some(true), Some(0)));
+    assert!(fields_of("  retry_buffer_size: 16777216\n").is_empty());
+    assert_eq!(fields_of("  retry_buffer_size: 16777217\n"), ["retry_buffer_size"]);
+    assert!(parse(&format!("{base}  retry_on_unavailable: 'yes'\n")).is_err(), "not a boolean");
+}

@@ -258,6 +258,9 @@ fn check_service(s: &Service, ca_ids: &HashSet<&str>, e: &mut Entity<'_>) {
     if s.retries > MAX_RETRIES {
         e.err("retries", format!("value should be between 0 and {MAX_RETRIES}"));
     }
+    if s.retry_buffer_size.is_some_and(|n| n > MAX_RETRY_BUFFER_SIZE) {
+        e.err("retry_buffer_size", format!("value should be between 0 and {MAX_RETRY_BUFFER_SIZE}"));
+    }
     if let Some(cas) = &s.ca_certificates {
         for (i, id) in cas.iter().enumerate() {
             if !ca_ids.contains(id.as_str()) {
