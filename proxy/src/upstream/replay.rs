@@ -242,4 +242,27 @@ mod tests {
         r.record(&Frame::data(Bytes::from_static(b"abc")), false);
         assert!(r.replay(head(), None).is_none(), "still streaming, and no rest to follow");
     }
+
+    #[tokio::test]
+    async fn frames_after_the_inline_first_one_replay_in_order() {
+        let mut r = Recorder::new(100);
+        for chunk in [&b"ab"[..], b"cd", b"ef"] {
+            assert!(r.record(&Frame::data(Bytes::from_static(chunk)), false));
+        }
+        r.finish();
+        let got = r.replay(head(), None).unwrap().into_body().collect().await.unwrap();
+        assert_eq!(&got.to_bytes()[..], b"abcdef");
+    }
+
+    #[test]
+    fn only_a_trailers_only_unavailable_is_an_unavailable_answer() {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-status", "14".parse().unwrap());
+        h.insert("grpc-message", "down".parse().unwrap());
+        let a = UnavailableAnswer::of(&h, true).unwrap();
+        assert_eq!(a.to_string(), "upstream answered UNAVAILABLE (trailers-only): down");
+        assert!(UnavailableAnswer::of(&h, false).is_none(), "a body follows");
+        h.insert("grpc-status", "13".parse().unwrap());
+        assert!(UnavailableAnswer::of(&h, true).is_none(), "another code");
+    }
 }
