@@ -403,7 +403,7 @@ fn hash_fallback_is_checked_and_unsupported_inputs_are_named() {
 
 #[test]
 fn retry_settings_are_checked() {
-    let base = "_format_version: '3.0'\nservices:\n- name: s\n  host: h\n";
+    let base = "_format_version: '3.0'\nservices:\n- name: s\n  host: h\n  protocol: grpc\n";
     let fields_of = |extra: &str| -> Vec<String> {
         match validate(&parse(&format!("{base}{extra}")).map_err(|e| e.to_string()).unwrap()) {
             Ok(()) => Vec::new(),
@@ -415,4 +415,9 @@ fn retry_settings_are_checked() {
     assert!(fields_of("  retry_buffer_size: 16777216\n").is_empty());
     assert_eq!(fields_of("  retry_buffer_size: 16777217\n"), ["retry_buffer_size"]);
     assert!(parse(&format!("{base}  retry_on_unavailable: 'yes'\n")).is_err(), "not a boolean");
+    let http = base.replace("grpc", "http");
+    let c = parse(&format!("{http}  retry_on_unavailable: false\n  retry_buffer_size: 10\n")).unwrap();
+    let e = validate(&c).unwrap_err();
+    let fields: Vec<&str> = e.flattened_errors[0].errors.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(fields, ["retry_on_unavailable", "retry_buffer_size"], "no effect on an http service");
 }
