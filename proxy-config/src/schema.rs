@@ -244,6 +244,12 @@ fn default_port() -> u16 {
 fn default_timeout() -> u64 {
     60_000
 }
+/// Request bodies up to this many bytes are kept for a retry unless `retry_buffer_size` says
+/// otherwise (the size of gRPC's own per-call retry buffer).
+pub const DEFAULT_RETRY_BUFFER_SIZE: u32 = 64 << 10;
+/// The largest `retry_buffer_size` accepted (each call in flight may hold this much).
+pub const MAX_RETRY_BUFFER_SIZE: u32 = 16 << 20;
+
 fn default_retries() -> u32 {
     5
 }
@@ -293,6 +299,14 @@ pub struct Service {
     pub write_timeout: u64,
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// sluice extension: a trailers-only gRPC UNAVAILABLE answer (nothing yet sent to the
+    /// client) is retried on another target like a refused stream. Default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on_unavailable: Option<bool>,
+    /// sluice extension: the largest request body, in bytes, kept to replay on a retry
+    /// (default [`DEFAULT_RETRY_BUFFER_SIZE`]); a larger body is sent once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_buffer_size: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_verify: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

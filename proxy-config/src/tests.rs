@@ -421,3 +421,24 @@ fn a_route_regex_is_small_and_built_without_a_full_dfa() {
     assert!(re.find("/x/items/r5/42").is_none());
     assert!(patterns::compile_header_regex("^V[12]$").unwrap().is_match("v2"));
 }
+
+#[test]
+fn retry_settings_are_checked() {
+    let base = "_format_version: '3.0'\nservices:\n- name: s\n  host: h\n  protocol: grpc\n";
+    let fields_of = |extra: &str| -> Vec<String> {
+        match validate(&parse(&format!("{base}{extra}")).map_err(|e| e.to_string()).unwrap()) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.flattened_errors.iter().flat_map(|e| e.errors.iter().map(|f| f.field.clone())).collect(),
+        }
+    };
+    let c = parse(&format!("{base}  retry_on_unavailable: true\n  retry_buffer_size: 0\n")).unwrap();
+    assert_eq!((c.services[0].retry_on_unavailable, c.services[0].retry_buffer_size), (Some(true), Some(0)));
+    assert!(fields_of("  retry_buffer_size: 16777216\n").is_empty());
+    assert_eq!(fields_of("  retry_buffer_size: 16777217\n"), ["retry_buffer_size"]);
+    assert!(parse(&format!("{base}  retry_on_unavailable: 'yes'\n")).is_err(), "not a boolean");
+    let http = base.replace("grpc", "http");
+    let c = parse(&format!("{http}  retry_on_unavailable: false\n  retry_buffer_size: 10\n")).unwrap();
+    let e = validate(&c).unwrap_err();
+    let fields: Vec<&str> = e.flattened_errors[0].errors.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(fields, ["retry_on_unavailable", "retry_buffer_size"], "no effect on an http service");
+}

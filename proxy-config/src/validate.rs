@@ -258,6 +258,18 @@ fn check_service(s: &Service, ca_ids: &HashSet<&str>, e: &mut Entity<'_>) {
     if s.retries > MAX_RETRIES {
         e.err("retries", format!("value should be between 0 and {MAX_RETRIES}"));
     }
+    if s.retry_buffer_size.is_some_and(|n| n > MAX_RETRY_BUFFER_SIZE) {
+        e.err("retry_buffer_size", format!("value should be between 0 and {MAX_RETRY_BUFFER_SIZE}"));
+    }
+    // Replays (and so these two) exist for HTTP/2 upstreams only.
+    if !s.protocol.is_grpc() {
+        if s.retry_on_unavailable.is_some() {
+            e.err("retry_on_unavailable", "only grpc and grpcs services retry an answer");
+        }
+        if s.retry_buffer_size.is_some() {
+            e.err("retry_buffer_size", "only grpc and grpcs services replay a request body");
+        }
+    }
     if let Some(cas) = &s.ca_certificates {
         for (i, id) in cas.iter().enumerate() {
             if !ca_ids.contains(id.as_str()) {

@@ -3,7 +3,9 @@
 //! answer UNAVAILABLE: active gRPC probes take a target out and bring it back, with no failed call
 //! while another target is healthy; passive checks eject a target answering UNAVAILABLE; every
 //! target down gives gRPC UNAVAILABLE; `/metrics` and `/status/upstreams/{u}/health` show each
-//! state; probes survive config swaps and stop for removed targets.
+//! state; probes survive config swaps and stop for removed targets. Probes of `http`, `https`
+//! (with `https_sni` and `https_verify_certificate`) and `tcp` type against HTTP/1.1 targets do
+//! the same for those kinds, and the backend sees the probe's headers.
 
 mod common;
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::grpc_backends::Backend;
+use common::upstream::{read_until, reply, Upstream};
 use common::*;
 use sluice_demo::echo::echo_client::EchoClient;
 use sluice_demo::echo::EchoRequest;
@@ -254,4 +257,171 @@ async fn passive_timeouts_eject_a_stalled_target() {
         assert_eq!(echo(&mut client).await.unwrap(), "b");
     }
     assert_eq!(a.calls(), 1);
+}
+
+// Active probes of `http`, `https` and `tcp` type, against HTTP/1.1 targets: the proxied service
+// is `http`, so the same targets serve the probes and the traffic.
+
+/// An HTTP service over upstream `u` with the given targets and `healthchecks` (YAML flow map);
+/// passive connect failures do not count (`tcp_failures: 0`), so only the probes judge.
+fn http_config(targets: &[SocketAddr], active: &str) -> String {
+    let targets: String = targets.iter().map(|t| format!("  - target: {t}\n")).collect();
+    format!(
+        "_format_version: '3.0'\nupstreams:\n- name: u\n  healthchecks: {{active: {active}, passive: {{unhealthy: \
+         {{tcp_failures: 0}}}}}}\n  targets:\n{targets}services:\n- name: h\n  protocol: http\n  host: u\n  \
+         retries: 0\n  routes:\n  - name: h\n    protocols: [http]\n    paths: ['/']\n"
+    )
+}
+
+/// `{type: KIND, ...}` probing `/healthz` every [`INTERVAL`] with the usual thresholds; `more`
+/// adds fields.
+fn probe(kind: &str, more: &str) -> String {
+    format!(
+        "{{type: {kind}, http_path: /healthz, timeout: 1, {more}healthy: {{interval: {INTERVAL}, successes: \
+         {SUCCESSES}}}, unhealthy: {{interval: {INTERVAL}, http_failures: {FAILURES}, tcp_failures: 1, timeouts: 1}}}}"
+    )
+}
+
+/// A scripted HTTP/1.1 target: `/healthz` answers 200 while `up`, else 503; anything else
+/// answers 200 with the target's name as the body.
+async fn http_target(name: &'static str, tls: Option<Arc<rustls::ServerConfig>>) -> (Upstream, Arc<AtomicBool>) {
+    let up = Arc::new(AtomicBool::new(true));
+    let flag = up.clone();
+    let target = Upstream::start_tls(false, tls, move |seen| {
+        let body = if seen.head.starts_with("GET /healthz ") {
+            if flag.load(Ordering::SeqCst) {
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_string()
+            } else {
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown".to_string()
+            }
+        } else {
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}", name.len())
+        };
+        reply(body)
+    })
+    .await;
+    (target, up)
+}
+
+/// Which target answers `n` proxied requests, in order.
+async fn answers(proxy: &TestProxy, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let got = h1(proxy.addr(0), get("/", "localhost")).await;
+        assert_eq!(got.status, 200, "{}", got.body);
+        out.push(got.body);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_probes_take_a_failing_target_out_and_back_and_send_their_headers() {
+    let (a, a_up) = http_target("a", None).await;
+    let (b, _) = http_target("b", None).await;
+    let active = probe("http", "headers: {x-probe: [one, two]}, ");
+    let proxy = proxy_with(&http_config(&[a.addr, b.addr], &active)).await;
+    assert_eq!(proxy.running().state.probed_targets(), 2);
+    a_up.store(false, Ordering::SeqCst);
+    let took = wait_state(&proxy, a.addr, "UNHEALTHY", flip_budget(FAILURES)).await;
+    assert_eq!(metric_state(&proxy, a.addr).await, "unhealthy");
+    assert!(answers(&proxy, 10).await.iter().all(|t| t == "b"), "traffic left the unhealthy target");
+    a_up.store(true, Ordering::SeqCst);
+    wait_state(&proxy, a.addr, "HEALTHY", flip_budget(SUCCESSES)).await;
+    assert!(answers(&proxy, 10).await.iter().any(|t| t == "a"), "the recovered target is back in rotation");
+    // The probes: GET http_path with the configured headers (every value), on fresh connections.
+    let probes: Vec<_> = a.seen().into_iter().filter(|s| s.head.starts_with("GET /healthz ")).collect();
+    assert!(probes.len() >= (FAILURES + SUCCESSES) as usize, "{} probes", probes.len());
+    for p in &probes {
+        let values: Vec<&str> = p.head.lines().filter_map(|l| l.strip_prefix("x-probe: ")).collect();
+        assert_eq!(values, ["one", "two"], "{}", p.head);
+        assert_eq!(p.header("host"), Some(a.addr.to_string()));
+    }
+    eprintln!("unhealthy after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_probes_use_https_sni_and_verify_the_certificate_when_told() {
+    install_provider();
+    // The target has a certificate for probe.test only, from a CA the proxy does not trust, and
+    // no certificate for any other name (a handshake without that SNI fails).
+    let (_ca, cert, key) = ca_and_leaf(&["probe.test"]);
+    let tls = {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap).collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let signing = provider.key_provider.load_private_key(key).unwrap();
+        let mut by_sni = rustls::server::ResolvesServerCertUsingSni::new();
+        by_sni.add("probe.test", rustls::sign::CertifiedKey::new(certs, signing)).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(by_sni));
+        Some(Arc::new(cfg))
+    };
+    let (a, _) = http_target("a", tls).await;
+    let (b, _) = http_target("b", None).await;
+    let config = |more: &str| http_config(&[a.addr, b.addr], &probe("https", more));
+    // With the SNI the certificate is for and verification off: a stays healthy, probed over TLS.
+    let proxy = proxy_with(&config("https_sni: probe.test, https_verify_certificate: false, ")).await;
+    let start = Instant::now();
+    while a.seen().len() < 3 {
+        assert!(start.elapsed() < flip_budget(3), "no https probe reached a");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(health_states(&proxy).await.iter().find(|(t, _)| *t == a.addr.to_string()).unwrap().1, "HEALTHY");
+    // Verification on: the CA is unknown, the handshake fails, a goes out.
+    proxy.push_ok(&config("https_sni: probe.test, https_verify_certificate: true, ")).await;
+    wait_state(&proxy, a.addr, "UNHEALTHY", flip_budget(1)).await;
+    assert!(answers(&proxy, 4).await.iter().all(|t| t == "b"));
+    // Back with verification off; then without https_sni (the SNI would be the target's IP
+    // address, which is never sent): no certificate, a goes out again.
+    proxy.push_ok(&config("https_sni: probe.test, https_verify_certificate: false, ")).await;
+    wait_state(&proxy, a.addr, "HEALTHY", flip_budget(SUCCESSES)).await;
+    proxy.push_ok(&config("https_verify_certificate: false, ")).await;
+    wait_state(&proxy, a.addr, "UNHEALTHY", flip_budget(1)).await;
+}
+
+/// An HTTP/1.1 target on `listener` answering every request 200 with `name`, until the handle
+/// is aborted (its connections close with it).
+fn plain_target(listener: tokio::net::TcpListener, name: &'static str) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncWriteExt;
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            conns.spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(end) = read_until(&mut tcp, &mut buf, b"\r\n\r\n").await {
+                    buf.drain(..end + 4);
+                    let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}", name.len());
+                    if tcp.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_probes_follow_whether_the_target_accepts_connections() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a_addr = listener.local_addr().unwrap();
+    let a = plain_target(listener, "a");
+    let (b, _) = http_target("b", None).await;
+    let proxy = proxy_with(&http_config(&[a_addr, b.addr], &probe("tcp", ""))).await;
+    wait_state(&proxy, a_addr, "HEALTHY", Duration::from_secs(2)).await;
+    assert!(answers(&proxy, 4).await.iter().any(|t| t == "a"));
+    // a stops listening: refused connections take it out (tcp_failures: 1).
+    a.abort();
+    let _ = a.await;
+    wait_state(&proxy, a_addr, "UNHEALTHY", flip_budget(1)).await;
+    assert!(answers(&proxy, 6).await.iter().all(|t| t == "b"), "traffic left the closed target");
+    // Listening again on the same port: a connect is a success; two bring it back.
+    let a = plain_target(tokio::net::TcpListener::bind(a_addr).await.unwrap(), "a");
+    wait_state(&proxy, a_addr, "HEALTHY", flip_budget(SUCCESSES)).await;
+    assert!(answers(&proxy, 4).await.iter().any(|t| t == "a"));
+    assert!(b.seen().iter().all(|s| !s.head.starts_with("GET /healthz")), "tcp probes send no request");
+    a.abort();
 }

@@ -2,7 +2,8 @@
 //! REFUSED_STREAM and a backend shutting down with GOAWAY in the middle of 10,000 calls cost no
 //! call when another target is up; a 1 MiB request body is not replayed and fails cleanly;
 //! attempts never exceed `retries` + 1 (each retry says which it is in `x-sluice-attempt-count`)
-//! and never outlive the `grpc-timeout` deadline.
+//! and never outlive the `grpc-timeout` deadline. With `retry_on_unavailable` a trailers-only
+//! UNAVAILABLE answer is retried too; `retry_buffer_size` bounds the body kept for a replay.
 
 mod common;
 
@@ -22,10 +23,15 @@ const CONCURRENCY: usize = 32;
 
 /// A gRPC service over upstream `u` (round-robin over `targets`) with `retries`.
 fn config(targets: &[SocketAddr], retries: u32) -> String {
+    config_with(targets, retries, "")
+}
+
+/// [`config`] with more service fields (`extra`: YAML lines indented for the service).
+fn config_with(targets: &[SocketAddr], retries: u32, extra: &str) -> String {
     let targets: String = targets.iter().map(|t| format!("  - target: {t}\n")).collect();
     format!(
         "_format_version: '3.0'\nupstreams:\n- name: u\n  targets:\n{targets}services:\n- name: g\n  protocol: grpc\n  \
-         host: u\n  port: 80\n  retries: {retries}\n  routes:\n  - name: g\n    protocols: [grpc]\n    paths: ['/']\n"
+         host: u\n  port: 80\n  retries: {retries}\n{extra}  routes:\n  - name: g\n    protocols: [grpc]\n    paths: ['/']\n"
     )
 }
 
@@ -148,4 +154,51 @@ async fn attempts_never_outlive_the_grpc_deadline() {
     assert!(took < Duration::from_millis(400 + 150), "the call outlived its deadline: {took:?}");
     let attempts = a.streams() + b.streams();
     assert!((2..=3).contains(&attempts), "{attempts} attempts in 400 ms of 150 ms refusals");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_trailers_only_is_retried_only_with_retry_on_unavailable() {
+    // a answers every call UNAVAILABLE (trailers-only, as tonic does); b answers.
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    a.behaviour.unavailable.store(true, std::sync::atomic::Ordering::SeqCst);
+    let proxy = proxy_with(&config_with(&[a.addr, b.addr], 2, "  retry_on_unavailable: true\n")).await;
+    let mut client = EchoClient::new(grpc_channel(proxy.addr(0), "localhost").await);
+    for i in 0..40 {
+        assert_eq!(echo(&mut client, 16).await.map_err(|s| (i, s)).unwrap(), "b", "call {i}");
+    }
+    assert!(a.calls() >= 10, "round-robin sent calls to a first ({})", a.calls());
+    assert_eq!(b.calls(), 40, "every call answered by b once");
+    // Without the knob the UNAVAILABLE reaches the client (Kong's behaviour).
+    proxy.push_ok(&config(&[a.addr, b.addr], 2)).await;
+    let before = a.calls();
+    let mut failed = 0;
+    for _ in 0..40 {
+        match echo(&mut client, 16).await {
+            Ok(backend) => assert_eq!(backend, "b"),
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+                assert_eq!(s.message(), "told to be unavailable");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(failed, a.calls() - before, "each call a answered failed, and only those");
+    assert!(failed >= 10, "round-robin still sends calls to a ({failed})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_buffer_size_bounds_the_body_replayed() {
+    // Both refuse every stream 20 ms in (the body has been sent and recorded by then).
+    let a = RefusingBackend::start("a", |_| true, Duration::from_millis(20)).await;
+    let b = RefusingBackend::start("b", |_| true, Duration::from_millis(20)).await;
+    let proxy = proxy_with(&config_with(&[a.addr, b.addr], 1, "  retry_buffer_size: 64\n")).await;
+    let mut client = EchoClient::new(grpc_channel(proxy.addr(0), "localhost").await);
+    // The body: 5-byte gRPC prefix, `message: "hi"` (4 bytes), `payload` (2 + n bytes) = 11 + n.
+    let err = echo(&mut client, 64 - 11).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(a.streams() + b.streams(), 2, "a 64-byte body fits the bound: retried once");
+    let err = echo(&mut client, 65 - 11).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(a.streams() + b.streams(), 3, "a 65-byte body is over the bound: one attempt");
 }

@@ -646,6 +646,8 @@ fn translate_route(
             read_timeout: ann_service.read_timeout.unwrap_or(60_000),
             write_timeout: ann_service.write_timeout.unwrap_or(60_000),
             retries: if rb.partially_invalid { 0 } else { ann_service.retries.unwrap_or(5) },
+            retry_on_unavailable: None,
+            retry_buffer_size: None,
             tls_verify,
             tls_verify_depth: ann_service.tls_verify_depth,
             ca_certificates: (!ca_ids.is_empty()).then_some(ca_ids),

@@ -183,6 +183,8 @@ impl<'a> Context<'a> {
             read_timeout: ann.read_timeout.unwrap_or(DEFAULT_TIMEOUT_MS),
             write_timeout: ann.write_timeout.unwrap_or(DEFAULT_TIMEOUT_MS),
             retries: ann.retries.unwrap_or(DEFAULT_RETRIES),
+            retry_on_unavailable: None,
+            retry_buffer_size: None,
             tls_verify: ann.tls_verify,
             tls_verify_depth: ann.tls_verify_depth,
             ca_certificates: (!ca_ids.is_empty()).then_some(ca_ids),

@@ -26,6 +26,7 @@ use crate::upstream::active_checks::ActiveChecks;
 use crate::upstream::balancer::{Balancer, HealthRegistry};
 use crate::upstream::dns::Resolver;
 use crate::upstream::pool::Transport;
+use crate::upstream::replay::Replay;
 
 /// A service as the request path needs it.
 pub struct ServiceRt {
@@ -38,6 +39,9 @@ pub struct ServiceRt {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub retries: u32,
+    /// What an attempt that may still be retried keeps for a replay (`retry_buffer_size`,
+    /// `retry_on_unavailable`).
+    pub replay: Replay,
     pub transport: Transport,
     /// The balancer when `host` names an upstream; else the host itself is the only target.
     pub balancer: Option<Arc<Balancer>>,
@@ -456,6 +460,10 @@ pub(crate) fn build(
             read_timeout: Duration::from_millis(s.read_timeout),
             write_timeout: Duration::from_millis(s.write_timeout),
             retries: s.retries,
+            replay: Replay {
+                limit: s.retry_buffer_size.unwrap_or(proxy_config::DEFAULT_RETRY_BUFFER_SIZE) as usize,
+                on_unavailable: s.retry_on_unavailable.unwrap_or(false),
+            },
             transport: Transport {
                 h2: s.protocol.is_grpc(),
                 tls,

@@ -2,7 +2,8 @@
 //! least-connections or consistent hashing; passive health), get a pooled connection, send, and
 //! retry what the upstream never processed, up to the service's `retries`: connect failures and
 //! HTTP/2 refusals (REFUSED_STREAM, GOAWAY, a reset before the response headers) on another
-//! target, replaying a body of at most 64 KiB that was sent whole; a request a closed pooled
+//! target (and, with `retry_on_unavailable`, a trailers-only UNAVAILABLE answer), replaying a
+//! body of at most `retry_buffer_size` (64 KiB) that was sent whole; a request a closed pooled
 //! connection never took, on a fresh connection. Every attempt fits in the `grpc-timeout`
 //! deadline, which goes upstream as the time remaining. [`balance_and_send`] is the one attempt
 //! loop.
@@ -23,7 +24,7 @@ use crate::response_body::ProxyBody;
 use crate::upstream::balancer::{ActiveGuard, PickContext};
 use crate::upstream::health::Outcome;
 use crate::upstream::pool::{ConnectError, Pool, Sender, TimedOut, Unanswered};
-use crate::upstream::replay::DEFAULT_REPLAY_LIMIT;
+use crate::upstream::replay::UnavailableAnswer;
 use crate::wire::grpc;
 
 /// Sent upstream on a retried request: which attempt this is (2 for the first retry), as Envoy's
@@ -129,7 +130,7 @@ pub(crate) async fn balance_and_send(
         };
         let Some(up) = request.take() else { return Err(ProxyError::BadRequest) };
         // Only a request that may still be retried is kept for a replay.
-        let replay_limit = if attempt < svc.retries { DEFAULT_REPLAY_LIMIT } else { 0 };
+        let replay = (attempt < svc.retries).then_some(svc.replay);
         // One timeout per protocol, each awaited where it is made: the send futures are large,
         // and every move of one (into a wrapper, into the timeout) is a memcpy per request. An
         // HTTP/1.1 connection keeps a timer of its own (cheaper than one per request).
@@ -137,7 +138,7 @@ pub(crate) async fn balance_and_send(
             Sender::H1(conn, home) => {
                 conn.send(up, home, sent_at + wait).await.map(|r| r.map(|r| r.map(UpstreamStream::H1)))
             }
-            Sender::H2(mut s) => tokio::time::timeout_at(sent_at + wait, s.send(up, replay_limit))
+            Sender::H2(mut s) => tokio::time::timeout_at(sent_at + wait, s.send(up, replay))
                 .await
                 .map(|r| r.map(|r| r.map(UpstreamStream::H2)))
                 .map_err(|_| TimedOut),
@@ -163,6 +164,12 @@ pub(crate) async fn balance_and_send(
                     t.failed(&error);
                 }
                 tracing::debug!(target = %label_of(), error = %error, attempt, "upstream did not take the request; retrying");
+                let unavailable = error.is::<UnavailableAnswer>();
+                if let (Some(b), Some(i), true) = (&svc.balancer, target_idx, unavailable) {
+                    if let Some(outcome) = b.passive.judge(200, Some(b"14")) {
+                        b.record(i, outcome);
+                    }
+                }
                 if let Some(i) = target_idx {
                     tried.push(i);
                     if svc.balancer.as_ref().is_some_and(|b| tried.len() >= b.targets.len()) {
@@ -171,7 +178,8 @@ pub(crate) async fn balance_and_send(
                 }
                 attempt += 1;
                 *request = Some(*back);
-                fresh = true;
+                // An UNAVAILABLE answer came over a working connection: keep using it.
+                fresh = !unavailable;
                 continue;
             }
             // The client's own body broke (bad framing, or it left): its fault, never the upstream's.

@@ -26,7 +26,7 @@ use http_body::{Body, Frame};
 use crate::downstream::request_body::RequestBody;
 use crate::response_body::BodyError;
 use crate::upstream::pool::{H2Tuning, Io, Unanswered};
-use crate::upstream::replay::{self, Head, Recorder};
+use crate::upstream::replay::{self, Head, Recorder, Replay, UnavailableAnswer};
 use crate::wire::h2_body::RecvBody;
 
 /// Streams opened before the upstream's SETTINGS say how many it allows (hyper's default).
@@ -130,13 +130,13 @@ impl H2Sender {
     }
 
     /// Sends `req` and waits for the response headers, pushing the request body meanwhile. With
-    /// `replay_limit > 0` a request the upstream refused before answering comes back in
-    /// [`Unanswered::request`] when its whole body (at most `replay_limit` bytes) was sent
-    /// ([`super::replay`]).
+    /// `replay` a request the upstream refused before answering (or answered UNAVAILABLE
+    /// trailers-only, when `replay.on_unavailable`) comes back in [`Unanswered::request`] when its
+    /// whole body (at most `replay.limit` bytes) was sent ([`super::replay`]).
     pub(crate) async fn send(
         &mut self,
         req: Request<RequestBody>,
-        replay_limit: usize,
+        replay: Option<Replay>,
     ) -> Result<Response<H2Body>, Unanswered> {
         // Fails when the connection is going away (GOAWAY read, closed), before anything was sent.
         // (Streams over the upstream's concurrency limit wait in h2's queue once sent.)
@@ -145,14 +145,14 @@ impl H2Sender {
         }
         let (parts, body) = req.into_parts();
         let end_of_stream = body.is_end_stream();
-        let head = (replay_limit > 0).then(|| Head::of(&parts));
+        let head = replay.map(|_| Head::of(&parts));
         let (mut response, tx) = self
             .send
             .send_request(Request::from_parts(parts, ()), end_of_stream)
             .map_err(|error| Unanswered { request: None, error: error.into() })?;
         // Open from here: a call waiting long for its response headers keeps pings going too.
         let open = OpenStream::new(&self.conn);
-        let mut recorder = head.as_ref().map(|_| Recorder::new(replay_limit));
+        let mut recorder = replay.map(|r| Recorder::new(r.limit));
         if end_of_stream {
             if let Some(r) = recorder.as_mut() {
                 r.finish();
@@ -169,30 +169,45 @@ impl H2Sender {
             Pin::new(&mut response).poll(cx)
         })
         .await;
-        match got {
+        let (r, unavailable) = match got {
             Ok(r) => {
-                if let (Some(mut p), false) = (pump, pumped) {
-                    // The response came first and the body is still streaming: keep pushing it.
-                    p.recorder = None;
-                    tokio::spawn(p);
-                }
-                Ok(r.map(|stream| H2Body { recv: RecvBody::new(stream), _open: open }))
-            }
-            Err(error) => {
-                let refused = replay::refused_before_response(&error);
-                let replay = match pump {
-                    Some(p) if refused => p.into_replay(),
-                    Some(_) => None,
-                    None => recorder.map(|r| (r, None)),
-                };
-                let request = match (head, replay) {
-                    (Some(head), Some((rec, rest))) if refused => rec.replay(head, rest).map(Box::new),
+                let unavailable = match replay {
+                    Some(Replay { on_unavailable: true, .. }) => {
+                        UnavailableAnswer::of(r.headers(), r.body().is_end_stream())
+                    }
                     _ => None,
                 };
-                Err(Unanswered { request, error: error.into() })
+                let Some(unavailable) = unavailable else {
+                    if let (Some(mut p), false) = (pump, pumped) {
+                        // The response came first and the body is still streaming: keep pushing it.
+                        p.recorder = None;
+                        tokio::spawn(p);
+                    }
+                    return Ok(r.map(|stream| H2Body { recv: RecvBody::new(stream), _open: open }));
+                };
+                (r, unavailable)
             }
+            Err(error) => {
+                let request = if replay::refused_before_response(&error) { again(head, pump, recorder) } else { None };
+                return Err(Unanswered { request, error: error.into() });
+            }
+        };
+        // A trailers-only UNAVAILABLE: sent again when the body can be, else passed on.
+        match again(head, pump, recorder) {
+            Some(request) => Err(Unanswered { request: Some(request), error: Box::new(unavailable) }),
+            None => Ok(r.map(|stream| H2Body { recv: RecvBody::new(stream), _open: open })),
         }
     }
+}
+
+/// The request to send again after a refusal: its head and the body as recorded (by the pump,
+/// or before it when the request had no body), when the body can be replayed.
+fn again(head: Option<Head>, pump: Option<BodyPump>, recorder: Option<Recorder>) -> Option<Box<Request<RequestBody>>> {
+    let (recorder, rest) = match pump {
+        Some(p) => p.into_replay()?,
+        None => (recorder?, None),
+    };
+    recorder.replay(head?, rest).map(Box::new)
 }
 
 /// Pings while the connection has open streams. Returns why the connection should close: a ping

@@ -58,7 +58,8 @@ pub(crate) struct PassivePolicy {
 
 impl PassivePolicy {
     /// Kong's defaults, except that one connect failure takes a target out for
-    /// [`DEFAULT_COOLDOWN`] when `tcp_failures` is not set (sluice's circuit breaker), and that
+    /// [`DEFAULT_COOLDOWN`] when `tcp_failures` is not set (sluice's circuit breaker; an explicit
+    /// 0 turns it off, as in Kong), and that
     /// without probes of unhealthy targets a target taken out gets live traffic again after
     /// that cooldown (Kong would leave it out for good).
     pub(crate) fn from_upstream(u: &Upstream) -> PassivePolicy {
@@ -72,7 +73,7 @@ impl PassivePolicy {
             thresholds: Thresholds {
                 successes: healthy.and_then(|h| h.successes).unwrap_or(0),
                 http_failures: unhealthy.and_then(|u| u.http_failures).unwrap_or(0),
-                tcp_failures: unhealthy.and_then(|u| u.tcp_failures).filter(|n| *n > 0).unwrap_or(1),
+                tcp_failures: unhealthy.and_then(|u| u.tcp_failures).unwrap_or(1),
                 timeouts: unhealthy.and_then(|u| u.timeouts).unwrap_or(0),
             },
             healthy_statuses: healthy
@@ -309,5 +310,24 @@ mod tests {
         assert_eq!(p.judge(503, None), Some(Outcome::HttpFailure));
         assert_eq!(p.judge(404, None), None);
         assert_eq!(p.cooldown, Some(DEFAULT_COOLDOWN));
+    }
+
+    #[test]
+    fn passive_tcp_failures_unset_is_one_and_zero_is_off_as_in_kong() {
+        let policy = |unhealthy: serde_json::Value| {
+            let u: Upstream = serde_json::from_value(
+                serde_json::json!({"name": "u", "healthchecks": {"passive": {"unhealthy": unhealthy}}}),
+            )
+            .unwrap();
+            PassivePolicy::from_upstream(&u)
+        };
+        assert_eq!(policy(serde_json::json!({})).thresholds.tcp_failures, 1, "sluice's circuit breaker");
+        let off = policy(serde_json::json!({"tcp_failures": 0}));
+        assert_eq!(off.thresholds.tcp_failures, 0);
+        let h = HealthRegistry::default().get("u", "a:1");
+        for _ in 0..10 {
+            h.record(Outcome::TcpFailure, &off.thresholds, off.cooldown);
+        }
+        assert!(h.is_healthy(), "tcp_failures: 0 never takes a target out");
     }
 }

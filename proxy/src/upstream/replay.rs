@@ -6,6 +6,13 @@
 //! between whole gRPC messages (typically a unary call whose END_STREAM had not yet come in when
 //! the refusal did): the recorded messages go again and the rest follows live, as in Envoy. A
 //! body cut in the middle of a message (a large message still arriving) is not replayed.
+//!
+//! With the service's `retry_on_unavailable`, a trailers-only `grpc-status: 14` answer counts as
+//! a refusal too ([`UnavailableAnswer`]): nothing of it has gone to the client yet.
+//!
+//! Cost: every send that may be retried keeps the head (a clone of the header map) and the
+//! first data frame inline (no allocation for the usual one-frame unary body); more frames go
+//! to a vector.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -17,8 +24,32 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::downstream::request_body::{ClientBody, ClientBodyError, RequestBody};
 
-/// Request bodies up to this size are kept for a retry (the `grpc` retry buffer).
-pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 << 10;
+/// What a send keeps so that a refused request can be sent again (the service's retry settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Replay {
+    /// The largest body kept (`retry_buffer_size`); a larger one is sent once.
+    pub limit: usize,
+    /// Whether a trailers-only UNAVAILABLE answer is retried (`retry_on_unavailable`).
+    pub on_unavailable: bool,
+}
+
+/// A trailers-only UNAVAILABLE answer, retried under `retry_on_unavailable` as a refusal.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream answered UNAVAILABLE (trailers-only){}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+pub(crate) struct UnavailableAnswer {
+    pub message: Option<String>,
+}
+
+impl UnavailableAnswer {
+    /// The answer when `head` is a trailers-only `grpc-status: 14` (`ended`: no body follows).
+    pub(crate) fn of(head: &HeaderMap, ended: bool) -> Option<UnavailableAnswer> {
+        if !ended || head.get(crate::wire::grpc::GRPC_STATUS).is_none_or(|s| s.as_bytes() != b"14") {
+            return None;
+        }
+        let message = head.get("grpc-message").and_then(|m| m.to_str().ok()).map(str::to_string);
+        Some(UnavailableAnswer { message })
+    }
+}
 
 /// The request head, kept to send the request again.
 pub(crate) struct Head {
@@ -39,9 +70,11 @@ impl Head {
     }
 }
 
-/// The body frames sent so far.
+/// The body frames sent so far: the first data frame inline, the rest (rare for gRPC unary
+/// calls) in `more`.
 pub(crate) struct Recorder {
-    frames: Vec<Frame<Bytes>>,
+    first: Option<Bytes>,
+    more: Vec<Frame<Bytes>>,
     bytes: usize,
     limit: usize,
     complete: bool,
@@ -49,7 +82,7 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn new(limit: usize) -> Recorder {
-        Recorder { frames: Vec::new(), bytes: 0, limit, complete: false }
+        Recorder { first: None, more: Vec::new(), bytes: 0, limit, complete: false }
     }
 
     /// Records one frame; `false` when the body is now over the limit (stop recording).
@@ -59,19 +92,29 @@ impl Recorder {
             if self.bytes > self.limit {
                 return false;
             }
-            self.frames.push(Frame::data(d.clone()));
+            if self.first.is_none() && self.more.is_empty() {
+                self.first = Some(d.clone());
+            } else {
+                self.more.push(Frame::data(d.clone()));
+            }
         } else if let Some(t) = frame.trailers_ref() {
-            self.frames.push(Frame::trailers(t.clone()));
+            self.more.push(Frame::trailers(t.clone()));
         }
         self.complete |= end;
         true
+    }
+
+    /// The recorded frames, in order.
+    fn frames(self) -> impl Iterator<Item = Frame<Bytes>> {
+        self.first.map(Frame::data).into_iter().chain(self.more)
     }
 
     /// Whether the recorded data is whole gRPC messages (5-byte prefix + length each): the
     /// client paused between messages rather than in the middle of one.
     pub(crate) fn on_message_boundary(&self) -> bool {
         let mut data = Vec::with_capacity(self.bytes);
-        for f in &self.frames {
+        data.extend_from_slice(self.first.as_deref().unwrap_or_default());
+        for f in &self.more {
             if let Some(d) = f.data_ref() {
                 data.extend_from_slice(d);
             }
@@ -101,7 +144,7 @@ impl Recorder {
         if !self.complete && rest.is_none() {
             return None;
         }
-        let body = ClientBody::Filtered(Box::pin(Replayed { frames: self.frames.into(), rest }));
+        let body = ClientBody::Filtered(Box::pin(Replayed { frames: self.frames().collect(), rest }));
         let (body, _) = RequestBody::new(body);
         let mut req = Request::new(body);
         *req.method_mut() = head.method;
@@ -198,5 +241,28 @@ mod tests {
         let mut r = Recorder::new(4);
         r.record(&Frame::data(Bytes::from_static(b"abc")), false);
         assert!(r.replay(head(), None).is_none(), "still streaming, and no rest to follow");
+    }
+
+    #[tokio::test]
+    async fn frames_after_the_inline_first_one_replay_in_order() {
+        let mut r = Recorder::new(100);
+        for chunk in [&b"ab"[..], b"cd", b"ef"] {
+            assert!(r.record(&Frame::data(Bytes::from_static(chunk)), false));
+        }
+        r.finish();
+        let got = r.replay(head(), None).unwrap().into_body().collect().await.unwrap();
+        assert_eq!(&got.to_bytes()[..], b"abcdef");
+    }
+
+    #[test]
+    fn only_a_trailers_only_unavailable_is_an_unavailable_answer() {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-status", "14".parse().unwrap());
+        h.insert("grpc-message", "down".parse().unwrap());
+        let a = UnavailableAnswer::of(&h, true).unwrap();
+        assert_eq!(a.to_string(), "upstream answered UNAVAILABLE (trailers-only): down");
+        assert!(UnavailableAnswer::of(&h, false).is_none(), "a body follows");
+        h.insert("grpc-status", "13".parse().unwrap());
+        assert!(UnavailableAnswer::of(&h, true).is_none(), "another code");
     }
 }
