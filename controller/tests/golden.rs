@@ -58,6 +58,7 @@ macro_rules! golden {
 golden! {
     golden_app_protocol,
     golden_bad_objects_do_not_block_good_ones,
+    golden_buffering_annotations,
     golden_class_filtering,
     golden_consumers_credentials,
     golden_class_not_default,
