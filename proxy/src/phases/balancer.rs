@@ -48,6 +48,7 @@ pub(crate) struct Sent {
 /// sends it takes it (a retry of a request that never left puts it back), rather than being moved
 /// into this future; the response goes to `then` here, rather than out through this future's
 /// output and into the caller.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn balance_and_send(
     request: &mut Option<Request<RequestBody>>,
     svc: &ServiceRt,
