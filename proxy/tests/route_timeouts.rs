@@ -55,28 +55,27 @@ fn assert_took(started: Instant, at_least: Duration) {
     assert!(took >= at_least && took < Duration::from_secs(10), "took {took:?}");
 }
 
-#[tokio::test]
-async fn request_timeout_answers_504_when_the_upstream_stalls() {
+/// A plain HTTP request to a stalled upstream on a route with `route_extra`: 504 after `bound`.
+async fn stalled_http_answers_504(route_extra: &str, bound: Duration) {
     let (addr, mut reached) = stalled_upstream(None).await;
     let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config(addr, "http", "", "    request_timeout: 200\n")).await;
+    p.push_ok(&config(addr, "http", "", route_extra)).await;
     let started = Instant::now();
     let got = h1(p.addr(0), get("/slow", "example.com")).await;
     assert_eq!(got.status, 504, "{}", got.body);
-    assert_took(started, Duration::from_millis(200));
+    assert_took(started, bound);
     reached.try_recv().expect("the upstream was reached");
 }
 
 #[tokio::test]
+async fn request_timeout_answers_504_when_the_upstream_stalls() {
+    stalled_http_answers_504("    request_timeout: 200\n", Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
 async fn backend_request_timeout_bounds_the_attempt() {
-    let (addr, mut reached) = stalled_upstream(None).await;
-    let p = TestProxy::start("127.0.0.1:0 http2", &[]).await;
-    p.push_ok(&config(addr, "http", "", "    request_timeout: 30000\n    backend_request_timeout: 200\n")).await;
-    let started = Instant::now();
-    let got = h1(p.addr(0), get("/slow", "example.com")).await;
-    assert_eq!(got.status, 504, "{}", got.body);
-    assert_took(started, Duration::from_millis(200));
-    reached.try_recv().expect("the upstream was reached");
+    let route = "    request_timeout: 30000\n    backend_request_timeout: 200\n";
+    stalled_http_answers_504(route, Duration::from_millis(200)).await;
 }
 
 #[tokio::test]
