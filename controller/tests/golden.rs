@@ -60,6 +60,7 @@ golden! {
     golden_backend_tls_policy,
     golden_backend_tls_policy_errors,
     golden_bad_objects_do_not_block_good_ones,
+    golden_buffering_annotations,
     golden_class_filtering,
     golden_consumers_credentials,
     golden_consumers_plugins,

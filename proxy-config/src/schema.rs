@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 /// The only format version sluice accepts.
 pub const FORMAT_VERSION: &str = "3.0";
 
+/// The most a route with `request_buffering` or `response_buffering` set to `true` collects of a
+/// body (8 MiB): a larger request body gets 413, a larger response body 502.
+pub const BUFFER_LIMIT: usize = 8 << 20;
+
 /// A whole declarative configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
@@ -375,10 +379,24 @@ pub struct Route {
     pub https_redirect_status_code: u16,
     #[serde(default)]
     pub path_handling: PathHandling,
-    #[serde(default = "default_true")]
-    pub request_buffering: bool,
-    #[serde(default = "default_true")]
-    pub response_buffering: bool,
+    /// `true` collects the whole request body (up to [`BUFFER_LIMIT`]) before the upstream request
+    /// is sent, which then carries a `content-length`; `false` and absent stream it (absent differs
+    /// from Kong's default `true`: gRPC calls are streams). An error on gRPC routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_buffering: Option<bool>,
+    /// `true` collects the whole response body (up to [`BUFFER_LIMIT`]) before the client gets the
+    /// response head; `false` and absent stream it. An error on gRPC routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_buffering: Option<bool>,
+    /// sluice extension (Gateway API HTTPRoute `timeouts.request`), in ms: bounds the whole
+    /// exchange from the request's arrival to the response's last byte (504, or gRPC
+    /// DEADLINE_EXCEEDED). Absent: no bound beyond the service's timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<u64>,
+    /// sluice extension (Gateway API HTTPRoute `timeouts.backendRequest`), in ms: bounds each
+    /// attempt to the upstream, from sending the request to the response's last byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_request_timeout: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

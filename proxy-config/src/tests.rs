@@ -114,6 +114,45 @@ services:
 }
 
 #[test]
+fn route_timeouts_are_bounded_and_grpc_routes_do_not_buffer() {
+    let errs = errors_of(
+        r#"
+_format_version: "3.0"
+services:
+- name: s
+  host: h
+  protocol: grpc
+  routes:
+  - name: g
+    protocols: [grpc]
+    paths: ["/"]
+    request_buffering: true
+    response_buffering: true
+    request_timeout: 0
+    backend_request_timeout: 2147483647
+  - name: h
+    protocols: [http]
+    paths: ["/h"]
+    request_buffering: true
+    response_buffering: true
+    request_timeout: 1
+    backend_request_timeout: 2147483646
+"#,
+    );
+    let fields: Vec<(&str, &str, &str)> = errs
+        .iter()
+        .flat_map(|e| e.errors.iter().map(move |f| (e.entity_type.as_str(), e.entity_name.as_str(), f.field.as_str())))
+        .collect();
+    let expected = [
+        ("route", "g", "request_buffering"),
+        ("route", "g", "response_buffering"),
+        ("route", "g", "request_timeout"),
+        ("route", "g", "backend_request_timeout"),
+    ];
+    assert_eq!(fields, expected, "{errs:?}");
+}
+
+#[test]
 fn mixed_protocol_families_are_rejected() {
     let errs = errors_of("_format_version: '3.0'\nservices:\n- name: s\n  host: h\n  routes:\n  - name: r\n    protocols: [grpc, https]\n    paths: ['/']\n");
     assert_eq!(errs[0].errors[0].field, "protocols");

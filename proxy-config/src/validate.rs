@@ -307,6 +307,17 @@ fn check_route(r: &Route, e: &mut Entity<'_>) {
         if !r.methods.is_empty() {
             e.err("methods", "cannot set 'methods' when 'protocols' is 'grpc' or 'grpcs'");
         }
+        // A gRPC call is a stream: collecting it whole would break streaming calls.
+        for (field, v) in [("request_buffering", r.request_buffering), ("response_buffering", r.response_buffering)] {
+            if v == Some(true) {
+                e.err(field, format!("cannot set '{field}' to true when 'protocols' is 'grpc' or 'grpcs'"));
+            }
+        }
+    }
+    for (field, v) in [("request_timeout", r.request_timeout), ("backend_request_timeout", r.backend_request_timeout)] {
+        if v.is_some_and(|v| v == 0 || v > MAX_TIMEOUT_MS) {
+            e.err(field, format!("value should be between 1 and {MAX_TIMEOUT_MS}"));
+        }
     }
     let tls_capable = r.protocols.iter().any(|p| matches!(p, Protocol::Https | Protocol::Grpcs));
     if !r.snis.is_empty() && !tls_capable {

@@ -44,6 +44,7 @@ use body_filter::UpstreamStream;
 pub(crate) mod access;
 pub(crate) mod balancer;
 pub(crate) mod body_filter;
+pub(crate) mod buffering;
 pub(crate) mod header_filter;
 pub(crate) mod log;
 pub(crate) mod route;
@@ -125,6 +126,10 @@ pub(crate) async fn serve(
                     done.set_client_protocol(ClientProtocol::Json);
                 }
             }
+            // request_buffering: the body collected whole before the upstream request goes.
+            if let (true, Some(request), Ok(())) = (route.request_buffering, upstream.as_mut(), &edited) {
+                edited = Box::pin(buffering::buffer_request(request)).await;
+            }
             match edited {
                 Ok(()) => {
                     let attempts = ctx.plugins.trace_attempts.take();
@@ -137,6 +142,7 @@ pub(crate) async fn serve(
                         &conn,
                         &shared.pool,
                         deadline,
+                        route.backend_request_timeout,
                         attempts.as_deref(),
                         |response, sent| after_balancer(response, sent, route, service, grpc, deadline, ctx),
                     )
@@ -146,6 +152,11 @@ pub(crate) async fn serve(
             }
         }
         Err(err) => Err(err),
+    };
+    // response_buffering: the body collected whole before the client gets the head.
+    let result = match (result, ctx.route.map(|i| &rt.routes[i])) {
+        (Ok(resp), Some(route)) if route.response_buffering => Box::pin(buffering::buffer_response(resp)).await,
+        (result, _) => result,
     };
     match result {
         Ok(resp) => match gateway {
@@ -220,6 +231,11 @@ fn before_balancer<'a>(
     let Some(service) = route.service.map(|i| &rt.services[i]) else { return Err(ProxyError::NoService) };
     // The deadline of a gRPC call starts when the proxy receives it.
     let deadline = if grpc { grpc::parse_timeout(&parts.headers).map(|d| start + d) } else { None };
+    // The route's `request_timeout` (HTTPRoute `timeouts.request`) bounds the call too.
+    let deadline = match route.request_timeout {
+        Some(t) => Some(deadline.map_or(start + t, |d| d.min(start + t))),
+        None => deadline,
+    };
     *upstream = Some(upstream_request::upstream_request(
         parts,
         body,
@@ -245,6 +261,11 @@ fn after_balancer(
     ctx: &mut Ctx,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut head, body) = response.into_parts();
+    // The route's per-attempt timeout also bounds the response body of the attempt that answered.
+    let deadline = match route.backend_request_timeout {
+        Some(t) => Some(deadline.map_or(sent.sent_at + t, |d| d.min(sent.sent_at + t))),
+        None => deadline,
+    };
     header_filter::header_filter(route, &mut head, &mut ctx.plugins);
     body_filter::respond(head, body, sent, route, service, grpc, deadline, ctx)
 }

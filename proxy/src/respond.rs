@@ -47,6 +47,9 @@ pub(crate) enum ProxyError {
     /// An HTTP/1.1 request head over `max_header_list_size` (HTTP/2's is answered by h2).
     #[error("Request header or cookie too large")]
     HeadTooLarge,
+    /// A request body over the route's `request_buffering` limit.
+    #[error("Request body over the route's buffering limit ({limit} bytes)")]
+    BodyTooLarge { limit: usize },
 }
 
 impl ProxyError {
@@ -66,6 +69,7 @@ impl ProxyError {
             ProxyError::BadRequest | ProxyError::InvalidRequest { .. } => 400,
             ProxyError::TransferCodingNotImplemented { .. } => 501,
             ProxyError::HeadTooLarge => 431,
+            ProxyError::BodyTooLarge { .. } => 413,
         }
     }
 
@@ -83,6 +87,7 @@ impl ProxyError {
             ProxyError::BadRequest | ProxyError::HeadTooLarge => Code::Internal,
             ProxyError::InvalidRequest { .. } => Code::InvalidArgument,
             ProxyError::TransferCodingNotImplemented { .. } => Code::Unimplemented,
+            ProxyError::BodyTooLarge { .. } => Code::ResourceExhausted,
         }
     }
 }

@@ -147,6 +147,22 @@ pub fn field(key: &str) -> String {
     format!("metadata.annotations.{key}")
 }
 
+/// Drops `konghq.com/request-buffering` / `response-buffering: "true"` from a gRPC route (the
+/// proxy rejects buffering a gRPC stream), each with a problem naming the annotation.
+pub fn drop_grpc_buffering(object: &ObjectRef, route: &mut proxy_config::Route, problems: &mut Vec<Problem>) {
+    if !route.is_grpc() {
+        return;
+    }
+    for (key, value) in
+        [(REQUEST_BUFFERING, &mut route.request_buffering), (RESPONSE_BUFFERING, &mut route.response_buffering)]
+    {
+        if *value == Some(true) {
+            *value = None;
+            problems.push(Problem::new(object, field(key), "dropped: a gRPC route streams; it cannot be buffered"));
+        }
+    }
+}
+
 /// Whether we read this key at all (hostility is only judged on values we consume: other
 /// annotations, such as `kubectl.kubernetes.io/last-applied-configuration`, are none of our business).
 fn consumed(key: &str) -> bool {

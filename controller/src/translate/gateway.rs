@@ -23,6 +23,7 @@ pub(crate) mod model;
 pub(crate) mod precedence;
 pub(crate) mod refs;
 pub(crate) mod route_settings;
+pub(crate) mod timeouts;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -699,11 +700,15 @@ fn translate_route(
                     priority: None,
                     https_redirect_status_code: ann.https_redirect_status_code.unwrap_or(426),
                     path_handling: ann.path_handling.unwrap_or_default(),
-                    request_buffering: ann.request_buffering.unwrap_or(true),
-                    response_buffering: ann.response_buffering.unwrap_or(true),
+                    request_buffering: ann.request_buffering,
+                    response_buffering: ann.response_buffering,
+                    request_timeout: rule.timeouts.request,
+                    backend_request_timeout: rule.timeouts.backend_request,
                     tags: tags.clone(),
                     plugins: plugins.clone(),
                 };
+                let mut route_entity = route_entity;
+                annotations::drop_grpc_buffering(obj, &mut route_entity, &mut ctx.problems);
                 let key = precedence::Key {
                     host_exact: host_key.0,
                     host_len: host_key.1,

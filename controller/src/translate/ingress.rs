@@ -210,11 +210,14 @@ fn build_route(
         priority: None,
         https_redirect_status_code: redirect.unwrap_or(426),
         path_handling: ann.path_handling.unwrap_or_default(),
-        request_buffering: ann.request_buffering.unwrap_or(true),
-        response_buffering: ann.response_buffering.unwrap_or(true),
+        request_buffering: ann.request_buffering,
+        response_buffering: ann.response_buffering,
+        request_timeout: None,
+        backend_request_timeout: None,
         tags: names::tags(obj, &ann.tags),
         plugins: Vec::new(),
     };
+    annotations::drop_grpc_buffering(obj, &mut route, &mut ctx.problems);
     if route.is_grpc() {
         if ann.strip_path == Some(true) {
             ctx.problem(

@@ -61,6 +61,14 @@ pub struct RouteRt {
     pub preserve_host: bool,
     pub path_handling: PathHandling,
     pub https_redirect_status_code: u16,
+    /// HTTPRoute `timeouts.request`: the whole exchange, from the request's arrival.
+    pub request_timeout: Option<Duration>,
+    /// HTTPRoute `timeouts.backendRequest`: each attempt, from sending to the response's end.
+    pub backend_request_timeout: Option<Duration>,
+    /// `request_buffering: true`: the request body is collected whole before it is sent.
+    pub request_buffering: bool,
+    /// `response_buffering: true`: the response body is collected whole before the head goes out.
+    pub response_buffering: bool,
     /// The plugins that apply to this route, resolved by Kong's precedence, in execution order.
     pub plugins: Arc<PluginChain>,
     /// Per consumer (index into [`LiveConfig::consumers`]) with plugins scoped to it that apply
@@ -517,6 +525,10 @@ pub(crate) fn build(
             preserve_host: r.preserve_host,
             path_handling: r.path_handling,
             https_redirect_status_code: r.https_redirect_status_code,
+            request_timeout: r.request_timeout.map(Duration::from_millis),
+            backend_request_timeout: r.backend_request_timeout.map(Duration::from_millis),
+            request_buffering: r.request_buffering == Some(true),
+            response_buffering: r.response_buffering == Some(true),
             plugins,
             consumer_chains,
             capture_paths,

@@ -49,12 +49,14 @@ pub(crate) struct Sent {
 /// sends it takes it (a retry of a request that never left puts it back), rather than being moved
 /// into this future; the response goes to `then` here, rather than out through this future's
 /// output and into the caller.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn balance_and_send(
     request: &mut Option<Request<RequestBody>>,
     svc: &ServiceRt,
     conn: &ConnInfo,
     pool: &Pool,
     deadline: Option<Instant>,
+    attempt_timeout: Option<Duration>,
     trace: Option<&Attempts>,
     then: impl FnOnce(Response<UpstreamStream>, Sent) -> Result<Response<ProxyBody>, ProxyError>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -68,13 +70,21 @@ pub(crate) async fn balance_and_send(
         if attempt > 0 {
             up.headers_mut().insert(ATTEMPT_COUNT, http::HeaderValue::from(attempt + 1));
         }
-        if let Some(d) = deadline {
+        // This attempt's bound: the call's deadline, and the route's per-attempt timeout.
+        let bound = if deadline.is_some() || attempt_timeout.is_some() {
             let now = Instant::now();
-            if d <= now {
+            if deadline.is_some_and(|d| d <= now) {
                 return Err(ProxyError::DeadlineExceeded);
             }
-            up.headers_mut().insert(grpc::GRPC_TIMEOUT, grpc::format_timeout(d - now));
-        }
+            let bound = attempt_bound(deadline, attempt_timeout, now);
+            // A gRPC upstream learns the time it has left; a plain HTTP one has no such header.
+            if let (Some(b), true) = (bound, grpc::is_grpc_content_type(up.headers().get(http::header::CONTENT_TYPE))) {
+                up.headers_mut().insert(grpc::GRPC_TIMEOUT, grpc::format_timeout(b - now));
+            }
+            bound
+        } else {
+            None
+        };
         let (target_host, port, target_idx, label, guard) = match &svc.balancer {
             Some(b) => {
                 let ctx = PickContext { headers: up.headers(), client_ip };
@@ -90,7 +100,7 @@ pub(crate) async fn balance_and_send(
             t.begin(up.headers_mut(), &target_host, port);
         }
         let label_of = || label.clone().unwrap_or_else(|| Arc::from(format!("{}:{}", svc.host, svc.port)));
-        let connect_budget = match deadline {
+        let connect_budget = match bound {
             Some(d) => svc.connect_timeout.min(d.saturating_duration_since(Instant::now())),
             None => svc.connect_timeout,
         };
@@ -124,7 +134,7 @@ pub(crate) async fn balance_and_send(
             }
         };
         let sent_at = Instant::now();
-        let wait = match deadline {
+        let wait = match bound {
             Some(d) => svc.read_timeout.min(d.saturating_duration_since(sent_at)),
             None => svc.read_timeout,
         };
@@ -204,6 +214,14 @@ pub(crate) async fn balance_and_send(
         }
         let head_at = Instant::now();
         return then(resp, Sent { label, guard, sent_at, head_at });
+    }
+}
+
+/// The sooner of the call's deadline and `now` + the route's per-attempt timeout.
+fn attempt_bound(deadline: Option<Instant>, attempt_timeout: Option<Duration>, now: Instant) -> Option<Instant> {
+    match (deadline, attempt_timeout) {
+        (Some(d), Some(t)) => Some(d.min(now + t)),
+        (d, t) => d.or(t.map(|t| now + t)),
     }
 }
 

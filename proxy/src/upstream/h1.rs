@@ -23,7 +23,7 @@ use std::future::{poll_fn, Future};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -87,11 +87,14 @@ pub struct H1Conn {
     pub(crate) reused: bool,
     /// The response timer: made once per connection and re-armed lazily, see [`poll_deadline`].
     timer: Option<Pin<Box<Sleep>>>,
+    /// The service's `write_timeout`: the longest the upstream may leave the request unread
+    /// (its socket taking no byte) before the response head; set per request by the pool.
+    pub(crate) write_timeout: Option<Duration>,
 }
 
 impl H1Conn {
     pub fn new(io: Box<dyn Io>) -> Self {
-        H1Conn { io, buf: BytesMut::new(), idle_since: Instant::now(), reused: false, timer: None }
+        H1Conn { io, buf: BytesMut::new(), idle_since: Instant::now(), reused: false, timer: None, write_timeout: None }
     }
 
     /// Whether an idle connection can take a request: nothing arrived since its last response (no
@@ -111,7 +114,8 @@ impl H1Conn {
     /// it is safe to retry on another connection: nothing of its body was taken, the connection
     /// had served requests before (an upstream's keep-alive close racing this request), and the
     /// request was not written or is idempotent. [`TimedOut`] when the response head has not
-    /// arrived by `deadline` (the connection is dropped: its exchange is unfinished).
+    /// arrived by `deadline`, or the upstream took no request byte for `write_timeout` (the
+    /// connection is dropped: its exchange is unfinished).
     pub async fn send(
         mut self,
         req: Request<RequestBody>,
@@ -125,7 +129,11 @@ impl H1Conn {
             if let Poll::Ready(head) = exchange(&mut self, &mut writer, &mut parts, &mut received, cx) {
                 return Poll::Ready(Ok(head));
             }
-            ready!(poll_deadline(&mut self.timer, deadline, cx));
+            let wake = match (writer.blocked_since, self.write_timeout) {
+                (Some(since), Some(limit)) => deadline.min(since + limit),
+                _ => deadline,
+            };
+            ready!(poll_deadline(&mut self.timer, wake, cx));
             Poll::Ready(Err(TimedOut))
         })
         .await?;
@@ -323,6 +331,8 @@ struct RequestWriter {
     trailers: Option<Box<HeaderMap>>,
     /// A write that failed while the response was awaited.
     failed: Option<H1Error>,
+    /// Since when the connection has taken no byte of a pending write (`write_timeout`).
+    blocked_since: Option<tokio::time::Instant>,
 }
 
 impl RequestWriter {
@@ -372,6 +382,7 @@ impl RequestWriter {
             coalesce: !empty,
             trailers: None,
             failed: None,
+            blocked_since: None,
         }
     }
 
@@ -387,11 +398,21 @@ impl RequestWriter {
             let queued = self.out.len();
             let written = poll_write_all(io, cx, &mut self.out);
             self.head_written |= self.out.len() < queued;
+            if written.is_pending() {
+                self.note_blocked(self.out.len() < queued);
+            }
             ready!(written)?;
             if let Some(big) = self.big.as_mut() {
-                ready!(poll_write_all(io, cx, big))?;
+                let left = big.len();
+                let written = poll_write_all(io, cx, big);
+                if written.is_pending() {
+                    let progressed = big.len() < left;
+                    self.note_blocked(progressed);
+                }
+                ready!(written)?;
                 self.big = None;
             }
+            self.blocked_since = None;
             if self.body_ended {
                 ready!(Pin::new(&mut *io).poll_flush(cx))?;
                 self.done = true;
@@ -405,6 +426,14 @@ impl RequestWriter {
                     return Poll::Pending;
                 }
             }
+        }
+    }
+
+    /// The connection took no more (`progressed`: after taking some): the stall clock starts now
+    /// unless it already runs.
+    fn note_blocked(&mut self, progressed: bool) {
+        if progressed || self.blocked_since.is_none() {
+            self.blocked_since = Some(tokio::time::Instant::now());
         }
     }
 

@@ -62,7 +62,8 @@ pub struct Transport {
     pub h2: bool,
     /// TLS client config and the SNI to send; `None` for cleartext.
     pub tls: Option<(Arc<rustls::ClientConfig>, Arc<str>)>,
-    /// The service's `write_timeout` (HTTP/2: see [`H2Sender::write_timeout`]).
+    /// The service's `write_timeout` (HTTP/2: see [`H2Sender::write_timeout`]; HTTP/1.1: see
+    /// [`H1Conn::write_timeout`]).
     pub write_timeout: Duration,
 }
 
@@ -259,12 +260,14 @@ impl Pool {
                     while let Some(mut conn) = list.pop() {
                         if h1_usable(&mut conn, now) {
                             conn.reused = true;
+                            conn.write_timeout = Some(transport.write_timeout);
                             return Ok(Sender::H1(conn, H1PoolReturn { idle: self.h1.clone(), key }));
                         }
                     }
                 }
             }
-            let conn = Box::pin(self.dial_h1(host, port, transport, connect_timeout)).await?;
+            let mut conn = Box::pin(self.dial_h1(host, port, transport, connect_timeout)).await?;
+            conn.write_timeout = Some(transport.write_timeout);
             Ok(Sender::H1(conn, H1PoolReturn { idle: self.h1.clone(), key }))
         }
     }

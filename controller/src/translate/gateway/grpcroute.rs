@@ -56,7 +56,7 @@ fn rule(namespace: &str, index: usize, r: &GrpcRouteRules) -> RuleView {
         }
     }
     let backends = rule_backends!(namespace, base, r, filters);
-    RuleView { index, name: r.name.clone(), matches, filters, backends, dropped }
+    RuleView { index, name: r.name.clone(), matches, filters, backends, timeouts: Default::default(), dropped }
 }
 
 fn match_all(index: usize) -> MatchView {

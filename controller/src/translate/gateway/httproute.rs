@@ -57,13 +57,9 @@ fn rule(namespace: &str, index: usize, r: &HttpRouteRules) -> RuleView {
             ref other => filters.ignored.push((field, format!("filter {other:?} is not supported by sluice; ignored"))),
         }
     }
-    if r.timeouts.as_ref().is_some_and(|t| t.request.is_some() || t.backend_request.is_some()) {
-        // The proxy has no per-route total or per-attempt deadline for HTTP yet: said, not ignored.
-        let message = "timeouts (request, backendRequest) are not supported by sluice yet; ignored (the Service's konghq.com/read-timeout and connect-timeout apply)";
-        filters.ignored.push((format!("{base}.timeouts"), message.to_string()));
-    }
+    let timeouts = super::timeouts::rule_timeouts(&base, r.timeouts.as_ref(), &mut filters.ignored);
     let backends = rule_backends!(namespace, base, r, filters);
-    RuleView { index, name: r.name.clone(), matches, filters, backends, dropped }
+    RuleView { index, name: r.name.clone(), matches, filters, backends, timeouts, dropped }
 }
 
 /// Escapes regex metacharacters of a literal path.

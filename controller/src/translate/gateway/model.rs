@@ -234,6 +234,8 @@ pub(crate) struct RuleView {
     pub matches: Vec<MatchView>,
     pub filters: Filters,
     pub backends: Vec<BackendRef>,
+    /// HTTPRoute `timeouts` (GRPCRoute has none).
+    pub timeouts: super::timeouts::RuleTimeouts,
     /// `(field, message)` when the rule cannot be implemented at all.
     pub dropped: Option<(String, String)>,
 }
