@@ -137,6 +137,7 @@ golden! {
     golden_snis_annotation,
     golden_tls,
     golden_tls_invalid_secret,
+    golden_tls_verify_ca_configmaps,
     golden_tls_verify_ca_secrets,
     golden_unsupported_annotations,
     golden_watch_namespace,

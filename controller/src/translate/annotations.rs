@@ -43,6 +43,10 @@ pub const TLS_VERIFY_DEPTH: &str = "konghq.com/tls-verify-depth";
 pub const CA_CERTIFICATES_SECRET: &str = "konghq.com/ca-certificates-secret";
 /// The plural spelling sluice read first: still honoured, with a deprecation problem.
 pub const CA_CERTIFICATES_SECRETS: &str = "konghq.com/ca-certificates-secrets";
+/// KIC's name for the CA ConfigMaps (key `ca.crt`) an upstream is verified against.
+pub const CA_CERTIFICATES_CONFIGMAP: &str = "konghq.com/ca-certificates-configmap";
+/// The plural spelling: honoured, with a deprecation problem, like [`CA_CERTIFICATES_SECRETS`].
+pub const CA_CERTIFICATES_CONFIGMAPS: &str = "konghq.com/ca-certificates-configmaps";
 /// A TLS Secret (in the Service's namespace) whose certificate is presented to the upstream.
 pub const CLIENT_CERT: &str = "konghq.com/client-cert";
 pub const TAGS: &str = "konghq.com/tags";
@@ -58,8 +62,6 @@ pub const MAX_VALUE_LEN: usize = 1024;
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("konghq.com/override", "KongIngress is deprecated in KIC and not supported by sluice"),
     ("konghq.com/rewrite", "URI rewriting is not supported by sluice"),
-    ("konghq.com/ca-certificates-configmap", "CA ConfigMaps are not supported; use konghq.com/ca-certificates-secret"),
-    ("konghq.com/ca-certificates-configmaps", "CA ConfigMaps are not supported; use konghq.com/ca-certificates-secret"),
     ("konghq.com/ca-certificates", "KongCACertificate is not supported; use konghq.com/ca-certificates-secret"),
 ];
 
@@ -93,6 +95,8 @@ const SERVICE_KEYS: &[&str] = &[
     TLS_VERIFY_DEPTH,
     CA_CERTIFICATES_SECRET,
     CA_CERTIFICATES_SECRETS,
+    CA_CERTIFICATES_CONFIGMAP,
+    CA_CERTIFICATES_CONFIGMAPS,
     CLIENT_CERT,
     crate::policy::ANNOTATION,
     TAGS,
@@ -134,6 +138,8 @@ pub struct ServiceAnnotations {
     pub tls_verify: Option<bool>,
     pub tls_verify_depth: Option<u32>,
     pub ca_certificates_secrets: Vec<String>,
+    /// `konghq.com/ca-certificates-configmap`: ConfigMaps whose `ca.crt` is a CA bundle.
+    pub ca_certificates_config_maps: Vec<String>,
     /// `konghq.com/client-cert`: the TLS Secret presented to the upstream.
     pub client_cert: Option<String>,
     pub service_upstream: bool,
@@ -440,32 +446,8 @@ pub fn service_annotations(
     a.retries = r.int(RETRIES, 0, 32_767);
     a.tls_verify = r.bool(TLS_VERIFY);
     a.tls_verify_depth = r.int(TLS_VERIFY_DEPTH, 0, 64);
-    let ca_key = match (r.get(CA_CERTIFICATES_SECRET).is_some(), r.get(CA_CERTIFICATES_SECRETS).is_some()) {
-        (true, true) => {
-            r.invalid(CA_CERTIFICATES_SECRETS, format!("ignored: {CA_CERTIFICATES_SECRET} is set and wins"));
-            Some(CA_CERTIFICATES_SECRET)
-        }
-        (true, false) => Some(CA_CERTIFICATES_SECRET),
-        (false, true) => {
-            r.deprecated(
-                CA_CERTIFICATES_SECRETS,
-                format!("deprecated spelling, still honoured: use {CA_CERTIFICATES_SECRET}"),
-            );
-            Some(CA_CERTIFICATES_SECRETS)
-        }
-        (false, false) => None,
-    };
-    if let Some(key) = ca_key {
-        let v = r.get(key).unwrap_or_default();
-        let list: Vec<String> = split_list(v, ",").map(str::to_string).collect();
-        match list.iter().find(|n| !is_dns_subdomain(n)) {
-            Some(bad) => {
-                let msg = format!("invalid Secret name '{bad}'");
-                r.invalid(key, msg);
-            }
-            None => a.ca_certificates_secrets = list,
-        }
-    }
+    a.ca_certificates_secrets = ca_list(&mut r, CA_CERTIFICATES_SECRET, CA_CERTIFICATES_SECRETS, "Secret");
+    a.ca_certificates_config_maps = ca_list(&mut r, CA_CERTIFICATES_CONFIGMAP, CA_CERTIFICATES_CONFIGMAPS, "ConfigMap");
     if let Some(v) = r.get(CLIENT_CERT) {
         let v = v.trim().to_string();
         if is_dns_subdomain(&v) {
@@ -479,6 +461,32 @@ pub fn service_annotations(
     a.plugins = r.get(PLUGINS).map(PluginName::parse_list).unwrap_or_default();
     r.foreign_keys(SERVICE_KEYS, ROUTE_KEYS, "Ingress", false);
     a
+}
+
+/// The object names of a CA list annotation: KIC's `key`, else the `plural` spelling (honoured with a
+/// deprecation problem); with both, `key` wins and `plural` is reported. A bad name drops the list.
+fn ca_list(r: &mut Reader<'_>, key: &'static str, plural: &'static str, kind: &str) -> Vec<String> {
+    let key = match (r.get(key).is_some(), r.get(plural).is_some()) {
+        (true, true) => {
+            r.invalid(plural, format!("ignored: {key} is set and wins"));
+            key
+        }
+        (true, false) => key,
+        (false, true) => {
+            r.deprecated(plural, format!("deprecated spelling, still honoured: use {key}"));
+            plural
+        }
+        (false, false) => return Vec::new(),
+    };
+    let list: Vec<String> = split_list(r.get(key).unwrap_or_default(), ",").map(str::to_string).collect();
+    match list.iter().find(|n| !is_dns_subdomain(n)) {
+        Some(bad) => {
+            let msg = format!("invalid {kind} name '{bad}'");
+            r.invalid(key, msg);
+            Vec::new()
+        }
+        None => list,
+    }
 }
 
 fn is_token_byte(b: u8) -> bool {

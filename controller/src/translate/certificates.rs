@@ -8,11 +8,13 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
 use proxy_config::patterns::valid_host_pattern;
 use proxy_config::{CaCertificate, Certificate, Sni};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::annotations::{field, ServiceAnnotations, CA_CERTIFICATES_CONFIGMAP, CA_CERTIFICATES_SECRET};
 use super::{names, Context, ObjectRef};
 
 type Key = (String, String);
@@ -184,7 +186,7 @@ pub(crate) fn ca_certificate(
     name: &str,
     referrer: &ObjectRef,
 ) -> Option<String> {
-    let field = super::annotations::field(super::annotations::CA_CERTIFICATES_SECRET);
+    let field = field(CA_CERTIFICATES_SECRET);
     let Some(secret) = ctx.secrets_by_name.get(&(namespace.to_string(), name.to_string())).copied() else {
         ctx.problem(referrer, field, format!("CA Secret {namespace}/{name} not found; left out"));
         return None;
@@ -208,6 +210,78 @@ pub(crate) fn ca_certificate(
         }
         None => {
             ctx.problem(referrer, field, format!("CA Secret {namespace}/{name} has no ca.crt; left out"));
+            None
+        }
+    }
+}
+
+/// The ids of the CA certificates a verifying TLS upstream is checked against: the Secrets named by
+/// `konghq.com/ca-certificates-secret` and the ConfigMaps named by
+/// `konghq.com/ca-certificates-configmap`, in `namespace`. Unusable ones are left out with a problem
+/// on `referrer`, and so are both lists when the service is not TLS with `konghq.com/tls-verify`.
+pub(crate) fn upstream_ca_ids(
+    ctx: &mut Context<'_>,
+    namespace: &str,
+    ann: &ServiceAnnotations,
+    referrer: &ObjectRef,
+    tls: bool,
+) -> Vec<String> {
+    if ann.ca_certificates_secrets.is_empty() && ann.ca_certificates_config_maps.is_empty() {
+        return Vec::new();
+    }
+    if !tls || ann.tls_verify != Some(true) {
+        let key =
+            if ann.ca_certificates_secrets.is_empty() { CA_CERTIFICATES_CONFIGMAP } else { CA_CERTIFICATES_SECRET };
+        let message = "ignored: CA certificates need konghq.com/tls-verify: \"true\" and protocol https or grpcs";
+        ctx.problem(referrer, field(key), message);
+        return Vec::new();
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for secret in &ann.ca_certificates_secrets {
+        ids.extend(ca_certificate(ctx, namespace, secret, referrer));
+    }
+    for config_map in &ann.ca_certificates_config_maps {
+        ids.extend(ca_certificate_from_config_map(ctx, namespace, config_map, referrer));
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The id of the CA bundle in ConfigMap `namespace/name` (key `ca.crt`), adding it to the config;
+/// `None` with a problem on `referrer` when unusable. The id is the one a BackendTLSPolicy naming
+/// the same ConfigMap gives it (one entity).
+fn ca_certificate_from_config_map(
+    ctx: &mut Context<'_>,
+    namespace: &str,
+    name: &str,
+    referrer: &ObjectRef,
+) -> Option<String> {
+    let field = field(CA_CERTIFICATES_CONFIGMAP);
+    let snapshot = ctx.snapshot;
+    let found =
+        snapshot.config_maps.iter().find(|c| c.namespace().as_deref() == Some(namespace) && c.name_any() == name);
+    let Some(config_map) = found else {
+        ctx.problem(referrer, field, format!("CA ConfigMap {namespace}/{name} not found; left out"));
+        return None;
+    };
+    let id = names::uuid("ca_certificate", &format!("configmap/{namespace}/{name}"));
+    if ctx.ca_certificates.contains_key(&id) {
+        return Some(id);
+    }
+    let Some(pem) = config_map.data.as_ref().and_then(|d| d.get("ca.crt")) else {
+        ctx.problem(referrer, field, format!("CA ConfigMap {namespace}/{name} has no ca.crt; left out"));
+        return None;
+    };
+    match check_certs(pem.as_bytes()) {
+        Ok(cert) => {
+            let tags = names::tags(&ObjectRef::of(config_map.as_ref()), &[]);
+            ctx.ca_certificates.insert(id.clone(), CaCertificate { id: id.clone(), cert, cert_digest: None, tags });
+            Some(id)
+        }
+        Err(e) => {
+            ctx.problem(&ObjectRef::of(config_map.as_ref()), "data.ca.crt", format!("{e}; CA certificate left out"));
+            ctx.problem(referrer, field, format!("CA ConfigMap {namespace}/{name} is invalid; left out"));
             None
         }
     }

@@ -603,23 +603,12 @@ fn translate_route(
             }
             _ => None,
         };
-        let mut ca_ids = Vec::new();
-        if let (false, Some(svc_ref)) = (ann_service.ca_certificates_secrets.is_empty(), &rb.first_service) {
-            if protocol.is_tls() && ann_service.tls_verify == Some(true) {
-                for secret in &ann_service.ca_certificates_secrets {
-                    if let Some(id) = super::certificates::ca_certificate(ctx, &svc_ref.namespace, secret, svc_ref) {
-                        ca_ids.push(id);
-                    }
-                }
-                ca_ids.sort();
-                ca_ids.dedup();
-            } else {
-                let field = annotations::field(annotations::CA_CERTIFICATES_SECRET);
-                let message =
-                    "ignored: CA certificates need konghq.com/tls-verify: \"true\" and protocol https or grpcs";
-                ctx.problem(svc_ref, field, message);
+        let mut ca_ids = match &rb.first_service {
+            Some(svc_ref) => {
+                super::certificates::upstream_ca_ids(ctx, &svc_ref.namespace, &ann_service, svc_ref, protocol.is_tls())
             }
-        }
+            None => Vec::new(),
+        };
         let mut tls_verify = ann_service.tls_verify;
         let mut protocol = protocol;
         let field = format!("spec.rules[{}].backendRefs", rule.index);

@@ -161,7 +161,7 @@ pub(crate) struct Context<'a> {
     pub services_by_name: HashMap<Key, &'a Service>,
     pub slices_by_service: HashMap<Key, Vec<&'a EndpointSlice>>,
     pub secrets_by_name: HashMap<Key, &'a Secret>,
-    /// The ConfigMaps labelled `konghq.com/configmap: "true"` (the only ones the watch sees).
+    /// The ConfigMaps labelled `konghq.com/configmap: "true"` (the only ones plugins may read).
     pub config_maps_by_name: HashMap<Key, &'a ConfigMap>,
     /// Parsed Service annotations; `None` = the Service is left out (hostile annotation).
     pub service_annotations: HashMap<Key, Option<annotations::ServiceAnnotations>>,

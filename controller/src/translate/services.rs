@@ -140,24 +140,7 @@ impl<'a> Context<'a> {
             );
             annotated_path = None;
         }
-        let mut ca_ids = Vec::new();
-        if !ann.ca_certificates_secrets.is_empty() {
-            if protocol.is_tls() && ann.tls_verify == Some(true) {
-                for secret in &ann.ca_certificates_secrets {
-                    if let Some(id) = certificates::ca_certificate(self, namespace, secret, svc_ref) {
-                        ca_ids.push(id);
-                    }
-                }
-                ca_ids.sort();
-                ca_ids.dedup();
-            } else {
-                self.problem(
-                    svc_ref,
-                    annotations::field(annotations::CA_CERTIFICATES_SECRET),
-                    "ignored: CA certificates need konghq.com/tls-verify: \"true\" and protocol https or grpcs",
-                );
-            }
-        }
+        let ca_ids = certificates::upstream_ca_ids(self, namespace, &ann, svc_ref, protocol.is_tls());
         let client_certificate = match ann.client_cert.as_deref() {
             Some(secret) if protocol.is_tls() => certificates::client_certificate(self, namespace, secret, svc_ref),
             Some(_) => {
