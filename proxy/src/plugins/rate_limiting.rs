@@ -21,7 +21,7 @@
 //!   left; none with `hide_client_headers`.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proxy_config::plugins::rate_limiting::WINDOWS;
@@ -230,20 +230,40 @@ impl Verdict {
         let Some(l) = &self.limits else { return };
         for (i, (&(period, _), value)) in l.limits.iter().zip(&l.limit_values).enumerate() {
             headers.insert(LIMIT_HEADERS[period].clone(), value.clone());
-            headers.insert(REMAINING_HEADERS[period].clone(), HeaderValue::from(self.remaining[i]));
+            headers.insert(REMAINING_HEADERS[period].clone(), remaining(self.remaining[i]));
         }
         if let Some((i, reset)) = self.tightest {
             headers.insert(RATELIMIT_LIMIT, l.limit_values[i].clone());
-            headers.insert(RATELIMIT_REMAINING, HeaderValue::from(self.remaining[i]));
-            headers.insert(RATELIMIT_RESET, HeaderValue::from(reset));
+            headers.insert(RATELIMIT_REMAINING, remaining(self.remaining[i]));
+            headers.insert(RATELIMIT_RESET, number(reset));
             if self.refused {
-                headers.insert(RETRY_AFTER, HeaderValue::from(reset));
+                headers.insert(RETRY_AFTER, number(reset));
             }
         }
     }
 }
 
-const LIMIT_HEADERS: [HeaderName; 6] = [
+/// A count of requests left: it changes on every request, so HTTP/2 sends it as a
+/// never-indexed literal instead of inserting it into the HPACK table, where it would only evict
+/// useful entries (and cost the table's search and eviction on every response).
+fn remaining(n: u64) -> HeaderValue {
+    let mut v = number(n);
+    v.set_sensitive(true);
+    v
+}
+
+/// `n` as a header value; those up to a minute's seconds are made once (a reset, a small
+/// remaining count), not on every response.
+fn number(n: u64) -> HeaderValue {
+    static SMALL: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| (0..=60u64).map(HeaderValue::from).collect());
+    match usize::try_from(n).ok().and_then(|i| SMALL.get(i)) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(n),
+    }
+}
+
+/// `static`, not `const`: a `const` array is built, and dropped, wherever it is indexed.
+static LIMIT_HEADERS: [HeaderName; 6] = [
     HeaderName::from_static("x-ratelimit-limit-second"),
     HeaderName::from_static("x-ratelimit-limit-minute"),
     HeaderName::from_static("x-ratelimit-limit-hour"),
@@ -251,7 +271,7 @@ const LIMIT_HEADERS: [HeaderName; 6] = [
     HeaderName::from_static("x-ratelimit-limit-month"),
     HeaderName::from_static("x-ratelimit-limit-year"),
 ];
-const REMAINING_HEADERS: [HeaderName; 6] = [
+static REMAINING_HEADERS: [HeaderName; 6] = [
     HeaderName::from_static("x-ratelimit-remaining-second"),
     HeaderName::from_static("x-ratelimit-remaining-minute"),
     HeaderName::from_static("x-ratelimit-remaining-hour"),
@@ -402,6 +422,9 @@ mod tests {
         assert_eq!(h["x-ratelimit-limit-second"], "5");
         assert_eq!(h["x-ratelimit-remaining-second"], "3");
         assert_eq!(h["x-ratelimit-remaining-minute"], "1");
+        // Counts left change on every request: never indexed in HPACK; the limits are.
+        assert!(h["x-ratelimit-remaining-minute"].is_sensitive() && h["ratelimit-remaining"].is_sensitive());
+        assert!(!h["x-ratelimit-limit-minute"].is_sensitive() && !h["ratelimit-reset"].is_sensitive());
         assert_eq!(
             (&h["ratelimit-limit"], &h["ratelimit-remaining"], &h["ratelimit-reset"]),
             (
