@@ -64,7 +64,10 @@ pub(crate) struct JwtKey {
 
 impl std::fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKey").field("key", &self.credential.id).field("algorithm", &self.algorithm).finish_non_exhaustive()
+        f.debug_struct("JwtKey")
+            .field("key", &self.credential.id)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
     }
 }
 
