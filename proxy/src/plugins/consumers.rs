@@ -53,8 +53,8 @@ pub struct ConsumerRt {
 
 /// A JWT secret: what verifies a token whose key claim names it.
 pub(crate) struct JwtKey {
-    pub consumer: usize,
-    pub key: Arc<str>,
+    /// The consumer and the key (the credential's id).
+    pub credential: Credential,
     pub algorithm: Algorithm,
     /// The HS* secret as configured, or the RS*/ES* public key.
     pub verifier: DecodingKey,
@@ -64,7 +64,10 @@ pub(crate) struct JwtKey {
 
 impl std::fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKey").field("key", &self.key).field("algorithm", &self.algorithm).finish_non_exhaustive()
+        f.debug_struct("JwtKey")
+            .field("key", &self.credential.id)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,6 +76,14 @@ impl std::fmt::Debug for JwtKey {
 pub(crate) struct Credential {
     pub consumer: usize,
     pub id: Arc<str>,
+    /// `id` as the header value, made once per config (none when it cannot be one).
+    header: Option<HeaderValue>,
+}
+
+impl Credential {
+    pub(crate) fn new(consumer: usize, id: Arc<str>) -> Credential {
+        Credential { header: header_value(&id), consumer, id }
+    }
 }
 
 /// Every consumer of a config and its credentials.
@@ -133,10 +144,10 @@ impl Consumers {
             let joined = groups.iter().map(|g| &**g).collect::<Vec<_>>().join(", ");
             for (i, k) in c.keyauth_credentials.iter().enumerate() {
                 let cred_id = k.id.clone().unwrap_or_else(|| format!("{id}/keyauth_credentials/{}", i + 1));
-                out.keys.insert(k.key.as_str().into(), Credential { consumer: index, id: cred_id.into() });
+                out.keys.insert(k.key.as_str().into(), Credential::new(index, cred_id.into()));
             }
             for b in &c.basicauth_credentials {
-                let cred = Credential { consumer: index, id: b.username.as_str().into() };
+                let cred = Credential::new(index, b.username.as_str().into());
                 out.basic.insert(b.username.as_str().into(), (cred, sha256(b.password.as_bytes())));
             }
             for (i, j) in c.jwt_secrets.iter().enumerate() {
@@ -168,8 +179,8 @@ impl Consumers {
                 };
                 let verifier_base64 =
                     j.is_hmac().then(|| base64_lenient(secret)).flatten().map(|s| DecodingKey::from_secret(&s));
-                let key =
-                    JwtKey { consumer: index, key: j.key.as_str().into(), algorithm: alg, verifier, verifier_base64 };
+                let credential = Credential::new(index, j.key.as_str().into());
+                let key = JwtKey { credential, algorithm: alg, verifier, verifier_base64 };
                 out.jwt.insert(j.key.as_str().into(), key);
             }
             if !fields.is_empty() {
@@ -243,7 +254,7 @@ impl Consumers {
         let consumers = req.consumers;
         match authenticate(req) {
             Ok(cred) => {
-                consumers.set_consumer(cred.consumer, Some(cred.id), &mut req.parts.headers, req.state);
+                consumers.set_consumer(cred.consumer, Some(cred), &mut req.parts.headers, req.state);
                 Ok(())
             }
             Err(refusal) => match anonymous.and_then(|a| consumers.by_reference(a)) {
@@ -263,7 +274,7 @@ impl Consumers {
     pub(crate) fn set_consumer(
         &self,
         index: usize,
-        credential: Option<Arc<str>>,
+        credential: Option<Credential>,
         headers: &mut HeaderMap,
         state: &mut super::RequestState,
     ) {
@@ -271,10 +282,14 @@ impl Consumers {
         headers.insert(X_CONSUMER_ID, c.id_header.clone());
         set_or_remove(headers, X_CONSUMER_CUSTOM_ID, c.custom_id.clone());
         set_or_remove(headers, X_CONSUMER_USERNAME, c.username.clone());
-        set_or_remove(headers, X_CREDENTIAL_IDENTIFIER, credential.as_deref().and_then(header_value));
-        let anonymous = credential.is_none();
+        let (credential_id, credential_header) = match credential {
+            Some(Credential { id, header, .. }) => (Some(id), header),
+            None => (None, None),
+        };
+        let anonymous = credential_id.is_none();
+        set_or_remove(headers, X_CREDENTIAL_IDENTIFIER, credential_header);
         set_or_remove(headers, X_ANONYMOUS_CONSUMER, anonymous.then(|| HeaderValue::from_static("true")));
-        state.authenticated = Some(Authenticated { consumer_id: c.id.clone(), credential_id: credential });
+        state.authenticated = Some(Authenticated { consumer_id: c.id.clone(), credential_id });
         let chain = state.consumer.take().filter(|i| i.index == index).and_then(|i| i.chain);
         state.consumer = Some(Box::new(Identified { index, anonymous, chain }));
     }

@@ -145,7 +145,7 @@ impl Jwt {
             r.body = Some(("application/json; charset=utf-8".to_string(), body));
             return Err(r);
         }
-        Ok(Credential { consumer: secret.consumer, id: secret.key.clone() })
+        Ok(secret.credential.clone())
     }
 
     /// Kong's `verify_registered_claims` and `check_maximum_expiration`: the first failure as

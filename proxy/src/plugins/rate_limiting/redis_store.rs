@@ -149,11 +149,16 @@ impl RedisStore {
 
     /// Kong's check for one request in Redis: each counter's usage before it, and the index of
     /// one at its limit (then nothing was counted).
-    pub(crate) async fn check(&self, counters: &[Counter], now: u64) -> Result<(Vec<u64>, Option<usize>), RedisError> {
+    pub(crate) async fn check(
+        &self,
+        counters: &[Counter],
+        keys: &[String],
+        now: u64,
+    ) -> Result<(Vec<u64>, Option<usize>), RedisError> {
         let mut conn = self.manager()?;
         let mut call = SCRIPT.prepare_invoke();
-        for c in counters {
-            call.key(&c.key);
+        for k in keys {
+            call.key(k);
         }
         for c in counters {
             call.arg(c.limit);
