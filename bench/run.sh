@@ -63,9 +63,9 @@ OURS_PORT=${OURS_PORT:-18085}; OURS_TLS_PORT=${OURS_TLS_PORT:-}
 SLUICE_PORT=18085; SLUICE_TLS_PORT=18446
 export BACKEND_ADDR OURS_PORT OURS_TLS_PORT OURS_TMP=$HERE/.run
 # Every gRPC call carries this API key (metadata `apikey`); only the *-auth targets check it.
-# AUTH_PLUGINS: the plugins of sluice-auth on the gRPC route (add rate-limiting once it is built).
+# AUTH_PLUGINS: the plugins of sluice-auth on the gRPC route (envoy-auth: RBAC key check + local_ratelimit).
 export BENCH_APIKEY=${BENCH_APIKEY:-bench-key-0123456789}
-AUTH_PLUGINS=${AUTH_PLUGINS:-key-auth}
+AUTH_PLUGINS=${AUTH_PLUGINS:-key-auth,rate-limiting}
 
 if [ "$PIN" = 1 ]; then PROXY_CPU=(taskset -c 1); SIDE_CPU=(taskset -c 0)
 else PROXY_CPU=(); SIDE_CPU=(); fi
