@@ -140,7 +140,7 @@ impl<'a> Context<'a> {
             );
             annotated_path = None;
         }
-        let ca_ids = certificates::upstream_ca_ids(self, namespace, &ann, svc_ref, protocol.is_tls());
+        let ca_ids = certificates::upstream_ca_ids(self, namespace, ann, svc_ref, protocol.is_tls());
         let client_certificate = match ann.client_cert.as_deref() {
             Some(secret) if protocol.is_tls() => certificates::client_certificate(self, namespace, secret, svc_ref),
             Some(_) => {
