@@ -437,8 +437,12 @@ where
         loop {
             tracing::trace!("poll");
             // sluice (SLUICE.md): a buffer freed while idle is made again before reading.
+            // Made with `with_capacity`, not `reserve` on an empty one: `BytesMut` remembers the
+            // capacity it was made with and allocates that much again once the frames split off
+            // it are still held; made empty, each later read gets a buffer of exactly one frame
+            // (two reads per frame).
             if self.inner.read_buffer().capacity() == 0 {
-                self.inner.read_buffer_mut().reserve(READ_BUFFER_CAPACITY);
+                *self.inner.read_buffer_mut() = BytesMut::with_capacity(READ_BUFFER_CAPACITY);
             }
             let bytes = match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
                 Some(Ok(bytes)) => bytes,

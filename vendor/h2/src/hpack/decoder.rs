@@ -338,7 +338,8 @@ impl Decoder {
         let offset = (buf.position() - old_pos) as usize;
         if huff {
             if self.buffer.capacity() == 0 {
-                self.buffer.reserve(HUFFMAN_BUFFER_CAPACITY);
+                // `with_capacity`: see the read buffer in codec/framed_read.rs.
+                self.buffer = BytesMut::with_capacity(HUFFMAN_BUFFER_CAPACITY);
             }
             let ret = {
                 let raw = &buf.chunk()[..len];
